@@ -1,0 +1,154 @@
+package broker
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Produce: v3-13
+//
+// Behavior:
+// * Exactly one record batch (magic 2) per partition. Length, CRC32C,
+//   attributes, record count and max.message.bytes are checked; records are
+//   never decompressed or recompressed: every codec is stored as sent.
+// * Idempotent producers: a duplicate of one of a producer's last 5 batches
+//   is answered with its original offset (after that batch is durable); a
+//   sequence gap gets OUT_OF_ORDER_SEQUENCE_NUMBER; an older epoch gets
+//   INVALID_PRODUCER_EPOCH.
+// * acks=1 and acks=all answer after the batch is fsynced (standalone: the
+//   leader is the whole ISR). acks=0 gets no response.
+// * When the WAL queue is full the request waits (the connection stops being
+//   read) and ThrottleMillis reports the wait; only a request that cannot be
+//   enqueued within its timeout gets REQUEST_TIMED_OUT.
+// * Unknown topics get UNKNOWN_TOPIC_OR_PARTITION: topics are auto-created
+//   by Metadata requests, as in Kafka.
+//
+// Deviations:
+// * Transactional batches get INVALID_TXN_STATE (transactions are not
+//   supported yet).
+// * v13 topics are resolved by ID.
+
+const defaultProduceTimeout = 30 * time.Second
+
+func handleProduce(c *conn, req *request) reply {
+	r := req.Request.(*kmsg.ProduceRequest)
+	b := c.b
+	resp := r.ResponseKind().(*kmsg.ProduceResponse)
+
+	if r.Acks != 0 && r.Acks != 1 && r.Acks != -1 {
+		for _, rt := range r.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.InvalidRequiredAcks.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return now(resp)
+	}
+
+	timeout := defaultProduceTimeout
+	if r.TimeoutMillis > 0 {
+		timeout = time.Duration(r.TimeoutMillis) * time.Millisecond
+	}
+	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithDeadline(c.ctx, deadline)
+	defer cancel()
+
+	type pending struct {
+		sp   *kmsg.ProduceResponseTopicPartition
+		wait *appendResult
+	}
+	var waits []pending
+	var waitedFrom time.Time
+	resp.Topics = make([]kmsg.ProduceResponseTopic, len(r.Topics))
+	for i := range r.Topics {
+		rt := &r.Topics[i]
+		st := &resp.Topics[i]
+		*st = kmsg.NewProduceResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		var t *topic
+		if r.Version >= 13 {
+			t = b.lookupTopicID(rt.TopicID)
+		} else {
+			t = b.lookupTopic(rt.Topic)
+		}
+		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			sp := &st.Partitions[j]
+			*sp = kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			p := b.partitionOf(t, rp.Partition)
+			if p == nil {
+				code := kerr.UnknownTopicOrPartition
+				if r.Version >= 13 && t == nil {
+					code = kerr.UnknownTopicID
+				}
+				sp.ErrorCode = code.Code
+				continue
+			}
+			h, err := parseProduceBatch(rp.Records, t.maxMessageBytes.Load())
+			if err != nil {
+				sp.ErrorCode, sp.ErrorMessage = kafkaErr(err).Code, errMessage(err)
+				continue
+			}
+			start := time.Now()
+			out, waited := p.append(ctx, b.wal, rp.Records, h, t.logAppendTime.Load())
+			if waited && waitedFrom.IsZero() {
+				waitedFrom = start
+			}
+			if out.err != nil {
+				sp.ErrorCode, sp.ErrorMessage = kafkaErr(out.err).Code, errMessage(out.err)
+				if out.wait == nil {
+					continue
+				}
+			}
+			sp.BaseOffset, sp.LogAppendTime = out.baseOffset, out.logAppendTime
+			sp.LogStartOffset, _ = p.offsets()
+			waits = append(waits, pending{sp, out.wait})
+		}
+	}
+	if !waitedFrom.IsZero() {
+		resp.ThrottleMillis = int32(time.Since(waitedFrom).Milliseconds())
+	}
+	if r.Acks == 0 {
+		return func() kmsg.Response { return nil }
+	}
+	return func() kmsg.Response {
+		timer := time.NewTimer(time.Until(deadline))
+		defer timer.Stop()
+		for _, w := range waits {
+			select {
+			case <-w.wait.done:
+				if w.wait.err != nil {
+					w.sp.ErrorCode, w.sp.ErrorMessage = kerr.KafkaStorageError.Code, errMessage(w.wait.err)
+					w.sp.BaseOffset = -1
+				}
+			case <-timer.C:
+				// Past the deadline: every batch not yet durable times out.
+				// The client retries; idempotence answers a retried batch
+				// with its original offset.
+				for _, w := range waits {
+					select {
+					case <-w.wait.done:
+						if w.wait.err != nil {
+							w.sp.ErrorCode, w.sp.BaseOffset = kerr.KafkaStorageError.Code, -1
+						}
+					default:
+						w.sp.ErrorCode, w.sp.BaseOffset = kerr.RequestTimedOut.Code, -1
+					}
+				}
+				return resp
+			case <-c.ctx.Done():
+				return resp
+			}
+		}
+		return resp
+	}
+}

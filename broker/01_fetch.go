@@ -1,0 +1,186 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Fetch: v4-17
+//
+// Behavior:
+// * Long poll: the response waits up to MaxWaitMillis until MinBytes are
+//   available, woken as soon as a partition's high watermark moves.
+// * Only durable (fsynced) batches are served: the high watermark is the
+//   offset after the last fsynced record.
+// * MaxBytes and PartitionMaxBytes bound the response; the first batch of
+//   the response is returned whole even when larger (KIP-74).
+// * A fetch offset below the log start or above the high watermark gets
+//   OFFSET_OUT_OF_RANGE. v13+ resolves topics by ID (UNKNOWN_TOPIC_ID).
+//
+// Deviations:
+// * No incremental fetch sessions (KIP-227): SessionID 0 is always
+//   returned, so clients send full fetch requests; a request naming a
+//   session gets FETCH_SESSION_ID_NOT_FOUND.
+// * Batches are returned starting with the one holding the fetch offset;
+//   clients skip the records before it, as with Kafka.
+
+// maxFetchWait bounds a long poll whatever the client asks.
+const maxFetchWait = 30 * time.Second
+
+func handleFetch(c *conn, req *request) reply {
+	r := req.Request.(*kmsg.FetchRequest)
+	done := make(chan kmsg.Response, 1)
+	go func() { done <- c.b.fetch(c, r) }()
+	return func() kmsg.Response { return <-done }
+}
+
+type fetchSlot struct {
+	p      *partition
+	offset int64
+	max    int
+	sp     *kmsg.FetchResponseTopicPartition
+}
+
+func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.FetchResponse)
+	if r.Version >= 7 && (r.SessionID != 0 || r.SessionEpoch > 0) {
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		return resp
+	}
+
+	var slots []fetchSlot
+	resp.Topics = make([]kmsg.FetchResponseTopic, len(r.Topics))
+	for i := range r.Topics {
+		rt := &r.Topics[i]
+		st := &resp.Topics[i]
+		*st = kmsg.NewFetchResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		var t *topic
+		if r.Version >= 13 {
+			t = b.lookupTopicID(rt.TopicID)
+			if t != nil {
+				st.Topic = t.name
+			}
+		} else {
+			t = b.lookupTopic(rt.Topic)
+		}
+		st.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			sp := &st.Partitions[j]
+			*sp = kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			p := b.partitionOf(t, rp.Partition)
+			switch {
+			case p == nil && r.Version >= 13 && t == nil:
+				sp.ErrorCode = kerr.UnknownTopicID.Code
+				continue
+			case p == nil:
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				continue
+			case rp.CurrentLeaderEpoch > 0:
+				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+				continue
+			}
+			max := int(rp.PartitionMaxBytes)
+			if max <= 0 {
+				max = 1 << 20
+			}
+			slots = append(slots, fetchSlot{p: p, offset: rp.FetchOffset, max: max, sp: sp})
+		}
+	}
+
+	wait := min(time.Duration(max(r.MaxWaitMillis, 0))*time.Millisecond, maxFetchWait)
+	deadline := time.Now().Add(wait)
+	var notify chan struct{}
+	defer func() {
+		if notify != nil {
+			for _, s := range slots {
+				s.p.unwatch(notify)
+			}
+		}
+	}()
+	for {
+		if notify == nil && wait > 0 {
+			// Watch before reading so no HW move between the read and the
+			// wait is missed.
+			notify = make(chan struct{}, 1)
+			for _, s := range slots {
+				s.p.watch(notify)
+			}
+		}
+		total, stop := b.fillFetch(slots, r)
+		if stop || total >= int(r.MinBytes) || wait <= 0 {
+			return resp
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return resp
+		}
+		timer := time.NewTimer(left)
+		select {
+		case <-notify:
+			timer.Stop()
+		case <-timer.C:
+			b.fillFetch(slots, r)
+			return resp
+		case <-c.ctx.Done():
+			timer.Stop()
+			return resp
+		}
+	}
+}
+
+// fillFetch reads data for every slot; stop reports an error partition,
+// which makes Kafka answer at once.
+func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, stop bool) {
+	budget := int(r.MaxBytes)
+	if r.Version < 3 || budget <= 0 {
+		budget = 50 << 20
+	}
+	for _, s := range slots {
+		sp := s.sp
+		sp.RecordBatches = sp.RecordBatches[:0]
+		sp.ErrorCode = 0
+		logStart, hw := s.p.offsets()
+		sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, logStart
+		s.p.mu.RLock()
+		deleted, failed := s.p.deleted, s.p.failed
+		s.p.mu.RUnlock()
+		switch {
+		case deleted:
+			sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			stop = true
+			continue
+		case failed != nil:
+			sp.ErrorCode = kerr.KafkaStorageError.Code
+			stop = true
+			continue
+		case s.offset < logStart || s.offset > hw:
+			sp.ErrorCode = kerr.OffsetOutOfRange.Code
+			stop = true
+			continue
+		case s.offset == hw:
+			continue
+		}
+		limit := min(s.max, budget)
+		if limit <= 0 && total > 0 {
+			continue
+		}
+		data, err := s.p.readFrom(b.wal, s.offset, max(limit, 1), sp.RecordBatches)
+		if err != nil {
+			b.log.Error("fetch read failed", "topic", s.p.topic.name, "partition", s.p.index, "offset", s.offset, "err", err)
+			sp.ErrorCode = kerr.KafkaStorageError.Code
+			sp.RecordBatches = nil
+			stop = true
+			continue
+		}
+		sp.RecordBatches = data
+		total += len(data)
+		budget -= len(data)
+	}
+	return total, stop
+}

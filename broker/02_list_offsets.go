@@ -1,0 +1,102 @@
+package broker
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ListOffsets: v1-10
+//
+// Behavior:
+// * -2 (earliest) and -4 (earliest local) return the log start offset; -1
+//   (latest) returns the high watermark; -3 (max timestamp, v7+) returns the
+//   offset and timestamp of the record with the largest timestamp; -5
+//   (latest tiered, v9+) returns -1 as nothing is tiered yet.
+// * A timestamp returns the first offset whose record timestamp is at or
+//   after it, found exactly by decoding the one candidate batch; -1 if none.
+// * Isolation levels are the same: there are no transactions.
+
+const (
+	listLatest       = -1
+	listEarliest     = -2
+	listMaxTimestamp = -3
+	listEarliestLoc  = -4
+	listLatestTiered = -5
+)
+
+func handleListOffsets(c *conn, req *request) reply {
+	r := req.Request.(*kmsg.ListOffsetsRequest)
+	b := c.b
+	resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
+	for _, rt := range r.Topics {
+		st := kmsg.NewListOffsetsResponseTopic()
+		st.Topic = rt.Topic
+		t := b.lookupTopic(rt.Topic)
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewListOffsetsResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.Timestamp, sp.Offset = -1, -1
+			p := b.partitionOf(t, rp.Partition)
+			switch {
+			case p == nil:
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case rp.CurrentLeaderEpoch > 0:
+				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			default:
+				sp.Offset, sp.Timestamp, sp.ErrorCode = b.listOffset(p, rp.Timestamp)
+				sp.LeaderEpoch = 0
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return now(resp)
+}
+
+func (b *Broker) listOffset(p *partition, ts int64) (offset, timestamp int64, code int16) {
+	logStart, hw := p.offsets()
+	switch ts {
+	case listEarliest, listEarliestLoc:
+		return logStart, -1, 0
+	case listLatest:
+		return hw, -1, 0
+	case listLatestTiered:
+		return -1, -1, 0
+	case listMaxTimestamp:
+		m, ok := p.maxTimestampBatch()
+		if !ok {
+			return -1, -1, 0
+		}
+		return b.findInBatch(p, m, func(off, t int64) bool { return t == m.maxTs })
+	}
+	if ts < 0 {
+		return -1, -1, kerr.InvalidRequest.Code
+	}
+	m, ok := p.batchForTimestamp(ts)
+	if !ok {
+		return -1, -1, 0
+	}
+	return b.findInBatch(p, m, func(off, t int64) bool { return t >= ts })
+}
+
+// findInBatch returns the first record of m matching want.
+func (b *Broker) findInBatch(p *partition, m batchMeta, want func(off, ts int64) bool) (int64, int64, int16) {
+	buf, err := b.wal.ReadAt(m.pos, nil)
+	if err != nil {
+		b.log.Error("list offsets read failed", "topic", p.topic.name, "partition", p.index, "err", err)
+		return -1, -1, kerr.KafkaStorageError.Code
+	}
+	offset, timestamp := int64(-1), int64(-1)
+	err = forEachRecord(buf, func(off, t int64) bool {
+		if want(off, t) {
+			offset, timestamp = off, t
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		b.log.Error("list offsets decode failed", "topic", p.topic.name, "partition", p.index, "err", err)
+		return -1, -1, kerr.CorruptMessage.Code
+	}
+	return offset, timestamp, 0
+}

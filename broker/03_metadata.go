@@ -1,0 +1,97 @@
+package broker
+
+import (
+	"sort"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Metadata: v0-12
+//
+// Behavior:
+// * One broker (this one) leads every partition with leader epoch 0;
+//   replicas and ISR are [this broker].
+// * Null topics (v1+) or an empty list (v0) mean every topic.
+// * An unknown topic is created with the broker defaults when
+//   CHRONIK_AUTO_CREATE_TOPICS is on and the request allows it (always for
+//   v0-3, AllowAutoTopicCreation for v4+), as Kafka's
+//   auto.create.topics.enable; otherwise UNKNOWN_TOPIC_OR_PARTITION.
+// * v10+ topics may be named by ID; an unknown ID gets UNKNOWN_TOPIC_ID.
+// * Authorized operations are not computed (no ACLs): the fields stay at
+//   Kafka's "not requested" value.
+
+func handleMetadata(c *conn, req *request) reply {
+	r := req.Request.(*kmsg.MetadataRequest)
+	b := c.b
+	resp := r.ResponseKind().(*kmsg.MetadataResponse)
+	host, port := b.advertised()
+	br := kmsg.NewMetadataResponseBroker()
+	br.NodeID, br.Host, br.Port = b.cfg.NodeID, host, port
+	resp.Brokers = []kmsg.MetadataResponseBroker{br}
+	cid := b.clusterID()
+	resp.ClusterID = &cid
+	resp.ControllerID = b.cfg.NodeID
+
+	all := r.Topics == nil || (r.Version == 0 && len(r.Topics) == 0)
+	if all {
+		ts := b.snapshotTopics()
+		sort.Slice(ts, func(i, j int) bool { return ts[i].name < ts[j].name })
+		for _, t := range ts {
+			resp.Topics = append(resp.Topics, b.metadataTopic(t))
+		}
+		return now(resp)
+	}
+	autoCreate := b.cfg.AutoCreateTopics && (r.Version < 4 || r.AllowAutoTopicCreation)
+	for _, rt := range r.Topics {
+		var t *topic
+		if rt.Topic == nil {
+			t = b.lookupTopicID(rt.TopicID)
+			if t == nil {
+				st := kmsg.NewMetadataResponseTopic()
+				st.TopicID, st.ErrorCode = rt.TopicID, kerr.UnknownTopicID.Code
+				resp.Topics = append(resp.Topics, st)
+				continue
+			}
+		} else {
+			name := *rt.Topic
+			t = b.lookupTopic(name)
+			if t == nil && autoCreate {
+				var err error
+				t, err = b.createTopic(name, -1, -1, nil, false)
+				if err != nil && kafkaErr(err) == kerr.TopicAlreadyExists {
+					t, err = b.lookupTopic(name), nil // created concurrently
+				}
+				if err != nil {
+					st := kmsg.NewMetadataResponseTopic()
+					st.Topic, st.ErrorCode = &name, kafkaErr(err).Code
+					resp.Topics = append(resp.Topics, st)
+					continue
+				}
+			}
+			if t == nil {
+				st := kmsg.NewMetadataResponseTopic()
+				st.Topic, st.ErrorCode = &name, kerr.UnknownTopicOrPartition.Code
+				resp.Topics = append(resp.Topics, st)
+				continue
+			}
+		}
+		resp.Topics = append(resp.Topics, b.metadataTopic(t))
+	}
+	return now(resp)
+}
+
+func (b *Broker) metadataTopic(t *topic) kmsg.MetadataResponseTopic {
+	st := kmsg.NewMetadataResponseTopic()
+	name := t.name
+	st.Topic, st.TopicID = &name, t.id
+	n := b.topicPartitionCount(t)
+	st.Partitions = make([]kmsg.MetadataResponseTopicPartition, n)
+	for i := range st.Partitions {
+		sp := kmsg.NewMetadataResponseTopicPartition()
+		sp.Partition, sp.Leader, sp.LeaderEpoch = int32(i), b.cfg.NodeID, 0
+		sp.Replicas, sp.ISR = []int32{b.cfg.NodeID}, []int32{b.cfg.NodeID}
+		st.Partitions[i] = sp
+	}
+	return st
+}

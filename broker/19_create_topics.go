@@ -1,0 +1,75 @@
+package broker
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// CreateTopics: v0-7
+//
+// Behavior:
+// * Names are validated as Kafka does (INVALID_TOPIC_EXCEPTION); an existing
+//   topic gets TOPIC_ALREADY_EXISTS; -1 partitions or replication factor
+//   take the broker defaults; a replication factor above the live brokers
+//   gets INVALID_REPLICATION_FACTOR; unknown or invalid configs get
+//   INVALID_CONFIG. ValidateOnly checks without creating.
+// * The topic is durable (metadata fsynced) before the response.
+// * v5+ returns partitions, replication factor and the effective configs;
+//   v7 returns the topic ID.
+//
+// Deviations:
+// * Manual replica assignments are rejected with INVALID_REQUEST: a
+//   standalone broker places every replica on itself.
+
+func handleCreateTopics(c *conn, req *request) reply {
+	r := req.Request.(*kmsg.CreateTopicsRequest)
+	b := c.b
+	resp := r.ResponseKind().(*kmsg.CreateTopicsResponse)
+	seen := make(map[string]int, len(r.Topics))
+	for _, rt := range r.Topics {
+		seen[rt.Topic]++
+	}
+	for _, rt := range r.Topics {
+		st := kmsg.NewCreateTopicsResponseTopic()
+		st.Topic = rt.Topic
+		st.NumPartitions, st.ReplicationFactor = -1, -1
+		var err error
+		switch {
+		case seen[rt.Topic] > 1:
+			err = kerrf(kerr.InvalidRequest, "topic %q is named more than once in the request", rt.Topic)
+		case len(rt.ReplicaAssignment) > 0:
+			err = kerrf(kerr.InvalidRequest, "manual replica assignment is not supported; give a partition count instead")
+		default:
+			configs := make(map[string]*string, len(rt.Configs))
+			for _, cfg := range rt.Configs {
+				configs[cfg.Name] = cfg.Value
+			}
+			var t *topic
+			t, err = b.createTopic(rt.Topic, rt.NumPartitions, rt.ReplicationFactor, configs, r.ValidateOnly)
+			if err == nil {
+				st.NumPartitions, st.ReplicationFactor = rt.NumPartitions, 1
+				if st.NumPartitions == -1 {
+					st.NumPartitions = b.cfg.DefaultPartitions
+				}
+				if t != nil {
+					st.TopicID = t.id
+					for _, name := range sortedConfigNames() {
+						v, isDefault := b.effectiveConfig(t, name)
+						rc := kmsg.NewCreateTopicsResponseTopicConfig()
+						rc.Name, rc.Value = name, &v
+						rc.Source = int8(kmsg.ConfigSourceDynamicTopicConfig)
+						if isDefault {
+							rc.Source = int8(kmsg.ConfigSourceDefaultConfig)
+						}
+						st.Configs = append(st.Configs, rc)
+					}
+				}
+			}
+		}
+		if err != nil {
+			st.ErrorCode, st.ErrorMessage = kafkaErr(err).Code, errMessage(err)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return now(resp)
+}

@@ -1,0 +1,66 @@
+package broker
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// InitProducerID: v0-4
+//
+// Behavior:
+// * Hands out producer IDs that are never reused: IDs are reserved in blocks
+//   persisted in the metadata file before any is handed out.
+// * v3+ with a known producer ID and epoch bumps the epoch (KIP-360), so an
+//   idempotent producer can reset its sequences; at the largest epoch a new
+//   ID is issued.
+//
+// Deviations:
+// * A transactional ID gets INVALID_REQUEST: transactions are not supported
+//   yet.
+
+const producerIDBlock = 1000
+
+func handleInitProducerID(c *conn, req *request) reply {
+	r := req.Request.(*kmsg.InitProducerIDRequest)
+	b := c.b
+	resp := r.ResponseKind().(*kmsg.InitProducerIDResponse)
+	resp.ProducerID, resp.ProducerEpoch = -1, -1
+	if r.TransactionalID != nil {
+		resp.ErrorCode = kerr.InvalidRequest.Code
+		return now(resp)
+	}
+	if r.ProducerID >= 0 && r.ProducerEpoch >= 0 && r.ProducerEpoch < 32766 {
+		resp.ProducerID, resp.ProducerEpoch = r.ProducerID, r.ProducerEpoch+1
+		return now(resp)
+	}
+	id, err := b.nextProducerID()
+	if err != nil {
+		b.log.Error("allocate producer id failed", "err", err)
+		resp.ErrorCode = kerr.KafkaStorageError.Code
+		return now(resp)
+	}
+	resp.ProducerID, resp.ProducerEpoch = id, 0
+	return now(resp)
+}
+
+func (b *Broker) nextProducerID() (int64, error) {
+	b.pidMu.Lock()
+	defer b.pidMu.Unlock()
+	if b.pidNext >= b.pidMax {
+		b.adminMu.Lock()
+		st := b.meta
+		st.NextProducerID = b.pidNext + producerIDBlock
+		err := saveMeta(b.fs, b.cfg.DataDir, &st)
+		if err == nil {
+			b.meta = st
+		}
+		b.adminMu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		b.pidMax = st.NextProducerID
+	}
+	id := b.pidNext
+	b.pidNext++
+	return id, nil
+}

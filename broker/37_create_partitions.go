@@ -1,0 +1,40 @@
+package broker
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// CreatePartitions: v0-3
+//
+// Behavior:
+// * Grows a topic to Count partitions; a count not above the current one
+//   gets INVALID_PARTITIONS; ValidateOnly checks without changing.
+//
+// Deviations:
+// * Manual assignments are rejected with INVALID_REQUEST (standalone).
+
+func handleCreatePartitions(c *conn, req *request) reply {
+	r := req.Request.(*kmsg.CreatePartitionsRequest)
+	b := c.b
+	resp := r.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	for _, rt := range r.Topics {
+		st := kmsg.NewCreatePartitionsResponseTopic()
+		st.Topic = rt.Topic
+		var err error
+		t := b.lookupTopic(rt.Topic)
+		switch {
+		case t == nil:
+			err = kerrf(kerr.UnknownTopicOrPartition, "topic %q does not exist", rt.Topic)
+		case len(rt.Assignment) > 0:
+			err = kerrf(kerr.InvalidRequest, "manual replica assignment is not supported")
+		default:
+			err = b.createPartitions(t, rt.Count, r.ValidateOnly)
+		}
+		if err != nil {
+			st.ErrorCode, st.ErrorMessage = kafkaErr(err).Code, errMessage(err)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return now(resp)
+}

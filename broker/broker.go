@@ -1,0 +1,349 @@
+// Package broker is Chronik's Kafka protocol front end: the listener, the
+// per-connection request loop and one file per API key. Every request and
+// response is encoded and decoded by franz-go's kmsg.
+package broker
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/chronik-go/chronik/internal/vfs"
+	"github.com/chronik-go/chronik/tier1"
+)
+
+// Broker is one standalone Chronik broker.
+type Broker struct {
+	cfg Config
+	log *slog.Logger
+	fs  vfs.FS
+	wal *tier1.WAL
+
+	// adminMu serialises metadata changes (topic create, delete, alter) so
+	// each is persisted before it becomes visible.
+	adminMu sync.Mutex
+	meta    metaState // guarded by adminMu
+
+	mu         sync.RWMutex // guards the following
+	topics     map[string]*topic
+	topicsByID map[[16]byte]*topic
+
+	pidMu   sync.Mutex // guards the following
+	pidNext int64      // next producer ID to hand out
+	pidMax  int64      // IDs below pidMax are reserved in meta
+
+	lnMu     sync.Mutex // guards the following
+	ln       net.Listener
+	conns    map[*conn]struct{}
+	closed   bool
+	closing  chan struct{} // closed by Close
+	connWG   sync.WaitGroup
+	started  time.Time
+	acceptWG sync.WaitGroup
+}
+
+// topic is a topic's in-memory state. name and id never change.
+type topic struct {
+	name string
+	id   [16]byte
+
+	// partitions and configs are replaced, never mutated, under Broker.mu.
+	partitions []*partition
+	configs    map[string]string
+
+	// Settings read on the produce path, kept in sync with configs.
+	maxMessageBytes atomic.Int32
+	logAppendTime   atomic.Bool
+}
+
+// New opens the data directory, recovers the WAL and the topic metadata, and
+// returns a broker that is ready to Start.
+func New(cfg Config) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	b := &Broker{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		fs:         cfg.FS,
+		topics:     make(map[string]*topic),
+		topicsByID: make(map[[16]byte]*topic),
+		conns:      make(map[*conn]struct{}),
+		closing:    make(chan struct{}),
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if b.fs == nil {
+		b.fs = vfs.Default
+	}
+	if err := b.fs.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("broker: create data dir %s: %w", cfg.DataDir, err)
+	}
+	st, err := loadMeta(b.fs, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	b.meta = st
+	for _, mt := range st.Topics {
+		id, err := parseTopicID(mt.ID)
+		if err != nil {
+			return nil, err
+		}
+		t := b.newTopic(mt.Name, id, mt.Partitions, mt.Configs, 0)
+		b.topics[t.name] = t
+		b.topicsByID[id] = t
+	}
+	b.pidNext, b.pidMax = st.NextProducerID, st.NextProducerID
+
+	start := time.Now()
+	walDir := filepath.Join(cfg.DataDir, "wal")
+	if err := b.fs.MkdirAll(walDir, 0o755); err != nil {
+		return nil, fmt.Errorf("broker: create wal dir: %w", err)
+	}
+	var skipped int
+	wal, rep, err := tier1.Open(tier1.Config{
+		Dir:     walDir,
+		FS:      b.fs,
+		Profile: cfg.WALProfile,
+		MaxWait: cfg.FsyncBatchTimeout,
+		Fsync:   cfg.Fsync,
+		Logger:  b.log,
+	}, func(tp tier1.TopicPartition, batch []byte, pos tier1.Position) error {
+		t := b.topicsByID[tp.TopicID]
+		if t == nil || int(tp.Partition) >= len(t.partitions) {
+			skipped++ // a deleted topic's entries
+			return nil
+		}
+		t.partitions[tp.Partition].replay(batch, pos)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: recover wal: %w", err)
+	}
+	b.wal = wal
+	for _, c := range rep.Corruptions {
+		b.log.Error("wal corruption found; the damaged entries are not served", "segment", c.Segment, "offset", c.Offset, "reason", c.Reason)
+	}
+	b.log.Info("recovered wal", "segments", rep.Segments, "entries", rep.Entries, "truncated_bytes", rep.TruncatedBytes,
+		"corruptions", len(rep.Corruptions), "deleted_topic_entries", skipped, "topics", len(b.topics), "took", time.Since(start).Round(time.Millisecond))
+	return b, nil
+}
+
+func (b *Broker) newTopic(name string, id [16]byte, partitions int32, configs map[string]string, firstPartition int32) *topic {
+	t := &topic{name: name, id: id, configs: configs}
+	if t.configs == nil {
+		t.configs = map[string]string{}
+	}
+	b.applyTopicSettings(t)
+	for i := firstPartition; i < partitions; i++ {
+		t.partitions = append(t.partitions, newPartition(t, i))
+	}
+	return t
+}
+
+// applyTopicSettings refreshes the produce-path copies of t's configs.
+func (b *Broker) applyTopicSettings(t *topic) {
+	v, _ := b.effectiveConfig(t, "max.message.bytes")
+	n, _ := strconv.Atoi(v)
+	t.maxMessageBytes.Store(int32(n))
+	v, _ = b.effectiveConfig(t, "message.timestamp.type")
+	t.logAppendTime.Store(v == "LogAppendTime")
+}
+
+// Start binds the Kafka listener and serves connections until Close.
+func (b *Broker) Start() error {
+	ln, err := net.Listen("tcp", b.cfg.KafkaAddr)
+	if err != nil {
+		return fmt.Errorf("broker: listen on %s: %w", b.cfg.KafkaAddr, err)
+	}
+	b.lnMu.Lock()
+	if b.closed {
+		b.lnMu.Unlock()
+		ln.Close()
+		return errors.New("broker: closed")
+	}
+	b.ln = ln
+	b.started = time.Now()
+	b.lnMu.Unlock()
+	b.acceptWG.Add(1)
+	go b.acceptLoop(ln)
+	return nil
+}
+
+// Addr is the bound Kafka listener address, or nil before Start.
+func (b *Broker) Addr() net.Addr {
+	b.lnMu.Lock()
+	defer b.lnMu.Unlock()
+	if b.ln == nil {
+		return nil
+	}
+	return b.ln.Addr()
+}
+
+func (b *Broker) acceptLoop(ln net.Listener) {
+	defer b.acceptWG.Done()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-b.closing:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				b.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			b.log.Error("accept failed; listener stopped", "err", err)
+			return
+		}
+		backoff = 0
+		c := newConn(b, nc)
+		b.lnMu.Lock()
+		if b.closed {
+			b.lnMu.Unlock()
+			nc.Close()
+			return
+		}
+		b.conns[c] = struct{}{}
+		b.connWG.Add(1)
+		b.lnMu.Unlock()
+		go func() {
+			defer b.connWG.Done()
+			c.serve()
+			b.lnMu.Lock()
+			delete(b.conns, c)
+			b.lnMu.Unlock()
+		}()
+	}
+}
+
+// Close stops the listener, closes every connection, waits for in-flight
+// appends to become durable and closes the WAL.
+func (b *Broker) Close() error {
+	b.lnMu.Lock()
+	if b.closed {
+		b.lnMu.Unlock()
+		return nil
+	}
+	b.closed = true
+	close(b.closing)
+	if b.ln != nil {
+		b.ln.Close()
+	}
+	for c := range b.conns {
+		c.nc.Close()
+	}
+	b.lnMu.Unlock()
+	b.acceptWG.Wait()
+	b.connWG.Wait()
+	return b.wal.Close()
+}
+
+// advertised returns the host and port given to clients.
+func (b *Broker) advertised() (string, int32) {
+	addr := b.cfg.AdvertisedAddr
+	if addr == "" {
+		if a := b.Addr(); a != nil {
+			addr = a.String()
+		} else {
+			addr = b.cfg.KafkaAddr
+		}
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, 9092
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	p, _ := strconv.Atoi(port)
+	return host, int32(p)
+}
+
+func (b *Broker) clusterID() string {
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	return b.meta.ClusterID
+}
+
+// lookupTopic returns the named topic, or nil.
+func (b *Broker) lookupTopic(name string) *topic {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.topics[name]
+}
+
+func (b *Broker) lookupTopicID(id [16]byte) *topic {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.topicsByID[id]
+}
+
+// partitionOf returns the partition or nil.
+func (b *Broker) partitionOf(t *topic, p int32) *partition {
+	if t == nil {
+		return nil
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if p < 0 || int(p) >= len(t.partitions) {
+		return nil
+	}
+	return t.partitions[p]
+}
+
+// snapshotTopics returns every topic and its partition count.
+func (b *Broker) snapshotTopics() []*topic {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make([]*topic, 0, len(b.topics))
+	for _, t := range b.topics {
+		out = append(out, t)
+	}
+	return out
+}
+
+func (b *Broker) topicPartitionCount(t *topic) int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(t.partitions)
+}
+
+func (b *Broker) topicConfigs(t *topic) map[string]string {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return t.configs
+}
+
+func topicIDString(id [16]byte) string { return hex.EncodeToString(id[:]) }
+
+// ctxUntilClose returns a context cancelled when the broker closes.
+func (b *Broker) ctxUntilClose(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	go func() {
+		select {
+		case <-b.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}

@@ -1,0 +1,79 @@
+package broker
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/chronik-go/chronik/internal/vfs"
+	"github.com/chronik-go/chronik/tier1"
+)
+
+// Config configures a standalone broker. The zero value is not valid: start
+// from DefaultConfig and override.
+type Config struct {
+	DataDir        string
+	FS             vfs.FS // nil means vfs.Default
+	KafkaAddr      string // listen address
+	AdvertisedAddr string // host:port given to clients; empty means the bound listener address
+	NodeID         int32
+
+	AutoCreateTopics         bool
+	DefaultPartitions        int32
+	DefaultReplicationFactor int16
+	MinInsyncReplicas        int16
+
+	WALProfile        tier1.Profile
+	FsyncBatchTimeout time.Duration // overrides the profile's max wait when > 0
+	Fsync             tier1.FsyncMode
+
+	// MaxRequestBytes bounds one request frame (Kafka's
+	// socket.request.max.bytes); a larger frame closes the connection.
+	MaxRequestBytes int32
+	// MessageMaxBytes is the broker default for a topic's max.message.bytes.
+	MessageMaxBytes int32
+	// MaxInflightPerConn bounds requests read ahead of their responses on one
+	// connection.
+	MaxInflightPerConn int
+
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the embedded defaults of DESIGN.md's configuration
+// contract.
+func DefaultConfig() Config {
+	p, _ := tier1.ProfileByName("medium")
+	return Config{
+		DataDir:                  "./data",
+		KafkaAddr:                "0.0.0.0:9092",
+		NodeID:                   1,
+		AutoCreateTopics:         true,
+		DefaultPartitions:        1,
+		DefaultReplicationFactor: 1,
+		MinInsyncReplicas:        1,
+		WALProfile:               p,
+		Fsync:                    tier1.FsyncAlways,
+		MaxRequestBytes:          100 << 20,
+		MessageMaxBytes:          1 << 20,
+		MaxInflightPerConn:       128,
+	}
+}
+
+// Validate checks the fields that depend on one another.
+func (c *Config) Validate() error {
+	switch {
+	case c.DataDir == "":
+		return fmt.Errorf("broker: data dir is empty")
+	case c.DefaultPartitions < 1:
+		return fmt.Errorf("broker: default partitions %d must be at least 1", c.DefaultPartitions)
+	case c.MessageMaxBytes < 1024:
+		return fmt.Errorf("broker: message max bytes %d must be at least 1024", c.MessageMaxBytes)
+	case c.MaxRequestBytes < c.MessageMaxBytes:
+		return fmt.Errorf("broker: max request bytes %d must be at least message max bytes %d", c.MaxRequestBytes, c.MessageMaxBytes)
+	case c.WALProfile.QueueDepth <= 0:
+		return fmt.Errorf("broker: WAL profile has no queue depth")
+	case c.MaxInflightPerConn < 1:
+		return fmt.Errorf("broker: max inflight per connection %d must be at least 1", c.MaxInflightPerConn)
+	}
+	return nil
+}

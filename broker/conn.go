@@ -1,0 +1,178 @@
+package broker
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// conn serves one client connection. A reader goroutine decodes requests and
+// runs their handlers in arrival order (so a producer's batches are appended
+// in the order sent); handlers return a reply that a writer goroutine
+// resolves and writes in the same order. Up to MaxInflightPerConn requests
+// are in flight: past that the reader stops reading the socket, which is
+// the backpressure a Kafka client expects.
+type conn struct {
+	b      *Broker
+	nc     net.Conn
+	remote string
+
+	ctx    context.Context // cancelled when the connection ends
+	cancel context.CancelFunc
+}
+
+// reply resolves a request's response; it may block (a produce waiting for
+// fsync, a long-polling fetch). A nil response sends nothing (acks=0).
+type reply func() kmsg.Response
+
+func now(resp kmsg.Response) reply { return func() kmsg.Response { return resp } }
+
+type inflight struct {
+	key   int16
+	corr  int32
+	flex  bool // response header carries tagged fields
+	reply reply
+}
+
+// request is a decoded request with its header.
+type request struct {
+	kmsg.Request
+	clientID string
+}
+
+func newConn(b *Broker, nc net.Conn) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &conn{b: b, nc: nc, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel}
+}
+
+func (c *conn) serve() {
+	defer c.cancel()
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	queue := make(chan inflight, c.b.cfg.MaxInflightPerConn)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writeLoop(queue)
+	}()
+	err := c.readLoop(queue, writerDone)
+	close(queue)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		c.b.log.Debug("closing connection", "remote", c.remote, "err", err)
+	}
+	<-writerDone
+	c.nc.Close()
+}
+
+func (c *conn) readLoop(queue chan<- inflight, writerDone <-chan struct{}) error {
+	br := bufio.NewReaderSize(c.nc, 64<<10)
+	var sizeBuf [4]byte
+	for {
+		if _, err := io.ReadFull(br, sizeBuf[:]); err != nil {
+			return err
+		}
+		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
+		if size < 8 || size > c.b.cfg.MaxRequestBytes {
+			return fmt.Errorf("request frame of %d bytes is outside 8..%d (socket.request.max.bytes)", size, c.b.cfg.MaxRequestBytes)
+		}
+		// Each frame gets its own buffer: produce batches alias it until
+		// the WAL has written them.
+		body := make([]byte, size)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return err
+		}
+		f, err := c.handle(body)
+		if err != nil {
+			return err
+		}
+		select {
+		case queue <- f:
+		case <-writerDone:
+			return errors.New("writer stopped")
+		}
+	}
+}
+
+// handle decodes one request frame and runs its handler. An error closes
+// the connection, as Kafka does for requests it cannot parse.
+func (c *conn) handle(body []byte) (inflight, error) {
+	r := kbin.Reader{Src: body}
+	key, version, corr := r.Int16(), r.Int16(), r.Int32()
+	clientID := r.NullableString()
+	if !r.Ok() {
+		return inflight{}, errors.New("truncated request header")
+	}
+	if key == int16(kmsg.ApiVersions) && !versionSupported(key, version) {
+		// KIP-511: answer an unknown ApiVersions version with v0 and
+		// UNSUPPORTED_VERSION so the client can retry with one we know.
+		resp := c.b.apiVersionsResponse(0)
+		resp.ErrorCode = kerr.UnsupportedVersion.Code
+		return inflight{key: key, corr: corr, reply: now(resp)}, nil
+	}
+	h := handlers[key]
+	if h == nil || !versionSupported(key, version) {
+		return inflight{}, fmt.Errorf("unsupported request: api key %d version %d", key, version)
+	}
+	kreq := kmsg.RequestForKey(key)
+	kreq.SetVersion(version)
+	if kreq.IsFlexible() {
+		kmsg.SkipTags(&r)
+	}
+	if err := kreq.ReadFrom(r.Src); err != nil {
+		return inflight{}, fmt.Errorf("malformed %s v%d request: %w", kmsg.NameForKey(key), version, err)
+	}
+	req := &request{Request: kreq}
+	if clientID != nil {
+		req.clientID = *clientID
+	}
+	resp := kreq.ResponseKind()
+	return inflight{
+		key:   key,
+		corr:  corr,
+		flex:  resp.IsFlexible() && key != int16(kmsg.ApiVersions),
+		reply: h(c, req),
+	}, nil
+}
+
+func (c *conn) writeLoop(queue <-chan inflight) {
+	bw := bufio.NewWriterSize(c.nc, 64<<10)
+	var buf []byte
+	for f := range queue {
+		resp := f.reply()
+		if resp == nil {
+			continue
+		}
+		buf = append(buf[:0], 0, 0, 0, 0, 0, 0, 0, 0)
+		if f.flex {
+			buf = append(buf, 0) // empty tagged fields of response header v1
+		}
+		buf = resp.AppendTo(buf)
+		binary.BigEndian.PutUint32(buf[0:], uint32(len(buf)-4))
+		binary.BigEndian.PutUint32(buf[4:], uint32(f.corr))
+		if _, err := bw.Write(buf); err != nil {
+			c.nc.Close()
+			break
+		}
+		if len(queue) == 0 {
+			if err := bw.Flush(); err != nil {
+				c.nc.Close()
+				break
+			}
+		}
+		if cap(buf) > 1<<20 {
+			buf = nil // don't pin one huge fetch response per connection
+		}
+	}
+	// Drain so the reader never blocks on a full queue after a write error.
+	for range queue {
+	}
+}

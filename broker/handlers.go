@@ -1,0 +1,52 @@
+package broker
+
+import "github.com/twmb/franz-go/pkg/kmsg"
+
+// handler runs a request on the connection's reader goroutine and returns
+// how to produce its response. Anything slow must be deferred into the reply.
+type handler func(c *conn, req *request) reply
+
+// apiRange is the versions served for one API key.
+type apiRange struct{ min, max int16 }
+
+// apis is the compatibility table; each API's file header says the same.
+var apis = map[kmsg.Key]apiRange{
+	kmsg.Produce:                 {3, 13},
+	kmsg.Fetch:                   {4, 17},
+	kmsg.ListOffsets:             {1, 10},
+	kmsg.Metadata:                {0, 12},
+	kmsg.ApiVersions:             {0, 4},
+	kmsg.CreateTopics:            {0, 7},
+	kmsg.DeleteTopics:            {0, 6},
+	kmsg.InitProducerID:          {0, 4},
+	kmsg.DescribeConfigs:         {0, 4},
+	kmsg.AlterConfigs:            {0, 2},
+	kmsg.CreatePartitions:        {0, 3},
+	kmsg.IncrementalAlterConfigs: {0, 1},
+	kmsg.DescribeCluster:         {0, 1},
+}
+
+var handlers map[int16]handler
+
+func init() {
+	handlers = map[int16]handler{
+		int16(kmsg.Produce):                 handleProduce,
+		int16(kmsg.Fetch):                   handleFetch,
+		int16(kmsg.ListOffsets):             handleListOffsets,
+		int16(kmsg.Metadata):                handleMetadata,
+		int16(kmsg.ApiVersions):             handleApiVersions,
+		int16(kmsg.CreateTopics):            handleCreateTopics,
+		int16(kmsg.DeleteTopics):            handleDeleteTopics,
+		int16(kmsg.InitProducerID):          handleInitProducerID,
+		int16(kmsg.DescribeConfigs):         handleDescribeConfigs,
+		int16(kmsg.AlterConfigs):            handleAlterConfigs,
+		int16(kmsg.CreatePartitions):        handleCreatePartitions,
+		int16(kmsg.IncrementalAlterConfigs): handleIncrementalAlterConfigs,
+		int16(kmsg.DescribeCluster):         handleDescribeCluster,
+	}
+}
+
+func versionSupported(key, version int16) bool {
+	r, ok := apis[kmsg.Key(key)]
+	return ok && version >= r.min && version <= r.max
+}

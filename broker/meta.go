@@ -1,0 +1,119 @@
+package broker
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/chronik-go/chronik/internal/vfs"
+)
+
+// metaFile holds the standalone broker's durable metadata: the cluster ID,
+// every topic (ID, partition count, configs) and the producer-ID high-water
+// mark. It is small and rewritten whole: temp file, fsync, rename, fsync of
+// the directory, so a crash leaves the old or the new version, never a mix.
+const metaFile = "meta.json"
+
+type metaState struct {
+	Version   int    `json:"version"`
+	ClusterID string `json:"cluster_id"`
+	// NextProducerID: every ID below it may have been handed out; a restart
+	// continues from here so no ID is reused.
+	NextProducerID int64       `json:"next_producer_id"`
+	Topics         []metaTopic `json:"topics"`
+}
+
+type metaTopic struct {
+	Name       string            `json:"name"`
+	ID         string            `json:"id"` // 32 hex digits
+	Partitions int32             `json:"partitions"`
+	Configs    map[string]string `json:"configs,omitempty"`
+}
+
+func loadMeta(fs vfs.FS, dir string) (metaState, error) {
+	var st metaState
+	f, err := fs.OpenFile(filepath.Join(dir, metaFile), os.O_RDONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		st.Version = 1
+		st.ClusterID = newClusterID()
+		st.NextProducerID = 1
+		return st, saveMeta(fs, dir, &st)
+	}
+	if err != nil {
+		return st, fmt.Errorf("broker: open metadata: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return st, fmt.Errorf("broker: stat metadata: %w", err)
+	}
+	buf := make([]byte, fi.Size())
+	if _, err := f.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
+		return st, fmt.Errorf("broker: read metadata: %w", err)
+	}
+	if err := json.Unmarshal(buf, &st); err != nil {
+		return st, fmt.Errorf("broker: metadata file %s is corrupt (%v); restore it from a backup or move the data dir aside", metaFile, err)
+	}
+	return st, nil
+}
+
+func saveMeta(fs vfs.FS, dir string, st *metaState) error {
+	sort.Slice(st.Topics, func(i, j int) bool { return st.Topics[i].Name < st.Topics[j].Name })
+	buf, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, metaFile+".tmp")
+	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("broker: write metadata: %w", err)
+	}
+	if _, err := f.Write(buf); err != nil {
+		f.Close()
+		return fmt.Errorf("broker: write metadata: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("broker: sync metadata: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("broker: close metadata: %w", err)
+	}
+	if err := fs.Rename(tmp, filepath.Join(dir, metaFile)); err != nil {
+		return fmt.Errorf("broker: rename metadata: %w", err)
+	}
+	if err := fs.SyncDir(dir); err != nil {
+		return fmt.Errorf("broker: sync metadata dir: %w", err)
+	}
+	return nil
+}
+
+func newClusterID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func newTopicID() [16]byte {
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	id[6] = id[6]&0x0f | 0x40 // UUID v4, as Kafka's topic IDs
+	id[8] = id[8]&0x3f | 0x80
+	return id
+}
+
+func parseTopicID(s string) ([16]byte, error) {
+	var id [16]byte
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != 16 {
+		return id, fmt.Errorf("broker: bad topic id %q in metadata", s)
+	}
+	copy(id[:], b)
+	return id, nil
+}

@@ -1,0 +1,185 @@
+package broker
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// maxPartitions bounds one topic; every partition costs memory.
+const maxPartitions = 100_000
+
+var legalTopicName = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+
+func validateTopicName(name string) error {
+	switch {
+	case name == "":
+		return kerrf(kerr.InvalidTopicException, "topic name is empty")
+	case name == "." || name == "..":
+		return kerrf(kerr.InvalidTopicException, "topic name %q is reserved", name)
+	case len(name) > 249:
+		return kerrf(kerr.InvalidTopicException, "topic name is %d characters; the limit is 249", len(name))
+	case !legalTopicName.MatchString(name):
+		return kerrf(kerr.InvalidTopicException, "topic name %q may only hold ASCII letters, digits, '.', '_' and '-'", name)
+	}
+	return nil
+}
+
+// kerrf is a Kafka error with a message for the client (v1+ error messages).
+func kerrf(code *kerr.Error, format string, args ...any) error {
+	return &errBatch{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+func errMessage(err error) *string {
+	if err == nil {
+		return nil
+	}
+	if be, ok := err.(*errBatch); ok {
+		return &be.msg
+	}
+	s := err.Error()
+	return &s
+}
+
+// createTopic validates and, unless validateOnly, persists and publishes a
+// new topic.
+func (b *Broker) createTopic(name string, partitions int32, rf int16, configs map[string]*string, validateOnly bool) (*topic, error) {
+	if err := validateTopicName(name); err != nil {
+		return nil, err
+	}
+	if partitions == -1 {
+		partitions = b.cfg.DefaultPartitions
+	}
+	if partitions < 1 || partitions > maxPartitions {
+		return nil, kerrf(kerr.InvalidPartitions, "partition count %d must be between 1 and %d", partitions, maxPartitions)
+	}
+	if rf == -1 {
+		rf = b.cfg.DefaultReplicationFactor
+	}
+	if rf != 1 {
+		return nil, kerrf(kerr.InvalidReplicationFactor, "replication factor %d is larger than the 1 available broker", rf)
+	}
+	set := make(map[string]string, len(configs))
+	for k, v := range configs {
+		if err := validateTopicConfig(k, v); err != nil {
+			return nil, kerrf(kerr.InvalidConfig, "%v", err)
+		}
+		set[k] = *v
+	}
+
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	if b.lookupTopic(name) != nil {
+		return nil, kerrf(kerr.TopicAlreadyExists, "topic %q already exists", name)
+	}
+	if validateOnly {
+		return nil, nil
+	}
+	id := newTopicID()
+	st := b.meta
+	st.Topics = append(append([]metaTopic(nil), st.Topics...), metaTopic{Name: name, ID: topicIDString(id), Partitions: partitions, Configs: set})
+	if err := saveMeta(b.fs, b.cfg.DataDir, &st); err != nil {
+		b.log.Error("persist topic failed", "topic", name, "err", err)
+		return nil, kerrf(kerr.KafkaStorageError, "persist topic: %v", err)
+	}
+	b.meta = st
+	t := b.newTopic(name, id, partitions, set, 0)
+	b.mu.Lock()
+	b.topics[name] = t
+	b.topicsByID[id] = t
+	b.mu.Unlock()
+	b.log.Info("created topic", "topic", name, "partitions", partitions, "id", topicIDString(id))
+	return t, nil
+}
+
+// updateMetaTopic rewrites t's entry in the metadata file via fn. adminMu
+// must be held.
+func (b *Broker) updateMetaTopicLocked(t *topic, fn func(*metaTopic)) error {
+	st := b.meta
+	st.Topics = append([]metaTopic(nil), st.Topics...)
+	found := false
+	for i := range st.Topics {
+		if st.Topics[i].ID == topicIDString(t.id) {
+			fn(&st.Topics[i])
+			found = true
+		}
+	}
+	if !found {
+		return kerrf(kerr.UnknownTopicOrPartition, "topic %q was deleted", t.name)
+	}
+	if err := saveMeta(b.fs, b.cfg.DataDir, &st); err != nil {
+		return kerrf(kerr.KafkaStorageError, "persist metadata: %v", err)
+	}
+	b.meta = st
+	return nil
+}
+
+func (b *Broker) deleteTopic(t *topic) error {
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	st := b.meta
+	st.Topics = nil
+	for _, mt := range b.meta.Topics {
+		if mt.ID != topicIDString(t.id) {
+			st.Topics = append(st.Topics, mt)
+		}
+	}
+	if len(st.Topics) == len(b.meta.Topics) {
+		return kerrf(kerr.UnknownTopicOrPartition, "topic %q does not exist", t.name)
+	}
+	if err := saveMeta(b.fs, b.cfg.DataDir, &st); err != nil {
+		return kerrf(kerr.KafkaStorageError, "persist metadata: %v", err)
+	}
+	b.meta = st
+	b.mu.Lock()
+	delete(b.topics, t.name)
+	delete(b.topicsByID, t.id)
+	parts := t.partitions
+	b.mu.Unlock()
+	for _, p := range parts {
+		p.markDeleted()
+	}
+	b.log.Info("deleted topic", "topic", t.name)
+	return nil
+}
+
+func (b *Broker) createPartitions(t *topic, count int32, validateOnly bool) error {
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	cur := int32(b.topicPartitionCount(t))
+	if count <= cur {
+		return kerrf(kerr.InvalidPartitions, "topic %q has %d partitions; the new count %d must be larger", t.name, cur, count)
+	}
+	if count > maxPartitions {
+		return kerrf(kerr.InvalidPartitions, "partition count %d exceeds the limit %d", count, maxPartitions)
+	}
+	if validateOnly {
+		return nil
+	}
+	if err := b.updateMetaTopicLocked(t, func(mt *metaTopic) { mt.Partitions = count }); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	parts := append([]*partition(nil), t.partitions...)
+	for i := cur; i < count; i++ {
+		parts = append(parts, newPartition(t, i))
+	}
+	t.partitions = parts
+	b.mu.Unlock()
+	return nil
+}
+
+// setTopicConfigsLocked replaces t's explicit configs with next (already
+// validated).
+func (b *Broker) setTopicConfigsLocked(t *topic, next map[string]string) error {
+	if err := b.updateMetaTopicLocked(t, func(mt *metaTopic) { mt.Configs = maps.Clone(next) }); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	t.configs = next
+	b.mu.Unlock()
+	b.applyTopicSettings(t)
+	return nil
+}

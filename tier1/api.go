@@ -1,0 +1,115 @@
+package tier1
+
+// This file holds the types the broker codes against; the WAL itself is in
+// wal.go and its on-disk format is specified in doc.go.
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/chronik-go/chronik/internal/vfs"
+)
+
+// Errors returned by the WAL.
+var (
+	ErrClosed  = errors.New("tier1: wal closed")
+	ErrCorrupt = errors.New("tier1: corrupt entry") // wrapped with detail
+	// ErrFailed wraps the sticky I/O error after a failed write or fsync:
+	// every later Append returns it.
+	ErrFailed = errors.New("tier1: wal failed")
+	// ErrUnsupported means a verified segment or frame carries a format
+	// version or entry type this release does not know; Open refuses to
+	// skip it.
+	ErrUnsupported = errors.New("tier1: unsupported wal format")
+	// ErrTooLarge rejects a batch larger than MaxBatchBytes.
+	ErrTooLarge = errors.New("tier1: batch too large")
+	// ErrBadPosition means ReadAt was given a position the WAL never
+	// handed out (unknown segment, or outside the written bytes).
+	ErrBadPosition = errors.New("tier1: invalid position")
+	// ErrConfig is wrapped by Config.Validate's errors.
+	ErrConfig = errors.New("tier1: invalid config")
+)
+
+// TopicPartition names a partition by its topic's immutable ID, so a
+// deleted-then-recreated topic never inherits old entries.
+type TopicPartition struct {
+	TopicID   [16]byte
+	Partition int32
+}
+
+// Position locates an appended batch's bytes inside the WAL.
+type Position struct {
+	Segment uint64 // segment sequence number
+	Offset  int64  // byte offset of the batch bytes (not the frame) in the segment file
+	Len     int32  // length of the batch bytes
+}
+
+// FsyncMode says when an append is acknowledged.
+type FsyncMode int
+
+const (
+	FsyncAlways FsyncMode = iota // ack after fsync (default)
+	FsyncNever                   // ack after write(2); the OS flushes. Explicitly weaker.
+)
+
+// Profile bounds the group commit (DESIGN.md Tier 1 contract). The queue
+// that QueueDepth and MemoryBytes bound holds appends waiting for a group;
+// the group being written is bounded by MaxGroup and by min(MemoryBytes,
+// 16 MiB) of batch bytes, so the batch memory the WAL pins is at most about
+// twice MemoryBytes.
+type Profile struct {
+	Name        string
+	QueueDepth  int           // queued appends before Append blocks
+	MaxGroup    int           // appends per write+fsync
+	MaxWait     time.Duration // bounds lingering under load; never an idle sleep (see doc.go)
+	MemoryBytes int64         // queued batch bytes before Append blocks
+}
+
+// Config configures a WAL. Zero values mean the defaults; see Validate.
+type Config struct {
+	Dir          string
+	FS           vfs.FS        // nil means vfs.Default
+	Profile      Profile       // zero means the medium profile
+	MaxWait      time.Duration // overrides Profile.MaxWait when > 0
+	Fsync        FsyncMode
+	SegmentBytes int64        // roll threshold; 0 means DefaultSegmentBytes
+	Logger       *slog.Logger // nil means slog.Default()
+}
+
+// ReplayFunc is called for every valid entry, in log order, while Open
+// recovers. batch is only valid during the call.
+type ReplayFunc func(tp TopicPartition, batch []byte, pos Position) error
+
+// RecoveryReport says what Open found.
+type RecoveryReport struct {
+	Segments       int            // readable segments after recovery, the active one included
+	Entries        int            // entries replayed
+	TruncatedBytes int64          // torn tail removed from the last segment
+	Corruptions    []CorruptRange // damage that is reported and never served
+}
+
+// CorruptRange is a region of a segment that failed its checks: a range of
+// bad bytes followed by a valid frame, the bad end of a sealed segment, a
+// whole segment whose header failed (Offset 0), or missing segments.
+type CorruptRange struct {
+	Segment uint64
+	Offset  int64 // file offset of the first bad byte
+	Reason  string
+}
+
+// Stats are counters for metrics, read without locks.
+type Stats struct {
+	QueueDepth       int    // appends waiting for a group
+	QueueBytes       int64  // their batch bytes
+	Groups           uint64 // groups committed (one write+fsync each, two across a roll)
+	Appends          uint64 // appends committed and acknowledged
+	BytesWritten     uint64 // frame bytes written to segments
+	FsyncNanos       uint64 // total time in fsync
+	BackpressureWait uint64 // Appends that had to wait for room
+}
+
+// DoneFunc is called exactly once per accepted append, from the commit
+// goroutine, after the group holding it is durable (or with the error that
+// failed it). It must not block.
+type DoneFunc func(pos Position, err error)
