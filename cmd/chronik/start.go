@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/chronik-go/chronik/broker"
+	"github.com/chronik-go/chronik/ops"
+	"github.com/chronik-go/chronik/tier1"
+)
+
+func newStartCmd(env ops.Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Run a broker",
+		Long: `Run a Chronik broker until SIGINT or SIGTERM.
+
+Every setting below has a flag, a CHRONIK_* environment variable and a key in
+the YAML file named by --config. Precedence is flag > environment > config
+file > default.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runStart(cmd.Context(), cmd.Flags(), env, cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().SortFlags = false // table order groups related settings
+	ops.RegisterFlags(cmd.Flags())
+	return cmd
+}
+
+func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.Writer) error {
+	cfg, err := ops.Load(flags, env)
+	if err != nil {
+		return err
+	}
+	log, err := ops.NewLogger(cfg.LogLevel, cfg.LogFormat, logOut)
+	if err != nil {
+		return err
+	}
+	if !cfg.Standalone() {
+		return fmt.Errorf("%s is set, but clustering is not available in this build yet: unset it to run a standalone broker",
+			cfg.Origin("CHRONIK_CLUSTER_PEERS"))
+	}
+	if cfg.RealtimeIndex {
+		log.Warn("the realtime index is not available in this build yet; the setting is accepted and has no effect",
+			"setting", cfg.Origin("CHRONIK_REALTIME_INDEX"))
+	}
+	if cfg.Fsync == ops.FsyncNever {
+		log.Warn("acknowledging produces before fsync: acknowledged records can be lost on power failure or kernel crash",
+			"setting", cfg.Origin("CHRONIK_FSYNC"))
+	}
+	bcfg, err := brokerConfig(cfg, log)
+	if err != nil {
+		return err
+	}
+
+	b, err := broker.New(bcfg)
+	if err != nil {
+		return fmt.Errorf("open broker in %s=%q: %w", cfg.Origin("CHRONIK_DATA_DIR"), cfg.DataDir, err)
+	}
+	if err := b.Start(); err != nil {
+		_ = b.Close()
+		return fmt.Errorf("kafka listener on %s=%q: %w", cfg.Origin("CHRONIK_KAFKA_ADDR"), cfg.KafkaAddr, err)
+	}
+	log.Info("kafka listener ready", "addr", b.Addr().String(), "node_id", cfg.NodeID,
+		"data_dir", cfg.DataDir, "wal_profile", cfg.WALProfile, "fsync", string(cfg.Fsync))
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	if err := b.Close(); err != nil {
+		return fmt.Errorf("close broker: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// brokerConfig maps the node configuration onto the broker's. Settings of
+// features the broker does not have yet (HTTP, Raft, Tier 3, realtime index)
+// stay in ops.Config.
+func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
+	bc := broker.DefaultConfig()
+	bc.DataDir = cfg.DataDir
+	bc.KafkaAddr = cfg.KafkaAddr
+	bc.AdvertisedAddr = cfg.AdvertisedAddr
+	bc.NodeID = cfg.NodeID
+	bc.AutoCreateTopics = cfg.AutoCreateTopics
+	bc.DefaultPartitions = cfg.DefaultPartitions
+	bc.DefaultReplicationFactor = cfg.DefaultReplicationFactor
+	bc.MinInsyncReplicas = cfg.MinInsyncReplicas
+	bc.MaxRequestBytes = cfg.MaxRequestBytes
+	bc.MessageMaxBytes = cfg.MessageMaxBytes
+	bc.FsyncBatchTimeout = cfg.FsyncBatchTimeout
+	bc.Logger = log
+
+	p, err := tier1.ProfileByName(cfg.WALProfile)
+	if err != nil {
+		return broker.Config{}, fmt.Errorf("%s=%q: %w", cfg.Origin("CHRONIK_WAL_PROFILE"), cfg.WALProfile, err)
+	}
+	bc.WALProfile = p
+	switch cfg.Fsync {
+	case ops.FsyncAlways:
+		bc.Fsync = tier1.FsyncAlways
+	case ops.FsyncNever:
+		bc.Fsync = tier1.FsyncNever
+	default:
+		return broker.Config{}, fmt.Errorf("%s=%q is not one of always, never", cfg.Origin("CHRONIK_FSYNC"), cfg.Fsync)
+	}
+	if err := bc.Validate(); err != nil {
+		return broker.Config{}, err
+	}
+	return bc, nil
+}

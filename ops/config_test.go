@@ -1,0 +1,494 @@
+package ops
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
+)
+
+func mapEnv(m map[string]string) Env {
+	return func(k string) string { return m[k] }
+}
+
+func newFlags(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet("start", pflag.ContinueOnError)
+	RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("parse %v: %v", args, err)
+	}
+	return fs
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "chronik.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// The contract's names are fixed: scripts, compose.yaml and outside tests
+// rely on them. This list is DESIGN.md's configuration table plus the
+// settings added since; changing it is changing the contract.
+func TestSettingNamesMatchContract(t *testing.T) {
+	want := map[string]string{ // env -> flag ("" = no flag)
+		"CHRONIK_DATA_DIR":                   "data-dir",
+		"CHRONIK_KAFKA_ADDR":                 "kafka-addr",
+		"CHRONIK_ADVERTISED_ADDR":            "advertised-addr",
+		"CHRONIK_HTTP_ADDR":                  "http-addr",
+		"CHRONIK_NODE_ID":                    "node-id",
+		"CHRONIK_RAFT_ADDR":                  "raft-addr",
+		"CHRONIK_CLUSTER_PEERS":              "peers",
+		"CHRONIK_WAL_PROFILE":                "wal-profile",
+		"CHRONIK_FSYNC":                      "fsync",
+		"CHRONIK_FSYNC_BATCH_TIMEOUT_MS":     "fsync-batch-timeout",
+		"CHRONIK_TIER3_URL":                  "tier3-url",
+		"CHRONIK_REALTIME_INDEX":             "realtime-index",
+		"CHRONIK_DISABLE_REALTIME_INDEX":     "",
+		"CHRONIK_AUTO_CREATE_TOPICS":         "auto-create-topics",
+		"CHRONIK_DEFAULT_PARTITIONS":         "default-partitions",
+		"CHRONIK_DEFAULT_REPLICATION_FACTOR": "default-replication-factor",
+		"CHRONIK_MIN_INSYNC_REPLICAS":        "min-insync-replicas",
+		// Beyond DESIGN.md's table.
+		"CHRONIK_LOG_LEVEL":         "log-level",
+		"CHRONIK_LOG_FORMAT":        "log-format",
+		"CHRONIK_CONFIG":            "config",
+		"CHRONIK_MAX_REQUEST_BYTES": "max-request-bytes",
+		"CHRONIK_MESSAGE_MAX_BYTES": "message-max-bytes",
+	}
+	got := make(map[string]string)
+	keys := make(map[string]bool)
+	for _, s := range Settings() {
+		if _, dup := got[s.Env]; dup {
+			t.Errorf("%s appears twice in the settings table", s.Env)
+		}
+		got[s.Env] = s.Flag
+		if s.Env != "CHRONIK_CONFIG" && s.Key == "" {
+			t.Errorf("%s has no config-file key", s.Env)
+		}
+		if s.Key != "" && keys[s.Key] {
+			t.Errorf("file key %s used twice", s.Key)
+		}
+		keys[s.Key] = true
+		if s.Default == "" && s.DefaultDoc == "" && s.Inverts == "" {
+			t.Errorf("%s documents no default", s.Env)
+		}
+		if s.Help == "" {
+			t.Errorf("%s has no help", s.Env)
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("settings table (-want +got):\n%s", diff)
+	}
+}
+
+// Every documented environment variable is read into its typed field.
+func TestEveryEnvVarIsHonoured(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := writeFile(t, "")
+	tests := []struct {
+		env, value string
+		extra      map[string]string // other variables the value needs to be valid
+		get        func(c Config) any
+		want       any
+	}{
+		{"CHRONIK_CONFIG", cfgFile, nil, func(c Config) any { return c.ConfigFile }, cfgFile},
+		{"CHRONIK_DATA_DIR", dir, nil, func(c Config) any { return c.DataDir }, dir},
+		{"CHRONIK_KAFKA_ADDR", "127.0.0.1:19092", nil, func(c Config) any { return c.KafkaAddr }, "127.0.0.1:19092"},
+		{"CHRONIK_ADVERTISED_ADDR", "broker1.example.com:9092", nil, func(c Config) any { return c.AdvertisedAddr }, "broker1.example.com:9092"},
+		{"CHRONIK_HTTP_ADDR", "127.0.0.1:16092", nil, func(c Config) any { return c.HTTPAddr }, "127.0.0.1:16092"},
+		{"CHRONIK_NODE_ID", "7", nil, func(c Config) any { return c.NodeID }, int32(7)},
+		{"CHRONIK_RAFT_ADDR", "127.0.0.1:19093", nil, func(c Config) any { return c.RaftAddr }, "127.0.0.1:19093"},
+		{"CHRONIK_CLUSTER_PEERS", "1@10.0.0.1:9093, 2@10.0.0.2:9093,3@10.0.0.3:9093", nil,
+			func(c Config) any { return c.Peers },
+			[]Peer{{1, "10.0.0.1:9093"}, {2, "10.0.0.2:9093"}, {3, "10.0.0.3:9093"}}},
+		{"CHRONIK_WAL_PROFILE", "ultra", nil, func(c Config) any { return c.WALProfile }, "ultra"},
+		{"CHRONIK_FSYNC", "never", nil, func(c Config) any { return c.Fsync }, FsyncNever},
+		{"CHRONIK_FSYNC_BATCH_TIMEOUT_MS", "25", nil, func(c Config) any { return c.FsyncBatchTimeout }, 25 * time.Millisecond},
+		{"CHRONIK_TIER3_URL", "s3://bucket/prefix", nil, func(c Config) any { return c.Tier3URL }, "s3://bucket/prefix"},
+		{"CHRONIK_REALTIME_INDEX", "true", nil, func(c Config) any { return c.RealtimeIndex }, true},
+		{"CHRONIK_DISABLE_REALTIME_INDEX", "false", nil, func(c Config) any { return c.RealtimeIndex }, true},
+		{"CHRONIK_AUTO_CREATE_TOPICS", "false", nil, func(c Config) any { return c.AutoCreateTopics }, false},
+		{"CHRONIK_DEFAULT_PARTITIONS", "12", nil, func(c Config) any { return c.DefaultPartitions }, int32(12)},
+		{"CHRONIK_DEFAULT_REPLICATION_FACTOR", "2", map[string]string{"CHRONIK_CLUSTER_PEERS": "1@a:1,2@b:1,3@c:1"},
+			func(c Config) any { return c.DefaultReplicationFactor }, int16(2)},
+		{"CHRONIK_MIN_INSYNC_REPLICAS", "3", map[string]string{"CHRONIK_CLUSTER_PEERS": "1@a:1,2@b:1,3@c:1"},
+			func(c Config) any { return c.MinInsyncReplicas }, int16(3)},
+		{"CHRONIK_MAX_REQUEST_BYTES", "2097152", nil, func(c Config) any { return c.MaxRequestBytes }, int32(2097152)},
+		{"CHRONIK_MESSAGE_MAX_BYTES", "4096", nil, func(c Config) any { return c.MessageMaxBytes }, int32(4096)},
+		{"CHRONIK_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, "debug"},
+		{"CHRONIK_LOG_FORMAT", "json", nil, func(c Config) any { return c.LogFormat }, "json"},
+	}
+	covered := make(map[string]bool)
+	for _, tt := range tests {
+		covered[tt.env] = true
+		t.Run(tt.env, func(t *testing.T) {
+			def := tt.get(DefaultConfig())
+			if cmp.Equal(def, tt.want) {
+				t.Fatalf("test value %v equals the default: it would prove nothing", tt.want)
+			}
+			env := map[string]string{tt.env: tt.value}
+			for k, v := range tt.extra {
+				env[k] = v
+			}
+			c, err := Load(nil, mapEnv(env))
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, tt.get(c)); diff != "" {
+				t.Errorf("%s=%s (-want +got):\n%s", tt.env, tt.value, diff)
+			}
+		})
+	}
+	for _, s := range Settings() {
+		if !covered[s.Env] {
+			t.Errorf("no test proves %s is read", s.Env)
+		}
+	}
+}
+
+// Every config-file key is read, and the file is found through the flag.
+func TestEveryFileKeyIsHonoured(t *testing.T) {
+	path := writeFile(t, `
+data_dir: /srv/chronik
+kafka_addr: 127.0.0.1:19092
+advertised_addr: b1:9092
+http_addr: 127.0.0.1:16092
+node_id: 2
+raft_addr: 127.0.0.1:19093
+cluster_peers: [1@h1:9093, 2@h2:9093, 3@h3:9093]
+wal_profile: HIGH
+fsync: never
+fsync_batch_timeout_ms: 5
+tier3_url: minio://127.0.0.1:9000/chronik/archive
+realtime_index: true
+auto_create_topics: false
+default_partitions: 3
+default_replication_factor: 3
+min_insync_replicas: 3
+max_request_bytes: 8388608
+message_max_bytes: 2097152
+log_level: warn
+log_format: json
+`)
+	c, err := Load(newFlags(t, "--config", path), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		ConfigFile:               path,
+		DataDir:                  "/srv/chronik",
+		KafkaAddr:                "127.0.0.1:19092",
+		AdvertisedAddr:           "b1:9092",
+		HTTPAddr:                 "127.0.0.1:16092",
+		NodeID:                   2,
+		RaftAddr:                 "127.0.0.1:19093",
+		Peers:                    []Peer{{1, "h1:9093"}, {2, "h2:9093"}, {3, "h3:9093"}},
+		WALProfile:               "high",
+		Fsync:                    FsyncNever,
+		FsyncBatchTimeout:        5 * time.Millisecond,
+		Tier3URL:                 "minio://127.0.0.1:9000/chronik/archive",
+		RealtimeIndex:            true,
+		AutoCreateTopics:         false,
+		DefaultPartitions:        3,
+		DefaultReplicationFactor: 3,
+		MinInsyncReplicas:        3,
+		MaxRequestBytes:          8 << 20,
+		MessageMaxBytes:          2 << 20,
+		LogLevel:                 "warn",
+		LogFormat:                "json",
+	}
+	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Config{}), cmpIgnoreOrigins); diff != "" {
+		t.Errorf("file config (-want +got):\n%s", diff)
+	}
+	// The inverse key is read too.
+	path = writeFile(t, "disable_realtime_index: true\n")
+	c, err = Load(nil, mapEnv(map[string]string{"CHRONIK_CONFIG": path}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RealtimeIndex {
+		t.Errorf("disable_realtime_index: true left RealtimeIndex on")
+	}
+}
+
+var cmpIgnoreOrigins = cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "origins" }, cmp.Ignore())
+
+func TestDefaults(t *testing.T) {
+	c := DefaultConfig()
+	abs, err := filepath.Abs("data/archive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		DataDir:                  "./data",
+		KafkaAddr:                "0.0.0.0:9092",
+		HTTPAddr:                 "0.0.0.0:6092",
+		NodeID:                   1,
+		RaftAddr:                 "0.0.0.0:9093",
+		WALProfile:               "medium",
+		Fsync:                    FsyncAlways,
+		Tier3URL:                 "file://" + filepath.ToSlash(abs),
+		AutoCreateTopics:         true,
+		DefaultPartitions:        1,
+		DefaultReplicationFactor: 1,
+		MinInsyncReplicas:        1,
+		MaxRequestBytes:          104857600,
+		MessageMaxBytes:          1048576,
+		LogLevel:                 "info",
+		LogFormat:                "text",
+	}
+	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Config{}), cmpIgnoreOrigins); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+}
+
+func TestDerivedDefaults(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		rf, isr int16
+		tier3   string
+	}{
+		{"standalone", map[string]string{"CHRONIK_DATA_DIR": "/var/lib/chronik"}, 1, 1, "file:///var/lib/chronik/archive"},
+		{"two voters", map[string]string{"CHRONIK_CLUSTER_PEERS": "1@a:9093,2@b:9093", "CHRONIK_DATA_DIR": "/d"}, 2, 1, "file:///d/archive"},
+		{"three voters", map[string]string{"CHRONIK_CLUSTER_PEERS": "1@a:9093,2@b:9093,3@c:9093"}, 3, 2, ""},
+		{"five voters", map[string]string{"CHRONIK_CLUSTER_PEERS": "1@a:1,2@b:1,3@c:1,4@d:1,5@e:1"}, 3, 2, ""},
+		{"explicit rf 2 of 3", map[string]string{"CHRONIK_CLUSTER_PEERS": "1@a:1,2@b:1,3@c:1", "CHRONIK_DEFAULT_REPLICATION_FACTOR": "2"}, 2, 1, ""},
+		{"explicit tier3 kept", map[string]string{"CHRONIK_TIER3_URL": "s3://b/p"}, 1, 1, "s3://b/p"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(nil, mapEnv(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.DefaultReplicationFactor != tt.rf || c.MinInsyncReplicas != tt.isr {
+				t.Errorf("rf, min isr = %d, %d; want %d, %d", c.DefaultReplicationFactor, c.MinInsyncReplicas, tt.rf, tt.isr)
+			}
+			if tt.tier3 != "" && c.Tier3URL != tt.tier3 {
+				t.Errorf("tier3 url = %q; want %q", c.Tier3URL, tt.tier3)
+			}
+		})
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, "wal_profile: low\nnode_id: 3\n")
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		profile string
+		origin  string
+	}{
+		{"default", nil, nil, "medium", "CHRONIK_WAL_PROFILE"},
+		{"file over default", []string{"--config", file}, nil, "low", file + ": wal_profile"},
+		{"env over file", []string{"--config", file}, map[string]string{"CHRONIK_WAL_PROFILE": "high"}, "high", "CHRONIK_WAL_PROFILE"},
+		{"flag over env", []string{"--config", file, "--wal-profile", "ultra"}, map[string]string{"CHRONIK_WAL_PROFILE": "high"}, "ultra", "--wal-profile"},
+		{"flag over default", []string{"--wal-profile=ultra"}, nil, "ultra", "--wal-profile"},
+		{"config file from env", nil, map[string]string{"CHRONIK_CONFIG": file}, "low", file + ": wal_profile"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(newFlags(t, tt.args...), mapEnv(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.WALProfile != tt.profile {
+				t.Errorf("WALProfile = %q; want %q", c.WALProfile, tt.profile)
+			}
+			if got := c.Origin("CHRONIK_WAL_PROFILE"); got != tt.origin {
+				t.Errorf("origin = %q; want %q", got, tt.origin)
+			}
+		})
+	}
+	// Settings not overridden still come from the file.
+	c, err := Load(newFlags(t, "--config", file, "--wal-profile", "ultra"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NodeID != 3 {
+		t.Errorf("NodeID = %d; want 3 from the file", c.NodeID)
+	}
+	// --config beats CHRONIK_CONFIG.
+	other := writeFile(t, "wal_profile: high\n")
+	c, err = Load(newFlags(t, "--config", other), mapEnv(map[string]string{"CHRONIK_CONFIG": file}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WALProfile != "high" || c.ConfigFile != other {
+		t.Errorf("got profile %q from %q; want high from --config %q", c.WALProfile, c.ConfigFile, other)
+	}
+}
+
+func TestRealtimeIndexInverse(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    bool
+		wantErr string
+	}{
+		{"disable true", nil, map[string]string{"CHRONIK_DISABLE_REALTIME_INDEX": "true"}, false, ""},
+		{"disable false", nil, map[string]string{"CHRONIK_DISABLE_REALTIME_INDEX": "false"}, true, ""},
+		{"agreeing pair", nil, map[string]string{"CHRONIK_REALTIME_INDEX": "false", "CHRONIK_DISABLE_REALTIME_INDEX": "true"}, false, ""},
+		{"contradicting pair", nil, map[string]string{"CHRONIK_REALTIME_INDEX": "true", "CHRONIK_DISABLE_REALTIME_INDEX": "true"}, false,
+			`CHRONIK_REALTIME_INDEX="true" and CHRONIK_DISABLE_REALTIME_INDEX="true" contradict each other`},
+		{"flag beats inverse env", []string{"--realtime-index"}, map[string]string{"CHRONIK_DISABLE_REALTIME_INDEX": "true"}, true, ""},
+		{"bare flag means true", []string{"--realtime-index"}, nil, true, ""},
+		{"flag false", []string{"--realtime-index=false"}, map[string]string{"CHRONIK_REALTIME_INDEX": "true"}, false, ""},
+		{"bad inverse", nil, map[string]string{"CHRONIK_DISABLE_REALTIME_INDEX": "maybe"}, false,
+			`CHRONIK_DISABLE_REALTIME_INDEX="maybe" is not a boolean (write true or false)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(newFlags(t, tt.args...), mapEnv(tt.env))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v; want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.RealtimeIndex != tt.want {
+				t.Errorf("RealtimeIndex = %v; want %v", c.RealtimeIndex, tt.want)
+			}
+		})
+	}
+}
+
+// Bad values fail with a message naming the setting as given and the fix.
+func TestBadValues(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{"wal profile", nil, map[string]string{"CHRONIK_WAL_PROFILE": "turbo"},
+			[]string{`CHRONIK_WAL_PROFILE="turbo" is not one of low, medium, high, ultra`}},
+		{"wal profile flag", []string{"--wal-profile", "turbo"}, nil,
+			[]string{`--wal-profile="turbo" is not one of low, medium, high, ultra`}},
+		{"fsync", nil, map[string]string{"CHRONIK_FSYNC": "sometimes"}, []string{`CHRONIK_FSYNC="sometimes" is not one of always, never`}},
+		{"fsync timeout unit", nil, map[string]string{"CHRONIK_FSYNC_BATCH_TIMEOUT_MS": "10ms"},
+			[]string{`CHRONIK_FSYNC_BATCH_TIMEOUT_MS="10ms" is not a whole number of milliseconds (write 10, not 10ms)`}},
+		{"fsync timeout range", nil, map[string]string{"CHRONIK_FSYNC_BATCH_TIMEOUT_MS": "600000"},
+			[]string{`CHRONIK_FSYNC_BATCH_TIMEOUT_MS=600000 is outside 0 to 60000`}},
+		{"node id", nil, map[string]string{"CHRONIK_NODE_ID": "one"}, []string{`CHRONIK_NODE_ID="one" is not a whole number`}},
+		{"negative node id", nil, map[string]string{"CHRONIK_NODE_ID": "-1"}, []string{`CHRONIK_NODE_ID=-1 is negative`}},
+		{"kafka addr", nil, map[string]string{"CHRONIK_KAFKA_ADDR": "9092"}, []string{`CHRONIK_KAFKA_ADDR="9092" is not host:port`, "0.0.0.0:9092"}},
+		{"kafka port", []string{"--kafka-addr", ":http"}, nil, []string{`--kafka-addr=":http" is not host:port`}},
+		{"advertised unspecified", nil, map[string]string{"CHRONIK_ADVERTISED_ADDR": "0.0.0.0:9092"},
+			[]string{`CHRONIK_ADVERTISED_ADDR="0.0.0.0:9092" is not an address clients can connect to`}},
+		{"peers syntax", nil, map[string]string{"CHRONIK_CLUSTER_PEERS": "node1:9093"},
+			[]string{`CHRONIK_CLUSTER_PEERS="node1:9093" has entry "node1:9093" that is not id@host:port`}},
+		{"peers without self", nil, map[string]string{"CHRONIK_CLUSTER_PEERS": "2@a:9093,3@b:9093"},
+			[]string{`CHRONIK_NODE_ID=1 is not among the ids of CHRONIK_CLUSTER_PEERS`}},
+		{"peers duplicate id", nil, map[string]string{"CHRONIK_CLUSTER_PEERS": "1@a:9093,1@b:9093"},
+			[]string{`lists id 1 twice`}},
+		{"tier3 scheme", nil, map[string]string{"CHRONIK_TIER3_URL": "ftp://x/y"},
+			[]string{`CHRONIK_TIER3_URL="ftp://x/y" has no supported scheme: use file://, s3:// or minio://`}},
+		{"tier3 minio", nil, map[string]string{"CHRONIK_TIER3_URL": "minio://host/bucket"},
+			[]string{`CHRONIK_TIER3_URL="minio://host/bucket" does not start with the MinIO host:port`}},
+		{"bool", nil, map[string]string{"CHRONIK_AUTO_CREATE_TOPICS": "sure"},
+			[]string{`CHRONIK_AUTO_CREATE_TOPICS="sure" is not a boolean (write true or false)`}},
+		{"partitions", nil, map[string]string{"CHRONIK_DEFAULT_PARTITIONS": "0"}, []string{`CHRONIK_DEFAULT_PARTITIONS=0 must be at least 1`}},
+		{"rf standalone", nil, map[string]string{"CHRONIK_DEFAULT_REPLICATION_FACTOR": "3"},
+			[]string{`CHRONIK_DEFAULT_REPLICATION_FACTOR=3 needs 3 brokers but this node is standalone`}},
+		{"rf overflow", nil, map[string]string{"CHRONIK_DEFAULT_REPLICATION_FACTOR": "70000"},
+			[]string{`CHRONIK_DEFAULT_REPLICATION_FACTOR="70000" is not a whole number between -32768 and 32767`}},
+		{"isr over rf", []string{"--min-insync-replicas", "2"}, nil,
+			[]string{`--min-insync-replicas=2 exceeds CHRONIK_DEFAULT_REPLICATION_FACTOR=1`, "lower it or raise the replication factor"}},
+		{"request below message", nil, map[string]string{"CHRONIK_MAX_REQUEST_BYTES": "2048", "CHRONIK_MESSAGE_MAX_BYTES": "4096"},
+			[]string{`CHRONIK_MAX_REQUEST_BYTES=2048 is below CHRONIK_MESSAGE_MAX_BYTES=4096`}},
+		{"message too small", nil, map[string]string{"CHRONIK_MESSAGE_MAX_BYTES": "100"}, []string{`CHRONIK_MESSAGE_MAX_BYTES=100 must be at least 1024`}},
+		{"log level", nil, map[string]string{"CHRONIK_LOG_LEVEL": "trace"}, []string{`CHRONIK_LOG_LEVEL="trace" is not one of debug, info, warn, error`}},
+		{"log format", nil, map[string]string{"CHRONIK_LOG_FORMAT": "xml"}, []string{`CHRONIK_LOG_FORMAT="xml" is not one of text, json`}},
+		{"missing config file", nil, map[string]string{"CHRONIK_CONFIG": "/nonexistent/chronik.yaml"},
+			[]string{`CHRONIK_CONFIG="/nonexistent/chronik.yaml": cannot read the config file`}},
+		{"every problem at once", nil, map[string]string{"CHRONIK_WAL_PROFILE": "turbo", "CHRONIK_LOG_FORMAT": "xml"},
+			[]string{`CHRONIK_WAL_PROFILE="turbo"`, `CHRONIK_LOG_FORMAT="xml"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(newFlags(t, tt.args...), mapEnv(tt.env))
+			if err == nil {
+				t.Fatal("Load succeeded; want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigFileErrors(t *testing.T) {
+	tests := []struct {
+		name, body, want string
+	}{
+		{"flag-style key", "data-dir: /x\n", `line 1: unknown key "data-dir": did you mean data_dir?`},
+		{"env-style key", "CHRONIK_WAL_PROFILE: low\n", `unknown key "CHRONIK_WAL_PROFILE": did you mean wal_profile?`},
+		{"flag name for peers", "peers: 1@a:1\n", `unknown key "peers": did you mean cluster_peers?`},
+		{"unknown key", "retention: 1d\n", `unknown key "retention" (the keys are listed by chronik start --help)`},
+		{"duplicate", "node_id: 1\nnode_id: 2\n", `line 2: key "node_id" appears twice`},
+		{"not a mapping", "- a\n- b\n", "the top level must map setting keys to values"},
+		{"nested", "fsync:\n  mode: never\n", "fsync must be a plain value, not a mapping"},
+		{"bad value", "wal_profile: turbo\n", `: wal_profile="turbo" is not one of low, medium, high, ultra`},
+		{"bad yaml", "a: [\n", "config file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeFile(t, tt.body)
+			_, err := Load(newFlags(t, "--config", path), nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v; want it to contain %q", err, tt.want)
+			}
+		})
+	}
+	// An empty file and an empty value are fine.
+	c, err := Load(newFlags(t, "--config", writeFile(t, "advertised_addr:\n")), nil)
+	if err != nil || c.AdvertisedAddr != "" {
+		t.Fatalf("empty value: %+v, %v", c.AdvertisedAddr, err)
+	}
+}
+
+// The generated flag help names every setting's environment variable and
+// default, including the flagless inverse alias.
+func TestFlagUsageListsEverySetting(t *testing.T) {
+	fs := pflag.NewFlagSet("start", pflag.ContinueOnError)
+	RegisterFlags(fs)
+	usage := fs.FlagUsages()
+	for _, s := range Settings() {
+		if !strings.Contains(usage, s.Env) {
+			t.Errorf("usage lacks %s", s.Env)
+		}
+		if s.Flag != "" && !strings.Contains(usage, "--"+s.Flag) {
+			t.Errorf("usage lacks --%s", s.Flag)
+		}
+		if s.Inverts == "" && !strings.Contains(usage, "default "+s.defaultText()) {
+			t.Errorf("usage lacks the default of %s (%q)", s.Env, s.defaultText())
+		}
+	}
+	if strings.Contains(usage, "(default ") {
+		t.Errorf("pflag's own default text leaked into the usage:\n%s", usage)
+	}
+}
+
+func TestWALProfilesAreTheContract(t *testing.T) {
+	if !slices.Equal(walProfiles, []string{"low", "medium", "high", "ultra"}) {
+		t.Fatalf("walProfiles = %v", walProfiles)
+	}
+}

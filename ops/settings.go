@@ -1,0 +1,297 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Setting is one row of the configuration contract (DESIGN.md,
+// "Configuration contract"). The settings table below is the single source
+// of truth: flags, environment variables, config-file keys, defaults and the
+// text of `chronik start --help` are all generated from it.
+type Setting struct {
+	Flag string // flag name without dashes; empty when there is no flag
+	Env  string // CHRONIK_* variable; always set, and unique
+	Key  string // config-file key; empty when the file cannot set it
+	Type string // value syntax shown in help ("bool" makes a valueless flag mean true)
+
+	// Default is the literal default. DefaultDoc, when set, describes a
+	// default that is derived from other values or that means "unset".
+	Default    string
+	DefaultDoc string
+	Help       string
+
+	// Inverts names the Env of a bool setting this one is the inverse of:
+	// both set the same field, so at most one value per source may be given.
+	Inverts string
+
+	set func(c *Config, v string) error
+	// derive fills the field when no source gave a value and Default is
+	// empty. It runs after every other setting is resolved, in table order.
+	derive func(c *Config) error
+}
+
+// Settings returns a copy of the settings table, in help order.
+func Settings() []Setting {
+	return append([]Setting(nil), settings...)
+}
+
+var settings = []Setting{
+	{
+		Flag: "config", Env: "CHRONIK_CONFIG", Type: "file",
+		DefaultDoc: "none",
+		Help:       "YAML file of settings, keyed by the file keys listed here",
+		set:        func(c *Config, v string) error { c.ConfigFile = v; return nil },
+	},
+	{
+		Flag: "data-dir", Env: "CHRONIK_DATA_DIR", Key: "data_dir", Type: "dir",
+		Default: "./data",
+		Help:    "directory for all local state",
+		set:     func(c *Config, v string) error { c.DataDir = v; return nil },
+	},
+	{
+		Flag: "kafka-addr", Env: "CHRONIK_KAFKA_ADDR", Key: "kafka_addr", Type: "host:port",
+		Default: "0.0.0.0:9092",
+		Help:    "Kafka listener",
+		set:     func(c *Config, v string) error { c.KafkaAddr = v; return nil },
+	},
+	{
+		Flag: "advertised-addr", Env: "CHRONIK_ADVERTISED_ADDR", Key: "advertised_addr", Type: "host:port",
+		DefaultDoc: "the bound listener address",
+		Help:       "host:port given to clients in metadata",
+		set:        func(c *Config, v string) error { c.AdvertisedAddr = v; return nil },
+	},
+	{
+		Flag: "http-addr", Env: "CHRONIK_HTTP_ADDR", Key: "http_addr", Type: "host:port",
+		Default: "0.0.0.0:6092",
+		Help:    "metrics, health, search API and admin listener",
+		set:     func(c *Config, v string) error { c.HTTPAddr = v; return nil },
+	},
+	{
+		Flag: "node-id", Env: "CHRONIK_NODE_ID", Key: "node_id", Type: "int",
+		Default: "1",
+		Help:    "broker id",
+		set:     setInt32(func(c *Config) *int32 { return &c.NodeID }),
+	},
+	{
+		Flag: "raft-addr", Env: "CHRONIK_RAFT_ADDR", Key: "raft_addr", Type: "host:port",
+		Default: "0.0.0.0:9093",
+		Help:    "controller (Raft) listener",
+		set:     func(c *Config, v string) error { c.RaftAddr = v; return nil },
+	},
+	{
+		Flag: "peers", Env: "CHRONIK_CLUSTER_PEERS", Key: "cluster_peers", Type: "id@host:port,...",
+		DefaultDoc: "empty = standalone",
+		Help:       "controller voters; in the file also a YAML list",
+		set:        setPeers,
+	},
+	{
+		Flag: "wal-profile", Env: "CHRONIK_WAL_PROFILE", Key: "wal_profile", Type: "name",
+		Default: "medium",
+		Help:    "group-commit bounds: " + strings.Join(walProfiles, ", "),
+		set:     func(c *Config, v string) error { c.WALProfile = strings.ToLower(v); return nil },
+	},
+	{
+		Flag: "fsync", Env: "CHRONIK_FSYNC", Key: "fsync", Type: "mode",
+		Default: string(FsyncAlways),
+		Help:    "always: ack after fsync; never: ack after write, the OS flushes (explicitly weaker)",
+		set:     func(c *Config, v string) error { c.Fsync = FsyncMode(strings.ToLower(v)); return nil },
+	},
+	{
+		Flag: "fsync-batch-timeout", Env: "CHRONIK_FSYNC_BATCH_TIMEOUT_MS", Key: "fsync_batch_timeout_ms", Type: "ms",
+		DefaultDoc: "the WAL profile's max wait",
+		Help:       "longest a group commit lingers under load, in milliseconds",
+		set:        setMillis(func(c *Config) *time.Duration { return &c.FsyncBatchTimeout }),
+	},
+	{
+		Flag: "tier3-url", Env: "CHRONIK_TIER3_URL", Key: "tier3_url", Type: "url",
+		DefaultDoc: "file://<data-dir>/archive",
+		Help:       "object storage: file:///path, s3://bucket/prefix or minio://host:port/bucket/prefix",
+		set:        func(c *Config, v string) error { c.Tier3URL = v; return nil },
+		derive:     deriveTier3URL,
+	},
+	{
+		Flag: "realtime-index", Env: "CHRONIK_REALTIME_INDEX", Key: "realtime_index", Type: "bool",
+		Default: "false",
+		Help:    "keep an in-memory search index of the active tail",
+		set:     setBool(func(c *Config) *bool { return &c.RealtimeIndex }, false),
+	},
+	{
+		Env: "CHRONIK_DISABLE_REALTIME_INDEX", Key: "disable_realtime_index", Type: "bool",
+		Inverts: "CHRONIK_REALTIME_INDEX",
+		Help:    "the inverse of --realtime-index, accepted for configs written for the Rust Chronik",
+		set:     setBool(func(c *Config) *bool { return &c.RealtimeIndex }, true),
+	},
+	{
+		Flag: "auto-create-topics", Env: "CHRONIK_AUTO_CREATE_TOPICS", Key: "auto_create_topics", Type: "bool",
+		Default: "true",
+		Help:    "create unknown topics on metadata requests (Kafka's auto.create.topics.enable)",
+		set:     setBool(func(c *Config) *bool { return &c.AutoCreateTopics }, false),
+	},
+	{
+		Flag: "default-partitions", Env: "CHRONIK_DEFAULT_PARTITIONS", Key: "default_partitions", Type: "int",
+		Default: "1",
+		Help:    "partitions of auto-created topics",
+		set:     setInt32(func(c *Config) *int32 { return &c.DefaultPartitions }),
+	},
+	{
+		Flag: "default-replication-factor", Env: "CHRONIK_DEFAULT_REPLICATION_FACTOR", Key: "default_replication_factor", Type: "int",
+		DefaultDoc: "min(3, brokers): 1 standalone",
+		Help:       "replication factor of auto-created topics",
+		set:        setInt16(func(c *Config) *int16 { return &c.DefaultReplicationFactor }),
+		derive: func(c *Config) error {
+			c.DefaultReplicationFactor = int16(min(3, c.Brokers()))
+			return nil
+		},
+	},
+	{
+		Flag: "min-insync-replicas", Env: "CHRONIK_MIN_INSYNC_REPLICAS", Key: "min_insync_replicas", Type: "int",
+		DefaultDoc: "2 when the replication factor is 3 or more, else 1",
+		Help:       "replicas that must have a record before acks=all succeeds",
+		set:        setInt16(func(c *Config) *int16 { return &c.MinInsyncReplicas }),
+		derive: func(c *Config) error {
+			c.MinInsyncReplicas = 1
+			if c.DefaultReplicationFactor >= 3 {
+				c.MinInsyncReplicas = 2
+			}
+			return nil
+		},
+	},
+	{
+		Flag: "max-request-bytes", Env: "CHRONIK_MAX_REQUEST_BYTES", Key: "max_request_bytes", Type: "bytes",
+		Default: "104857600",
+		Help:    "largest request frame; a larger one closes the connection (Kafka's socket.request.max.bytes)",
+		set:     setInt32(func(c *Config) *int32 { return &c.MaxRequestBytes }),
+	},
+	{
+		Flag: "message-max-bytes", Env: "CHRONIK_MESSAGE_MAX_BYTES", Key: "message_max_bytes", Type: "bytes",
+		Default: "1048576",
+		Help:    "largest record batch; the default of topics' max.message.bytes",
+		set:     setInt32(func(c *Config) *int32 { return &c.MessageMaxBytes }),
+	},
+	{
+		Flag: "log-level", Env: "CHRONIK_LOG_LEVEL", Key: "log_level", Type: "level",
+		Default: "info",
+		Help:    "debug, info, warn or error",
+		set:     func(c *Config, v string) error { c.LogLevel = strings.ToLower(v); return nil },
+	},
+	{
+		Flag: "log-format", Env: "CHRONIK_LOG_FORMAT", Key: "log_format", Type: "format",
+		Default: "text",
+		Help:    "text or json",
+		set:     func(c *Config, v string) error { c.LogFormat = strings.ToLower(v); return nil },
+	},
+}
+
+// walProfiles are the names tier1.ProfileByName accepts (DESIGN.md, Tier 1
+// contract). ops does not import tier1 so configuration stays loadable and
+// testable on its own.
+var walProfiles = []string{"low", "medium", "high", "ultra"}
+
+func setInt32(field func(*Config) *int32) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := parseInt(v, math.MinInt32, math.MaxInt32)
+		*field(c) = int32(n)
+		return err
+	}
+}
+
+func setInt16(field func(*Config) *int16) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := parseInt(v, math.MinInt16, math.MaxInt16)
+		*field(c) = int16(n)
+		return err
+	}
+}
+
+func parseInt(v string, lo, hi int64) (int64, error) {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("is not a whole number between %d and %d", lo, hi)
+	}
+	return n, nil
+}
+
+func setMillis(field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < 0 || n > math.MaxInt64/int64(time.Millisecond) {
+			return fmt.Errorf("is not a whole number of milliseconds (write 10, not 10ms)")
+		}
+		*field(c) = time.Duration(n) * time.Millisecond
+		return nil
+	}
+}
+
+func setBool(field func(*Config) *bool, invert bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := parseBool(v)
+		*field(c) = b != invert
+		return err
+	}
+}
+
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "true", "t", "1", "yes", "on":
+		return true, nil
+	case "false", "f", "0", "no", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("is not a boolean (write true or false)")
+}
+
+// Peer is one controller voter of CHRONIK_CLUSTER_PEERS.
+type Peer struct {
+	ID   int32
+	Addr string // host:raftport
+}
+
+func (p Peer) String() string { return fmt.Sprintf("%d@%s", p.ID, p.Addr) }
+
+func setPeers(c *Config, v string) error {
+	c.Peers = nil
+	for _, entry := range strings.Split(v, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		id, addr, ok := strings.Cut(entry, "@")
+		n, err := strconv.ParseInt(id, 10, 32)
+		if !ok || err != nil || n < 0 || addr == "" {
+			return fmt.Errorf("has entry %q that is not id@host:port (write e.g. 1@10.0.0.1:9093,2@10.0.0.2:9093)", entry)
+		}
+		c.Peers = append(c.Peers, Peer{ID: int32(n), Addr: addr})
+	}
+	return nil
+}
+
+func (s *Setting) isBool() bool { return s.Type == "bool" }
+
+// usage is the flag help text: the help, then where else the setting can
+// be given and its default, then any inverse alias.
+func (s *Setting) usage() string {
+	var b strings.Builder
+	b.WriteString(s.Help)
+	b.WriteString("\nenv " + s.Env)
+	if s.Key != "" {
+		b.WriteString(", file key " + s.Key)
+	}
+	b.WriteString(", default " + s.defaultText())
+	for i := range settings {
+		if a := &settings[i]; a.Inverts == s.Env {
+			fmt.Fprintf(&b, "\n%s (file key %s): %s", a.Env, a.Key, a.Help)
+		}
+	}
+	return b.String()
+}
+
+func (s *Setting) defaultText() string {
+	if s.DefaultDoc != "" {
+		return s.DefaultDoc
+	}
+	return s.Default
+}
