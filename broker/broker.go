@@ -107,10 +107,7 @@ func New(cfg Config) (*Broker, error) {
 	b.pidNext, b.pidMax = st.NextProducerID, st.NextProducerID
 
 	start := time.Now()
-	walDir := filepath.Join(cfg.DataDir, "wal")
-	if err := b.fs.MkdirAll(walDir, 0o755); err != nil {
-		return nil, fmt.Errorf("broker: create wal dir: %w", err)
-	}
+	walDir := filepath.Join(cfg.DataDir, "wal") // tier1.Open creates and syncs it
 	var skipped int
 	wal, rep, err := tier1.Open(tier1.Config{
 		Dir:     walDir,

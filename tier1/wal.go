@@ -1,0 +1,430 @@
+package tier1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chronik-go/chronik/internal/vfs"
+)
+
+// WAL is the group-commit write-ahead log. Append, ReadAt and Stats are safe
+// for concurrent use; one goroutine started by Open writes every segment.
+type WAL struct {
+	dir           string
+	fs            vfs.FS
+	profile       Profile
+	fsync         FsyncMode
+	segBytes      int64
+	maxGroupBytes int64
+	log           *slog.Logger
+
+	mu sync.Mutex // guards the following
+	// queue holds accepted appends the commit goroutine has not taken yet.
+	// Invariant: when non-empty, len(queue) <= QueueDepth and
+	// queueBytes <= MemoryBytes, except that one entry is always admitted
+	// into an empty queue.
+	queue      []pending
+	queueBytes int64
+	room       chan struct{} // closed when room frees up; nil while nobody waits
+	closed     bool
+	err        error // sticky; wraps ErrFailed
+
+	wake   chan struct{} // capacity 1: nudges an idle commit goroutine
+	exited chan struct{} // closed when the commit goroutine returns
+
+	// Owned by the commit goroutine (and by Open before it starts).
+	active *segment
+	group  []pending // entries being committed
+	buf    []byte    // encoded frames of the group
+	pos    []Position
+
+	// ReadAt holds segMu.RLock across its pread so Close cannot close a file
+	// under it; the commit goroutine takes the write lock only to add a
+	// segment at a roll.
+	segMu    sync.RWMutex        // guards the following
+	segments map[uint64]*segment // every readable segment; nil once closed
+
+	stats struct {
+		queueDepth   atomic.Int64
+		queueBytes   atomic.Int64
+		groups       atomic.Uint64
+		appends      atomic.Uint64
+		bytesWritten atomic.Uint64
+		fsyncNanos   atomic.Uint64
+		backpressure atomic.Uint64
+	}
+}
+
+type pending struct {
+	tp    TopicPartition
+	batch []byte
+	done  DoneFunc
+}
+
+type segment struct {
+	seq  uint64
+	salt uint64
+	f    vfs.File
+	// end bounds what ReadAt serves: bytes up to here are fsynced
+	// (FsyncAlways) or written (FsyncNever).
+	end atomic.Int64
+	// size is the file size as written; owned by the commit goroutine.
+	size int64
+}
+
+// Open recovers the WAL in cfg.Dir, calling replay for every verified entry
+// in log order (see doc.go, Recovery), and starts the commit goroutine. A
+// replay error aborts Open and is returned.
+func Open(cfg Config, replay ReplayFunc) (*WAL, RecoveryReport, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, RecoveryReport{}, err
+	}
+	w := &WAL{
+		dir:           cfg.Dir,
+		fs:            cfg.FS,
+		profile:       cfg.Profile,
+		fsync:         cfg.Fsync,
+		segBytes:      cfg.SegmentBytes,
+		maxGroupBytes: min(cfg.Profile.MemoryBytes, maxGroupBytes),
+		log:           cfg.Logger.With("component", "tier1", "dir", cfg.Dir),
+		wake:          make(chan struct{}, 1),
+		exited:        make(chan struct{}),
+		segments:      make(map[uint64]*segment),
+	}
+	rep, err := w.recover(replay)
+	if err != nil {
+		w.closeSegments()
+		return nil, rep, err
+	}
+	go w.run()
+	return w, rep, nil
+}
+
+// Profile returns the profile in effect, Config.MaxWait applied.
+func (w *WAL) Profile() Profile { return w.profile }
+
+// Append queues batch for tp and returns once it is queued; done reports
+// durability later. It blocks while the queue is full (QueueDepth entries or
+// MemoryBytes bytes) until room frees up or ctx is done, and reports in
+// waited whether it had to. A batch is admitted into an empty queue whatever
+// its size, so one large batch cannot block forever.
+//
+// batch must stay valid and unmodified until done is called. If Append
+// returns an error, done is never called; otherwise it is called exactly
+// once. Appends are written in the order Append accepts them. Blocked
+// appenders are not served in arrival order.
+func (w *WAL) Append(ctx context.Context, tp TopicPartition, batch []byte, done DoneFunc) (waited bool, err error) {
+	if len(batch) > MaxBatchBytes {
+		return false, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(batch), MaxBatchBytes)
+	}
+	n := int64(len(batch))
+	w.mu.Lock()
+	for {
+		if w.closed {
+			w.mu.Unlock()
+			return waited, ErrClosed
+		}
+		if w.err != nil {
+			err := w.err
+			w.mu.Unlock()
+			return waited, err
+		}
+		if len(w.queue) == 0 || (len(w.queue) < w.profile.QueueDepth && w.queueBytes+n <= w.profile.MemoryBytes) {
+			break
+		}
+		if !waited {
+			waited = true
+			w.stats.backpressure.Add(1)
+		}
+		if w.room == nil {
+			w.room = make(chan struct{})
+		}
+		room := w.room
+		w.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return waited, ctx.Err()
+		case <-room:
+		}
+		w.mu.Lock()
+	}
+	wasEmpty := len(w.queue) == 0
+	w.queue = append(w.queue, pending{tp: tp, batch: batch, done: done})
+	w.queueBytes += n
+	w.stats.queueDepth.Store(int64(len(w.queue)))
+	w.stats.queueBytes.Store(w.queueBytes)
+	w.mu.Unlock()
+	if wasEmpty {
+		w.nudge()
+	}
+	return waited, nil
+}
+
+func (w *WAL) nudge() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the commit goroutine.
+func (w *WAL) run() {
+	defer close(w.exited)
+	for w.takeGroup() {
+		w.finishGroup(w.writeGroup())
+	}
+}
+
+// takeGroup moves up to MaxGroup queued entries (and maxGroupBytes) into
+// w.group, waiting for the first one. It returns false once the WAL is closed
+// and drained, or failed.
+func (w *WAL) takeGroup() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for len(w.queue) == 0 {
+		if w.closed || w.err != nil {
+			return false
+		}
+		w.mu.Unlock()
+		<-w.wake
+		w.mu.Lock()
+	}
+	n, bytes := 0, int64(0)
+	for n < len(w.queue) && n < w.profile.MaxGroup {
+		b := int64(len(w.queue[n].batch))
+		if n > 0 && bytes+b > w.maxGroupBytes {
+			break
+		}
+		bytes += b
+		n++
+	}
+	if n == len(w.queue) {
+		w.group, w.queue = w.queue, w.group[:0]
+	} else {
+		w.group = append(w.group[:0], w.queue[:n]...)
+		rest := copy(w.queue, w.queue[n:])
+		clear(w.queue[rest:])
+		w.queue = w.queue[:rest]
+	}
+	w.queueBytes -= bytes
+	w.stats.queueDepth.Store(int64(len(w.queue)))
+	w.stats.queueBytes.Store(w.queueBytes)
+	if w.room != nil {
+		close(w.room)
+		w.room = nil
+	}
+	return true
+}
+
+// writeGroup encodes w.group into frames and makes them durable (or, under
+// FsyncNever, written): one write and one fsync unless the group crosses a
+// segment roll.
+func (w *WAL) writeGroup() error {
+	seg := w.active
+	need := 0
+	for i := range w.group {
+		need += int(frameSize(len(w.group[i].batch)))
+	}
+	buf, pos := slices.Grow(w.buf[:0], need), w.pos[:0]
+	off := seg.size
+	for i := range w.group {
+		e := &w.group[i]
+		size := frameSize(len(e.batch))
+		if off > segHeaderSize && off+size > w.segBytes {
+			// Seal: the segment must be complete on disk before its
+			// successor exists, whatever the fsync mode.
+			if err := w.flush(seg, buf, true); err != nil {
+				return err
+			}
+			next, err := w.createSegment(seg.seq + 1)
+			if err != nil {
+				return err
+			}
+			w.segMu.Lock()
+			w.segments[next.seq] = next
+			w.segMu.Unlock()
+			w.active, seg = next, next
+			off, buf = seg.size, buf[:0]
+		}
+		buf = appendFrame(buf, seg.salt, off, e.tp, e.batch)
+		pos = append(pos, Position{Segment: seg.seq, Offset: off + batchOffset, Len: int32(len(e.batch))})
+		off += size
+	}
+	w.buf, w.pos = buf, pos
+	return w.flush(seg, buf, w.fsync == FsyncAlways)
+}
+
+// flush appends buf to seg and optionally fsyncs it, then lets ReadAt see
+// the new bytes.
+func (w *WAL) flush(seg *segment, buf []byte, sync bool) error {
+	if len(buf) > 0 {
+		n, err := seg.f.Write(buf)
+		seg.size += int64(n)
+		w.stats.bytesWritten.Add(uint64(n))
+		if err == nil && n < len(buf) {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			return fmt.Errorf("write segment %d: %w", seg.seq, err)
+		}
+	}
+	if sync {
+		start := time.Now()
+		err := seg.f.Sync()
+		w.stats.fsyncNanos.Add(uint64(time.Since(start)))
+		if err != nil {
+			return fmt.Errorf("fsync segment %d: %w", seg.seq, err)
+		}
+	}
+	seg.end.Store(seg.size)
+	return nil
+}
+
+// finishGroup completes every waiter of w.group. On error the WAL fails for
+// good: the group and everything queued fail with the sticky error.
+func (w *WAL) finishGroup(err error) {
+	group := w.group
+	if err == nil {
+		for i := range group {
+			if d := group[i].done; d != nil {
+				d(w.pos[i], nil)
+			}
+		}
+		w.stats.groups.Add(1)
+		w.stats.appends.Add(uint64(len(group)))
+		clear(group)
+		return
+	}
+	err = fmt.Errorf("%w: %w", ErrFailed, err)
+	w.mu.Lock()
+	w.err = err
+	queued := w.queue
+	w.queue, w.queueBytes = nil, 0
+	w.stats.queueDepth.Store(0)
+	w.stats.queueBytes.Store(0)
+	if w.room != nil {
+		close(w.room)
+		w.room = nil
+	}
+	w.mu.Unlock()
+	w.log.Error("wal failed; every later append fails until it is reopened",
+		"err", err, "group", len(group), "queued", len(queued))
+	for _, q := range [][]pending{group, queued} {
+		for i := range q {
+			if d := q[i].done; d != nil {
+				d(Position{}, err)
+			}
+		}
+	}
+	clear(group)
+}
+
+// ReadAt appends the batch bytes at pos to dst, after verifying the frame
+// that holds them. pos must have come from a DoneFunc or ReplayFunc of this
+// WAL or an earlier one on the same directory.
+func (w *WAL) ReadAt(pos Position, dst []byte) ([]byte, error) {
+	frameOff := pos.Offset - batchOffset
+	if pos.Len < 0 || frameOff < segHeaderSize || frameOff%frameAlign != 0 {
+		return dst, fmt.Errorf("%w: %+v", ErrBadPosition, pos)
+	}
+	w.segMu.RLock()
+	defer w.segMu.RUnlock()
+	if w.segments == nil {
+		return dst, ErrClosed
+	}
+	seg := w.segments[pos.Segment]
+	if seg == nil || pos.Offset+int64(pos.Len) > seg.end.Load() {
+		return dst, fmt.Errorf("%w: %+v", ErrBadPosition, pos)
+	}
+	start, n := len(dst), batchOffset+int(pos.Len)
+	dst = slices.Grow(dst, n)[:start+n]
+	f := dst[start:]
+	if got, err := seg.f.ReadAt(f, frameOff); got < n {
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return dst[:start], fmt.Errorf("tier1: read segment %d at %d: %w", seg.seq, frameOff, err)
+	}
+	flen, reason := frameLen(f, seg.salt, int64(n))
+	if reason == "" && flen != int64(n) {
+		reason = "frame length does not match position"
+	}
+	if reason == "" {
+		var err error
+		if reason, err = checkFrame(seg.salt, frameOff, f); err != nil {
+			reason = err.Error()
+		}
+	}
+	if reason != "" {
+		return dst[:start], fmt.Errorf("%w: segment %d offset %d: %s", ErrCorrupt, seg.seq, frameOff, reason)
+	}
+	copy(f, f[batchOffset:])
+	return dst[:start+int(pos.Len)], nil
+}
+
+// Stats returns the current counters.
+func (w *WAL) Stats() Stats {
+	return Stats{
+		QueueDepth:       int(w.stats.queueDepth.Load()),
+		QueueBytes:       w.stats.queueBytes.Load(),
+		Groups:           w.stats.groups.Load(),
+		Appends:          w.stats.appends.Load(),
+		BytesWritten:     w.stats.bytesWritten.Load(),
+		FsyncNanos:       w.stats.fsyncNanos.Load(),
+		BackpressureWait: w.stats.backpressure.Load(),
+	}
+}
+
+// Close commits what is already queued, stops the commit goroutine and
+// closes every segment. Appends blocked for room return ErrClosed. Under
+// FsyncNever the active segment is fsynced. If the WAL had failed, Close
+// returns the sticky error. Calling Close again returns nil.
+func (w *WAL) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.closed = true
+	if w.room != nil {
+		close(w.room)
+		w.room = nil
+	}
+	w.mu.Unlock()
+	w.nudge()
+	<-w.exited
+
+	var errs []error
+	w.mu.Lock()
+	sticky := w.err
+	w.mu.Unlock()
+	if sticky != nil {
+		errs = append(errs, sticky)
+	} else if w.fsync == FsyncNever {
+		if err := w.active.f.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("tier1: fsync segment %d: %w", w.active.seq, err))
+		}
+	}
+	return errors.Join(append(errs, w.closeSegments())...)
+}
+
+func (w *WAL) closeSegments() error {
+	w.segMu.Lock()
+	defer w.segMu.Unlock()
+	var errs []error
+	for _, s := range w.segments {
+		if err := s.f.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	w.segments = nil
+	return errors.Join(errs...)
+}
