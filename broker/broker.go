@@ -50,6 +50,8 @@ type Broker struct {
 	connWG   sync.WaitGroup
 	started  time.Time
 	acceptWG sync.WaitGroup
+
+	unlock func() // releases the data dir lock
 }
 
 // topic is a topic's in-memory state. name and id never change.
@@ -90,6 +92,25 @@ func New(cfg Config) (*Broker, error) {
 	if err := b.fs.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("broker: create data dir %s: %w", cfg.DataDir, err)
 	}
+	if cfg.FS == nil {
+		unlock, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		b.unlock = unlock
+	}
+	if _, err := b.open(); err != nil {
+		if b.unlock != nil {
+			b.unlock()
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// open loads the metadata and recovers the WAL.
+func (b *Broker) open() (*Broker, error) {
+	cfg := b.cfg
 	st, err := loadMeta(b.fs, cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -249,7 +270,11 @@ func (b *Broker) Close() error {
 	b.lnMu.Unlock()
 	b.acceptWG.Wait()
 	b.connWG.Wait()
-	return b.wal.Close()
+	err := b.wal.Close()
+	if b.unlock != nil {
+		b.unlock()
+	}
+	return err
 }
 
 // advertised returns the host and port given to clients.

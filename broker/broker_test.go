@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -288,4 +289,20 @@ func TestFetchLongPollWakesOnProduce(t *testing.T) {
 		}
 	}
 	t.Fatal("long-polling fetch did not return the produced record")
+}
+
+func TestDataDirLock(t *testing.T) {
+	dir := t.TempDir()
+	b := testBroker(t, dir, nil)
+	cfg := b.cfg
+	cfg.KafkaAddr = "127.0.0.1:0"
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "in use by another Chronik process") {
+		t.Fatalf("second broker on the same data dir: %v, want an in-use error", err)
+	}
+	b.Close()
+	b2, err := New(cfg)
+	if err != nil {
+		t.Fatalf("after the first broker closed: %v", err)
+	}
+	b2.Close()
 }

@@ -65,6 +65,8 @@ func (c *conn) serve() {
 		c.writeLoop(queue)
 	}()
 	err := c.readLoop(queue, writerDone)
+	// Nobody can read an answer any more: wake long polls and waiters.
+	c.cancel()
 	close(queue)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		c.b.log.Debug("closing connection", "remote", c.remote, "err", err)
