@@ -126,9 +126,9 @@ func (c *rawConn) expectClosed() {
 func makeBatch(n int, producerID int64, epoch int16, seq int32, ts int64) []byte {
 	var records []byte
 	for i := 0; i < n; i++ {
-		r := kmsg.Record{OffsetDelta: int32(i), TimestampDelta64: int64(i), Key: []byte("k"), Value: []byte("value")}
-		body := r.AppendTo(nil)
-		records = append(records, body...)
+		r := kmsg.Record{OffsetDelta: int32(i), TimestampDelta64: int64(i), TimestampDelta: int32(i), Key: []byte("k"), Value: []byte("value")}
+		r.Length = int32(len(r.AppendTo(nil)) - 1) // everything after a 1-byte zero length
+		records = r.AppendTo(records)
 	}
 	rb := kmsg.RecordBatch{
 		PartitionLeaderEpoch: -1,

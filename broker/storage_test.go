@@ -1,0 +1,119 @@
+package broker
+
+import (
+	"errors"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/internal/vfs"
+	"github.com/chronik-go/chronik/tier1"
+)
+
+// A full WAL queue throttles producers (the connection stops being read)
+// instead of failing them, and memory stays bounded by the profile.
+func TestBackpressureThrottlesWithoutErrors(t *testing.T) {
+	efs := vfs.NewErrorFS(vfs.Default)
+	efs.SetHook(func(op vfs.Op, path string) error {
+		if op == vfs.OpSync && strings.Contains(path, "wal") {
+			time.Sleep(5 * time.Millisecond) // a slow disk
+		}
+		return nil
+	})
+	b := testBroker(t, t.TempDir(), func(c *Config) {
+		c.FS = efs
+		c.DefaultPartitions = 8
+		c.WALProfile = tier1.Profile{Name: "tiny", QueueDepth: 4, MaxGroup: 2, MaxWait: time.Millisecond, MemoryBytes: 64 << 10}
+	})
+	cl := testClient(t, b, kgo.DefaultProduceTopic("slow"), kgo.ProducerLinger(0), kgo.ProducerBatchMaxBytes(16<<10))
+	produceN(t, cl, "slow", 20000, kgo.NoCompression())
+	if st := b.wal.Stats(); st.BackpressureWait == 0 {
+		t.Fatalf("no append waited for room (stats %+v); the test did not exercise backpressure", st)
+	}
+	recs := consumeAll(t, b.Addr().String(), "slow", 20000)
+	if len(recs) != 20000 {
+		t.Fatalf("consumed %d records, want 20000", len(recs))
+	}
+}
+
+// An fsync failure fails every waiting produce with KAFKA_STORAGE_ERROR,
+// acknowledges nothing, stays failed, and a restart serves every record
+// that was acknowledged before it.
+func TestFsyncErrorFailsProducesAndIsSticky(t *testing.T) {
+	dir := t.TempDir()
+	efs := vfs.NewErrorFS(vfs.Default)
+	var failing atomic.Bool
+	efs.SetHook(func(op vfs.Op, path string) error {
+		if failing.Load() && op == vfs.OpSync && strings.Contains(path, "wal") {
+			return syscall.EIO
+		}
+		return nil
+	})
+	b := testBroker(t, dir, func(c *Config) { c.FS = efs })
+	createTopic(t, b, "fragile", nil)
+	c := dialRaw(t, b)
+	for i := 0; i < 10; i++ {
+		if sp := produceRaw(t, c, "fragile", makeBatch(2, -1, -1, -1, 1)); sp.ErrorCode != 0 {
+			t.Fatalf("produce %d before the fault: %v", i, kerr.ErrorForCode(sp.ErrorCode))
+		}
+	}
+	failing.Store(true)
+	for i := 0; i < 3; i++ {
+		sp := produceRaw(t, c, "fragile", makeBatch(2, -1, -1, -1, 1))
+		if sp.ErrorCode != kerr.KafkaStorageError.Code {
+			t.Fatalf("produce %d after fsync failure: %v, want KAFKA_STORAGE_ERROR", i, kerr.ErrorForCode(sp.ErrorCode))
+		}
+	}
+	failing.Store(false) // the disk recovers, but the WAL error is sticky
+	if sp := produceRaw(t, c, "fragile", makeBatch(2, -1, -1, -1, 1)); sp.ErrorCode != kerr.KafkaStorageError.Code {
+		t.Fatalf("produce after the fault cleared: %v, want KAFKA_STORAGE_ERROR until restart", kerr.ErrorForCode(sp.ErrorCode))
+	}
+	if _, hw := b.partitionOf(b.lookupTopic("fragile"), 0).offsets(); hw != 20 {
+		t.Fatalf("high watermark %d after the fault, want 20 (nothing unsynced visible)", hw)
+	}
+	b.Close()
+
+	b2 := testBroker(t, dir, nil)
+	recs := consumeAll(t, b2.Addr().String(), "fragile", 20)
+	if len(recs) < 20 || recs[19].Offset != 19 {
+		t.Fatalf("after restart consumed %d records, want the 20 acknowledged", len(recs))
+	}
+	c2 := dialRaw(t, b2)
+	if sp := produceRaw(t, c2, "fragile", makeBatch(2, -1, -1, -1, 1)); sp.ErrorCode != 0 {
+		t.Fatalf("produce after restart: %v", kerr.ErrorForCode(sp.ErrorCode))
+	}
+}
+
+// A produce with acks=0 gets no response, yet the record is stored.
+func TestAcksZero(t *testing.T) {
+	b := testBroker(t, t.TempDir(), nil)
+	createTopic(t, b, "fire", nil)
+	c := dialRaw(t, b)
+	c.send(produceReq("fire", 0, makeBatch(3, -1, -1, -1, 1), 0))
+	// The next response on the connection must be for the next request.
+	req := kmsg.NewPtrApiVersionsRequest()
+	c.send(req)
+	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
+	if err := c.recv(resp); err != nil || resp.ErrorCode != 0 {
+		t.Fatalf("ApiVersions after acks=0 produce: %v %v", err, resp.ErrorCode)
+	}
+	p := b.partitionOf(b.lookupTopic("fire"), 0)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, hw := p.offsets(); hw == 3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("acks=0 records never became durable")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+var _ = errors.New
