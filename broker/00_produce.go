@@ -23,6 +23,7 @@ import (
 // * When the WAL queue is full the request waits (the connection stops being
 //   read) and ThrottleMillis reports the wait; only a request that cannot be
 //   enqueued within its timeout gets REQUEST_TIMED_OUT.
+// * Produce to __consumer_offsets gets INVALID_TOPIC_EXCEPTION, as Kafka.
 // * Unknown topics get UNKNOWN_TOPIC_OR_PARTITION: topics are auto-created
 //   by Metadata requests, as in Kafka.
 //
@@ -85,6 +86,11 @@ func handleProduce(c *conn, req *request) reply {
 			*sp = kmsg.NewProduceResponseTopicPartition()
 			sp.Partition = rp.Partition
 			p := b.partitionOf(t, rp.Partition)
+			if t != nil && t.name == offsetsTopic {
+				// Only the group coordinator writes committed offsets.
+				sp.ErrorCode = kerr.InvalidTopicException.Code
+				continue
+			}
 			if p == nil {
 				code := kerr.UnknownTopicOrPartition
 				if r.Version >= 13 && t == nil {

@@ -18,6 +18,7 @@ import (
 //   v0-3, AllowAutoTopicCreation for v4+), as Kafka's
 //   auto.create.topics.enable; otherwise UNKNOWN_TOPIC_OR_PARTITION.
 // * v10+ topics may be named by ID; an unknown ID gets UNKNOWN_TOPIC_ID.
+// * __consumer_offsets is marked internal.
 // * Authorized operations are not computed (no ACLs): the fields stay at
 //   Kafka's "not requested" value.
 
@@ -85,6 +86,7 @@ func (b *Broker) metadataTopic(t *topic) kmsg.MetadataResponseTopic {
 	st := kmsg.NewMetadataResponseTopic()
 	name := t.name
 	st.Topic, st.TopicID = &name, t.id
+	st.IsInternal = name == offsetsTopic // hidden by admin tools, as in Kafka
 	n := b.topicPartitionCount(t)
 	st.Partitions = make([]kmsg.MetadataResponseTopicPartition, n)
 	for i := range st.Partitions {

@@ -44,6 +44,8 @@ func handleDeleteTopics(c *conn, req *request) reply {
 			err = kerrf(kerr.UnknownTopicID, "no topic has ID %s", topicIDString(rt.TopicID))
 		case t == nil:
 			err = kerrf(kerr.UnknownTopicOrPartition, "topic %q does not exist", *rt.Topic)
+		case t.name == offsetsTopic:
+			err = kerrf(kerr.InvalidTopicException, "%s is internal and cannot be deleted", offsetsTopic)
 		default:
 			name := t.name
 			st.Topic, st.TopicID = &name, t.id

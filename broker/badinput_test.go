@@ -217,3 +217,21 @@ func TestMalformedFrames(t *testing.T) {
 	})
 	stillServes(t, b)
 }
+
+func TestInternalTopicIsProtected(t *testing.T) {
+	b := testBroker(t, t.TempDir(), nil)
+	c := dialRaw(t, b)
+	if sp := produceRaw(t, c, offsetsTopic, makeBatch(1, -1, -1, -1, 1)); sp.ErrorCode != kerr.InvalidTopicException.Code {
+		t.Fatalf("produce to %s: %v, want INVALID_TOPIC_EXCEPTION", offsetsTopic, kerr.ErrorForCode(sp.ErrorCode))
+	}
+	req := kmsg.NewPtrDeleteTopicsRequest()
+	req.TopicNames = []string{offsetsTopic}
+	c.send(req)
+	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+	if err := c.recv(resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Topics[0].ErrorCode != kerr.InvalidTopicException.Code {
+		t.Fatalf("delete %s: %v, want INVALID_TOPIC_EXCEPTION", offsetsTopic, kerr.ErrorForCode(resp.Topics[0].ErrorCode))
+	}
+}

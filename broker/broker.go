@@ -29,6 +29,8 @@ type Broker struct {
 	fs  vfs.FS
 	wal *tier1.WAL
 
+	groups *coordinator // the classic group coordinator and committed offsets
+
 	// adminMu serialises metadata changes (topic create, delete, alter) so
 	// each is persisted before it becomes visible.
 	adminMu sync.Mutex
@@ -155,6 +157,10 @@ func (b *Broker) open() (*Broker, error) {
 	}
 	b.log.Info("recovered wal", "segments", rep.Segments, "entries", rep.Entries, "truncated_bytes", rep.TruncatedBytes,
 		"corruptions", len(rep.Corruptions), "deleted_topic_entries", skipped, "topics", len(b.topics), "took", time.Since(start).Round(time.Millisecond))
+	if b.groups, err = b.startGroups(); err != nil {
+		wal.Close()
+		return nil, err
+	}
 	return b, nil
 }
 

@@ -36,6 +36,20 @@ type Config struct {
 	// connection.
 	MaxInflightPerConn int
 
+	// GroupMinSessionTimeout and GroupMaxSessionTimeout bound a group
+	// member's session timeout (Kafka's group.min/max.session.timeout.ms).
+	GroupMinSessionTimeout time.Duration
+	GroupMaxSessionTimeout time.Duration
+	// GroupInitialRebalanceDelay holds the first rebalance of an empty
+	// group so members starting together join one generation (Kafka's
+	// group.initial.rebalance.delay.ms).
+	GroupInitialRebalanceDelay time.Duration
+	// OffsetsRetention expires the committed offsets of empty groups
+	// (Kafka's offsets.retention.minutes); OffsetsRetentionCheckInterval is
+	// how often they are checked (0 disables expiry).
+	OffsetsRetention              time.Duration
+	OffsetsRetentionCheckInterval time.Duration
+
 	Logger *slog.Logger
 }
 
@@ -56,6 +70,12 @@ func DefaultConfig() Config {
 		MaxRequestBytes:          100 << 20,
 		MessageMaxBytes:          1 << 20,
 		MaxInflightPerConn:       128,
+
+		GroupMinSessionTimeout:        6 * time.Second,
+		GroupMaxSessionTimeout:        30 * time.Minute,
+		GroupInitialRebalanceDelay:    3 * time.Second,
+		OffsetsRetention:              7 * 24 * time.Hour,
+		OffsetsRetentionCheckInterval: 10 * time.Minute,
 	}
 }
 
@@ -72,6 +92,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("broker: max request bytes %d must be at least message max bytes %d", c.MaxRequestBytes, c.MessageMaxBytes)
 	case c.WALProfile.QueueDepth <= 0:
 		return fmt.Errorf("broker: WAL profile has no queue depth")
+	case c.GroupMinSessionTimeout > c.GroupMaxSessionTimeout:
+		return fmt.Errorf("broker: group min session timeout %v exceeds group max session timeout %v", c.GroupMinSessionTimeout, c.GroupMaxSessionTimeout)
+	case c.OffsetsRetentionCheckInterval > 0 && c.OffsetsRetention <= 0:
+		return fmt.Errorf("broker: offsets retention %v must be positive when offsets retention check interval is %v", c.OffsetsRetention, c.OffsetsRetentionCheckInterval)
 	case c.MaxInflightPerConn < 1:
 		return fmt.Errorf("broker: max inflight per connection %d must be at least 1", c.MaxInflightPerConn)
 	}

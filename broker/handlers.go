@@ -24,6 +24,17 @@ var apis = map[kmsg.Key]apiRange{
 	kmsg.CreatePartitions:        {0, 3},
 	kmsg.IncrementalAlterConfigs: {0, 1},
 	kmsg.DescribeCluster:         {0, 1},
+	kmsg.OffsetCommit:            {0, 10},
+	kmsg.OffsetFetch:             {0, 10},
+	kmsg.FindCoordinator:         {0, 6},
+	kmsg.JoinGroup:               {0, 9},
+	kmsg.Heartbeat:               {0, 4},
+	kmsg.LeaveGroup:              {0, 5},
+	kmsg.SyncGroup:               {0, 5},
+	kmsg.DescribeGroups:          {0, 6},
+	kmsg.ListGroups:              {0, 5},
+	kmsg.DeleteGroups:            {0, 3},
+	kmsg.OffsetDelete:            {0, 0},
 }
 
 var handlers map[int16]handler
@@ -33,7 +44,7 @@ func init() {
 		int16(kmsg.Produce):                 handleProduce,
 		int16(kmsg.Fetch):                   handleFetch,
 		int16(kmsg.ListOffsets):             handleListOffsets,
-		int16(kmsg.Metadata):                handleMetadata,
+		int16(kmsg.Metadata):                handleMetadata, // handleMetadata + IsInternal for __consumer_offsets
 		int16(kmsg.ApiVersions):             handleApiVersions,
 		int16(kmsg.CreateTopics):            handleCreateTopics,
 		int16(kmsg.DeleteTopics):            handleDeleteTopics,
@@ -43,6 +54,17 @@ func init() {
 		int16(kmsg.CreatePartitions):        handleCreatePartitions,
 		int16(kmsg.IncrementalAlterConfigs): handleIncrementalAlterConfigs,
 		int16(kmsg.DescribeCluster):         handleDescribeCluster,
+		int16(kmsg.OffsetCommit):            handleOffsetCommit,
+		int16(kmsg.OffsetFetch):             handleOffsetFetch,
+		int16(kmsg.FindCoordinator):         handleFindCoordinator,
+		int16(kmsg.JoinGroup):               handleJoinGroup,
+		int16(kmsg.Heartbeat):               handleHeartbeat,
+		int16(kmsg.LeaveGroup):              handleLeaveGroup,
+		int16(kmsg.SyncGroup):               handleSyncGroup,
+		int16(kmsg.DescribeGroups):          handleDescribeGroups,
+		int16(kmsg.ListGroups):              handleListGroups,
+		int16(kmsg.DeleteGroups):            handleDeleteGroups,
+		int16(kmsg.OffsetDelete):            handleOffsetDelete,
 	}
 }
 

@@ -45,6 +45,7 @@ other commands, or with any Kafka client.`,
 		newProduceCmd(),
 		newConsumeCmd(),
 		newTopicCmd(),
+		newGroupCmd(),
 		newBenchCmd(),
 	)
 	return root

@@ -1,0 +1,185 @@
+package broker
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// OffsetCommit: v0-10
+//
+// Behavior:
+// * Answered only after the commit is fsynced: the partitions' offsets are
+//   one record batch appended to __consumer_offsets through the produce
+//   path, so concurrent commits share WAL group commits.
+// * Generation -1 (and v0) commits into a group with no members, creating
+//   it if needed (admin and standalone consumers). Otherwise the member and
+//   generation must match: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION,
+//   FENCED_INSTANCE_ID (v7+), REBALANCE_IN_PROGRESS while the group is
+//   CompletingRebalance. Commits are accepted during PreparingRebalance, as
+//   Kafka does, so cooperative consumers can commit what they revoke.
+// * Unknown topics or partitions get UNKNOWN_TOPIC_OR_PARTITION (v10:
+//   UNKNOWN_TOPIC_ID); metadata over 4096 bytes gets
+//   OFFSET_METADATA_TOO_LARGE.
+//
+// Deviations:
+// * RetentionTimeMillis (v2-4) and the v1 per-partition timestamp are
+//   ignored: offsets.retention.minutes applies to every commit.
+
+func handleOffsetCommit(c *conn, req *request) reply {
+	r := req.Request.(*kmsg.OffsetCommitRequest)
+	b := c.b
+	resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
+
+	var slots []*kmsg.OffsetCommitResponseTopicPartition
+	resp.Topics = make([]kmsg.OffsetCommitResponseTopic, len(r.Topics))
+	for i := range r.Topics {
+		rt := &r.Topics[i]
+		st := &resp.Topics[i]
+		*st = kmsg.NewOffsetCommitResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		st.Partitions = make([]kmsg.OffsetCommitResponseTopicPartition, len(rt.Partitions))
+		for j := range rt.Partitions {
+			st.Partitions[j] = kmsg.NewOffsetCommitResponseTopicPartition()
+			st.Partitions[j].Partition = rt.Partitions[j].Partition
+		}
+	}
+	failAll := func(code *kerr.Error) reply {
+		for i := range resp.Topics {
+			for j := range resp.Topics[i].Partitions {
+				resp.Topics[i].Partitions[j].ErrorCode = code.Code
+			}
+		}
+		return now(resp)
+	}
+	generation := r.Generation
+	if r.Version == 0 {
+		generation = -1
+	}
+	g, gerr := b.groups.commitCheck(r.Group, r.MemberID, r.InstanceID, generation)
+	if gerr != nil {
+		return failAll(gerr)
+	}
+
+	nowMs := time.Now().UnixMilli()
+	entries := make([]offsetEntry, 0, len(r.Topics))
+	for i := range r.Topics {
+		rt := &r.Topics[i]
+		var t *topic
+		name := rt.Topic
+		if r.Version >= 10 {
+			t = b.lookupTopicID(rt.TopicID)
+			if t != nil {
+				name = t.name
+			}
+		} else {
+			t = b.lookupTopic(rt.Topic)
+		}
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			sp := &resp.Topics[i].Partitions[j]
+			switch {
+			case t == nil && r.Version >= 10:
+				sp.ErrorCode = kerr.UnknownTopicID.Code
+				continue
+			case b.partitionOf(t, rp.Partition) == nil:
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				continue
+			case rp.Metadata != nil && len(*rp.Metadata) > maxOffsetMetadata:
+				sp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
+				continue
+			}
+			v := committedOffset{offset: rp.Offset, leaderEpoch: -1, commitTime: nowMs}
+			if r.Version >= 6 {
+				v.leaderEpoch = rp.LeaderEpoch
+			}
+			if rp.Metadata != nil {
+				v.metadata = *rp.Metadata
+			}
+			entries = append(entries, offsetEntry{tp: topicPart{name, rp.Partition}, value: v})
+			slots = append(slots, sp)
+		}
+	}
+	if len(entries) == 0 {
+		return now(resp)
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, offsetWriteTimeout)
+	defer cancel()
+	res, base, err := b.groups.offsets.write(ctx, r.Group, entries)
+	if err != nil {
+		code := commitWriteErr(err)
+		for _, sp := range slots {
+			sp.ErrorCode = code.Code
+		}
+		return now(resp)
+	}
+	return func() kmsg.Response {
+		timer := time.NewTimer(offsetWriteTimeout)
+		defer timer.Stop()
+		select {
+		case <-res.done:
+		case <-timer.C:
+			for _, sp := range slots {
+				sp.ErrorCode = kerr.RequestTimedOut.Code
+			}
+			return resp
+		case <-c.b.closing:
+			for _, sp := range slots {
+				sp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+			}
+			return resp
+		}
+		if res.err != nil {
+			for _, sp := range slots {
+				sp.ErrorCode = commitWriteErr(res.err).Code
+			}
+			return resp
+		}
+		g.mu.Lock()
+		g.applyLocked(entries, base)
+		g.mu.Unlock()
+		return resp
+	}
+}
+
+// commitWriteErr maps an append failure to a retriable commit error, as
+// Kafka does.
+func commitWriteErr(err error) *kerr.Error {
+	switch code := kafkaErr(err); code {
+	case kerr.RequestTimedOut:
+		return code
+	case kerr.MessageTooLarge, kerr.RecordListTooLarge:
+		return kerr.InvalidCommitOffsetSize
+	default:
+		return kerr.CoordinatorNotAvailable
+	}
+}
+
+// commitCheck validates an OffsetCommit's group fields and returns the
+// group (created for a generation -1 commit).
+func (c *coordinator) commitCheck(name, memberID string, instanceID *string, generation int32) (*group, *kerr.Error) {
+	if name == "" {
+		return nil, kerr.InvalidGroupID
+	}
+	g := c.lockGroup(name, generation < 0)
+	if g == nil {
+		if c.isClosed() {
+			return nil, kerr.CoordinatorNotAvailable
+		}
+		return nil, kerr.IllegalGeneration
+	}
+	defer g.mu.Unlock()
+	if generation < 0 && len(g.members) == 0 {
+		return g, nil
+	}
+	if err := g.validateMemberLocked(memberID, instanceID, generation); err != nil {
+		return nil, err
+	}
+	if g.state == groupCompletingRebalance {
+		return nil, kerr.RebalanceInProgress
+	}
+	g.resetSessionLocked(g.members[memberID])
+	return g, nil
+}

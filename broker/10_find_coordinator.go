@@ -1,0 +1,49 @@
+package broker
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// FindCoordinator: v0-6
+//
+// Behavior:
+// * This broker coordinates every group: group keys (type 0) resolve to it.
+// * v4+ answer every key of the batch (KIP-699).
+//
+// Deviations:
+// * Transactions and share groups are not supported yet: type 1 keys get
+//   COORDINATOR_NOT_AVAILABLE, type 2 and unknown types INVALID_REQUEST.
+
+func handleFindCoordinator(c *conn, req *request) reply {
+	r := req.Request.(*kmsg.FindCoordinatorRequest)
+	resp := r.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	host, port := c.b.advertised()
+	answer := func(key string) (node int32, h string, p int32, code int16, msg *string) {
+		switch r.CoordinatorType {
+		case 0:
+			if key == "" && r.Version < 4 {
+				m := "group id is empty"
+				return -1, "", -1, kerr.InvalidGroupID.Code, &m
+			}
+			return c.b.cfg.NodeID, host, port, 0, nil
+		case 1:
+			m := "transactions are not supported yet"
+			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &m
+		default:
+			m := "unsupported coordinator type"
+			return -1, "", -1, kerr.InvalidRequest.Code, &m
+		}
+	}
+	if r.Version < 4 {
+		resp.NodeID, resp.Host, resp.Port, resp.ErrorCode, resp.ErrorMessage = answer(r.CoordinatorKey)
+		return now(resp)
+	}
+	for _, key := range r.CoordinatorKeys {
+		rc := kmsg.NewFindCoordinatorResponseCoordinator()
+		rc.Key = key
+		rc.NodeID, rc.Host, rc.Port, rc.ErrorCode, rc.ErrorMessage = answer(key)
+		resp.Coordinators = append(resp.Coordinators, rc)
+	}
+	return now(resp)
+}

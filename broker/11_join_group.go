@@ -1,0 +1,63 @@
+package broker
+
+import (
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// JoinGroup: v0-9
+//
+// Behavior:
+// * Classic group protocol: Empty -> PreparingRebalance -> CompletingRebalance
+//   -> Stable. The round ends when every member has rejoined or the longest
+//   rebalance timeout passes (members that did not rejoin are removed). The
+//   first round of an empty group waits GroupInitialRebalanceDelay.
+// * v4+: a new member without an ID gets MEMBER_ID_REQUIRED and its ID
+//   (KIP-394); it must rejoin with it within its session timeout.
+// * The selected protocol is the first of the leader's protocols that every
+//   member supports; a member sharing none with the group, or a different
+//   protocol type, gets INCONSISTENT_GROUP_PROTOCOL.
+// * Session timeouts outside GroupMin/MaxSessionTimeout get
+//   INVALID_SESSION_TIMEOUT.
+// * Static members (v5+, KIP-345): a known group.instance.id joining with no
+//   member ID replaces the old member; in a Stable group with unchanged
+//   selected protocol this happens without a rebalance (v9+ answers the leader with
+//   SkipAssignment, KIP-814). A stale member ID gets FENCED_INSTANCE_ID.
+// * A follower repeating its join with unchanged metadata while the group is
+//   Stable or CompletingRebalance gets the current generation back.
+//
+// Deviations:
+// * Reason (v8+) is logged only at debug level.
+
+func handleJoinGroup(c *conn, req *request) reply {
+	r := req.Request.(*kmsg.JoinGroupRequest)
+	host, _, err := net.SplitHostPort(c.remote)
+	if err != nil {
+		host = c.remote
+	}
+	res := c.b.groups.join(r, req.clientID, "/"+host)
+	if res.resp != nil {
+		res.resp.SetVersion(r.Version)
+		return now(res.resp)
+	}
+	timeout := time.Duration(max(r.RebalanceTimeoutMillis, r.SessionTimeoutMillis))*time.Millisecond + 5*time.Second
+	return func() kmsg.Response {
+		timer := time.NewTimer(timeout)
+		defer timer.Stop()
+		var resp *kmsg.JoinGroupResponse
+		select {
+		case resp = <-res.wait:
+		case <-timer.C:
+			resp = kmsg.NewPtrJoinGroupResponse()
+			resp.ErrorCode, resp.Generation = kerr.RebalanceInProgress.Code, -1
+		case <-c.b.closing:
+			resp = kmsg.NewPtrJoinGroupResponse()
+			resp.ErrorCode, resp.Generation = kerr.CoordinatorNotAvailable.Code, -1
+		}
+		resp.SetVersion(r.Version)
+		return resp
+	}
+}
