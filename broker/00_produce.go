@@ -8,7 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// Produce: v3-13
+// Produce: v0-13
 //
 // Behavior:
 // * Exactly one record batch (magic 2) per partition. Length, CRC32C,
@@ -28,6 +28,12 @@ import (
 //   by Metadata requests, as in Kafka.
 //
 // Deviations:
+// * v0-2 are advertised only because librdkafka (up to at least 2.0, the
+//   one in Debian's kcat) compresses with gzip, snappy or lz4 only when the
+//   broker lists Produce v0, and uses message format v2 only when it lists
+//   Produce v2 and Fetch v2. Kafka 4.0, which dropped these versions, sends
+//   those clients uncompressed. Every partition of a v0-2 request gets
+//   UNSUPPORTED_FOR_MESSAGE_FORMAT: message formats v0/v1 are not stored.
 // * Transactional batches get INVALID_TXN_STATE (transactions are not
 //   supported yet).
 // * v13 topics are resolved by ID.
@@ -39,13 +45,13 @@ func handleProduce(c *conn, req *request) reply {
 	b := c.b
 	resp := r.ResponseKind().(*kmsg.ProduceResponse)
 
-	if r.Acks != 0 && r.Acks != 1 && r.Acks != -1 {
+	if code := produceRequestError(r); code != nil {
 		for _, rt := range r.Topics {
 			st := kmsg.NewProduceResponseTopic()
 			st.Topic, st.TopicID = rt.Topic, rt.TopicID
 			for _, rp := range rt.Partitions {
 				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = rp.Partition, kerr.InvalidRequiredAcks.Code
+				sp.Partition, sp.ErrorCode = rp.Partition, code.Code
 				st.Partitions = append(st.Partitions, sp)
 			}
 			resp.Topics = append(resp.Topics, st)
@@ -157,4 +163,15 @@ func handleProduce(c *conn, req *request) reply {
 		}
 		return resp
 	}
+}
+
+// produceRequestError is the error every partition of r gets, or nil.
+func produceRequestError(r *kmsg.ProduceRequest) *kerr.Error {
+	switch {
+	case r.Version < 3:
+		return kerr.UnsupportedForMessageFormat
+	case r.Acks != 0 && r.Acks != 1 && r.Acks != -1:
+		return kerr.InvalidRequiredAcks
+	}
+	return nil
 }

@@ -7,7 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// Fetch: v4-17
+// Fetch: v0-17
 //
 // Behavior:
 // * Long poll: the response waits up to MaxWaitMillis until MinBytes are
@@ -20,6 +20,9 @@ import (
 //   OFFSET_OUT_OF_RANGE. v13+ resolves topics by ID (UNKNOWN_TOPIC_ID).
 //
 // Deviations:
+// * v0-3 are advertised only for old librdkafka's feature probes (see
+//   00_produce.go); they would need records down-converted to message
+//   format v1, so every partition of such a request gets UNSUPPORTED_VERSION.
 // * No incremental fetch sessions (KIP-227): SessionID 0 is always
 //   returned, so clients send full fetch requests; a request naming a
 //   session gets FETCH_SESSION_ID_NOT_FOUND.
@@ -75,6 +78,9 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
 			p := b.partitionOf(t, rp.Partition)
 			switch {
+			case r.Version < 4:
+				sp.ErrorCode = kerr.UnsupportedVersion.Code
+				continue
 			case p == nil && r.Version >= 13 && t == nil:
 				sp.ErrorCode = kerr.UnknownTopicID.Code
 				continue
@@ -143,7 +149,16 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 	}
 	for _, s := range slots {
 		sp := s.sp
+		// Empty records are sent as zero bytes, never null: librdkafka
+		// fails to parse a null record set.
+		if sp.RecordBatches == nil {
+			sp.RecordBatches = []byte{}
+		}
 		sp.RecordBatches = sp.RecordBatches[:0]
+		if r.IsolationLevel == 1 && sp.AbortedTransactions == nil {
+			// read_committed gets an empty (not null) aborted list, as Kafka.
+			sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+		}
 		sp.ErrorCode = 0
 		logStart, hw := s.p.offsets()
 		sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, logStart
@@ -174,7 +189,7 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 		if err != nil {
 			b.log.Error("fetch read failed", "topic", s.p.topic.name, "partition", s.p.index, "offset", s.offset, "err", err)
 			sp.ErrorCode = kerr.KafkaStorageError.Code
-			sp.RecordBatches = nil
+			sp.RecordBatches = sp.RecordBatches[:0]
 			stop = true
 			continue
 		}

@@ -174,9 +174,9 @@ func TestUnsupportedApiVersions(t *testing.T) {
 
 	// Any other API at an unsupported version closes the connection.
 	c2 := dialRaw(t, b)
-	preq := produceReq("x", 0, makeBatch(1, -1, -1, -1, 1), 1)
-	preq.SetVersion(2)
-	c2.send(preq)
+	lreq := kmsg.NewPtrListOffsetsRequest()
+	lreq.SetVersion(0) // served from v1
+	c2.send(lreq)
 	c2.expectClosed()
 
 	// An API we do not serve at all closes the connection too.
@@ -233,5 +233,67 @@ func TestInternalTopicIsProtected(t *testing.T) {
 	}
 	if resp.Topics[0].ErrorCode != kerr.InvalidTopicException.Code {
 		t.Fatalf("delete %s: %v, want INVALID_TOPIC_EXCEPTION", offsetsTopic, kerr.ErrorForCode(resp.Topics[0].ErrorCode))
+	}
+}
+
+// Produce v2 and Fetch v2-3 exist only for old clients' feature probes: they
+// answer with errors instead of mis-encoded data.
+func TestLegacyVersionsAnswerErrors(t *testing.T) {
+	b := testBroker(t, t.TempDir(), nil)
+	createTopic(t, b, "legacy", nil)
+	c := dialRaw(t, b)
+	preq := produceReq("legacy", 0, makeBatch(1, -1, -1, -1, 1), 1)
+	preq.SetVersion(2)
+	c.send(preq)
+	presp := preq.ResponseKind().(*kmsg.ProduceResponse)
+	if err := c.recv(presp); err != nil {
+		t.Fatal(err)
+	}
+	if code := presp.Topics[0].Partitions[0].ErrorCode; code != kerr.UnsupportedForMessageFormat.Code {
+		t.Fatalf("produce v2: %v, want UNSUPPORTED_FOR_MESSAGE_FORMAT", kerr.ErrorForCode(code))
+	}
+	freq := kmsg.NewPtrFetchRequest()
+	freq.SetVersion(3)
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = "legacy"
+	ft.Partitions = []kmsg.FetchRequestTopicPartition{{Partition: 0, PartitionMaxBytes: 1 << 20}}
+	freq.Topics = append(freq.Topics, ft)
+	c.send(freq)
+	fresp := freq.ResponseKind().(*kmsg.FetchResponse)
+	if err := c.recv(fresp); err != nil {
+		t.Fatal(err)
+	}
+	if code := fresp.Topics[0].Partitions[0].ErrorCode; code != kerr.UnsupportedVersion.Code {
+		t.Fatalf("fetch v3: %v, want UNSUPPORTED_VERSION", kerr.ErrorForCode(code))
+	}
+	if _, hw := b.partitionOf(b.lookupTopic("legacy"), 0).offsets(); hw != 0 {
+		t.Fatalf("produce v2 stored records: high watermark %d", hw)
+	}
+}
+
+// An empty fetch carries a zero-length (not null) record set, and
+// read_committed gets an empty aborted-transactions list: librdkafka fails to
+// parse either as null.
+func TestEmptyFetchEncoding(t *testing.T) {
+	b := testBroker(t, t.TempDir(), nil)
+	createTopic(t, b, "quiet", nil)
+	c := dialRaw(t, b)
+	req := kmsg.NewPtrFetchRequest()
+	req.SetVersion(11)
+	req.IsolationLevel = 1
+	req.MaxWaitMillis = 1
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = "quiet"
+	ft.Partitions = []kmsg.FetchRequestTopicPartition{{Partition: 0, PartitionMaxBytes: 1 << 20, CurrentLeaderEpoch: -1}}
+	req.Topics = append(req.Topics, ft)
+	c.send(req)
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	if err := c.recv(resp); err != nil {
+		t.Fatal(err)
+	}
+	sp := resp.Topics[0].Partitions[0]
+	if sp.ErrorCode != 0 || sp.RecordBatches == nil || sp.AbortedTransactions == nil {
+		t.Fatalf("empty fetch: error %v, records nil %v, aborted nil %v; want no error and non-null empty fields",
+			kerr.ErrorForCode(sp.ErrorCode), sp.RecordBatches == nil, sp.AbortedTransactions == nil)
 	}
 }

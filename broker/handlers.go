@@ -11,8 +11,8 @@ type apiRange struct{ min, max int16 }
 
 // apis is the compatibility table; each API's file header says the same.
 var apis = map[kmsg.Key]apiRange{
-	kmsg.Produce:                 {3, 13},
-	kmsg.Fetch:                   {4, 17},
+	kmsg.Produce:                 {0, 13}, // v0-2 only for old librdkafka's feature probe: see 00_produce.go
+	kmsg.Fetch:                   {0, 17}, // v0-3 only for old librdkafka's feature probe: see 01_fetch.go
 	kmsg.ListOffsets:             {1, 10},
 	kmsg.Metadata:                {0, 12},
 	kmsg.ApiVersions:             {0, 4},
