@@ -12,8 +12,10 @@ import (
 //   (latest) returns the high watermark; -3 (max timestamp, v7+) returns the
 //   offset and timestamp of the record with the largest timestamp; -5
 //   (latest tiered, v9+) returns -1 as nothing is tiered yet.
-// * A timestamp returns the first offset whose record timestamp is at or
-//   after it, found exactly by decoding the one candidate batch; -1 if none.
+// * A timestamp returns the first offset at or after the log start whose
+//   record timestamp is at or after it: the time index of the sealed
+//   segments (then the active batches' max timestamps) finds the one
+//   candidate batch, which is decoded to find the exact record; -1 if none.
 // * Isolation levels are the same: there are no transactions.
 
 const (
@@ -54,6 +56,17 @@ func handleListOffsets(c *conn, req *request) reply {
 }
 
 func (b *Broker) listOffset(p *partition, ts int64) (offset, timestamp int64, code int16) {
+	// A segment deleted by retention or replaced by compaction during the
+	// lookup fails it with a storage error; look again.
+	for attempt := 0; ; attempt++ {
+		offset, timestamp, code = b.listOffsetOnce(p, ts)
+		if code != kerr.KafkaStorageError.Code || attempt == 2 {
+			return offset, timestamp, code
+		}
+	}
+}
+
+func (b *Broker) listOffsetOnce(p *partition, ts int64) (offset, timestamp int64, code int16) {
 	logStart, hw := p.offsets()
 	switch ts {
 	case listEarliest, listEarliestLoc:
@@ -63,28 +76,43 @@ func (b *Broker) listOffset(p *partition, ts int64) (offset, timestamp int64, co
 	case listLatestTiered:
 		return -1, -1, 0
 	case listMaxTimestamp:
-		m, ok := p.maxTimestampBatch()
+		r, maxTs, ok := p.maxTimestampBatch()
 		if !ok {
 			return -1, -1, 0
 		}
-		return b.findInBatch(p, m, func(off, t int64) bool { return t == m.maxTs })
+		off, t, code, _ := b.findInBatch(p, r, func(off, t int64) bool { return t == maxTs })
+		return off, t, code
 	}
 	if ts < 0 {
 		return -1, -1, kerr.InvalidRequest.Code
 	}
-	m, ok := p.batchForTimestamp(ts)
-	if !ok {
-		return -1, -1, 0
+	// The first batch at or after the log start whose max timestamp is at
+	// or after ts holds the answer, unless every such record in it lies
+	// below the log start (DeleteRecords inside a batch): then look on.
+	for from := logStart; ; {
+		r, ok, err := p.batchForTimestamp(ts, from)
+		if err != nil {
+			b.log.Error("list offsets lookup failed", "topic", p.topic.name, "partition", p.index, "err", err)
+			return -1, -1, kerr.KafkaStorageError.Code
+		}
+		if !ok {
+			return -1, -1, 0
+		}
+		off, t, code, last := b.findInBatch(p, r, func(off, t int64) bool { return off >= from && t >= ts })
+		if code != 0 || off >= 0 || last < from {
+			return off, t, code
+		}
+		from = last + 1
 	}
-	return b.findInBatch(p, m, func(off, t int64) bool { return t >= ts })
 }
 
-// findInBatch returns the first record of m matching want.
-func (b *Broker) findInBatch(p *partition, m batchMeta, want func(off, ts int64) bool) (int64, int64, int16) {
-	buf, err := b.wal.ReadAt(m.pos, nil)
+// findInBatch returns the first record of the batch r matching want, and
+// the batch's last offset.
+func (b *Broker) findInBatch(p *partition, r batchRef, want func(off, ts int64) bool) (int64, int64, int16, int64) {
+	buf, err := p.readBatch(b.wal, r)
 	if err != nil {
 		b.log.Error("list offsets read failed", "topic", p.topic.name, "partition", p.index, "err", err)
-		return -1, -1, kerr.KafkaStorageError.Code
+		return -1, -1, kerr.KafkaStorageError.Code, -1
 	}
 	offset, timestamp := int64(-1), int64(-1)
 	err = forEachRecord(buf, func(off, t int64) bool {
@@ -96,7 +124,8 @@ func (b *Broker) findInBatch(p *partition, m batchMeta, want func(off, ts int64)
 	})
 	if err != nil {
 		b.log.Error("list offsets decode failed", "topic", p.topic.name, "partition", p.index, "err", err)
-		return -1, -1, kerr.CorruptMessage.Code
+		return -1, -1, kerr.CorruptMessage.Code, -1
 	}
-	return offset, timestamp, 0
+	h := readBatchHeader(buf)
+	return offset, timestamp, 0, batchBaseOffset(buf) + int64(h.LastOffsetDelta)
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/chronik-go/chronik/internal/vfs"
 	"github.com/chronik-go/chronik/tier1"
+	"github.com/chronik-go/chronik/tier2"
 )
 
 // Broker is one standalone Chronik broker.
@@ -54,6 +55,15 @@ type Broker struct {
 	acceptWG sync.WaitGroup
 
 	unlock func() // releases the data dir lock
+
+	// Tier 2 (retention.go).
+	files     *tier2.FileCache
+	sealKick  chan struct{} // capacity 1
+	cleanKick chan struct{} // capacity 1
+	maintWG   sync.WaitGroup
+
+	maintMu      sync.Mutex   // guards the following
+	deletedParts []*partition // deleted topics' partitions whose segments are not yet removed
 }
 
 // topic is a topic's in-memory state. name and id never change.
@@ -68,6 +78,10 @@ type topic struct {
 	// Settings read on the produce path, kept in sync with configs.
 	maxMessageBytes atomic.Int32
 	logAppendTime   atomic.Bool
+	segmentBytes    atomic.Int32
+
+	segRoot  string        // <data>/segments
+	sealKick chan struct{} // nudges the sealer (non-blocking sends)
 }
 
 // New opens the data directory, recovers the WAL and the topic metadata, and
@@ -84,6 +98,9 @@ func New(cfg Config) (*Broker, error) {
 		topicsByID: make(map[[16]byte]*topic),
 		conns:      make(map[*conn]struct{}),
 		closing:    make(chan struct{}),
+		files:      tier2.NewFileCache(cfg.MaxOpenSegmentFiles),
+		sealKick:   make(chan struct{}, 1),
+		cleanKick:  make(chan struct{}, 1),
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -102,11 +119,13 @@ func New(cfg Config) (*Broker, error) {
 		b.unlock = unlock
 	}
 	if _, err := b.open(); err != nil {
+		b.files.Close()
 		if b.unlock != nil {
 			b.unlock()
 		}
 		return nil, err
 	}
+	b.startMaintenance()
 	return b, nil
 }
 
@@ -130,6 +149,12 @@ func (b *Broker) open() (*Broker, error) {
 	b.pidNext, b.pidMax = st.NextProducerID, st.NextProducerID
 
 	start := time.Now()
+	nsegs, err := b.loadPartitions()
+	if err != nil {
+		return nil, err
+	}
+	b.log.Info("loaded sealed segments", "segments", nsegs, "took", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
 	walDir := filepath.Join(cfg.DataDir, "wal") // tier1.Open creates and syncs it
 	var skipped int
 	wal, rep, err := tier1.Open(tier1.Config{
@@ -139,6 +164,8 @@ func (b *Broker) open() (*Broker, error) {
 		MaxWait: cfg.FsyncBatchTimeout,
 		Fsync:   cfg.Fsync,
 		Logger:  b.log,
+
+		SegmentBytes: cfg.WALSegmentBytes,
 	}, func(tp tier1.TopicPartition, batch []byte, pos tier1.Position) error {
 		t := b.topicsByID[tp.TopicID]
 		if t == nil || int(tp.Partition) >= len(t.partitions) {
@@ -152,6 +179,11 @@ func (b *Broker) open() (*Broker, error) {
 		return nil, fmt.Errorf("broker: recover wal: %w", err)
 	}
 	b.wal = wal
+	for _, t := range b.topics {
+		for _, p := range t.partitions {
+			p.finishRecovery()
+		}
+	}
 	for _, c := range rep.Corruptions {
 		b.log.Error("wal corruption found; the damaged entries are not served", "segment", c.Segment, "offset", c.Offset, "reason", c.Reason)
 	}
@@ -165,7 +197,7 @@ func (b *Broker) open() (*Broker, error) {
 }
 
 func (b *Broker) newTopic(name string, id [16]byte, partitions int32, configs map[string]string, firstPartition int32) *topic {
-	t := &topic{name: name, id: id, configs: configs}
+	t := &topic{name: name, id: id, configs: configs, segRoot: b.segRoot(), sealKick: b.sealKick}
 	if t.configs == nil {
 		t.configs = map[string]string{}
 	}
@@ -183,6 +215,7 @@ func (b *Broker) applyTopicSettings(t *topic) {
 	t.maxMessageBytes.Store(int32(n))
 	v, _ = b.effectiveConfig(t, "message.timestamp.type")
 	t.logAppendTime.Store(v == "LogAppendTime")
+	t.segmentBytes.Store(int32(b.configInt(t, "segment.bytes")))
 }
 
 // Start binds the Kafka listener and serves connections until Close.
@@ -276,7 +309,9 @@ func (b *Broker) Close() error {
 	b.lnMu.Unlock()
 	b.acceptWG.Wait()
 	b.connWG.Wait()
+	b.maintWG.Wait()
 	err := b.wal.Close()
+	b.files.Close()
 	if b.unlock != nil {
 		b.unlock()
 	}

@@ -50,6 +50,28 @@ type Config struct {
 	OffsetsRetention              time.Duration
 	OffsetsRetentionCheckInterval time.Duration
 
+	// SegmentCheckInterval is how often the sealer looks for partitions
+	// whose active segment reached segment.ms (segment.bytes wakes it at
+	// once). RetentionCheckInterval is how often retention and compaction
+	// run (Kafka's log.retention.check.interval.ms).
+	SegmentCheckInterval   time.Duration
+	RetentionCheckInterval time.Duration
+	// WALSegmentBytes is the WAL's segment roll size; 0 means tier1's
+	// default. Small values let tests see the WAL trimmed.
+	WALSegmentBytes int64
+	// SealWorkers bounds the partitions sealed at once.
+	SealWorkers int
+	// WALPinSegments seals a partition early, whatever segment.bytes and
+	// segment.ms say, once its unsealed data keeps this many WAL segments
+	// behind the active one alive: the WAL is shared, so one quiet
+	// partition must not make it grow without bound.
+	WALPinSegments int
+	// MaxOpenSegmentFiles bounds the sealed segment files held open.
+	MaxOpenSegmentFiles int
+	// CompactionMemoryBytes bounds the key map of one compaction pass; a
+	// log with more distinct keys is compacted in several passes.
+	CompactionMemoryBytes int64
+
 	Logger *slog.Logger
 }
 
@@ -76,6 +98,13 @@ func DefaultConfig() Config {
 		GroupInitialRebalanceDelay:    3 * time.Second,
 		OffsetsRetention:              7 * 24 * time.Hour,
 		OffsetsRetentionCheckInterval: 10 * time.Minute,
+
+		SegmentCheckInterval:   time.Second,
+		RetentionCheckInterval: 5 * time.Minute,
+		SealWorkers:            2,
+		WALPinSegments:         4,
+		MaxOpenSegmentFiles:    1024,
+		CompactionMemoryBytes:  64 << 20,
 	}
 }
 
@@ -96,6 +125,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("broker: group min session timeout %v exceeds group max session timeout %v", c.GroupMinSessionTimeout, c.GroupMaxSessionTimeout)
 	case c.OffsetsRetentionCheckInterval > 0 && c.OffsetsRetention <= 0:
 		return fmt.Errorf("broker: offsets retention %v must be positive when offsets retention check interval is %v", c.OffsetsRetention, c.OffsetsRetentionCheckInterval)
+	case c.SegmentCheckInterval <= 0 || c.RetentionCheckInterval <= 0:
+		return fmt.Errorf("broker: segment check interval %v and retention check interval %v must be positive", c.SegmentCheckInterval, c.RetentionCheckInterval)
+	case c.SealWorkers < 1 || c.WALPinSegments < 1 || c.MaxOpenSegmentFiles < 1:
+		return fmt.Errorf("broker: seal workers %d, WAL pin segments %d and max open segment files %d must be at least 1", c.SealWorkers, c.WALPinSegments, c.MaxOpenSegmentFiles)
+	case c.CompactionMemoryBytes < 1<<10:
+		return fmt.Errorf("broker: compaction memory %d must be at least 1 KiB", c.CompactionMemoryBytes)
 	case c.MaxInflightPerConn < 1:
 		return fmt.Errorf("broker: max inflight per connection %d must be at least 1", c.MaxInflightPerConn)
 	}

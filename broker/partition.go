@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"sync"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/chronik-go/chronik/tier1"
+	"github.com/chronik-go/chronik/tier2"
 )
 
 // producerWindow is how many recent batches per producer are remembered for
@@ -20,22 +22,53 @@ const producerWindow = 5
 // the batch is enqueued to the WAL before appendMu is released, so WAL order
 // is offset order; the WAL's commit goroutine then publishes durable batches
 // under mu.
+//
+// Durable data lives in two places: sealed Tier 2 segments (segs), and the
+// active segment, which is the batches still only in the WAL (batches).
+// The sealer moves a prefix of batches into a new segment and swaps both
+// slices under mu in one step, so a reader sees every offset in exactly one
+// of them.
 type partition struct {
 	topic *topic
 	index int32
 	tp    tier1.TopicPartition
+	dir   string // Tier 2 directory
 
 	appendMu   sync.Mutex // guards the following
 	nextOffset int64      // log end offset including appends not yet durable
 	producers  map[int64]*producerState
 
-	mu       sync.RWMutex // guards the following
-	batches  []batchMeta  // durable batches in offset order
-	hw       int64        // offset after the last durable record: what consumers may read
-	logStart int64
-	failed   error                      // sticky storage error
-	deleted  bool                       // topic deleted
-	waiters  map[chan struct{}]struct{} // long-polling fetches
+	mu          sync.RWMutex     // guards the following
+	batches     []batchMeta      // durable batches not yet sealed, in offset order
+	activeBytes int64            // their bytes
+	activeSince int64            // unix millis the oldest of them became durable (approximately); 0 if none
+	segs        []*tier2.Segment // sealed segments in offset order; replaced, never mutated
+	hw          int64            // offset after the last durable record: what consumers may read
+	logStart    int64
+	failed      error                      // sticky storage error
+	deleted     bool                       // topic deleted
+	waiters     map[chan struct{}]struct{} // long-polling fetches
+
+	logStartMu sync.Mutex // serialises log start checkpoint writes
+
+	// maintMu serialises sealing, retention and compaction of this
+	// partition; it is never taken on the produce or fetch path.
+	maintMu sync.Mutex
+	// sealedProducers are the idempotent producer windows as of the end of
+	// the last sealed segment: what the producers checkpoint holds.
+	sealedProducers   map[int64]*producerState // guarded by maintMu
+	compactedEnd      int64                    // guarded by maintMu: sealed end at the last compaction
+	tombstonesPending bool                     // guarded by maintMu: the last compaction kept young tombstones
+
+	recoverFloor int64 // set before the WAL replay: the log end is at least this
+}
+
+// segsEndLocked is the offset after the last sealed segment, or -1.
+func (p *partition) segsEndLocked() int64 {
+	if len(p.segs) == 0 {
+		return -1
+	}
+	return p.segs[len(p.segs)-1].Next
 }
 
 // batchMeta locates one durable batch.
@@ -69,11 +102,13 @@ type appendResult struct {
 
 func newPartition(t *topic, i int32) *partition {
 	return &partition{
-		topic:     t,
-		index:     i,
-		tp:        tier1.TopicPartition{TopicID: t.id, Partition: i},
-		producers: make(map[int64]*producerState),
-		waiters:   make(map[chan struct{}]struct{}),
+		topic:           t,
+		index:           i,
+		tp:              tier1.TopicPartition{TopicID: t.id, Partition: i},
+		dir:             tier2.PartitionDir(t.segRoot, t.id, i),
+		producers:       make(map[int64]*producerState),
+		sealedProducers: make(map[int64]*producerState),
+		waiters:         make(map[chan struct{}]struct{}),
 	}
 }
 
@@ -85,10 +120,17 @@ func (p *partition) replay(batch []byte, pos tier1.Position) {
 	h := readBatchHeader(batch)
 	base := batchBaseOffset(batch)
 	if base < p.nextOffset {
-		return // cannot happen with a sound WAL; never serve an offset twice
+		return // already sealed into Tier 2; and never serve an offset twice
 	}
 	m := batchMeta{base: base, lastDelta: h.LastOffsetDelta, maxTs: h.MaxTimestamp, pos: pos}
+	if m.last() < p.logStart {
+		return // deleted by DeleteRecords before it was sealed
+	}
+	if len(p.batches) == 0 {
+		p.activeSince = time.Now().UnixMilli()
+	}
 	p.batches = append(p.batches, m)
+	p.activeBytes += int64(pos.Len)
 	p.nextOffset = m.last() + 1
 	p.hw = p.nextOffset
 	if h.ProducerID >= 0 {
@@ -184,8 +226,18 @@ func (p *partition) commit(m batchMeta, err error) {
 			p.failed = err
 		}
 	} else if m.base >= p.hw {
+		if len(p.batches) == 0 {
+			p.activeSince = time.Now().UnixMilli()
+		}
 		p.batches = append(p.batches, m)
+		p.activeBytes += int64(m.pos.Len)
 		p.hw = m.last() + 1
+		if p.activeBytes >= int64(p.topic.segmentBytes.Load()) {
+			select {
+			case p.topic.sealKick <- struct{}{}:
+			default:
+			}
+		}
 	}
 	for ch := range p.waiters {
 		select {
@@ -241,10 +293,14 @@ func (p *partition) checkSequenceLocked(h batchHeader) (*seqEntry, error) {
 // rememberLocked records an accepted batch in its producer's window.
 // appendMu must be held (or recovery must be running).
 func (p *partition) rememberLocked(h batchHeader, base int64, res *appendResult) {
-	ps := p.producers[h.ProducerID]
+	rememberIn(p.producers, h, base, res)
+}
+
+func rememberIn(producers map[int64]*producerState, h batchHeader, base int64, res *appendResult) {
+	ps := producers[h.ProducerID]
 	if ps == nil || h.ProducerEpoch > ps.epoch {
 		ps = &producerState{epoch: h.ProducerEpoch}
-		p.producers[h.ProducerID] = ps
+		producers[h.ProducerID] = ps
 	}
 	ps.recent[ps.head] = seqEntry{first: h.BaseSequence, last: h.lastSequence(), baseOffset: base, durable: res}
 	ps.head = (ps.head + 1) % producerWindow
@@ -259,59 +315,135 @@ func (p *partition) offsets() (logStart, hw int64) {
 }
 
 // readFrom returns the durable batches starting with the one that holds
-// offset, up to maxBytes (always at least one batch if any, as Kafka's
-// KIP-74), appended to dst.
+// offset (or the first after it), up to maxBytes (always at least one batch
+// if any, as Kafka's KIP-74), appended to dst. Sealed ranges are copied from
+// segment files and active ones from the WAL; nothing is decoded.
 func (p *partition) readFrom(wal *tier1.WAL, offset int64, maxBytes int, dst []byte) ([]byte, error) {
-	p.mu.RLock()
-	i := sort.Search(len(p.batches), func(i int) bool { return p.batches[i].last() >= offset })
-	var locs []tier1.Position
-	size := 0
-	for ; i < len(p.batches); i++ {
-		l := int(p.batches[i].pos.Len)
-		if len(locs) > 0 && size+l > maxBytes {
-			break
+	start := len(dst)
+	for attempt := 0; ; attempt++ {
+		out, err := p.read(wal, offset, maxBytes, dst)
+		// A segment deleted or replaced, or a WAL segment trimmed, between
+		// the lookup and the read: look again, the data has moved.
+		if err != nil && attempt < 3 && (errors.Is(err, tier2.ErrRemoved) || errors.Is(err, tier1.ErrBadPosition)) {
+			dst = out[:start]
+			continue
 		}
-		locs = append(locs, p.batches[i].pos)
-		size += l
-		if size >= maxBytes {
-			break
-		}
+		return out, err
 	}
+}
+
+func (p *partition) read(wal *tier1.WAL, offset int64, maxBytes int, dst []byte) ([]byte, error) {
+	start := len(dst)
+	for {
+		left := maxBytes - (len(dst) - start)
+		if len(dst) > start && left <= 0 {
+			return dst, nil
+		}
+		p.mu.RLock()
+		segs := p.segs
+		i := sort.Search(len(segs), func(i int) bool { return segs[i].Next > offset })
+		if i < len(segs) {
+			p.mu.RUnlock()
+			seg := segs[i]
+			var atEnd bool
+			var err error
+			dst, atEnd, err = seg.ReadFrom(offset, left, dst, len(dst) == start)
+			if err != nil || !atEnd {
+				return dst, err
+			}
+			offset = seg.Next
+			continue
+		}
+		i = sort.Search(len(p.batches), func(i int) bool { return p.batches[i].last() >= offset })
+		var locs []tier1.Position
+		size := 0
+		first := len(dst) == start
+		for ; i < len(p.batches); i++ {
+			l := int(p.batches[i].pos.Len)
+			if (len(locs) > 0 || !first) && size+l > left {
+				break
+			}
+			locs = append(locs, p.batches[i].pos)
+			size += l
+			if size >= left {
+				break
+			}
+		}
+		p.mu.RUnlock()
+		var err error
+		for _, pos := range locs {
+			if dst, err = wal.ReadAt(pos, dst); err != nil {
+				return dst, err
+			}
+		}
+		return dst, nil
+	}
+}
+
+// batchRef is a batch found by a lookup: in a sealed segment (seg, pos) or
+// in the WAL (meta).
+type batchRef struct {
+	seg  *tier2.Segment
+	pos  int64
+	meta batchMeta
+}
+
+// readBatch returns the batch's bytes.
+func (p *partition) readBatch(wal *tier1.WAL, r batchRef) ([]byte, error) {
+	if r.seg != nil {
+		return r.seg.BatchAt(r.pos, nil)
+	}
+	return wal.ReadAt(r.meta.pos, nil)
+}
+
+// batchForTimestamp returns the first batch at or after offset from whose
+// max timestamp is at or after ts: the earliest batch that may hold a record
+// at or after ts. Sealed segments are searched through their time indexes.
+func (p *partition) batchForTimestamp(ts, from int64) (batchRef, bool, error) {
+	p.mu.RLock()
+	segs := p.segs
 	p.mu.RUnlock()
-	var err error
-	for _, pos := range locs {
-		if dst, err = wal.ReadAt(pos, dst); err != nil {
-			return dst, err
+	for _, s := range segs {
+		if s.Next <= from || s.MaxTs < ts {
+			continue
+		}
+		pos, ok, err := s.FindTimestampFrom(ts, from)
+		if err != nil {
+			return batchRef{}, false, err
+		}
+		if ok {
+			return batchRef{seg: s, pos: pos}, true, nil
 		}
 	}
-	return dst, nil
-}
-
-// offsetForTimestamp returns the first batch whose max timestamp is at or
-// after ts: the earliest offset that may hold a record at or after ts.
-func (p *partition) batchForTimestamp(ts int64) (batchMeta, bool) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	for _, m := range p.batches {
-		if m.maxTs >= ts {
-			return m, true
+		if m.last() >= from && m.maxTs >= ts {
+			return batchRef{meta: m}, true, nil
 		}
 	}
-	return batchMeta{}, false
+	return batchRef{}, false, nil
 }
 
-// maxTimestampBatch returns the batch with the largest max timestamp.
-func (p *partition) maxTimestampBatch() (batchMeta, bool) {
+// maxTimestampBatch returns the batch with the largest max timestamp (the
+// first one holding it).
+func (p *partition) maxTimestampBatch() (batchRef, int64, bool) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	var best batchMeta
+	var best batchRef
+	bestTs := int64(0)
 	found := false
-	for _, m := range p.batches {
-		if !found || m.maxTs > best.maxTs {
-			best, found = m, true
+	for _, s := range p.segs {
+		if !s.Empty() && (!found || s.MaxTs > bestTs) {
+			best, bestTs, found = batchRef{seg: s, pos: s.MaxTimestampBatch()}, s.MaxTs, true
 		}
 	}
-	return best, found
+	for _, m := range p.batches {
+		if !found || m.maxTs > bestTs {
+			best, bestTs, found = batchRef{meta: m}, m.maxTs, true
+		}
+	}
+	return best, bestTs, found
 }
 
 // watch registers ch to be signalled (non-blocking) when the HW moves.

@@ -10,9 +10,10 @@ import (
 )
 
 // topicConfigDef describes one topic config Chronik accepts. Names and
-// defaults follow Kafka; later tiers give retention and segment settings
-// their effect, and they are stored and described from the start so tooling
-// that sets them works.
+// defaults follow Kafka. segment.*, retention.*, local.retention.*,
+// cleanup.policy and delete.retention.ms take effect in Tier 2
+// (retention.go); search.enabled and compression.type are stored and
+// described for the tiers that will use them.
 type topicConfigDef struct {
 	name     string
 	def      func(c *Config) string
@@ -66,9 +67,9 @@ var topicConfigDefs = func() map[string]*topicConfigDef {
 		{name: "delete.retention.ms", def: constDefault("86400000"), typ: kmsg.ConfigTypeLong, validate: validateInt(0),
 			doc: "how long tombstones survive compaction"},
 		{name: "local.retention.bytes", def: constDefault("-2"), typ: kmsg.ConfigTypeLong, validate: validateInt(-2),
-			doc: "local bytes kept once archived; -2 means retention.bytes"},
+			doc: "local bytes kept of segments archived to Tier 3; -2 means retention.bytes"},
 		{name: "local.retention.ms", def: constDefault("-2"), typ: kmsg.ConfigTypeLong, validate: validateInt(-2),
-			doc: "local time kept once archived; -2 means retention.ms"},
+			doc: "local time kept of segments archived to Tier 3; -2 means retention.ms"},
 		{name: "max.message.bytes", def: func(c *Config) string { return strconv.Itoa(int(c.MessageMaxBytes)) },
 			typ: kmsg.ConfigTypeInt, validate: validateInt(0), doc: "largest record batch accepted"},
 		{name: "message.timestamp.type", def: constDefault("CreateTime"), typ: kmsg.ConfigTypeString,
@@ -76,15 +77,15 @@ var topicConfigDefs = func() map[string]*topicConfigDef {
 		{name: "min.insync.replicas", def: func(c *Config) string { return strconv.Itoa(int(c.MinInsyncReplicas)) },
 			typ: kmsg.ConfigTypeInt, validate: validateInt(1), doc: "replicas that must hold an acks=all write"},
 		{name: "retention.bytes", def: constDefault("-1"), typ: kmsg.ConfigTypeLong, validate: validateInt(-1),
-			doc: "bytes kept per partition; -1 means unlimited"},
+			doc: "bytes kept per partition, active segment included; whole sealed segments are deleted; -1 means unlimited"},
 		{name: "retention.ms", def: constDefault("604800000"), typ: kmsg.ConfigTypeLong, validate: validateInt(-1),
-			doc: "time records are kept; -1 means forever"},
+			doc: "a sealed segment is deleted once its newest record is older than this; -1 means forever"},
 		{name: "search.enabled", def: constDefault("true"), typ: kmsg.ConfigTypeBoolean, validate: validateEnum("true", "false"),
 			doc: "index archived segments for chronik search"},
 		{name: "segment.bytes", def: constDefault("1073741824"), typ: kmsg.ConfigTypeInt, validate: validateInt(14),
-			doc: "segment roll size"},
+			doc: "bytes of a partition's active segment that make it roll into a sealed segment"},
 		{name: "segment.ms", def: constDefault("604800000"), typ: kmsg.ConfigTypeLong, validate: validateInt(1),
-			doc: "segment roll age"},
+			doc: "age (since its oldest batch became durable) at which an active segment rolls"},
 	}
 	m := make(map[string]*topicConfigDef, len(defs))
 	for _, d := range defs {

@@ -141,6 +141,13 @@ func (b *Broker) deleteTopic(t *topic) error {
 	for _, p := range parts {
 		p.markDeleted()
 	}
+	b.maintMu.Lock()
+	b.deletedParts = append(b.deletedParts, parts...)
+	b.maintMu.Unlock()
+	select {
+	case b.cleanKick <- struct{}{}:
+	default:
+	}
 	b.log.Info("deleted topic", "topic", t.name)
 	return nil
 }

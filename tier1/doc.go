@@ -20,8 +20,11 @@
 //
 // Sequence numbers start at 1 and grow by one per segment. Other names in the
 // directory are ignored. Only the highest-numbered segment is ever written
-// (the active segment); the others are sealed and never modified. Retention
-// (deleting sealed segments) belongs to a later tier.
+// (the active segment); the others are sealed and never modified. Sealed
+// segments are deleted, oldest first, by [WAL.RemoveSegmentsBefore] once
+// Tier 2 has copied every live entry in them into sealed partition segments;
+// what remains is always a suffix of the sequence, so a missing prefix is
+// not a gap.
 //
 // All integers are little-endian. All checksums are CRC-32C (Castagnoli).
 //

@@ -1,11 +1,14 @@
 package tier1
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -427,4 +430,57 @@ func (w *WAL) closeSegments() error {
 	}
 	w.segments = nil
 	return errors.Join(errs...)
+}
+
+// ActiveSegment returns the sequence number of the segment appends go to.
+// Every entry appended from now on lands in it or a later segment.
+func (w *WAL) ActiveSegment() uint64 {
+	w.segMu.RLock()
+	defer w.segMu.RUnlock()
+	var top uint64
+	for seq := range w.segments {
+		top = max(top, seq)
+	}
+	return top
+}
+
+// RemoveSegmentsBefore deletes the sealed segments numbered below seq (never
+// the active one), oldest first, so that what remains is always a suffix of
+// the log, and then syncs the directory. The caller guarantees nothing
+// still needs their entries (Tier 2 has sealed them): a later ReadAt of a
+// removed position returns ErrBadPosition. It returns how many it removed.
+func (w *WAL) RemoveSegmentsBefore(seq uint64) (int, error) {
+	w.segMu.Lock()
+	if w.segments == nil {
+		w.segMu.Unlock()
+		return 0, ErrClosed
+	}
+	top := uint64(0)
+	var doomed []*segment
+	for s, seg := range w.segments {
+		top = max(top, s)
+		if s < seq {
+			doomed = append(doomed, seg)
+		}
+	}
+	doomed = slices.DeleteFunc(doomed, func(s *segment) bool { return s.seq == top })
+	slices.SortFunc(doomed, func(a, b *segment) int { return cmp.Compare(a.seq, b.seq) })
+	for _, s := range doomed {
+		delete(w.segments, s.seq)
+	}
+	w.segMu.Unlock()
+	n := 0
+	for _, s := range doomed {
+		s.f.Close()
+		if err := w.fs.Remove(filepath.Join(w.dir, segmentName(s.seq))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return n, fmt.Errorf("tier1: remove segment %d: %w", s.seq, err)
+		}
+		n++
+	}
+	if n > 0 {
+		if err := w.fs.SyncDir(w.dir); err != nil {
+			return n, fmt.Errorf("tier1: sync wal dir: %w", err)
+		}
+	}
+	return n, nil
 }
