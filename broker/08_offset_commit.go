@@ -20,6 +20,12 @@ import (
 //   FENCED_INSTANCE_ID (v7+), REBALANCE_IN_PROGRESS while the group is
 //   CompletingRebalance. Commits are accepted during PreparingRebalance, as
 //   Kafka does, so cooperative consumers can commit what they revoke.
+// * Groups of the KIP-848 consumer protocol: Generation is the member
+//   epoch. UNKNOWN_MEMBER_ID for a member not in the group (including
+//   generation -1 commits while it has members), FENCED_MEMBER_EPOCH for an
+//   epoch ahead of the member's, STALE_MEMBER_EPOCH for one older than its
+//   previous epoch (the previous one is accepted: a member commits what it
+//   revokes before moving to the new epoch, as Kafka 4.3 allows).
 // * Unknown topics or partitions get UNKNOWN_TOPIC_OR_PARTITION (v10:
 //   UNKNOWN_TOPIC_ID); metadata over 4096 bytes gets
 //   OFFSET_METADATA_TOO_LARGE.
@@ -171,6 +177,13 @@ func (c *coordinator) commitCheck(name, memberID string, instanceID *string, gen
 		return nil, kerr.IllegalGeneration
 	}
 	defer g.mu.Unlock()
+	if g.cg != nil && len(g.cg.members) > 0 {
+		// A consumer-protocol group: Generation is the member epoch.
+		if err := g.validateConsumerMemberLocked(memberID, generation); err != nil {
+			return nil, err
+		}
+		return g, nil
+	}
 	if generation < 0 && len(g.members) == 0 {
 		return g, nil
 	}

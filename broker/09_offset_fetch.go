@@ -19,7 +19,8 @@ import (
 //
 // Deviations:
 // * RequireStable (v7+) never waits: there are no transactional commits.
-// * MemberID and MemberEpoch (v9+, KIP-848) are ignored: groups are classic.
+// * MemberID and MemberEpoch (v9+, KIP-848) are checked only against
+//   consumer-protocol groups: UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH.
 
 func handleOffsetFetch(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.OffsetFetchRequest)
@@ -49,6 +50,14 @@ func handleOffsetFetch(c *conn, req *request) reply {
 		return now(resp)
 	}
 	for _, g := range r.Groups {
+		if r.Version >= 9 && g.MemberID != nil && g.MemberEpoch >= 0 {
+			if err := c.b.groups.checkFetchMember(g.Group, *g.MemberID, g.MemberEpoch); err != nil {
+				rg := kmsg.NewOffsetFetchResponseGroup()
+				rg.Group, rg.ErrorCode = g.Group, err.Code
+				resp.Groups = append(resp.Groups, rg)
+				continue
+			}
+		}
 		resp.Groups = append(resp.Groups, c.b.groups.fetchOffsets(g.Group, g.Topics, r.Version))
 	}
 	return now(resp)
@@ -144,4 +153,23 @@ func (c *coordinator) fetchOffsets(name string, topics []kmsg.OffsetFetchRequest
 		out.Topics = append(out.Topics, rt)
 	}
 	return out
+}
+
+// checkFetchMember validates an OffsetFetch's member of a consumer-protocol
+// group: it must be in the group, at its current or previous epoch.
+func (c *coordinator) checkFetchMember(name, memberID string, epoch int32) *kerr.Error {
+	g := c.group(name, false)
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cg == nil || len(g.cg.members) == 0 {
+		return nil
+	}
+	err := g.validateConsumerMemberLocked(memberID, epoch)
+	if err == kerr.FencedMemberEpoch {
+		err = kerr.StaleMemberEpoch
+	}
+	return err
 }

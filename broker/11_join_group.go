@@ -19,7 +19,8 @@ import (
 //   (KIP-394); it must rejoin with it within its session timeout.
 // * The selected protocol is the first of the leader's protocols that every
 //   member supports; a member sharing none with the group, or a different
-//   protocol type, gets INCONSISTENT_GROUP_PROTOCOL.
+//   protocol type, gets INCONSISTENT_GROUP_PROTOCOL; so does a join into a
+//   group that has KIP-848 consumer-protocol members.
 // * Session timeouts outside GroupMin/MaxSessionTimeout get
 //   INVALID_SESSION_TIMEOUT.
 // * Static members (v5+, KIP-345): a known group.instance.id joining with no

@@ -13,6 +13,10 @@ import (
 //   for the selected protocol and their current assignment.
 // * An unknown group is described as Dead with no error before v6 and gets
 //   GROUP_ID_NOT_FOUND from v6, as Kafka.
+// * A KIP-848 consumer group is described in the classic shape, so classic
+//   tools keep working: protocol type "consumer", its assignor as the
+//   protocol, its state name (Empty, Assigning, Reconciling, Stable), and
+//   each member's current assignment encoded as a ConsumerMemberAssignment.
 // * Authorized operations are not computed (no ACLs).
 
 func handleDescribeGroups(c *conn, req *request) reply {
@@ -42,6 +46,10 @@ func (c *coordinator) describe(name string, version int16) kmsg.DescribeGroupsRe
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.cg != nil && len(g.members) == 0 && g.state == groupEmpty {
+		g.describeConsumerClassicLocked(&out)
+		return out
+	}
 	out.State = g.state.String()
 	out.ProtocolType = g.protocolType
 	if g.state == groupCompletingRebalance || g.state == groupStable {
@@ -61,4 +69,28 @@ func (c *coordinator) describe(name string, version int16) kmsg.DescribeGroupsRe
 		out.Members = append(out.Members, dm)
 	}
 	return out
+}
+
+func (g *group) describeConsumerClassicLocked(out *kmsg.DescribeGroupsResponseGroup) {
+	cg := g.cg
+	out.State, out.ProtocolType, out.Protocol = cg.stateLocked(), "consumer", cg.assignor
+	for _, m := range cg.members {
+		dm := kmsg.NewDescribeGroupsResponseGroupMember()
+		dm.MemberID, dm.ClientID, dm.ClientHost = m.id, m.clientID, m.clientHost
+		if m.instanceID != "" {
+			id := m.instanceID
+			dm.InstanceID = &id
+		}
+		meta := kmsg.NewConsumerMemberMetadata()
+		meta.Topics = m.topics
+		dm.ProtocolMetadata = meta.AppendTo(nil)
+		a := kmsg.NewConsumerMemberAssignment()
+		for _, t := range g.describeAssignment(m.assigned).TopicPartitions {
+			at := kmsg.NewConsumerMemberAssignmentTopic()
+			at.Topic, at.Partitions = t.Topic, t.Partitions
+			a.Topics = append(a.Topics, at)
+		}
+		dm.MemberAssignment = a.AppendTo(nil)
+		out.Members = append(out.Members, dm)
+	}
 }

@@ -9,8 +9,8 @@ import (
 // Behavior:
 // * Deletes Empty groups: their committed offsets are tombstoned in
 //   __consumer_offsets and the answer waits for the fsync. A group with
-//   members gets NON_EMPTY_GROUP, an unknown one GROUP_ID_NOT_FOUND; v3+
-//   carry an error message.
+//   members (classic or KIP-848) gets NON_EMPTY_GROUP, an unknown one
+//   GROUP_ID_NOT_FOUND; v3+ carry an error message.
 
 func handleDeleteGroups(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.DeleteGroupsRequest)

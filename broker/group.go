@@ -93,6 +93,16 @@ type group struct {
 
 	// offsets is the committed offsets, applied in __consumer_offsets order.
 	offsets map[topicPart]committedOffset
+
+	// cg is the KIP-848 consumer-protocol state (group_consumer.go); nil
+	// until a member heartbeats with ConsumerGroupHeartbeat.
+	cg *consumerGroup
+}
+
+// activeLocked reports whether the group has members of either protocol or
+// a classic rebalance under way.
+func (g *group) activeLocked() bool {
+	return len(g.members) > 0 || g.state != groupEmpty || g.cg != nil && len(g.cg.members) > 0
 }
 
 type topicPart struct {
@@ -199,6 +209,11 @@ func (c *coordinator) close() {
 				m.session.Stop()
 			}
 			g.failWaitersLocked(m, kerr.CoordinatorNotAvailable)
+		}
+		if g.cg != nil {
+			for _, m := range g.cg.members {
+				stopCgMember(m)
+			}
 		}
 		g.mu.Unlock()
 	}
@@ -520,6 +535,12 @@ func (c *coordinator) join(r *kmsg.JoinGroupRequest, clientID, clientHost string
 	}
 	defer g.mu.Unlock()
 
+	if g.cg != nil {
+		if len(g.cg.members) > 0 {
+			return joinErr(v, kerr.InconsistentGroupProtocol, r.MemberID)
+		}
+		g.cg = nil // the group turns classic
+	}
 	if len(g.members) > 0 || g.state != groupEmpty {
 		if g.protocolType != "" && r.ProtocolType != g.protocolType {
 			return joinErr(v, kerr.InconsistentGroupProtocol, r.MemberID)

@@ -59,3 +59,146 @@ func BenchmarkOffsetCommit(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "commits/s")
 }
+
+// BenchmarkRebalanceAfterLeave measures how long a 10-member
+// cooperative-sticky group of franz-go clients (over TCP) takes to
+// rebalance after one member leaves: from the start of its LeaveGroup
+// (kgo's Close) until the group is Stable again and every remaining member
+// has joined the new generation and received its assignment. Members learn
+// of the rebalance from their next heartbeat, so the result is dominated by
+// the heartbeat interval: 3s is Kafka's and kgo's default (kgo heartbeats
+// cooperative members more often while it waits for a rebalance).
+//
+// protocol=consumer runs the same with KIP-848 (kgo.ServerSideBalancer):
+// the time until every remaining member is at the new target epoch with
+// its full target assignment; the broker's heartbeat interval is Kafka's
+// default 5s, or 100ms.
+func BenchmarkRebalanceAfterLeave(b *testing.B) {
+	for _, hb := range []time.Duration{3 * time.Second, 100 * time.Millisecond} {
+		b.Run(fmt.Sprintf("protocol=classic/heartbeat=%v", hb), func(b *testing.B) { benchRebalanceAfterLeave(b, false, hb) })
+	}
+	for _, hb := range []time.Duration{5 * time.Second, 100 * time.Millisecond} {
+		b.Run(fmt.Sprintf("protocol=consumer/heartbeat=%v", hb), func(b *testing.B) { benchRebalanceAfterLeave(b, true, hb) })
+	}
+}
+
+func benchRebalanceAfterLeave(b *testing.B, kip848 bool, heartbeat time.Duration) {
+	const (
+		members = 10
+		group   = "rebalance"
+		topic   = "rebalance"
+	)
+	br := testBroker(b, b.TempDir(), func(c *Config) {
+		c.GroupInitialRebalanceDelay = 0
+		c.GroupMinSessionTimeout = 500 * time.Millisecond
+		c.ConsumerGroupHeartbeatInterval = heartbeat
+		c.ConsumerGroupSessionTimeout = max(10*heartbeat, 45*time.Second)
+	})
+	groupCreateTopic(b, kadm.NewClient(testClient(b, br)), topic, 6*members)
+	newMember := func() *kgo.Client {
+		opts := []kgo.Opt{
+			kgo.SeedBrokers(br.Addr().String()),
+			kgo.ConsumerGroup(group),
+			kgo.ConsumeTopics(topic),
+			kgo.Balancers(kgo.CooperativeStickyBalancer()),
+			kgo.HeartbeatInterval(heartbeat),
+			kgo.SessionTimeout(max(10*heartbeat, 6*time.Second)),
+		}
+		if kip848 {
+			opts = append(opts, kgo.ServerSideBalancer())
+		}
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return cl
+	}
+	// settled reports whether the group is Stable with want members and
+	// every client is in its current generation (epoch).
+	settled := func(cls []*kgo.Client, want int, after int32) (int32, bool) {
+		st, gen, n := groupStatus(br, group)
+		if kip848 {
+			st, gen, n = consumerGroupStatus(br, group)
+		}
+		if st != groupStable || n != want || gen <= after {
+			return gen, false
+		}
+		for _, cl := range cls {
+			if _, g := cl.GroupMetadata(); g != gen {
+				return gen, false
+			}
+		}
+		return gen, true
+	}
+	waitSettled := func(cls []*kgo.Client, want int, after int32) int32 {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if gen, ok := settled(cls, want, after); ok {
+				return gen
+			}
+			if time.Now().After(deadline) {
+				st, gen, n := groupStatus(br, group)
+				b.Fatalf("group not settled with %d members after 60s: %v generation %d with %d members", want, st, gen, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	cls := make([]*kgo.Client, 0, members)
+	for range members {
+		cls = append(cls, newMember())
+	}
+	defer func() {
+		for _, cl := range cls {
+			cl.Close()
+		}
+	}()
+	// A join into a cooperative group takes two rounds (revoke, then
+	// assign): wait until no further round follows.
+	waitQuiet := func(cls []*kgo.Client, want int, after int32) int32 {
+		for {
+			gen := waitSettled(cls, want, after)
+			time.Sleep(2*heartbeat + 100*time.Millisecond)
+			if g, ok := settled(cls, want, gen-1); ok && g == gen {
+				return gen
+			}
+			after = gen
+		}
+	}
+	gen := waitQuiet(cls, members, 0)
+
+	var total time.Duration
+	b.ResetTimer()
+	for range b.N {
+		leaving := cls[0]
+		cls = cls[1:]
+		start := time.Now()
+		leaving.Close()
+		gen = waitSettled(cls, members-1, gen)
+		total += time.Since(start)
+
+		b.StopTimer()
+		cls = append(cls, newMember())
+		gen = waitQuiet(cls, members, gen)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/rebalance")
+}
+
+// consumerGroupStatus is groupStatus for a KIP-848 group: Stable when every
+// member is at the target epoch with its whole target assignment.
+func consumerGroupStatus(b *Broker, name string) (state groupState, epoch int32, members int) {
+	g := b.groups.group(name, false)
+	if g == nil {
+		return groupDead, -1, 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cg == nil {
+		return groupEmpty, -1, 0
+	}
+	state = groupPreparingRebalance
+	if g.cg.stateLocked() == "Stable" {
+		state = groupStable
+	}
+	return state, g.cg.assignEpoch, len(g.cg.members)
+}

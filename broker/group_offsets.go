@@ -276,7 +276,7 @@ func (c *coordinator) expireOffsets(now time.Time) {
 	retention := c.b.cfg.OffsetsRetention
 	for _, g := range c.snapshot() {
 		g.mu.Lock()
-		if g.state != groupEmpty || len(g.members) > 0 {
+		if g.activeLocked() {
 			g.mu.Unlock()
 			continue
 		}
@@ -317,7 +317,7 @@ func (c *coordinator) forgetIfUnused(g *group) {
 	defer c.mu.Unlock()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.state == groupEmpty && len(g.members) == 0 && len(g.offsets) == 0 && len(g.pending) == 0 && c.groups[g.name] == g {
+	if !g.activeLocked() && len(g.offsets) == 0 && len(g.pending) == 0 && c.groups[g.name] == g {
 		g.state = groupDead
 		delete(c.groups, g.name)
 	}
@@ -332,10 +332,14 @@ func (c *coordinator) deleteGroup(ctx context.Context, name string) error {
 		return kerrf(kerr.GroupIDNotFound, "group %q does not exist", name)
 	}
 	g.mu.Lock()
-	if len(g.members) > 0 || g.state != groupEmpty {
+	if g.activeLocked() {
+		n := len(g.members)
+		if g.cg != nil {
+			n += len(g.cg.members)
+		}
 		g.mu.Unlock()
 		c.mu.Unlock()
-		return kerrf(kerr.NonEmptyGroup, "group %q has %d active members", name, len(g.members))
+		return kerrf(kerr.NonEmptyGroup, "group %q has %d active members", name, n)
 	}
 	var entries []offsetEntry
 	for tp := range g.offsets {

@@ -36,6 +36,8 @@ var apis = map[kmsg.Key]apiRange{
 	kmsg.ListGroups:              {0, 5},
 	kmsg.DeleteGroups:            {0, 3},
 	kmsg.OffsetDelete:            {0, 0},
+	kmsg.ConsumerGroupHeartbeat:  {0, 1},
+	kmsg.ConsumerGroupDescribe:   {0, 1},
 }
 
 var handlers map[int16]handler
@@ -67,6 +69,8 @@ func init() {
 		int16(kmsg.ListGroups):              handleListGroups,
 		int16(kmsg.DeleteGroups):            handleDeleteGroups,
 		int16(kmsg.OffsetDelete):            handleOffsetDelete,
+		int16(kmsg.ConsumerGroupHeartbeat):  handleConsumerGroupHeartbeat,
+		int16(kmsg.ConsumerGroupDescribe):   handleConsumerGroupDescribe,
 	}
 }
 

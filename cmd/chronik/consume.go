@@ -23,25 +23,36 @@ type consumeFlags struct {
 	from      string
 	count     int
 	format    string
+	group     groupConsumeFlags
 }
 
 func newConsumeCmd() *cobra.Command {
 	var f consumeFlags
 	cmd := &cobra.Command{
-		Use:   "consume --topic T [--partition N] [--from earliest|latest|OFFSET] [--count N]",
-		Short: "Print records from a topic (direct partition reads, no consumer group)",
-		Long: `Print records from a topic, reading partitions directly (no consumer group,
-nothing committed). Runs until --count records are printed or it is
+		Use:   "consume --topic T [--group G] [--partition N] [--from earliest|latest|OFFSET] [--count N]",
+		Short: "Print records from a topic, directly or as a member of a consumer group",
+		Long: `Print records from a topic. Runs until --count records are printed or it is
 interrupted.
+
+Without --group it reads partitions directly: nothing is committed. With
+--group it joins consumer group G (franz-go's group consumer), prints the
+records of the partitions assigned to it and commits what it has printed:
+every --commit-interval, when partitions are revoked, and on exit. A record
+is committed only after it was written out, so a killed consumer's
+successor re-reads at most what was printed since the last commit. --from
+then applies only to partitions the group has not committed.
+--group-protocol consumer uses KIP-848's protocol, where the broker assigns
+the partitions (--balancer range, or sticky for its uniform assignor).
 
 --format text prints each value on its own line. --format json prints one
 object per line with topic, partition, offset, timestamp (RFC3339), key,
 headers and value; bytes that are not UTF-8 appear as {"base64": "..."}.`,
 		Example: `  chronik consume --topic orders --from earliest --count 10
-  chronik consume --topic orders --partition 2 --from 1500 --format json | jq .value`,
+  chronik consume --topic orders --partition 2 --from 1500 --format json | jq .value
+  chronik consume --topic orders --group billing --balancer range`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runConsume(cmd.Context(), &f, cmd.OutOrStdout())
+			return runConsume(cmd.Context(), &f, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	fs := cmd.Flags()
@@ -51,10 +62,11 @@ headers and value; bytes that are not UTF-8 appear as {"base64": "..."}.`,
 	fs.StringVar(&f.from, "from", "earliest", "where to start: earliest, latest, or an offset (needs --partition)")
 	fs.IntVarP(&f.count, "count", "n", 0, "stop after this many records (default: run until interrupted)")
 	fs.StringVar(&f.format, "format", "text", "output: text (values) or json (one object per record)")
+	f.group.register(fs)
 	return cmd
 }
 
-func runConsume(ctx context.Context, f *consumeFlags, stdout io.Writer) error {
+func runConsume(ctx context.Context, f *consumeFlags, stdout, stderr io.Writer) error {
 	if err := requireTopic(f.topic); err != nil {
 		return err
 	}
@@ -66,6 +78,11 @@ func runConsume(ctx context.Context, f *consumeFlags, stdout io.Writer) error {
 	}
 	if f.partition < -1 {
 		return fmt.Errorf("--partition %d is negative: partitions are numbered from 0", f.partition)
+	}
+	if f.group.name != "" {
+		if err := f.group.validate(f.partition, f.from); err != nil {
+			return err
+		}
 	}
 	start, exact, err := parseFrom(f.from, f.partition)
 	if err != nil {
@@ -83,6 +100,9 @@ func runConsume(ctx context.Context, f *consumeFlags, stdout io.Writer) error {
 	}
 	if int(f.partition) >= nparts {
 		return fmt.Errorf("--partition %d does not exist: topic %q has partitions 0 to %d", f.partition, f.topic, nparts-1)
+	}
+	if f.group.name != "" {
+		return runGroupConsume(ctx, f, start, stdout, stderr)
 	}
 	if exact >= 0 {
 		// kgo resets an out-of-range offset silently; say so instead.

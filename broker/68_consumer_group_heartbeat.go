@@ -1,0 +1,54 @@
+package broker
+
+import (
+	"net"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ConsumerGroupHeartbeat: v0-1
+//
+// Behavior:
+// * KIP-848's consumer group protocol, with server-side assignment
+//   (group_consumer.go): "uniform" (sticky, balanced) and "range"
+//   assignors, group and member epochs, and a target assignment each member
+//   reaches by first releasing what it loses (revocation before
+//   reassignment; a member that does not release within its rebalance
+//   timeout is removed). Members time out after
+//   ConsumerGroupSessionTimeout and are told to heartbeat every
+//   ConsumerGroupHeartbeatInterval.
+// * MemberEpoch 0 joins (v1: with a client-chosen MemberID; v0: an empty
+//   MemberID gets one), -1 leaves, -2 is a static member's temporary leave:
+//   its partitions stay reserved until its session expires, and the same
+//   group.instance.id rejoining takes them over without a rebalance (while
+//   the old member is active: UNRELEASED_INSTANCE_ID).
+// * A heartbeat from an older epoch is accepted only as the retry of a
+//   lost response (the previous epoch, owning nothing it was not
+//   assigned); otherwise FENCED_MEMBER_EPOCH. Unknown members get
+//   UNKNOWN_MEMBER_ID, a group with classic members
+//   INCONSISTENT_GROUP_PROTOCOL, unknown assignors UNSUPPORTED_ASSIGNOR,
+//   bad regexes INVALID_REGULAR_EXPRESSION.
+// * SubscribedTopicRegex (v1) is an RE2 regular expression matched against
+//   whole topic names, as Kafka's RE2J.
+//
+// Deviations:
+// * RackID is recorded but no assignor is rack-aware.
+// * No online migration between classic and consumer groups (KIP-848's
+//   upgrade path): a group is one or the other while it has members.
+
+func handleConsumerGroupHeartbeat(c *conn, req *request) reply {
+	r := req.Request.(*kmsg.ConsumerGroupHeartbeatRequest)
+	host, _, err := net.SplitHostPort(c.remote)
+	if err != nil {
+		host = c.remote
+	}
+	resp, herr := c.b.groups.consumerHeartbeat(r, req.clientID, "/"+host)
+	if herr != nil {
+		resp = r.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
+		resp.ErrorCode = herr.code.Code
+		msg := herr.msg
+		resp.ErrorMessage = &msg
+	}
+	resp.SetVersion(r.Version)
+	return now(resp)
+}

@@ -1,0 +1,176 @@
+// Command confluentworker is a confluent-kafka-go (librdkafka) consumer-group
+// member for the tests in tests/groups, with the same output as
+// saramaworker: one {"topic","partition","offset"} JSON line per processed
+// record on stdout, and {"committed":{...}} after each successful commit.
+// It commits synchronously every -commit-interval and in the rebalance
+// callback before partitions are revoked (cooperative-sticky, or KIP-848's
+// consumer protocol with -group-protocol consumer).
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+type record struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+}
+
+type commit struct {
+	Committed record `json:"committed"`
+}
+
+type worker struct {
+	topic     string
+	w         *bufio.Writer
+	enc       *json.Encoder
+	next      map[int32]int64 // one past the last record printed, per owned partition
+	committed map[int32]int64
+}
+
+func (wk *worker) write(v any) {
+	if err := wk.enc.Encode(v); err != nil {
+		log.Fatalf("confluentworker: write: %v", err)
+	}
+}
+
+func (wk *worker) flush() {
+	if err := wk.w.Flush(); err != nil {
+		log.Fatalf("confluentworker: write: %v", err)
+	}
+}
+
+// commit commits the printed offsets of partitions (nil: all owned) that
+// moved since their last commit and reports those that succeeded.
+func (wk *worker) commit(c *ckafka.Consumer, only []ckafka.TopicPartition) {
+	// The rebalance callback runs inside Poll, possibly with records
+	// written but not flushed: they must be out before they are committed.
+	wk.flush()
+	var tps []ckafka.TopicPartition
+	add := func(p int32) {
+		off, ok := wk.next[p]
+		if c0, done := wk.committed[p]; !ok || (done && c0 >= off) {
+			return
+		}
+		tps = append(tps, ckafka.TopicPartition{Topic: &wk.topic, Partition: p, Offset: ckafka.Offset(off)})
+	}
+	if only == nil {
+		for p := range wk.next {
+			add(p)
+		}
+	} else {
+		for _, tp := range only {
+			add(tp.Partition)
+		}
+	}
+	if len(tps) == 0 {
+		return
+	}
+	res, err := c.CommitOffsets(tps)
+	if err != nil {
+		log.Printf("confluentworker: commit: %v", err)
+		return
+	}
+	for _, tp := range res {
+		if tp.Error != nil {
+			continue
+		}
+		wk.committed[tp.Partition] = int64(tp.Offset)
+		wk.write(commit{record{wk.topic, tp.Partition, int64(tp.Offset)}})
+	}
+	wk.flush()
+}
+
+func main() {
+	brokers := flag.String("brokers", "127.0.0.1:9092", "bootstrap broker")
+	topic := flag.String("topic", "", "topic")
+	group := flag.String("group", "", "group")
+	interval := flag.Duration("commit-interval", 100*time.Millisecond, "commit interval")
+	session := flag.Duration("session-timeout", 6*time.Second, "session timeout")
+	protocol := flag.String("group-protocol", "classic", "classic or consumer (KIP-848)")
+	flag.Parse()
+
+	conf := ckafka.ConfigMap{
+		"bootstrap.servers":  *brokers,
+		"group.id":           *group,
+		"client.id":          "confluentworker",
+		"enable.auto.commit": false,
+		"auto.offset.reset":  "earliest",
+		"log_level":          4,
+	}
+	if *protocol == "consumer" {
+		// KIP-848: the broker assigns partitions and owns the session
+		// settings.
+		conf["group.protocol"] = "consumer"
+	} else {
+		conf["partition.assignment.strategy"] = "cooperative-sticky"
+		conf["session.timeout.ms"] = int(session.Milliseconds())
+		conf["heartbeat.interval.ms"] = int(session.Milliseconds() / 6)
+	}
+	c, err := ckafka.NewConsumer(&conf)
+	if err != nil {
+		log.Fatalf("confluentworker: %v", err)
+	}
+	w := bufio.NewWriterSize(os.Stdout, 64<<10)
+	wk := &worker{topic: *topic, w: w, enc: json.NewEncoder(w), next: map[int32]int64{}, committed: map[int32]int64{}}
+	err = c.SubscribeTopics([]string{*topic}, func(c *ckafka.Consumer, ev ckafka.Event) error {
+		if e, ok := ev.(ckafka.RevokedPartitions); ok {
+			if !c.AssignmentLost() {
+				wk.commit(c, e.Partitions)
+			}
+			for _, tp := range e.Partitions {
+				delete(wk.next, tp.Partition)
+				delete(wk.committed, tp.Partition)
+			}
+		}
+		return nil // the library (incrementally) assigns and unassigns
+	})
+	if err != nil {
+		log.Fatalf("confluentworker: subscribe: %v", err)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	lastCommit := time.Now()
+	for {
+		select {
+		case <-sig:
+			wk.commit(c, nil)
+			c.Close() // revokes (committing in the callback) and leaves
+			return
+		default:
+		}
+		wait := 100 // ms; once something was printed, take only what is ready
+		for n := 0; n < 1000 && time.Since(lastCommit) < *interval; n++ {
+			ev := c.Poll(wait)
+			if ev == nil {
+				break
+			}
+			switch e := ev.(type) {
+			case *ckafka.Message:
+				if e.TopicPartition.Error != nil {
+					continue
+				}
+				wk.write(record{*e.TopicPartition.Topic, e.TopicPartition.Partition, int64(e.TopicPartition.Offset)})
+				wk.next[e.TopicPartition.Partition] = int64(e.TopicPartition.Offset) + 1
+				wait = 0
+			case ckafka.Error:
+				log.Printf("confluentworker: %v", e)
+			}
+		}
+		wk.flush()
+		if time.Since(lastCommit) >= *interval {
+			wk.commit(c, nil)
+			lastCommit = time.Now()
+		}
+	}
+}
