@@ -121,6 +121,9 @@ func handleProduce(c *conn, req *request) reply {
 					continue
 				}
 			}
+			if out.err == nil {
+				b.metrics.produceRecords.Add(float64(h.NumRecords))
+			}
 			sp.BaseOffset, sp.LogAppendTime = out.baseOffset, out.logAppendTime
 			sp.LogStartOffset, _ = p.offsets()
 			waits = append(waits, pending{sp, out.wait})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -36,6 +37,7 @@ type reply func() kmsg.Response
 func now(resp kmsg.Response) reply { return func() kmsg.Response { return resp } }
 
 type inflight struct {
+	start time.Time // when decoding began, for chronik_request_duration_seconds
 	key   int16
 	corr  int32
 	flex  bool // response header carries tagged fields
@@ -92,6 +94,7 @@ func (c *conn) readLoop(queue chan<- inflight, writerDone <-chan struct{}) error
 		if _, err := io.ReadFull(br, body); err != nil {
 			return err
 		}
+		c.b.metrics.bytesIn.Add(float64(4 + len(body)))
 		f, err := c.handle(body)
 		if err != nil {
 			return err
@@ -107,6 +110,7 @@ func (c *conn) readLoop(queue chan<- inflight, writerDone <-chan struct{}) error
 // handle decodes one request frame and runs its handler. An error closes
 // the connection, as Kafka does for requests it cannot parse.
 func (c *conn) handle(body []byte) (inflight, error) {
+	start := time.Now()
 	r := kbin.Reader{Src: body}
 	key, version, corr := r.Int16(), r.Int16(), r.Int32()
 	clientID := r.NullableString()
@@ -118,7 +122,8 @@ func (c *conn) handle(body []byte) (inflight, error) {
 		// UNSUPPORTED_VERSION so the client can retry with one we know.
 		resp := c.b.apiVersionsResponse(0)
 		resp.ErrorCode = kerr.UnsupportedVersion.Code
-		return inflight{key: key, corr: corr, reply: now(resp)}, nil
+		c.b.metrics.api[key].requests.Inc()
+		return inflight{start: start, key: key, corr: corr, reply: now(resp)}, nil
 	}
 	h := handlers[key]
 	if h == nil || !versionSupported(key, version) {
@@ -137,7 +142,9 @@ func (c *conn) handle(body []byte) (inflight, error) {
 		req.clientID = *clientID
 	}
 	resp := kreq.ResponseKind()
+	c.b.metrics.api[key].requests.Inc()
 	return inflight{
+		start: start,
 		key:   key,
 		corr:  corr,
 		flex:  resp.IsFlexible() && key != int16(kmsg.ApiVersions),
@@ -151,6 +158,7 @@ func (c *conn) writeLoop(queue <-chan inflight) {
 	for f := range queue {
 		resp := f.reply()
 		if resp == nil {
+			c.b.metrics.requestDone(f.key, f.start, nil)
 			continue
 		}
 		buf = append(buf[:0], 0, 0, 0, 0, 0, 0, 0, 0)
@@ -170,6 +178,8 @@ func (c *conn) writeLoop(queue <-chan inflight) {
 				break
 			}
 		}
+		c.b.metrics.bytesOut.Add(float64(len(buf)))
+		c.b.metrics.requestDone(f.key, f.start, resp)
 		if cap(buf) > 1<<20 {
 			buf = nil // don't pin one huge fetch response per connection
 		}

@@ -1,6 +1,6 @@
 // Package ops holds what operating a Chronik node needs besides the data
-// path: configuration (flags, CHRONIK_* environment, config file) and
-// logging.
+// path: configuration (flags, CHRONIK_* environment, config file),
+// logging, and the HTTP listener with metrics, health and pprof.
 package ops
 
 import (
@@ -40,6 +40,7 @@ type Config struct {
 	KafkaAddr      string
 	AdvertisedAddr string // empty: the bound listener address
 	HTTPAddr       string
+	Pprof          bool // serve /debug/pprof/ on HTTPAddr
 	NodeID         int32
 	RaftAddr       string
 	Peers          []Peer // empty: standalone

@@ -44,6 +44,7 @@ func TestSettingNamesMatchContract(t *testing.T) {
 		"CHRONIK_KAFKA_ADDR":                 "kafka-addr",
 		"CHRONIK_ADVERTISED_ADDR":            "advertised-addr",
 		"CHRONIK_HTTP_ADDR":                  "http-addr",
+		"CHRONIK_PPROF":                      "pprof",
 		"CHRONIK_NODE_ID":                    "node-id",
 		"CHRONIK_RAFT_ADDR":                  "raft-addr",
 		"CHRONIK_CLUSTER_PEERS":              "peers",
@@ -105,6 +106,7 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_KAFKA_ADDR", "127.0.0.1:19092", nil, func(c Config) any { return c.KafkaAddr }, "127.0.0.1:19092"},
 		{"CHRONIK_ADVERTISED_ADDR", "broker1.example.com:9092", nil, func(c Config) any { return c.AdvertisedAddr }, "broker1.example.com:9092"},
 		{"CHRONIK_HTTP_ADDR", "127.0.0.1:16092", nil, func(c Config) any { return c.HTTPAddr }, "127.0.0.1:16092"},
+		{"CHRONIK_PPROF", "true", nil, func(c Config) any { return c.Pprof }, true},
 		{"CHRONIK_NODE_ID", "7", nil, func(c Config) any { return c.NodeID }, int32(7)},
 		{"CHRONIK_RAFT_ADDR", "127.0.0.1:19093", nil, func(c Config) any { return c.RaftAddr }, "127.0.0.1:19093"},
 		{"CHRONIK_CLUSTER_PEERS", "1@10.0.0.1:9093, 2@10.0.0.2:9093,3@10.0.0.3:9093", nil,
@@ -162,6 +164,7 @@ data_dir: /srv/chronik
 kafka_addr: 127.0.0.1:19092
 advertised_addr: b1:9092
 http_addr: 127.0.0.1:16092
+pprof: true
 node_id: 2
 raft_addr: 127.0.0.1:19093
 cluster_peers: [1@h1:9093, 2@h2:9093, 3@h3:9093]
@@ -189,6 +192,7 @@ log_format: json
 		KafkaAddr:                "127.0.0.1:19092",
 		AdvertisedAddr:           "b1:9092",
 		HTTPAddr:                 "127.0.0.1:16092",
+		Pprof:                    true,
 		NodeID:                   2,
 		RaftAddr:                 "127.0.0.1:19093",
 		Peers:                    []Peer{{1, "h1:9093"}, {2, "h2:9093"}, {3, "h3:9093"}},

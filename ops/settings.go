@@ -71,6 +71,12 @@ var settings = []Setting{
 		set:     func(c *Config, v string) error { c.HTTPAddr = v; return nil },
 	},
 	{
+		Flag: "pprof", Env: "CHRONIK_PPROF", Key: "pprof", Type: "bool",
+		Default: "false",
+		Help:    "serve Go's pprof profiles under /debug/pprof/ on the HTTP listener (exposes internals: keep the port private)",
+		set:     setBool(func(c *Config) *bool { return &c.Pprof }, false),
+	},
+	{
 		Flag: "node-id", Env: "CHRONIK_NODE_ID", Key: "node_id", Type: "int",
 		Default: "1",
 		Help:    "broker id",

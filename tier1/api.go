@@ -75,6 +75,14 @@ type Config struct {
 	Fsync        FsyncMode
 	SegmentBytes int64        // roll threshold; 0 means DefaultSegmentBytes
 	Logger       *slog.Logger // nil means slog.Default()
+
+	// OnGroup, when set, is called by the commit goroutine after each
+	// group is durable (before its waiters are completed) with the number
+	// of entries, their batch bytes and the time spent in fsync (two fsyncs
+	// when the group crossed a segment roll; under FsyncNever only the
+	// fsync that seals a segment at a roll). It feeds metrics: it must be
+	// cheap and must not block or call the WAL.
+	OnGroup func(entries int, bytes int64, fsync time.Duration)
 }
 
 // ReplayFunc is called for every valid entry, in log order, while Open

@@ -30,6 +30,9 @@ var profiles = []Profile{
 	{Name: "ultra", QueueDepth: 100_000, MaxGroup: 100_000, MaxWait: 100 * time.Millisecond, MemoryBytes: 1 << 30},
 }
 
+// Profiles returns a copy of the WAL profiles, smallest first.
+func Profiles() []Profile { return append([]Profile(nil), profiles...) }
+
 // DefaultProfileName is the profile used when none is configured.
 const DefaultProfileName = "medium"
 

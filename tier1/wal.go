@@ -27,6 +27,7 @@ type WAL struct {
 	segBytes      int64
 	maxGroupBytes int64
 	log           *slog.Logger
+	onGroup       func(entries int, bytes int64, fsync time.Duration) // nil: none
 
 	mu sync.Mutex // guards the following
 	// queue holds accepted appends the commit goroutine has not taken yet.
@@ -47,6 +48,10 @@ type WAL struct {
 	group  []pending // entries being committed
 	buf    []byte    // encoded frames of the group
 	pos    []Position
+	// groupBytes and groupFsync describe the group being committed, for
+	// onGroup.
+	groupBytes int64
+	groupFsync time.Duration
 
 	// ReadAt holds segMu.RLock across its pread so Close cannot close a file
 	// under it; the commit goroutine takes the write lock only to add a
@@ -98,6 +103,7 @@ func Open(cfg Config, replay ReplayFunc) (*WAL, RecoveryReport, error) {
 		segBytes:      cfg.SegmentBytes,
 		maxGroupBytes: min(cfg.Profile.MemoryBytes, maxGroupBytes),
 		log:           cfg.Logger.With("component", "tier1", "dir", cfg.Dir),
+		onGroup:       cfg.OnGroup,
 		wake:          make(chan struct{}, 1),
 		exited:        make(chan struct{}),
 		segments:      make(map[uint64]*segment),
@@ -218,6 +224,7 @@ func (w *WAL) takeGroup() bool {
 		w.queue = w.queue[:rest]
 	}
 	w.queueBytes -= bytes
+	w.groupBytes, w.groupFsync = bytes, 0
 	w.stats.queueDepth.Store(int64(len(w.queue)))
 	w.stats.queueBytes.Store(w.queueBytes)
 	if w.room != nil {
@@ -282,7 +289,9 @@ func (w *WAL) flush(seg *segment, buf []byte, sync bool) error {
 	if sync {
 		start := time.Now()
 		err := seg.f.Sync()
-		w.stats.fsyncNanos.Add(uint64(time.Since(start)))
+		took := time.Since(start)
+		w.stats.fsyncNanos.Add(uint64(took))
+		w.groupFsync += took
 		if err != nil {
 			return fmt.Errorf("fsync segment %d: %w", seg.seq, err)
 		}
@@ -296,13 +305,17 @@ func (w *WAL) flush(seg *segment, buf []byte, sync bool) error {
 func (w *WAL) finishGroup(err error) {
 	group := w.group
 	if err == nil {
+		if w.onGroup != nil {
+			w.onGroup(len(group), w.groupBytes, w.groupFsync)
+		}
+		// Count before acknowledging: whoever saw its ack sees it counted.
+		w.stats.groups.Add(1)
+		w.stats.appends.Add(uint64(len(group)))
 		for i := range group {
 			if d := group[i].done; d != nil {
 				d(w.pos[i], nil)
 			}
 		}
-		w.stats.groups.Add(1)
-		w.stats.appends.Add(uint64(len(group)))
 		clear(group)
 		return
 	}

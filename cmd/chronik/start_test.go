@@ -102,7 +102,7 @@ func TestStartServesKafka(t *testing.T) {
 	var logs syncBuffer
 	exited := make(chan int, 1)
 	go func() {
-		exited <- run(ctx, []string{"start", "--kafka-addr", "127.0.0.1:0", "--log-level", "debug"},
+		exited <- run(ctx, []string{"start", "--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "debug"},
 			strings.NewReader(""), &logs, &logs, func(k string) string { return env[k] })
 	}()
 
