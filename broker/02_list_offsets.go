@@ -8,13 +8,15 @@ import (
 // ListOffsets: v1-10
 //
 // Behavior:
-// * -2 (earliest) and -4 (earliest local) return the log start offset; -1
-//   (latest) returns the high watermark; -3 (max timestamp, v7+) returns the
-//   offset and timestamp of the record with the largest timestamp; -5
-//   (latest tiered, v9+) returns -1 as nothing is tiered yet.
+// * -2 (earliest) returns the log start offset (archived data included);
+//   -4 (earliest local) the first offset held locally; -1 (latest) the
+//   high watermark; -3 (max timestamp, v7+) the offset and timestamp of
+//   the record with the largest timestamp, archive included; -5 (latest
+//   tiered, v9+) the last archived offset, or -1 when nothing is archived.
 // * A timestamp returns the first offset at or after the log start whose
-//   record timestamp is at or after it: the time index of the sealed
-//   segments (then the active batches' max timestamps) finds the one
+//   record timestamp is at or after it: the time indexes of the archived
+//   segments below the local log start (fetched from Tier 3), then of the
+//   sealed segments, then the active batches' max timestamps find the one
 //   candidate batch, which is decoded to find the exact record; -1 if none.
 // * Isolation levels are the same: there are no transactions.
 
@@ -69,14 +71,19 @@ func (b *Broker) listOffset(p *partition, ts int64) (offset, timestamp int64, co
 func (b *Broker) listOffsetOnce(p *partition, ts int64) (offset, timestamp int64, code int16) {
 	logStart, hw := p.offsets()
 	switch ts {
-	case listEarliest, listEarliestLoc:
+	case listEarliest:
 		return logStart, -1, 0
+	case listEarliestLoc:
+		return p.localStart(), -1, 0
 	case listLatest:
 		return hw, -1, 0
 	case listLatestTiered:
-		return -1, -1, 0
+		return p.latestTiered(), -1, 0
 	case listMaxTimestamp:
 		r, maxTs, ok := p.maxTimestampBatch()
+		if ar, ats, aok := b.archivedMaxTimestampBatch(p); aok && (!ok || ats >= maxTs) {
+			r, maxTs, ok = ar, ats, true
+		}
 		if !ok {
 			return -1, -1, 0
 		}
@@ -90,7 +97,10 @@ func (b *Broker) listOffsetOnce(p *partition, ts int64) (offset, timestamp int64
 	// or after ts holds the answer, unless every such record in it lies
 	// below the log start (DeleteRecords inside a batch): then look on.
 	for from := logStart; ; {
-		r, ok, err := p.batchForTimestamp(ts, from)
+		r, ok, err := b.archivedBatchForTimestamp(p, ts, from)
+		if err == nil && !ok {
+			r, ok, err = p.batchForTimestamp(ts, from)
+		}
 		if err != nil {
 			b.log.Error("list offsets lookup failed", "topic", p.topic.name, "partition", p.index, "err", err)
 			return -1, -1, kerr.KafkaStorageError.Code
@@ -109,7 +119,13 @@ func (b *Broker) listOffsetOnce(p *partition, ts int64) (offset, timestamp int64
 // findInBatch returns the first record of the batch r matching want, and
 // the batch's last offset.
 func (b *Broker) findInBatch(p *partition, r batchRef, want func(off, ts int64) bool) (int64, int64, int16, int64) {
-	buf, err := p.readBatch(b.wal, r)
+	var buf []byte
+	var err error
+	if r.arch != nil {
+		buf, err = b.readArchivedBatch(p, r)
+	} else {
+		buf, err = p.readBatch(b.wal, r)
+	}
 	if err != nil {
 		b.log.Error("list offsets read failed", "topic", p.topic.name, "partition", p.index, "err", err)
 		return -1, -1, kerr.KafkaStorageError.Code, -1

@@ -296,4 +296,17 @@ func TestEmptyFetchEncoding(t *testing.T) {
 		t.Fatalf("empty fetch: error %v, records nil %v, aborted nil %v; want no error and non-null empty fields",
 			kerr.ErrorForCode(sp.ErrorCode), sp.RecordBatches == nil, sp.AbortedTransactions == nil)
 	}
+
+	// An error partition too.
+	req.Topics[0].Topic = "no-such-topic"
+	c.send(req)
+	resp = req.ResponseKind().(*kmsg.FetchResponse)
+	if err := c.recv(resp); err != nil {
+		t.Fatal(err)
+	}
+	sp = resp.Topics[0].Partitions[0]
+	if sp.ErrorCode != kerr.UnknownTopicOrPartition.Code || sp.RecordBatches == nil || sp.AbortedTransactions == nil {
+		t.Fatalf("error fetch: error %v, records nil %v, aborted nil %v; want UNKNOWN_TOPIC_OR_PARTITION and non-null empty fields",
+			kerr.ErrorForCode(sp.ErrorCode), sp.RecordBatches == nil, sp.AbortedTransactions == nil)
+	}
 }

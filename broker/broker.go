@@ -21,6 +21,7 @@ import (
 	"github.com/chronik-go/chronik/internal/vfs"
 	"github.com/chronik-go/chronik/tier1"
 	"github.com/chronik-go/chronik/tier2"
+	"github.com/chronik-go/chronik/tier3"
 )
 
 // Broker is one standalone Chronik broker.
@@ -31,6 +32,8 @@ type Broker struct {
 	wal *tier1.WAL
 
 	groups *coordinator // the classic group coordinator and committed offsets
+
+	metrics *metrics // always set; exported only when cfg.Metrics is
 
 	// adminMu serialises metadata changes (topic create, delete, alter) so
 	// each is persisted before it becomes visible.
@@ -64,6 +67,8 @@ type Broker struct {
 
 	maintMu      sync.Mutex   // guards the following
 	deletedParts []*partition // deleted topics' partitions whose segments are not yet removed
+
+	tier tierState // Tier 3 (tier3.go); tier.arch is nil without it
 }
 
 // topic is a topic's in-memory state. name and id never change.
@@ -80,8 +85,9 @@ type topic struct {
 	logAppendTime   atomic.Bool
 	segmentBytes    atomic.Int32
 
-	segRoot  string        // <data>/segments
-	sealKick chan struct{} // nudges the sealer (non-blocking sends)
+	segRoot  string         // <data>/segments
+	sealKick chan struct{}  // nudges the sealer (non-blocking sends)
+	arch     *tier3.Archive // nil without Tier 3
 }
 
 // New opens the data directory, recovers the WAL and the topic metadata, and
@@ -102,6 +108,7 @@ func New(cfg Config) (*Broker, error) {
 		sealKick:   make(chan struct{}, 1),
 		cleanKick:  make(chan struct{}, 1),
 	}
+	b.metrics = newMetrics(b)
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
@@ -118,7 +125,11 @@ func New(cfg Config) (*Broker, error) {
 		}
 		b.unlock = unlock
 	}
-	if _, err := b.open(); err != nil {
+	err := b.openTier3()
+	if err == nil {
+		_, err = b.open()
+	}
+	if err != nil {
 		b.files.Close()
 		if b.unlock != nil {
 			b.unlock()
@@ -126,6 +137,14 @@ func New(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b.startMaintenance()
+	if cfg.Metrics != nil {
+		// Registered only now: the scrape-time gauges read state that open
+		// builds without locks.
+		if err := b.metrics.register(cfg.Metrics); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("broker: register metrics: %w", err)
+		}
+	}
 	return b, nil
 }
 
@@ -166,6 +185,7 @@ func (b *Broker) open() (*Broker, error) {
 		Logger:  b.log,
 
 		SegmentBytes: cfg.WALSegmentBytes,
+		OnGroup:      b.metrics.observeGroup,
 	}, func(tp tier1.TopicPartition, batch []byte, pos tier1.Position) error {
 		t := b.topicsByID[tp.TopicID]
 		if t == nil || int(tp.Partition) >= len(t.partitions) {
@@ -179,6 +199,7 @@ func (b *Broker) open() (*Broker, error) {
 		return nil, fmt.Errorf("broker: recover wal: %w", err)
 	}
 	b.wal = wal
+	b.metrics.wal.Store(wal)
 	for _, t := range b.topics {
 		for _, p := range t.partitions {
 			p.finishRecovery()
@@ -197,7 +218,7 @@ func (b *Broker) open() (*Broker, error) {
 }
 
 func (b *Broker) newTopic(name string, id [16]byte, partitions int32, configs map[string]string, firstPartition int32) *topic {
-	t := &topic{name: name, id: id, configs: configs, segRoot: b.segRoot(), sealKick: b.sealKick}
+	t := &topic{name: name, id: id, configs: configs, segRoot: b.segRoot(), sealKick: b.sealKick, arch: b.tier.arch}
 	if t.configs == nil {
 		t.configs = map[string]string{}
 	}
@@ -235,6 +256,21 @@ func (b *Broker) Start() error {
 	b.lnMu.Unlock()
 	b.acceptWG.Add(1)
 	go b.acceptLoop(ln)
+	return nil
+}
+
+// Ready returns nil once the broker serves clients: its log is recovered,
+// its sealed segments are loaded (both done by New) and its Kafka listener
+// is up. Otherwise, and from Close on, it says why not.
+func (b *Broker) Ready() error {
+	b.lnMu.Lock()
+	defer b.lnMu.Unlock()
+	switch {
+	case b.closed:
+		return errors.New("broker closed")
+	case b.ln == nil:
+		return errors.New("kafka listener not started")
+	}
 	return nil
 }
 
@@ -310,6 +346,9 @@ func (b *Broker) Close() error {
 	b.acceptWG.Wait()
 	b.connWG.Wait()
 	b.maintWG.Wait()
+	if b.cfg.Metrics != nil {
+		b.metrics.unregister(b.cfg.Metrics)
+	}
 	err := b.wal.Close()
 	b.files.Close()
 	if b.unlock != nil {

@@ -5,8 +5,11 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/chronik-go/chronik/internal/vfs"
 	"github.com/chronik-go/chronik/tier1"
+	"github.com/chronik-go/chronik/tier3"
 )
 
 // Config configures a standalone broker. The zero value is not valid: start
@@ -49,6 +52,12 @@ type Config struct {
 	// how often they are checked (0 disables expiry).
 	OffsetsRetention              time.Duration
 	OffsetsRetentionCheckInterval time.Duration
+	// ConsumerGroupHeartbeatInterval and ConsumerGroupSessionTimeout are
+	// the KIP-848 consumer protocol's heartbeat interval, told to members,
+	// and the silence after which a member is removed (Kafka's
+	// group.consumer.heartbeat.interval.ms and session.timeout.ms).
+	ConsumerGroupHeartbeatInterval time.Duration
+	ConsumerGroupSessionTimeout    time.Duration
 
 	// SegmentCheckInterval is how often the sealer looks for partitions
 	// whose active segment reached segment.ms (segment.bytes wakes it at
@@ -72,7 +81,26 @@ type Config struct {
 	// log with more distinct keys is compacted in several passes.
 	CompactionMemoryBytes int64
 
+	// Tier3 is the object store sealed segments are archived to and read
+	// back from (tier3.go); nil disables Tier 3.
+	Tier3 tier3.Store
+	// Tier3CacheBytes bounds the on-disk cache of archived chunks
+	// (<data>/tier3-cache).
+	Tier3CacheBytes int64
+	// Tier3UploadWorkers bounds the partitions uploading at once.
+	Tier3UploadWorkers int
+	// Tier3RetryMin and Tier3RetryMax bound the exponential backoff after a
+	// failed upload.
+	Tier3RetryMin, Tier3RetryMax time.Duration
+	// Tier3ChunkBytes is the unit of archived ranged reads and of the cache;
+	// Tier3ReadAheadBytes how far ahead of a sequential reader chunks are
+	// fetched (0 means tier3's defaults, negative read-ahead disables it).
+	Tier3ChunkBytes, Tier3ReadAheadBytes int64
+
 	Logger *slog.Logger
+	// Metrics, when set, gets the broker's Prometheus series (registered
+	// by New, unregistered by Close). Nil keeps them unexported.
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig returns the embedded defaults of DESIGN.md's configuration
@@ -99,12 +127,20 @@ func DefaultConfig() Config {
 		OffsetsRetention:              7 * 24 * time.Hour,
 		OffsetsRetentionCheckInterval: 10 * time.Minute,
 
+		ConsumerGroupHeartbeatInterval: 5 * time.Second,
+		ConsumerGroupSessionTimeout:    45 * time.Second,
+
 		SegmentCheckInterval:   time.Second,
 		RetentionCheckInterval: 5 * time.Minute,
 		SealWorkers:            2,
 		WALPinSegments:         4,
 		MaxOpenSegmentFiles:    1024,
 		CompactionMemoryBytes:  64 << 20,
+
+		Tier3CacheBytes:    1 << 30,
+		Tier3UploadWorkers: 2,
+		Tier3RetryMin:      500 * time.Millisecond,
+		Tier3RetryMax:      30 * time.Second,
 	}
 }
 
@@ -131,6 +167,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("broker: seal workers %d, WAL pin segments %d and max open segment files %d must be at least 1", c.SealWorkers, c.WALPinSegments, c.MaxOpenSegmentFiles)
 	case c.CompactionMemoryBytes < 1<<10:
 		return fmt.Errorf("broker: compaction memory %d must be at least 1 KiB", c.CompactionMemoryBytes)
+	case c.ConsumerGroupHeartbeatInterval <= 0 || c.ConsumerGroupSessionTimeout <= c.ConsumerGroupHeartbeatInterval:
+		return fmt.Errorf("broker: consumer group heartbeat interval %v must be positive and below consumer group session timeout %v", c.ConsumerGroupHeartbeatInterval, c.ConsumerGroupSessionTimeout)
+	case c.Tier3 != nil && (c.Tier3UploadWorkers < 1 || c.Tier3CacheBytes < 1<<20):
+		return fmt.Errorf("broker: tier 3 upload workers %d must be at least 1 and tier 3 cache bytes %d at least 1 MiB", c.Tier3UploadWorkers, c.Tier3CacheBytes)
+	case c.Tier3 != nil && (c.Tier3RetryMin <= 0 || c.Tier3RetryMax < c.Tier3RetryMin):
+		return fmt.Errorf("broker: tier 3 retry min %v must be positive and at most tier 3 retry max %v", c.Tier3RetryMin, c.Tier3RetryMax)
 	case c.MaxInflightPerConn < 1:
 		return fmt.Errorf("broker: max inflight per connection %d must be at least 1", c.MaxInflightPerConn)
 	}

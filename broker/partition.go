@@ -11,6 +11,7 @@ import (
 
 	"github.com/chronik-go/chronik/tier1"
 	"github.com/chronik-go/chronik/tier2"
+	"github.com/chronik-go/chronik/tier3"
 )
 
 // producerWindow is how many recent batches per producer are remembered for
@@ -48,6 +49,8 @@ type partition struct {
 	failed      error                      // sticky storage error
 	deleted     bool                       // topic deleted
 	waiters     map[chan struct{}]struct{} // long-polling fetches
+	archSegs    []tier3.SegmentEntry       // Tier 3 manifest's segments (tier3.go); replaced, never mutated
+	archLoaded  bool                       // archSegs reflects the store's manifest
 
 	logStartMu sync.Mutex // serialises log start checkpoint writes
 
@@ -61,6 +64,8 @@ type partition struct {
 	tombstonesPending bool                     // guarded by maintMu: the last compaction kept young tombstones
 
 	recoverFloor int64 // set before the WAL replay: the log end is at least this
+
+	arch archState // Tier 3 uploader state (tier3.go)
 }
 
 // segsEndLocked is the offset after the last sealed segment, or -1.
@@ -342,6 +347,11 @@ func (p *partition) read(wal *tier1.WAL, offset int64, maxBytes int, dst []byte)
 		p.mu.RLock()
 		segs := p.segs
 		i := sort.Search(len(segs), func(i int) bool { return segs[i].Next > offset })
+		if p.topic.arch != nil && len(dst) == start && (i < len(segs) && i == 0 && offset < segs[0].Base ||
+			i == len(segs) && len(p.batches) > 0 && offset < p.batches[0].base) {
+			p.mu.RUnlock()
+			return dst, errBelowLocal
+		}
 		if i < len(segs) {
 			p.mu.RUnlock()
 			seg := segs[i]
@@ -380,10 +390,11 @@ func (p *partition) read(wal *tier1.WAL, offset int64, maxBytes int, dst []byte)
 	}
 }
 
-// batchRef is a batch found by a lookup: in a sealed segment (seg, pos) or
-// in the WAL (meta).
+// batchRef is a batch found by a lookup: in a sealed segment (seg, pos),
+// in an archived one (arch, pos) or in the WAL (meta).
 type batchRef struct {
 	seg  *tier2.Segment
+	arch *tier3.SegmentEntry
 	pos  int64
 	meta batchMeta
 }

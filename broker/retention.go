@@ -65,6 +65,10 @@ func (b *Broker) startMaintenance() {
 	b.maintWG.Add(2)
 	go b.sealLoop()
 	go b.cleanLoop()
+	if b.tier.arch != nil {
+		b.maintWG.Add(1)
+		go b.tierLoop()
+	}
 }
 
 func (b *Broker) sealLoop() {
@@ -107,6 +111,9 @@ func (b *Broker) sealDue(now time.Time) {
 		}
 	}
 	wg.Wait()
+	if len(due) > 0 {
+		b.kickTier()
+	}
 	b.trimWAL()
 }
 
@@ -145,6 +152,7 @@ func (b *Broker) trimWAL() {
 	if n, err := b.wal.RemoveSegmentsBefore(keep); err != nil {
 		b.log.Error("trimming the wal failed", "err", err)
 	} else if n > 0 {
+		b.metrics.walSegmentsTrimmed.Add(float64(n))
 		b.log.Debug("trimmed wal", "segments", n, "first_kept", keep)
 	}
 }
@@ -233,6 +241,10 @@ func (b *Broker) seal(p *partition, now time.Time) error {
 			p.activeSince = now.UnixMilli()
 		}
 		p.mu.Unlock()
+		if seg != nil {
+			b.metrics.segmentsSealed.Inc()
+			b.metrics.segmentBytesSealed.Add(float64(size))
+		}
 		b.log.Debug("sealed segment", "topic", p.topic.name, "partition", p.index, "reason", reason,
 			"base", base, "next", next, "bytes", size)
 	}
@@ -324,7 +336,11 @@ func (b *Broker) loadPartition(p *partition) error {
 		logStart = 0
 	}
 	segsEnd := max(p.segsEndLocked(), 0)
-	if len(segs) > 0 {
+	// With Tier 3 the log start may lie below the first local segment (the
+	// offsets between are archived) and is kept from the checkpoint, or 0
+	// without one: publishArchive raises it to what the archive and the
+	// local log hold once the manifest is read.
+	if len(segs) > 0 && b.tier.arch == nil {
 		logStart = max(logStart, segs[0].Base)
 	}
 	p.logStart = logStart
@@ -369,8 +385,11 @@ func (b *Broker) loadPartition(p *partition) error {
 		}
 	}
 	p.producers = cloneProducers(p.sealedProducers)
-	p.nextOffset = segsEnd
-	p.hw = segsEnd
+	// The WAL replay skips batches below nextOffset: those sealed, even if
+	// their segments are gone locally (archived to Tier 3, then deleted
+	// by local retention, without moving the log start).
+	p.nextOffset = max(segsEnd, p.recoverFloor)
+	p.hw = p.nextOffset
 	return nil
 }
 
@@ -469,11 +488,17 @@ func (b *Broker) retain(p *partition, now time.Time) error {
 	p.maintMu.Lock()
 	defer p.maintMu.Unlock()
 	t := p.topic
-	del, _ := b.cleanupPolicy(t)
+	del, compact := b.cleanupPolicy(t)
 	p.mu.RLock()
 	segs, logStart, activeBytes, deleted := p.segs, p.logStart, p.activeBytes, p.deleted
 	p.mu.RUnlock()
-	if deleted || len(segs) == 0 {
+	if deleted {
+		return nil
+	}
+	if b.tier.arch != nil && !compact { // compacted topics are not archived
+		return b.retainTiered(p, now, segs, logStart, activeBytes)
+	}
+	if len(segs) == 0 {
 		return nil
 	}
 	n := retentionPlan(segs, logStart, activeBytes, del, b.configInt(t, "retention.ms"), b.configInt(t, "retention.bytes"),
@@ -495,6 +520,7 @@ func (b *Broker) retain(p *partition, now time.Time) error {
 	for _, s := range segs[:n] {
 		errs = append(errs, s.Remove())
 	}
+	b.metrics.segmentsDeleted.Add(float64(n))
 	b.log.Debug("retention deleted segments", "topic", t.name, "partition", p.index, "segments", n, "log_start", newStart)
 	return errors.Join(errs...)
 }
@@ -525,6 +551,7 @@ func (b *Broker) removeDeleted() {
 	dead := b.deletedParts
 	b.deletedParts = nil
 	b.maintMu.Unlock()
+	b.removeArchived(dead)
 	for _, p := range dead {
 		p.maintMu.Lock()
 		p.mu.Lock()

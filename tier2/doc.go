@@ -129,7 +129,9 @@
 //
 // A segment copied to object storage is marked by an empty <name>.archived
 // file created with [Segment.MarkArchived] (create, fsync, sync dir). Tier 3
-// will call it once an upload is verified and recorded in its manifest.
+// (broker/tier3.go) calls it once an upload is verified and recorded in its
+// manifest. The archived copy is these same files in object storage;
+// [ParseIndex] and [Index] serve reads of it through an io.ReaderAt.
 // From then on local.retention.ms and local.retention.bytes (instead of
 // retention.ms and retention.bytes) decide when the local copy may be
 // deleted; a segment that is not archived is never deleted by local

@@ -213,33 +213,11 @@ func (s *Segment) ReadFrom(offset int64, limit int, dst []byte, force bool) (_ [
 	if err != nil || pos >= s.Size {
 		return dst, pos >= s.Size, err
 	}
-	n := min(int64(max(limit, batchHeaderLen)), s.Size-pos)
-	start := len(dst)
-	dst = slices.Grow(dst, int(n))[:start+int(n)]
-	if err := readFull(f, dst[start:], pos); err != nil {
-		return dst[:start], false, err
+	dst, end, err := readRange(f, pos, s.Size, limit, dst, force, s.Path())
+	if err != nil {
+		return dst, false, err
 	}
-	buf := dst[start:]
-	end := int64(0)
-	for end+batchPrefix <= int64(len(buf)) {
-		_, l, ok := parseBatchPrefix(buf[end:])
-		if !ok {
-			return dst[:start], false, fmt.Errorf("%w: bad batch header in %s at %d", ErrCorrupt, s.Path(), pos+end)
-		}
-		if end+l > int64(len(buf)) {
-			if end == 0 && force {
-				// The first batch is larger than limit: return it whole.
-				dst = slices.Grow(dst[:start+len(buf)], int(l)-len(buf))[:start+int(l)]
-				if err := readFull(f, dst[start+len(buf):], pos+int64(len(buf))); err != nil {
-					return dst[:start], false, err
-				}
-				end = l
-			}
-			break
-		}
-		end += l
-	}
-	return dst[:start+int(end)], pos+end >= s.Size, nil
+	return dst, pos+end >= s.Size, nil
 }
 
 // BatchAt returns the whole batch at pos, verified.

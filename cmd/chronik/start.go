@@ -12,6 +12,7 @@ import (
 	"github.com/chronik-go/chronik/broker"
 	"github.com/chronik-go/chronik/ops"
 	"github.com/chronik-go/chronik/tier1"
+	"github.com/chronik-go/chronik/tier3"
 )
 
 func newStartCmd(env ops.Env) *cobra.Command {
@@ -58,6 +59,20 @@ func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.
 	if err != nil {
 		return err
 	}
+	if bcfg.Tier3, err = tier3.Open(ctx, cfg.Tier3URL); err != nil {
+		return fmt.Errorf("%s=%q: %w", cfg.Origin("CHRONIK_TIER3_URL"), cfg.Tier3URL, err)
+	}
+
+	// The HTTP listener comes up first so /healthz answers (and /readyz
+	// says 503) while the WAL is recovered, which can take a while.
+	reg := ops.NewRegistry()
+	bcfg.Metrics = reg
+	hs := ops.NewHTTPServer(ops.HTTPConfig{Addr: cfg.HTTPAddr, Pprof: cfg.Pprof, Gatherer: reg, Logger: log})
+	if err := hs.Start(); err != nil {
+		return fmt.Errorf("http listener on %s=%q: %w", cfg.Origin("CHRONIK_HTTP_ADDR"), cfg.HTTPAddr, err)
+	}
+	defer hs.Close()
+	log.Info("http listener ready", "addr", hs.Addr().String(), "pprof", cfg.Pprof)
 
 	b, err := broker.New(bcfg)
 	if err != nil {
@@ -67,21 +82,26 @@ func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.
 		_ = b.Close()
 		return fmt.Errorf("kafka listener on %s=%q: %w", cfg.Origin("CHRONIK_KAFKA_ADDR"), cfg.KafkaAddr, err)
 	}
+	hs.SetReadiness(b.Ready)
 	log.Info("kafka listener ready", "addr", b.Addr().String(), "node_id", cfg.NodeID,
 		"data_dir", cfg.DataDir, "wal_profile", cfg.WALProfile, "fsync", string(cfg.Fsync))
 
 	<-ctx.Done()
 	log.Info("shutting down")
-	if err := b.Close(); err != nil {
+	if err := b.Close(); err != nil { // from here on /readyz answers 503
 		return fmt.Errorf("close broker: %w", err)
+	}
+	if err := hs.Close(); err != nil {
+		log.Warn("closing the http listener", "err", err)
 	}
 	log.Info("stopped")
 	return nil
 }
 
-// brokerConfig maps the node configuration onto the broker's. Settings of
-// features the broker does not have yet (HTTP, Raft, Tier 3, realtime index)
-// stay in ops.Config.
+// brokerConfig maps the node configuration onto the broker's. The HTTP
+// listener is the node's (runStart); settings of features the broker does
+// not have yet (Raft, realtime index) stay in ops.Config; Tier 3's store is
+// opened by runStart.
 func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 	bc := broker.DefaultConfig()
 	bc.DataDir = cfg.DataDir

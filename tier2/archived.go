@@ -1,0 +1,198 @@
+package tier2
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+)
+
+// Reading a segment's archived copy (Tier 3). An archived segment is the
+// same three files as a local one, in object storage: Tier 3 fetches the
+// .index and .timeindex whole, parses them with ParseIndex, and reads the
+// .log through an io.ReaderAt that issues ranged GETs. The lookups below
+// are the local segment's, over that ReaderAt.
+
+// Index is a segment's verified offset and time index.
+type Index struct {
+	Base, Next, Size int64
+	MaxTs            int64 // -1 when empty
+	MaxTsPos         int64 // position of the first batch holding MaxTs
+	idx              []offEntry
+	tidx             []timeEntry
+}
+
+// ParseIndex verifies the bytes of a segment's .index and .timeindex
+// (headers, kinds, entry CRCs, agreement with each other) and returns the
+// index they describe.
+func ParseIndex(index, timeindex []byte) (*Index, error) {
+	oh, err := parseIndexHeader(index)
+	if err != nil {
+		return nil, err
+	}
+	th, err := parseIndexHeader(timeindex)
+	if err != nil {
+		return nil, err
+	}
+	oe, te := index[idxHeaderSize:], timeindex[idxHeaderSize:]
+	switch {
+	case oh.kind != kindOffset || th.kind != kindTime:
+		return nil, fmt.Errorf("%w: index kinds %d and %d", ErrCorrupt, oh.kind, th.kind)
+	case oh.base != th.base || oh.next != th.next || oh.logSize != th.logSize:
+		return nil, fmt.Errorf("%w: .index and .timeindex disagree", ErrCorrupt)
+	case int64(len(oe)) != int64(oh.count)*offEntrySize || int64(len(te)) != int64(th.count)*timeEntrySize:
+		return nil, fmt.Errorf("%w: index entry counts do not match their sizes", ErrCorrupt)
+	case crc32Sum(oe) != oh.ecrc || crc32Sum(te) != th.ecrc:
+		return nil, fmt.Errorf("%w: index entries crc mismatch", ErrCorrupt)
+	}
+	return &Index{Base: oh.base, Next: oh.next, Size: oh.logSize, MaxTs: oh.maxTs, MaxTsPos: oh.maxTsPos,
+		idx: parseOffEntries(oe), tidx: parseTimeEntries(te)}, nil
+}
+
+// IndexBytes returns the bytes of the segment's .index and .timeindex,
+// verified against the segment; an index that fails is rebuilt from the
+// log (as on first use) and its rebuilt bytes returned.
+func (s *Segment) IndexBytes() (index, timeindex []byte, err error) {
+	index, err1 := readSmallFile(s.fs, s.path(indexSuffix), 1<<31)
+	timeindex, err2 := readSmallFile(s.fs, s.path(timeSuffix), 1<<31)
+	if err1 == nil && err2 == nil {
+		if x, err := ParseIndex(index, timeindex); err == nil && x.Base == s.Base && x.Size == s.Size && x.Next == s.Next {
+			return index, timeindex, nil
+		}
+	}
+	f, err := s.files.acquire(s)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer s.files.release(s)
+	ix := newIndexer(s.Base)
+	if err := walk(f, 0, s.Size, func(p int64, h batchInfo) bool { ix.add(p, h); return true }); err != nil {
+		return nil, nil, err
+	}
+	oe := appendOffEntries(nil, ix.idx)
+	te := appendTimeEntries(nil, ix.tidx)
+	oh := ix.header(kindOffset, s.Next, s.Size, oe)
+	th := ix.header(kindTime, s.Next, s.Size, te)
+	return append(oh.append(nil), oe...), append(th.append(nil), te...), nil
+}
+
+// Locate returns the position of the first batch whose last offset is >=
+// offset, or Size if none is.
+func (x *Index) Locate(r io.ReaderAt, offset int64) (int64, error) {
+	if offset <= x.Base || x.Size == 0 {
+		return 0, nil
+	}
+	rel := offset - x.Base
+	i := sort.Search(len(x.idx), func(i int) bool { return int64(x.idx[i].rel) > rel }) - 1
+	pos := int64(0)
+	if i >= 0 {
+		pos = int64(x.idx[i].pos)
+	}
+	found := x.Size
+	err := walk(r, pos, x.Size, func(p int64, h batchInfo) bool {
+		if h.last() >= offset {
+			found = p
+			return false
+		}
+		return true
+	})
+	return found, err
+}
+
+// ReadFrom is Segment.ReadFrom over r, and also verifies the CRC of every
+// batch it returns: an archived copy's bytes were not checked on the way
+// in as a local segment's were.
+func (x *Index) ReadFrom(r io.ReaderAt, offset int64, limit int, dst []byte, force bool) (_ []byte, atEnd bool, err error) {
+	pos, err := x.Locate(r, offset)
+	if err != nil || pos >= x.Size {
+		return dst, pos >= x.Size, err
+	}
+	start := len(dst)
+	dst, end, err := readRange(r, pos, x.Size, limit, dst, force, "archived segment")
+	if err != nil {
+		return dst, false, err
+	}
+	for b := dst[start:]; len(b) > 0; {
+		_, l, _ := parseBatchPrefix(b)
+		if _, err := checkBatch(b[:l]); err != nil {
+			return dst[:start], false, err
+		}
+		b = b[l:]
+	}
+	return dst, pos+end >= x.Size, nil
+}
+
+// readRange appends the whole batches from pos up to limit bytes (the
+// first one whole even if larger when force is set) and returns how many
+// bytes it appended.
+func readRange(f io.ReaderAt, pos, size int64, limit int, dst []byte, force bool, name string) ([]byte, int64, error) {
+	n := min(int64(max(limit, batchHeaderLen)), size-pos)
+	start := len(dst)
+	dst = slices.Grow(dst, int(n))[:start+int(n)]
+	if err := readFull(f, dst[start:], pos); err != nil {
+		return dst[:start], 0, err
+	}
+	buf := dst[start:]
+	end := int64(0)
+	for end+batchPrefix <= int64(len(buf)) {
+		_, l, ok := parseBatchPrefix(buf[end:])
+		if !ok {
+			return dst[:start], 0, fmt.Errorf("%w: bad batch header in %s at %d", ErrCorrupt, name, pos+end)
+		}
+		if end+l > int64(len(buf)) {
+			if end == 0 && force {
+				// The first batch is larger than limit: return it whole.
+				if pos+l > size {
+					return dst[:start], 0, fmt.Errorf("%w: batch at %d in %s runs past the end", ErrCorrupt, pos, name)
+				}
+				dst = slices.Grow(dst[:start+len(buf)], int(l)-len(buf))[:start+int(l)]
+				if err := readFull(f, dst[start+len(buf):], pos+int64(len(buf))); err != nil {
+					return dst[:start], 0, err
+				}
+				end = l
+			}
+			break
+		}
+		end += l
+	}
+	return dst[:start+int(end)], end, nil
+}
+
+// BatchAt returns the whole batch at pos, verified.
+func (x *Index) BatchAt(r io.ReaderAt, pos int64, dst []byte) ([]byte, error) {
+	return readBatch(r, pos, x.Size, dst)
+}
+
+// FindTimestampFrom is Segment.FindTimestampFrom over r.
+func (x *Index) FindTimestampFrom(r io.ReaderAt, ts, from int64) (int64, bool, error) {
+	if x.MaxTs < ts || x.Size == 0 || x.Next <= from {
+		return 0, false, nil
+	}
+	pos, err := x.Locate(r, from)
+	if err != nil {
+		return 0, false, err
+	}
+	i := sort.Search(len(x.tidx), func(i int) bool { return x.tidx[i].ts >= ts }) - 1
+	if i >= 0 {
+		pos = max(pos, int64(x.tidx[i].pos))
+	}
+	found := int64(-1)
+	err = walk(r, pos, x.Size, func(p int64, h batchInfo) bool {
+		if h.maxTs >= ts && h.last() >= from {
+			found = p
+			return false
+		}
+		return true
+	})
+	return found, found >= 0, err
+}
+
+// Near returns the position of the sparse index entry at or before offset:
+// where a lookup of offset starts walking.
+func (x *Index) Near(offset int64) int64 {
+	i := sort.Search(len(x.idx), func(i int) bool { return int64(x.idx[i].rel) > offset-x.Base }) - 1
+	if i < 0 {
+		return 0
+	}
+	return int64(x.idx[i].pos)
+}

@@ -1,0 +1,189 @@
+package tier3
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Object layout under a store's root (the URL's prefix):
+//
+//	topics/<topic-id-hex>/topic.json                  TopicInfo: name, partitions, configs
+//	topics/<topic-id-hex>/<partition>/manifest.json   Manifest: the archived segments
+//	topics/<topic-id-hex>/<partition>/<base>-<sha>.log        segment copies, named by
+//	topics/<topic-id-hex>/<partition>/<base>-<sha>.index      base offset (20 digits) and the
+//	topics/<topic-id-hex>/<partition>/<base>-<sha>.timeindex  first 16 hex digits of the
+//	                                                          .log's SHA-256
+//
+// The segment files are tier2's formats byte for byte (tier2/doc.go).
+// Naming them by content means an object, once a manifest names it, is
+// never overwritten with other bytes: a re-upload of the same segment
+// writes the same bytes, and anything else gets another name.
+//
+// # Manifest atomicity
+//
+// A partition's manifest is one object, replaced whole by one Put. S3 and
+// MinIO make a PUT visible atomically (a GET returns the complete old or
+// the complete new object, with strong read-after-write consistency); the
+// file backend writes a temporary file, fsyncs it and renames it over the
+// old one. Readers also check the SHA-256 stored with the object. An
+// uploader writes and verifies (Head: size and SHA-256) every object of a
+// segment before the manifest that names it, so a manifest never names a
+// missing or partial object; an upload killed midway leaves objects no
+// manifest names, which the next uploader of the partition deletes
+// (Archive.Sweep) before it uploads anything. Generation counts the
+// writes, so a reader can tell a newer manifest from an older one.
+//
+// One writer per partition is assumed (the partition leader). With
+// replication, a deposed leader could still write; conditional writes
+// (If-Match on the previous ETag) would fence it, and are not used yet.
+
+// Manifest lists a partition's archived segments in offset order.
+type Manifest struct {
+	Version    int            `json:"version"`
+	TopicID    string         `json:"topic_id"`
+	Topic      string         `json:"topic"`
+	Partition  int32          `json:"partition"`
+	Generation int64          `json:"generation"`
+	LogStart   int64          `json:"log_start"` // the partition's log start when written
+	Segments   []SegmentEntry `json:"segments"`
+}
+
+// SegmentEntry is one archived segment.
+type SegmentEntry struct {
+	Base     int64 `json:"base"`
+	Next     int64 `json:"next"`
+	Size     int64 `json:"size"`
+	MaxTs    int64 `json:"max_ts"`
+	MaxTsPos int64 `json:"max_ts_pos"`
+	// Object names relative to the partition's prefix, and their SHA-256.
+	Log             string `json:"log"`
+	Index           string `json:"index"`
+	TimeIndex       string `json:"timeindex"`
+	LogSHA256       string `json:"log_sha256"`
+	IndexSHA256     string `json:"index_sha256"`
+	TimeIndexSHA256 string `json:"timeindex_sha256"`
+	// ChunkCRC32C holds the CRC-32C of each ChunkSize piece of the .log
+	// (the last one shorter): ranged reads are checked piece by piece.
+	ChunkSize   int64    `json:"chunk_size"`
+	ChunkCRC32C []uint32 `json:"chunk_crc32c"`
+	Uploaded    int64    `json:"uploaded_ms"`
+}
+
+// End returns the offset after the last archived segment, or -1.
+func (m *Manifest) End() int64 {
+	if m == nil || len(m.Segments) == 0 {
+		return -1
+	}
+	return m.Segments[len(m.Segments)-1].Next
+}
+
+// TopicInfo describes an archived topic, for restore.
+type TopicInfo struct {
+	Name       string            `json:"name"`
+	ID         string            `json:"id"`
+	Partitions int32             `json:"partitions"`
+	Configs    map[string]string `json:"configs,omitempty"`
+	Updated    int64             `json:"updated_ms"`
+}
+
+// TopicPrefix is the key prefix of a topic's objects.
+func TopicPrefix(topicID [16]byte) string { return "topics/" + hex.EncodeToString(topicID[:]) + "/" }
+
+// PartitionPrefix is the key prefix of a partition's objects.
+func PartitionPrefix(topicID [16]byte, partition int32) string {
+	return TopicPrefix(topicID) + strconv.Itoa(int(partition)) + "/"
+}
+
+const (
+	manifestName  = "manifest.json"
+	topicInfoName = "topic.json"
+)
+
+func putJSON(ctx context.Context, s Store, key string, v any) error {
+	b, err := json.MarshalIndent(v, "", " ")
+	if err != nil {
+		return err
+	}
+	_, err = s.Put(ctx, key, bytes.NewReader(b), int64(len(b)))
+	return err
+}
+
+// LoadManifest reads a partition's manifest; a partition never archived
+// gets an empty one (Generation 0).
+func LoadManifest(ctx context.Context, s Store, topicID [16]byte, partition int32) (*Manifest, error) {
+	b, _, err := ReadAll(ctx, s, PartitionPrefix(topicID, partition)+manifestName)
+	if errors.Is(err, ErrNotFound) {
+		return &Manifest{Version: 1, TopicID: hex.EncodeToString(topicID[:]), Partition: partition}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: manifest of %x/%d: %v", ErrChecksum, topicID, partition, err)
+	}
+	if m.Version != 1 {
+		return nil, fmt.Errorf("tier3: manifest of %x/%d has version %d; this release reads 1", topicID, partition, m.Version)
+	}
+	for i := 1; i < len(m.Segments); i++ {
+		if m.Segments[i].Base < m.Segments[i-1].Next {
+			return nil, fmt.Errorf("tier3: manifest of %x/%d has overlapping segments at %d", topicID, partition, m.Segments[i].Base)
+		}
+	}
+	return &m, nil
+}
+
+// WriteManifest replaces the partition's manifest with m (its Generation
+// one above the previous).
+func WriteManifest(ctx context.Context, s Store, topicID [16]byte, m *Manifest) error {
+	return putJSON(ctx, s, PartitionPrefix(topicID, m.Partition)+manifestName, m)
+}
+
+// WriteTopicInfo records a topic's description beside its partitions.
+func WriteTopicInfo(ctx context.Context, s Store, topicID [16]byte, ti TopicInfo) error {
+	return putJSON(ctx, s, TopicPrefix(topicID)+topicInfoName, ti)
+}
+
+// FindTopic returns the most recently described archived topic named name.
+func FindTopic(ctx context.Context, s Store, name string) (TopicInfo, [16]byte, error) {
+	objs, err := s.List(ctx, "topics/")
+	if err != nil {
+		return TopicInfo{}, [16]byte{}, err
+	}
+	var best TopicInfo
+	var bestID [16]byte
+	found := false
+	for _, o := range objs {
+		rest, ok := strings.CutPrefix(o.Key, "topics/")
+		idHex, file, _ := strings.Cut(rest, "/")
+		if !ok || file != topicInfoName {
+			continue
+		}
+		b, _, err := ReadAll(ctx, s, o.Key)
+		if err != nil {
+			return TopicInfo{}, [16]byte{}, err
+		}
+		var ti TopicInfo
+		if err := json.Unmarshal(b, &ti); err != nil {
+			return TopicInfo{}, [16]byte{}, fmt.Errorf("tier3: %s: %w", o.Key, err)
+		}
+		id, err := hex.DecodeString(idHex)
+		if ti.Name != name || err != nil || len(id) != 16 || ti.ID != idHex {
+			continue
+		}
+		if !found || ti.Updated > best.Updated {
+			best, found = ti, true
+			copy(bestID[:], id)
+		}
+	}
+	if !found {
+		return TopicInfo{}, [16]byte{}, fmt.Errorf("%w: no archived topic named %q", ErrNotFound, name)
+	}
+	return best, bestID, nil
+}
