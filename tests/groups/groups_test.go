@@ -36,9 +36,8 @@ func TestMain(m *testing.M) { testharness.Main(m) }
 
 const partitions = 6
 
-// recordsFor is the topic size per client kind: 1,000,000 for franz-go;
-// fewer for the sarama and confluent runs, which exercise the same broker
-// paths and would otherwise double the suite's time.
+// recordsFor is the topic size per client kind: 1,000,000 for every classic
+// group client; fewer for KIP-848 runs, which wait out a 45 s session.
 func recordsFor(t *testing.T, kind clientKind) int {
 	if s := os.Getenv("CHRONIK_GROUPS_RECORDS"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -48,14 +47,12 @@ func recordsFor(t *testing.T, kind clientKind) int {
 		return n
 	}
 	switch kind {
-	case franz:
-		return 1_000_000
 	case franz848, confluent848:
 		// The broker's KIP-848 session timeout is Kafka's 45s: the
 		// killed member's partitions wait that long.
 		return 300_000
 	}
-	return 200_000
+	return 1_000_000
 }
 
 // setup starts a broker and fills a 6-partition topic with n 100-byte keyed
