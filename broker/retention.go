@@ -73,16 +73,25 @@ func (b *Broker) startMaintenance() {
 
 func (b *Broker) sealLoop() {
 	defer b.maintWG.Done()
-	tick := time.NewTicker(b.cfg.SegmentCheckInterval)
+	b.everyUntilClose(b.cfg.SegmentCheckInterval, b.sealKick, false, func() { b.sealDue(time.Now()) })
+}
+
+// everyUntilClose runs fn every interval and whenever kick fires, until the
+// broker closes; first says whether fn also runs once at the start.
+func (b *Broker) everyUntilClose(interval time.Duration, kick <-chan struct{}, first bool, fn func()) {
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	if first {
+		fn()
+	}
 	for {
 		select {
 		case <-b.closing:
 			return
 		case <-tick.C:
-		case <-b.sealKick:
+		case <-kick:
 		}
-		b.sealDue(time.Now())
+		fn()
 	}
 }
 
@@ -402,17 +411,7 @@ func (p *partition) finishRecovery() {
 // cleanLoop runs retention, compaction and deleted-topic cleanup.
 func (b *Broker) cleanLoop() {
 	defer b.maintWG.Done()
-	tick := time.NewTicker(b.cfg.RetentionCheckInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-b.closing:
-			return
-		case <-tick.C:
-		case <-b.cleanKick:
-		}
-		b.clean(time.Now())
-	}
+	b.everyUntilClose(b.cfg.RetentionCheckInterval, b.cleanKick, false, func() { b.clean(time.Now()) })
 }
 
 func (b *Broker) clean(now time.Time) {

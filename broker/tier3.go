@@ -107,17 +107,7 @@ func (b *Broker) tierLoop() {
 	defer b.tier.arch.Close()
 	ctx, cancel := b.ctxUntilClose(context.Background())
 	defer cancel()
-	tick := time.NewTicker(b.cfg.SegmentCheckInterval)
-	defer tick.Stop()
-	for {
-		b.uploadDue(ctx)
-		select {
-		case <-b.closing:
-			return
-		case <-tick.C:
-		case <-b.tier.kick:
-		}
-	}
+	b.everyUntilClose(b.cfg.SegmentCheckInterval, b.tier.kick, true, func() { b.uploadDue(ctx) })
 }
 
 // uploadDue runs the uploader of every partition not backing off.
