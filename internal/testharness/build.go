@@ -58,7 +58,7 @@ func Binary(t testing.TB) string {
 			build.path, build.err = filepath.Abs(p)
 			return
 		}
-		root, err := moduleRoot()
+		root, err := ModuleRoot()
 		if err != nil {
 			build.err = err
 			return
@@ -84,9 +84,9 @@ func Binary(t testing.TB) string {
 	return build.path
 }
 
-// moduleRoot walks up from the working directory (the test's package
+// ModuleRoot walks up from the working directory (the test's package
 // directory under go test) to the directory holding go.mod.
-func moduleRoot() (string, error) {
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

@@ -36,6 +36,8 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/chronik-go/chronik/tier3"
+
+	"github.com/chronik-go/chronik/internal/testharness"
 )
 
 // Credentials of every test server.
@@ -53,7 +55,7 @@ func Binary(t testing.TB) string {
 		}
 		return p
 	}
-	root, err := moduleRoot()
+	root, err := testharness.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,23 +68,6 @@ func Binary(t testing.TB) string {
 		t.Skip(msg)
 	}
 	return p
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("miniotest: no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // Server is one MinIO process. Its methods are for the test goroutine.
