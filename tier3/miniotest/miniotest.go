@@ -35,9 +35,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/chronik-go/chronik/tier3"
-
 	"github.com/chronik-go/chronik/internal/testharness"
+	"github.com/chronik-go/chronik/tier3"
 )
 
 // Credentials of every test server.
