@@ -188,8 +188,16 @@ func (a *Archive) DeleteSegment(ctx context.Context, prefix string, e SegmentEnt
 
 // Sweep deletes the segment objects under prefix that m does not name:
 // what an upload killed before its manifest write left behind. Only the
-// partition's single writer may call it, before it uploads.
+// partition's single writer may call it, before it uploads. Without a
+// manifest (Generation 0) it deletes nothing.
 func (a *Archive) Sweep(ctx context.Context, prefix string, m *Manifest) (int, error) {
+	if m.Generation == 0 {
+		// No manifest exists. It may never have been written (an upload
+		// killed before its first manifest) or it may have been lost; in
+		// the second case the unnamed objects are the only copy of the
+		// archive. Leave them: an orphan costs space, a wrong delete data.
+		return 0, nil
+	}
 	objs, err := a.store.List(ctx, prefix)
 	if err != nil {
 		return 0, err
@@ -315,6 +323,9 @@ func chunkKey(key string, ci int64) string { return fmt.Sprintf("%s#%d", key, ci
 // chunk returns chunk ci of the object, from one ranged GET shared by
 // everyone who wants it meanwhile, checked against its CRC-32C before it
 // is cached or returned.
+// chunkFetchTimeout bounds one shared ranged GET of a chunk.
+const chunkFetchTimeout = time.Minute
+
 func (a *Archive) chunk(ctx context.Context, key string, e *SegmentEntry, ci int64) ([]byte, error) {
 	ck := chunkKey(key, ci)
 	a.mu.Lock()
@@ -325,7 +336,11 @@ func (a *Archive) chunk(ctx context.Context, key string, e *SegmentEntry, ci int
 	}
 	a.mu.Unlock()
 	if !ok {
-		f.data, f.err = a.fetchChunk(ctx, key, e, ci)
+		// Other readers may be waiting on this fetch: their requests must not
+		// fail because this caller gave up, so it runs under its own bound.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), chunkFetchTimeout)
+		f.data, f.err = a.fetchChunk(fctx, key, e, ci)
+		cancel()
 		// Waiters take the bytes at once; the flight stays findable until
 		// the cache has them, so nobody fetches the chunk again meanwhile.
 		close(f.done)
