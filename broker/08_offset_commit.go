@@ -64,11 +64,6 @@ func handleOffsetCommit(c *conn, req *request) reply {
 	if r.Version == 0 {
 		generation = -1
 	}
-	g, gerr := b.groups.commitCheck(r.Group, r.MemberID, r.InstanceID, generation)
-	if gerr != nil {
-		return failAll(gerr)
-	}
-
 	nowMs := time.Now().UnixMilli()
 	entries := make([]offsetEntry, 0, len(r.Topics))
 	for i := range r.Topics {
@@ -108,24 +103,45 @@ func handleOffsetCommit(c *conn, req *request) reply {
 			slots = append(slots, sp)
 		}
 	}
+
+	// The check and the enqueue are one step under the group's append
+	// lock (see coordinator.appendLocks); the wait is not.
+	al := b.groups.appendLock(r.Group)
+	al.Lock()
+	g, gerr := b.groups.commitCheck(r.Group, r.MemberID, r.InstanceID, generation, entries)
+	if gerr != nil {
+		al.Unlock()
+		return failAll(gerr)
+	}
 	if len(entries) == 0 {
+		al.Unlock()
 		return now(resp)
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, offsetWriteTimeout)
-	defer cancel()
 	res, base, err := b.groups.offsets.write(ctx, r.Group, entries)
+	cancel()
+	al.Unlock()
 	if err != nil {
+		b.groups.finishOffsets(g, entries, 0, false)
 		code := commitWriteErr(err)
 		for _, sp := range slots {
 			sp.ErrorCode = code.Code
 		}
 		return now(resp)
 	}
+	// Apply once durable, whether or not the reply ever runs (the
+	// connection may be gone); the reply waits for the apply.
+	applied := make(chan struct{})
+	go func() {
+		<-res.done
+		b.groups.finishOffsets(g, entries, base, res.err == nil)
+		close(applied)
+	}()
 	return func() kmsg.Response {
 		timer := time.NewTimer(offsetWriteTimeout)
 		defer timer.Stop()
 		select {
-		case <-res.done:
+		case <-applied:
 		case <-timer.C:
 			for _, sp := range slots {
 				sp.ErrorCode = kerr.RequestTimedOut.Code
@@ -143,9 +159,6 @@ func handleOffsetCommit(c *conn, req *request) reply {
 			}
 			return resp
 		}
-		g.mu.Lock()
-		g.applyLocked(entries, base)
-		g.mu.Unlock()
 		return resp
 	}
 }
@@ -164,8 +177,10 @@ func commitWriteErr(err error) *kerr.Error {
 }
 
 // commitCheck validates an OffsetCommit's group fields and returns the
-// group (created for a generation -1 commit).
-func (c *coordinator) commitCheck(name, memberID string, instanceID *string, generation int32) (*group, *kerr.Error) {
+// group (created for a generation -1 commit), with entries registered in
+// flight on it (end them with finishOffsets). The caller holds the group's
+// append lock.
+func (c *coordinator) commitCheck(name, memberID string, instanceID *string, generation int32, entries []offsetEntry) (*group, *kerr.Error) {
 	if name == "" {
 		return nil, kerr.InvalidGroupID
 	}
@@ -182,9 +197,11 @@ func (c *coordinator) commitCheck(name, memberID string, instanceID *string, gen
 		if err := g.validateConsumerMemberLocked(memberID, generation); err != nil {
 			return nil, err
 		}
+		g.beginInflightLocked(entries)
 		return g, nil
 	}
 	if generation < 0 && len(g.members) == 0 {
+		g.beginInflightLocked(entries)
 		return g, nil
 	}
 	if err := g.validateMemberLocked(memberID, instanceID, generation); err != nil {
@@ -194,5 +211,6 @@ func (c *coordinator) commitCheck(name, memberID string, instanceID *string, gen
 		return nil, kerr.RebalanceInProgress
 	}
 	g.resetSessionLocked(g.members[memberID])
+	g.beginInflightLocked(entries)
 	return g, nil
 }

@@ -15,10 +15,12 @@ import (
 // the coordinator of every group.
 //
 // Concurrency: coordinator.mu guards the group map; each group's mutex guards
-// that group. Lock order is coordinator.mu, then group.mu. Nothing waits on
-// the WAL or on a client while holding either lock: JoinGroup and SyncGroup
-// park a buffered (capacity 1) channel in the member and wait for it in the
-// reply, and OffsetCommit waits for durability in the reply.
+// that group. Lock order is a group's append lock (coordinator.appendLocks),
+// then coordinator.mu, then group.mu. Nothing waits on the WAL or on a client
+// while holding either of the last two: JoinGroup and SyncGroup park a
+// buffered (capacity 1) channel in the member and wait for it in the reply,
+// and OffsetCommit waits for durability in the reply, after a goroutine has
+// applied the durable commit (so it is applied even if no reply is sent).
 //
 // Timers: each member has one session timer and each group at most one
 // rebalance timer and one initial-delay timer; every timer is stopped when
@@ -68,6 +70,14 @@ type coordinator struct {
 
 	offsets *offsetLog // the __consumer_offsets writer; nil-safe in tests of pure state
 
+	// appendLocks serialize, per group name (striped), the check and
+	// enqueue of every __consumer_offsets write (commits, OffsetDelete,
+	// DeleteGroups and expiry tombstones), so that the log order of a
+	// group's writes is the order of their checks. Only the enqueue is
+	// done under it, never the wait for durability. Lock order:
+	// appendLock, then coordinator.mu, then group.mu.
+	appendLocks [64]sync.Mutex
+
 	stopExpiry chan struct{}
 	expiryDone chan struct{}
 }
@@ -93,6 +103,15 @@ type group struct {
 
 	// offsets is the committed offsets, applied in __consumer_offsets order.
 	offsets map[topicPart]committedOffset
+	// inflight counts, per partition, offset writes enqueued against this
+	// group object and not yet applied (finishOffsets); deletedAt holds the
+	// log offset of tombstones applied while such writes were in flight,
+	// so an earlier commit applied late does not resurrect the offset.
+	inflight  map[topicPart]int
+	deletedAt map[topicPart]int64
+	// deleted is set by DeleteGroups: writes enqueued before the deletion
+	// are tombstoned by it and must not be applied to a new group.
+	deleted bool
 
 	// cg is the KIP-848 consumer-protocol state (group_consumer.go); nil
 	// until a member heartbeats with ConsumerGroupHeartbeat.
@@ -149,18 +168,46 @@ func (c *coordinator) group(name string, create bool) *group {
 	}
 	g := c.groups[name]
 	if g == nil && create {
-		g = &group{
-			c:          c,
-			name:       name,
-			members:    make(map[string]*member),
-			static:     make(map[string]string),
-			pending:    make(map[string]time.Time),
-			offsets:    make(map[topicPart]committedOffset),
-			emptySince: time.Now(),
-		}
-		c.groups[name] = g
+		g = c.newGroupLocked(name)
 	}
 	return g
+}
+
+// newGroupLocked creates and registers a group; c.mu is held.
+func (c *coordinator) newGroupLocked(name string) *group {
+	g := &group{
+		c:          c,
+		name:       name,
+		members:    make(map[string]*member),
+		static:     make(map[string]string),
+		pending:    make(map[string]time.Time),
+		offsets:    make(map[topicPart]committedOffset),
+		inflight:   make(map[topicPart]int),
+		deletedAt:  make(map[topicPart]int64),
+		emptySince: time.Now(),
+	}
+	c.groups[name] = g
+	return g
+}
+
+// appendLock returns the lock serializing name's __consumer_offsets
+// writes.
+func (c *coordinator) appendLock(name string) *sync.Mutex {
+	h := uint32(2166136261)
+	for i := 0; i < len(name); i++ {
+		h = (h ^ uint32(name[i])) * 16777619
+	}
+	return &c.appendLocks[h%uint32(len(c.appendLocks))]
+}
+
+// dropExpiredPendingLocked forgets MEMBER_ID_REQUIRED IDs whose join
+// window has passed.
+func (g *group) dropExpiredPendingLocked(now time.Time) {
+	for pid, exp := range g.pending {
+		if now.After(exp) {
+			delete(g.pending, pid)
+		}
+	}
 }
 
 // lockGroup returns the named group locked, or nil. A group found Dead (it
@@ -580,11 +627,7 @@ func (c *coordinator) join(r *kmsg.JoinGroupRequest, clientID, clientHost string
 			// KIP-394: hand out the ID first so a client that dies
 			// before rejoining leaves no member behind.
 			now := time.Now()
-			for pid, exp := range g.pending {
-				if now.After(exp) {
-					delete(g.pending, pid)
-				}
-			}
+			g.dropExpiredPendingLocked(now)
 			if len(g.pending) >= maxPendingMembers {
 				return joinErr(v, kerr.GroupMaxSizeReached, "")
 			}
@@ -595,10 +638,11 @@ func (c *coordinator) join(r *kmsg.JoinGroupRequest, clientID, clientHost string
 	}
 	m := g.members[r.MemberID]
 	if m == nil {
-		if _, ok := g.pending[r.MemberID]; !ok {
+		exp, ok := g.pending[r.MemberID]
+		delete(g.pending, r.MemberID)
+		if !ok || time.Now().After(exp) {
 			return joinErr(v, kerr.UnknownMemberID, r.MemberID)
 		}
-		delete(g.pending, r.MemberID)
 		if len(g.members) >= maxGroupMembers {
 			return joinErr(v, kerr.GroupMaxSizeReached, r.MemberID)
 		}

@@ -119,22 +119,6 @@ func (l *offsetLog) write(ctx context.Context, group string, entries []offsetEnt
 	return out.wait, out.baseOffset, nil
 }
 
-// writeAndWait writes entries and waits until they are durable.
-func (l *offsetLog) writeAndWait(ctx context.Context, group string, entries []offsetEntry) error {
-	ctx, cancel := context.WithTimeout(ctx, offsetWriteTimeout)
-	defer cancel()
-	res, _, err := l.write(ctx, group, entries)
-	if err != nil {
-		return err
-	}
-	select {
-	case <-res.done:
-		return res.err
-	case <-ctx.Done():
-		return kerrf(kerr.RequestTimedOut, "offsets were not durable in time")
-	}
-}
-
 // applyLocked installs entries written at logBase unless a later write of
 // the same partition is already applied.
 func (g *group) applyLocked(entries []offsetEntry, logBase int64) {
@@ -143,14 +127,66 @@ func (g *group) applyLocked(entries []offsetEntry, logBase int64) {
 		if cur, ok := g.offsets[e.tp]; ok && cur.logOffset > lo {
 			continue
 		}
+		if d, ok := g.deletedAt[e.tp]; ok && d > lo {
+			continue
+		}
 		if e.deleted {
 			delete(g.offsets, e.tp)
+			if g.inflight[e.tp] > 0 {
+				g.deletedAt[e.tp] = lo
+			}
 			continue
 		}
 		v := e.value
 		v.logOffset = lo
 		g.offsets[e.tp] = v
 	}
+}
+
+// beginInflightLocked records entries as enqueued against g.
+func (g *group) beginInflightLocked(entries []offsetEntry) {
+	for _, e := range entries {
+		g.inflight[e.tp]++
+	}
+}
+
+// endInflightLocked undoes beginInflightLocked.
+func (g *group) endInflightLocked(entries []offsetEntry) {
+	for _, e := range entries {
+		if g.inflight[e.tp]--; g.inflight[e.tp] <= 0 {
+			delete(g.inflight, e.tp)
+			delete(g.deletedAt, e.tp)
+		}
+	}
+}
+
+// finishOffsets ends a write of entries that was checked against (and
+// registered in-flight on) g0. When durable is set the entries, written at
+// base, are applied to the group now registered under g0's name, created
+// if needed: g0 may have been replaced since the check. Nothing is applied
+// if g0 was deleted by DeleteGroups, whose tombstones were enqueued after
+// these entries and cover them.
+func (c *coordinator) finishOffsets(g0 *group, entries []offsetEntry, base int64, durable bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g0.mu.Lock()
+	defer g0.mu.Unlock()
+	if durable && !g0.deleted && !c.closed {
+		// c.mu is held, so the map cannot change under us and no other
+		// goroutine holds two group locks: locking g after g0 is safe.
+		g := c.groups[g0.name]
+		if g == nil {
+			g = c.newGroupLocked(g0.name)
+		}
+		if g != g0 {
+			g.mu.Lock()
+		}
+		g.applyLocked(entries, base)
+		if g != g0 {
+			g.mu.Unlock()
+		}
+	}
+	g0.endInflightLocked(entries)
 }
 
 // replayOffsets rebuilds committed offsets from __consumer_offsets. It runs
@@ -163,9 +199,34 @@ func (c *coordinator) replayOffsets() error {
 	_, hw := p.offsets()
 	var buf []byte
 	records := 0
-	for next := int64(0); next < hw; {
+	read := func(next int64) ([]byte, error) {
 		var err error
 		buf, err = p.readFrom(c.b.wal, next, 1<<20, buf[:0])
+		return buf, err
+	}
+	err := scanOffsetBatches(hw, read, func(batch []byte) {
+		err := eachBatchRecord(batch, func(off int64, key, value []byte) {
+			records++
+			c.replayRecord(off, key, value)
+		})
+		if err != nil {
+			c.b.log.Warn("skipping unreadable batch in "+offsetsTopic, "offset", batchBaseOffset(batch), "err", err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	c.b.log.Info("recovered committed offsets", "records", records, "groups", len(c.groups))
+	return nil
+}
+
+// scanOffsetBatches calls fn for each record batch read (by read, from an
+// offset) below hw. A read that yields no whole batch advancing past the
+// offset asked for is an error, never a retry of the same offset.
+func scanOffsetBatches(hw int64, read func(next int64) ([]byte, error), fn func(batch []byte)) error {
+	for next := int64(0); next < hw; {
+		start := next
+		buf, err := read(next)
 		if err != nil {
 			return fmt.Errorf("broker: read %s: %w", offsetsTopic, err)
 		}
@@ -180,18 +241,13 @@ func (c *coordinator) replayOffsets() error {
 			batch := rest[:n]
 			rest = rest[n:]
 			h := readBatchHeader(batch)
-			base := batchBaseOffset(batch)
-			next = base + int64(h.LastOffsetDelta) + 1
-			err := eachBatchRecord(batch, func(off int64, key, value []byte) {
-				records++
-				c.replayRecord(off, key, value)
-			})
-			if err != nil {
-				c.b.log.Warn("skipping unreadable batch in "+offsetsTopic, "offset", base, "err", err)
-			}
+			next = max(next, batchBaseOffset(batch)+int64(h.LastOffsetDelta)+1)
+			fn(batch)
+		}
+		if next <= start {
+			return fmt.Errorf("broker: read %s: no valid record batch at offset %d", offsetsTopic, start)
 		}
 	}
-	c.b.log.Info("recovered committed offsets", "records", records, "groups", len(c.groups))
 	return nil
 }
 
@@ -273,41 +329,56 @@ func (c *coordinator) expiryLoop() {
 }
 
 func (c *coordinator) expireOffsets(now time.Time) {
-	retention := c.b.cfg.OffsetsRetention
 	for _, g := range c.snapshot() {
-		g.mu.Lock()
-		if g.activeLocked() {
-			g.mu.Unlock()
-			continue
-		}
-		var expired []offsetEntry
-		for tp, o := range g.offsets {
-			base := time.UnixMilli(o.commitTime)
-			if g.emptySince.After(base) {
-				base = g.emptySince
-			}
-			if now.Sub(base) >= retention {
-				expired = append(expired, offsetEntry{tp: tp, deleted: true})
-			}
-		}
-		g.mu.Unlock()
-		if len(expired) > 0 {
-			ctx, cancel := c.b.ctxUntilClose(context.Background())
-			res, base, err := c.offsets.write(ctx, g.name, expired)
-			cancel()
-			if err != nil {
-				c.b.log.Warn("expire offsets failed", "group", g.name, "err", err)
-				continue
-			}
-			<-res.done
-			if res.err == nil {
-				g.mu.Lock()
-				g.applyLocked(expired, base)
-				g.mu.Unlock()
-				c.b.log.Info("expired committed offsets", "group", g.name, "partitions", len(expired))
-			}
-		}
+		c.expireGroup(g, now)
 		c.forgetIfUnused(g)
+	}
+}
+
+// expireGroup tombstones g's expired offsets. The choice and the enqueue
+// are made under the group's append lock, so a commit either is applied
+// before the choice (and seen by it) or is ordered after the tombstones.
+func (c *coordinator) expireGroup(g *group, now time.Time) {
+	retention := c.b.cfg.OffsetsRetention
+	al := c.appendLock(g.name)
+	al.Lock()
+	g.mu.Lock()
+	if g.state == groupDead || g.activeLocked() || len(g.inflight) > 0 {
+		// Dead: replaced or deleted. In flight: a commit not yet
+		// applied could be the one we would tombstone; retry later.
+		g.mu.Unlock()
+		al.Unlock()
+		return
+	}
+	var expired []offsetEntry
+	for tp, o := range g.offsets {
+		base := time.UnixMilli(o.commitTime)
+		if g.emptySince.After(base) {
+			base = g.emptySince
+		}
+		if now.Sub(base) >= retention {
+			expired = append(expired, offsetEntry{tp: tp, deleted: true})
+		}
+	}
+	g.beginInflightLocked(expired)
+	g.mu.Unlock()
+	if len(expired) == 0 {
+		al.Unlock()
+		return
+	}
+	ctx, cancel := c.b.ctxUntilClose(context.Background())
+	res, base, err := c.offsets.write(ctx, g.name, expired)
+	cancel()
+	al.Unlock()
+	if err != nil {
+		c.finishOffsets(g, expired, 0, false)
+		c.b.log.Warn("expire offsets failed", "group", g.name, "err", err)
+		return
+	}
+	<-res.done
+	c.finishOffsets(g, expired, base, res.err == nil)
+	if res.err == nil {
+		c.b.log.Info("expired committed offsets", "group", g.name, "partitions", len(expired))
 	}
 }
 
@@ -317,18 +388,25 @@ func (c *coordinator) forgetIfUnused(g *group) {
 	defer c.mu.Unlock()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !g.activeLocked() && len(g.offsets) == 0 && len(g.pending) == 0 && c.groups[g.name] == g {
+	g.dropExpiredPendingLocked(time.Now())
+	if !g.activeLocked() && len(g.offsets) == 0 && len(g.pending) == 0 && len(g.inflight) == 0 && c.groups[g.name] == g {
 		g.state = groupDead
 		delete(c.groups, g.name)
 	}
 }
 
-// deleteGroup removes an empty group and tombstones its offsets.
+// deleteGroup removes an empty group and tombstones its offsets. The check,
+// the removal and the enqueue of the tombstones happen under the group's
+// append lock, so a commit that recreates the group is ordered after the
+// tombstones, and the tombstones cover every commit enqueued before them.
 func (c *coordinator) deleteGroup(ctx context.Context, name string) error {
+	al := c.appendLock(name)
+	al.Lock()
 	c.mu.Lock()
 	g := c.groups[name]
 	if g == nil || c.closed {
 		c.mu.Unlock()
+		al.Unlock()
 		return kerrf(kerr.GroupIDNotFound, "group %q does not exist", name)
 	}
 	g.mu.Lock()
@@ -339,18 +417,40 @@ func (c *coordinator) deleteGroup(ctx context.Context, name string) error {
 		}
 		g.mu.Unlock()
 		c.mu.Unlock()
+		al.Unlock()
 		return kerrf(kerr.NonEmptyGroup, "group %q has %d active members", name, n)
 	}
 	var entries []offsetEntry
 	for tp := range g.offsets {
 		entries = append(entries, offsetEntry{tp: tp, deleted: true})
 	}
+	for tp := range g.inflight {
+		// Enqueued (before us) but not applied yet: tombstone it too.
+		if _, ok := g.offsets[tp]; !ok {
+			entries = append(entries, offsetEntry{tp: tp, deleted: true})
+		}
+	}
 	g.stopGroupTimersLocked()
 	g.state = groupDead
+	g.deleted = true
 	delete(c.groups, name)
 	g.mu.Unlock()
 	c.mu.Unlock()
-	return c.offsets.writeAndWait(ctx, name, entries)
+	// No commit for name can be checked until al is released, so one that
+	// recreates the group is enqueued after these tombstones.
+	ctx, cancel := context.WithTimeout(ctx, offsetWriteTimeout)
+	defer cancel()
+	res, _, err := c.offsets.write(ctx, name, entries)
+	al.Unlock()
+	if err != nil {
+		return err
+	}
+	select {
+	case <-res.done:
+		return res.err
+	case <-ctx.Done():
+		return kerrf(kerr.RequestTimedOut, "offsets were not durable in time")
+	}
 }
 
 // startGroups creates __consumer_offsets if needed, rebuilds the committed
