@@ -168,10 +168,15 @@ func (w *WAL) recoverSegment(seq uint64, last bool, replay ReplayFunc, rep *Reco
 		if err := f.Truncate(end); err != nil {
 			return false, fmt.Errorf("tier1: truncate segment %d: %w", seq, err)
 		}
+		size = end
+	}
+	if last {
+		// After a kill -9 the last frames may sit only in the page cache:
+		// they pass their CRCs, so make them durable before anything is
+		// served or acknowledged from them.
 		if err := f.Sync(); err != nil {
 			return false, fmt.Errorf("tier1: fsync segment %d: %w", seq, err)
 		}
-		size = end
 	}
 	if end < size {
 		w.corrupt(rep, CorruptRange{Segment: seq, Offset: end,

@@ -59,6 +59,14 @@ type WAL struct {
 	segMu    sync.RWMutex        // guards the following
 	segments map[uint64]*segment // every readable segment; nil once closed
 
+	// published is the active segment as of the last group whose done
+	// callbacks have all run. Invariant: every entry in a segment below it
+	// has been handed to its callback, so a caller that tracks positions
+	// from callbacks knows about every entry there. A group that rolls
+	// mid-way opens the next segment before its callbacks run, so the
+	// newest segment alone would not do for trimming.
+	published atomic.Uint64
+
 	stats struct {
 		queueDepth   atomic.Int64
 		queueBytes   atomic.Int64
@@ -113,6 +121,7 @@ func Open(cfg Config, replay ReplayFunc) (*WAL, RecoveryReport, error) {
 		w.closeSegments()
 		return nil, rep, err
 	}
+	w.published.Store(w.active.seq)
 	go w.run()
 	return w, rep, nil
 }
@@ -316,6 +325,7 @@ func (w *WAL) finishGroup(err error) {
 				d(w.pos[i], nil)
 			}
 		}
+		w.published.Store(w.active.seq)
 		clear(group)
 		return
 	}
@@ -445,16 +455,13 @@ func (w *WAL) closeSegments() error {
 	return errors.Join(errs...)
 }
 
-// ActiveSegment returns the sequence number of the segment appends go to.
-// Every entry appended from now on lands in it or a later segment.
+// ActiveSegment returns the active segment as of the last fully
+// acknowledged group: every entry in an earlier segment has already been
+// handed to its done callback, and every entry acknowledged later lands in
+// this segment or a later one. Trimming below it is safe for a caller that
+// tracks positions from callbacks.
 func (w *WAL) ActiveSegment() uint64 {
-	w.segMu.RLock()
-	defer w.segMu.RUnlock()
-	var top uint64
-	for seq := range w.segments {
-		top = max(top, seq)
-	}
-	return top
+	return w.published.Load()
 }
 
 // RemoveSegmentsBefore deletes the sealed segments numbered below seq (never
@@ -463,6 +470,7 @@ func (w *WAL) ActiveSegment() uint64 {
 // still needs their entries (Tier 2 has sealed them): a later ReadAt of a
 // removed position returns ErrBadPosition. It returns how many it removed.
 func (w *WAL) RemoveSegmentsBefore(seq uint64) (int, error) {
+	seq = min(seq, w.published.Load()) // never under entries not yet acknowledged
 	w.segMu.Lock()
 	if w.segments == nil {
 		w.segMu.Unlock()

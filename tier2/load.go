@@ -62,7 +62,10 @@ func Load(fs vfs.FS, dir string, files *FileCache, log *slog.Logger) ([]*Segment
 			removed = true
 		}
 	}
-	if removed {
+	if removed || len(logs) > 0 {
+		// A segment renamed into place just before a kill -9 may have a
+		// directory entry that was never synced; the WAL copy of its
+		// batches is trimmed once the segment loads, so make it durable.
 		if err := fs.SyncDir(dir); err != nil {
 			return nil, rep, err
 		}
