@@ -156,6 +156,15 @@ func (c *conn) writeLoop(queue <-chan inflight) {
 	bw := bufio.NewWriterSize(c.nc, 64<<10)
 	var buf []byte
 	for f := range queue {
+		if bw.Buffered() > 0 {
+			// The next reply may block (a long poll, a produce waiting for
+			// fsync): send what is ready first, so a heartbeat answer never
+			// waits behind a fetch.
+			if err := bw.Flush(); err != nil {
+				c.nc.Close()
+				break
+			}
+		}
 		resp := f.reply()
 		if resp == nil {
 			c.b.metrics.requestDone(f.key, f.start, nil)
