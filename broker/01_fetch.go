@@ -14,7 +14,8 @@ import (
 //   available, woken as soon as a partition's high watermark moves.
 // * Only durable (fsynced) batches are served: the high watermark is the
 //   offset after the last fsynced record.
-// * MaxBytes and PartitionMaxBytes bound the response; the first batch of
+// * MaxBytes (capped by the broker's FetchMaxBytes, Kafka's
+//   fetch.max.bytes) and PartitionMaxBytes bound the response; the first batch of
 //   the response is returned whole even when larger (KIP-74).
 // * A fetch offset below the log start or above the high watermark gets
 //   OFFSET_OUT_OF_RANGE. v13+ resolves topics by ID (UNKNOWN_TOPIC_ID).
@@ -167,6 +168,7 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 	if r.Version < 3 || budget <= 0 {
 		budget = 50 << 20
 	}
+	budget = min(budget, int(b.cfg.FetchMaxBytes))
 	for _, s := range slots {
 		sp := s.sp
 		sp.RecordBatches = sp.RecordBatches[:0]

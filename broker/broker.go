@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/chronik-go/chronik/internal/vfs"
 	"github.com/chronik-go/chronik/tier1"
 	"github.com/chronik-go/chronik/tier2"
@@ -34,6 +36,8 @@ type Broker struct {
 	groups *coordinator // the classic group coordinator and committed offsets
 
 	metrics *metrics // always set; exported only when cfg.Metrics is
+
+	reqBytes *semaphore.Weighted // request bytes held across all connections
 
 	// adminMu serialises metadata changes (topic create, delete, alter) so
 	// each is persisted before it becomes visible.
@@ -109,6 +113,7 @@ func New(cfg Config) (*Broker, error) {
 		cleanKick:  make(chan struct{}, 1),
 	}
 	b.metrics = newMetrics(b)
+	b.reqBytes = semaphore.NewWeighted(cfg.QueuedMaxRequestBytes)
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}

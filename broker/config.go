@@ -38,6 +38,13 @@ type Config struct {
 	// MaxInflightPerConn bounds requests read ahead of their responses on one
 	// connection.
 	MaxInflightPerConn int
+	// QueuedMaxRequestBytes bounds the request bytes held by the whole
+	// broker at once (Kafka's queued.max.request.bytes): a connection whose
+	// next frame does not fit waits before reading it.
+	QueuedMaxRequestBytes int64
+	// FetchMaxBytes caps one fetch response whatever the client asks
+	// (Kafka's fetch.max.bytes).
+	FetchMaxBytes int32
 
 	// GroupMinSessionTimeout and GroupMaxSessionTimeout bound a group
 	// member's session timeout (Kafka's group.min/max.session.timeout.ms).
@@ -120,6 +127,8 @@ func DefaultConfig() Config {
 		MaxRequestBytes:          100 << 20,
 		MessageMaxBytes:          1 << 20,
 		MaxInflightPerConn:       128,
+		QueuedMaxRequestBytes:    512 << 20,
+		FetchMaxBytes:            55 << 20,
 
 		GroupMinSessionTimeout:        6 * time.Second,
 		GroupMaxSessionTimeout:        30 * time.Minute,
@@ -173,6 +182,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("broker: tier 3 upload workers %d must be at least 1 and tier 3 cache bytes %d at least 1 MiB", c.Tier3UploadWorkers, c.Tier3CacheBytes)
 	case c.Tier3 != nil && (c.Tier3RetryMin <= 0 || c.Tier3RetryMax < c.Tier3RetryMin):
 		return fmt.Errorf("broker: tier 3 retry min %v must be positive and at most tier 3 retry max %v", c.Tier3RetryMin, c.Tier3RetryMax)
+	case c.QueuedMaxRequestBytes < int64(c.MaxRequestBytes):
+		return fmt.Errorf("broker: queued max request bytes %d must be at least max request bytes %d", c.QueuedMaxRequestBytes, c.MaxRequestBytes)
+	case c.FetchMaxBytes < 1024:
+		return fmt.Errorf("broker: fetch max bytes %d must be at least 1024", c.FetchMaxBytes)
 	case c.MaxInflightPerConn < 1:
 		return fmt.Errorf("broker: max inflight per connection %d must be at least 1", c.MaxInflightPerConn)
 	}

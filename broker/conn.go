@@ -38,6 +38,7 @@ func now(resp kmsg.Response) reply { return func() kmsg.Response { return resp }
 
 type inflight struct {
 	start time.Time // when decoding began, for chronik_request_duration_seconds
+	held  int64     // request bytes taken from Broker.reqBytes; released once answered
 	key   int16
 	corr  int32
 	flex  bool // response header carries tagged fields
@@ -89,19 +90,27 @@ func (c *conn) readLoop(queue chan<- inflight, writerDone <-chan struct{}) error
 			return fmt.Errorf("request frame of %d bytes is outside 8..%d (socket.request.max.bytes)", size, c.b.cfg.MaxRequestBytes)
 		}
 		// Each frame gets its own buffer: produce batches alias it until
-		// the WAL has written them.
+		// the WAL has written them. The broker-wide budget bounds what all
+		// connections hold; waiting for it stops reading this socket.
+		if err := c.b.reqBytes.Acquire(c.ctx, int64(size)); err != nil {
+			return err
+		}
 		body := make([]byte, size)
 		if _, err := io.ReadFull(br, body); err != nil {
+			c.b.reqBytes.Release(int64(size))
 			return err
 		}
 		c.b.metrics.bytesIn.Add(float64(4 + len(body)))
 		f, err := c.handle(body)
 		if err != nil {
+			c.b.reqBytes.Release(int64(size))
 			return err
 		}
+		f.held = int64(size)
 		select {
 		case queue <- f:
 		case <-writerDone:
+			c.b.reqBytes.Release(f.held)
 			return errors.New("writer stopped")
 		}
 	}
@@ -162,10 +171,13 @@ func (c *conn) writeLoop(queue <-chan inflight) {
 			// waits behind a fetch.
 			if err := bw.Flush(); err != nil {
 				c.nc.Close()
+				f.reply()
+				c.b.reqBytes.Release(f.held)
 				break
 			}
 		}
 		resp := f.reply()
+		c.b.reqBytes.Release(f.held) // the request's buffers are done with
 		if resp == nil {
 			c.b.metrics.requestDone(f.key, f.start, nil)
 			continue
@@ -193,7 +205,11 @@ func (c *conn) writeLoop(queue <-chan inflight) {
 			buf = nil // don't pin one huge fetch response per connection
 		}
 	}
-	// Drain so the reader never blocks on a full queue after a write error.
-	for range queue {
+	// Drain so the reader never blocks on a full queue after a write error;
+	// each reply still runs so its request's bytes are released only once
+	// its work (a produce's WAL write) no longer needs them.
+	for f := range queue {
+		f.reply()
+		c.b.reqBytes.Release(f.held)
 	}
 }

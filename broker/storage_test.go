@@ -117,3 +117,74 @@ func TestAcksZero(t *testing.T) {
 }
 
 var _ = errors.New
+
+// The broker-wide request budget bounds what all connections hold, is
+// waited for rather than failed, and is fully returned once every request
+// has been answered.
+func TestRequestBytesBudget(t *testing.T) {
+	b := testBroker(t, t.TempDir(), func(c *Config) {
+		c.MaxRequestBytes = 64 << 10
+		c.MessageMaxBytes = 16 << 10
+		c.QueuedMaxRequestBytes = 64 << 10
+		c.DefaultPartitions = 4
+	})
+	var clients []*kgo.Client
+	for i := 0; i < 4; i++ {
+		clients = append(clients, testClient(t, b, kgo.DefaultProduceTopic("budget"), kgo.ProducerBatchMaxBytes(16<<10)))
+	}
+	errc := make(chan error, len(clients))
+	for _, cl := range clients {
+		go func(cl *kgo.Client) {
+			var recs []*kgo.Record
+			for i := 0; i < 3000; i++ {
+				recs = append(recs, &kgo.Record{Value: make([]byte, 100)})
+			}
+			errc <- cl.ProduceSync(testCtx(t), recs...).FirstErr()
+		}(cl)
+	}
+	for range clients {
+		if err := <-errc; err != nil {
+			t.Fatalf("produce under a small request budget: %v", err)
+		}
+	}
+	for _, cl := range clients {
+		cl.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !b.reqBytes.TryAcquire(b.cfg.QueuedMaxRequestBytes) {
+		if time.Now().After(deadline) {
+			t.Fatal("request budget not fully released after every request was answered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.reqBytes.Release(b.cfg.QueuedMaxRequestBytes)
+}
+
+// FetchMaxBytes caps a response whatever MaxBytes the client asks for.
+func TestFetchMaxBytesCap(t *testing.T) {
+	b := testBroker(t, t.TempDir(), func(c *Config) { c.FetchMaxBytes = 4096 })
+	createTopic(t, b, "capped", nil)
+	c := dialRaw(t, b)
+	for i := 0; i < 40; i++ {
+		if sp := produceRaw(t, c, "capped", makeBatch(20, -1, -1, -1, 1)); sp.ErrorCode != 0 {
+			t.Fatal(kerr.ErrorForCode(sp.ErrorCode))
+		}
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.SetVersion(11)
+	req.MaxBytes = 1 << 30
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = "capped"
+	ft.Partitions = []kmsg.FetchRequestTopicPartition{{Partition: 0, PartitionMaxBytes: 1 << 30, CurrentLeaderEpoch: -1}}
+	req.Topics = append(req.Topics, ft)
+	c.send(req)
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	if err := c.recv(resp); err != nil {
+		t.Fatal(err)
+	}
+	got := len(resp.Topics[0].Partitions[0].RecordBatches)
+	one := len(makeBatch(20, -1, -1, -1, 1))
+	if got == 0 || got > 4096 {
+		t.Fatalf("fetch returned %d bytes (batches of %d); want some, at most the 4096-byte cap", got, one)
+	}
+}
