@@ -123,8 +123,8 @@ func (x *Index) ReadFrom(r io.ReaderAt, offset int64, limit int, dst []byte, for
 }
 
 // readRange appends the whole batches from pos up to limit bytes (the
-// first one whole even if larger when force is set) and returns how many
-// bytes it appended.
+// first one whole even if larger when force is set), each CRC-checked, and
+// returns how many bytes it appended.
 func readRange(f io.ReaderAt, pos, size int64, limit int, dst []byte, force bool, name string) ([]byte, int64, error) {
 	n := min(int64(max(limit, batchHeaderLen)), size-pos)
 	start := len(dst)
@@ -154,6 +154,15 @@ func readRange(f io.ReaderAt, pos, size int64, limit int, dst []byte, force bool
 			break
 		}
 		end += l
+	}
+	// Never serve bytes that fail their check: one CRC32C pass over bytes
+	// already in memory, far cheaper than the read.
+	for b := dst[start : start+int(end)]; len(b) > 0; {
+		_, l, _ := parseBatchPrefix(b)
+		if _, err := checkBatch(b[:l]); err != nil {
+			return dst[:start], 0, fmt.Errorf("%w in %s", err, name)
+		}
+		b = b[l:]
 	}
 	return dst[:start+int(end)], end, nil
 }

@@ -2,6 +2,7 @@ package tier2
 
 import (
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"io"
 	"log/slog"
@@ -138,4 +139,48 @@ func FuzzParseCheckpoint(f *testing.F) {
 		parseCheckpoint(b, kindProducers)
 		parseCheckpoint(b, kindLogStart)
 	})
+}
+
+// A batch damaged in the middle of a sealed segment (where Load's cheap
+// checks do not look) is never served: the read fails with ErrCorrupt.
+func TestDamagedBatchNeverServed(t *testing.T) {
+	mem := vfs.NewMemFS()
+	files := NewFileCache(4)
+	const dir = "/seg/p"
+	writeSegment(t, mem, dir, files, 0, 10, 50, 5000)
+	name := dir + "/" + segmentName(0) + logSuffix
+	data, err := mem.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2+100] ^= 0xff // inside the records of a middle batch (CRC-covered)
+	if err := mem.WriteFile(name, data); err != nil {
+		t.Fatal(err)
+	}
+	segs, _, err := Load(mem, dir, NewFileCache(4), quiet())
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("Load: %d segments, %v", len(segs), err)
+	}
+	s := segs[0]
+	var sawCorrupt bool
+	for off := s.Base; off < s.Next; off += 10 {
+		buf, _, err := s.ReadFrom(off, 1<<20, nil, true)
+		if errors.Is(err, ErrCorrupt) {
+			sawCorrupt = true
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for b := buf; len(b) > 0; {
+			_, l, _ := parseBatchPrefix(b)
+			if _, err := checkBatch(b[:l]); err != nil {
+				t.Fatalf("ReadFrom(%d) served a batch that fails its check: %v", off, err)
+			}
+			b = b[l:]
+		}
+	}
+	if !sawCorrupt {
+		t.Fatal("no read reported the damaged batch")
+	}
 }
