@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -182,5 +183,24 @@ func TestDamagedBatchNeverServed(t *testing.T) {
 	}
 	if !sawCorrupt {
 		t.Fatal("no read reported the damaged batch")
+	}
+}
+
+// Creating a segment in a new partition directory syncs every parent that
+// gained an entry, so the directory survives power loss with its segment.
+func TestCreateSyncsNewDirectories(t *testing.T) {
+	efs := vfs.NewErrorFS(vfs.NewMemFS())
+	var synced []string
+	efs.SetHook(func(op vfs.Op, path string) error {
+		if op == vfs.OpSyncDir {
+			synced = append(synced, path)
+		}
+		return nil
+	})
+	writeSegment(t, efs, "/data/segments/p0", NewFileCache(2), 0, 10, 50, 1000)
+	for _, want := range []string{"/data", "/data/segments", "/data/segments/p0"} {
+		if !slices.Contains(synced, want) {
+			t.Errorf("directory %s never synced after its entry was created (synced %v)", want, synced)
+		}
 	}
 }

@@ -134,7 +134,7 @@ type Writer struct {
 // Create starts a segment with the given base offset in dir (created if
 // needed). Batches are added with Append and published with Finish.
 func Create(fs vfs.FS, dir string, files *FileCache, base int64) (*Writer, error) {
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
+	if err := ensureDir(fs, dir); err != nil {
 		return nil, err
 	}
 	f, err := fs.OpenFile(filepath.Join(dir, segmentName(base)+logSuffix+tmpSuffix), os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
@@ -233,7 +233,7 @@ func (w *Writer) Abort() {
 
 // WriteLogStart durably records a partition's log start offset in dir.
 func WriteLogStart(fs vfs.FS, dir string, logStart int64) error {
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
+	if err := ensureDir(fs, dir); err != nil {
 		return err
 	}
 	p := binary.LittleEndian.AppendUint64(nil, uint64(logStart))
@@ -326,4 +326,26 @@ func ReadProducers(fs vfs.FS, dir string) (sealedEnd int64, ps []ProducerState, 
 		ps = append(ps, s)
 	}
 	return sealedEnd, ps, true, nil
+}
+
+// ensureDir creates dir and any missing parents, syncing each parent that
+// gained an entry: a segment renamed into a directory whose own entry was
+// never synced could vanish with it on power loss, after the WAL copy of its
+// batches was trimmed.
+func ensureDir(fs vfs.FS, dir string) error {
+	if _, err := fs.ReadDir(dir); err == nil {
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := ensureDir(fs, parent); err != nil {
+			return err
+		}
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return fs.SyncDir(parent)
 }
