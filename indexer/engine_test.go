@@ -1,0 +1,203 @@
+package indexer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMilli()
+
+// mappingLog holds a few records of every kind.
+func mappingLog() *memLog {
+	l := newMemLog()
+	l.addTopic("orders", 2, 1)
+	l.add("orders", 0, []*Record{
+		{Timestamp: t0, Key: []byte("order-1"), Value: []byte(`{"city":"paris","order":{"total":120.5,"paid":true},"created":"2026-02-01T10:00:00.5Z","note":"disk full again","key":"inner"}`),
+			Headers: []Header{{Key: "source", Value: []byte("billing api")}}},
+		{Timestamp: t0 + 1000, Key: []byte("order-2"), Value: []byte(`{"city":"berlin","order":{"total":80,"paid":false},"tags":["urgent","eu"]}`)},
+	})
+	l.add("orders", 1, []*Record{
+		{Timestamp: t0 + 2000, Key: []byte("order-3"), Value: []byte(`plain text mentions paris and disk`)},
+		{Timestamp: t0 + 3000, Value: []byte(`{"city":"Paris","order":{"total":100}}`), Headers: []Header{{Key: "source", Value: []byte("web")}}},
+	})
+	l.add("orders", 1, []*Record{{Timestamp: t0 + 4000, Key: []byte("tail-1"), Value: []byte(`{"city":"rome"}`)}}) // tail
+	return l
+}
+
+func coords(r *Result) []string {
+	var out []string
+	for _, h := range r.Hits {
+		out = append(out, fmt.Sprintf("%d/%d", h.Partition, h.Offset))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestFieldMapping(t *testing.T) {
+	e := newTestEngine(t, mappingLog(), nil)
+	cases := []struct {
+		q    string
+		want []string
+	}{
+		{"city:paris", []string{"0/0", "1/1"}},           // text, lower-cased
+		{"paris", []string{"0/0", "1/0", "1/1"}},         // bare term: JSON and plain values
+		{`note:"disk full"`, []string{"0/0"}},            // phrase
+		{`"full disk"`, nil},                             // word order counts
+		{"order.total:>=100", []string{"0/0", "1/1"}},    // numeric range on a dotted path
+		{"order.total:80", []string{"0/1"}},              // numeric equality
+		{"order.paid:true", []string{"0/0"}},             // boolean
+		{`created:>"2026-01-31T00:00:00Z"`, []string{"0/0"}}, // RFC 3339 string typed as a date
+		{"headers.source:billing", []string{"0/0"}},      // header value
+		{"billing", []string{"0/0"}},                     // headers are in the bare-term field
+		{"key:order-1", []string{"0/0"}},                 // key as one keyword
+		{"key:order", nil},                               // ... not its words
+		{"key.text:order", []string{"0/0", "0/1", "1/0"}}, // key words
+		{"value.key:inner", []string{"0/0"}},             // JSON member colliding with a record field
+		{"tags:urgent", []string{"0/1"}},                 // array element
+		{"+city:paris -headers.source:web", []string{"0/0"}},
+		{"city:rome", []string{"1/2"}}, // the tail, not archived
+		{"partition:1 offset:>=1", []string{"0/1", "1/0", "1/1", "1/2"}}, // OR
+		{"partition:1 +offset:>=1", []string{"0/1", "1/1", "1/2"}}, // optional beside a required clause
+		{"+partition:1 +offset:>=1", []string{"1/1", "1/2"}},
+		{"", []string{"0/0", "0/1", "1/0", "1/1", "1/2"}},
+	}
+	for _, c := range cases {
+		r, err := e.Search(context.Background(), Request{Topics: []string{"orders"}, Query: c.q, Limit: 100})
+		if err != nil {
+			t.Errorf("%q: %v", c.q, err)
+			continue
+		}
+		if d := cmp.Diff(c.want, coords(r)); d != "" {
+			t.Errorf("%q: hits (-want +got):\n%s", c.q, d)
+		}
+	}
+}
+
+func TestHitShape(t *testing.T) {
+	e := newTestEngine(t, mappingLog(), nil)
+	r, err := e.Search(context.Background(), Request{Topics: []string{"orders"}, Query: "key:order-1 OR key:order-3", Sort: "time"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Hits) != 2 || r.Total != 2 {
+		t.Fatalf("got %d hits of %d, want 2", len(r.Hits), r.Total)
+	}
+	h := r.Hits[0]
+	if h.Topic != "orders" || h.Partition != 0 || h.Offset != 0 || h.Timestamp.UnixMilli() != t0 || *h.Key != "order-1" ||
+		h.Headers["source"] != "billing api" || !strings.HasPrefix(string(h.Value), `{"city":"paris"`) {
+		t.Errorf("first hit %+v value %s", h, h.Value)
+	}
+	if string(r.Hits[1].Value) != `"plain text mentions paris and disk"` {
+		t.Errorf("a text value is a JSON string, got %s", r.Hits[1].Value)
+	}
+}
+
+func TestQueryErrors(t *testing.T) {
+	e := newTestEngine(t, mappingLog(), nil)
+	cases := []struct{ q, bad string }{
+		{`order.total:>5 city:"paris`, `city:"paris`},
+		{`city:paris timestamp:>"yesterday"`, `timestamp:>"yesterday"`},
+		{"city:paris order.total:>>5", "order.total:>>5"},
+	}
+	for _, c := range cases {
+		_, err := e.Search(context.Background(), Request{Topics: []string{"orders"}, Query: c.q})
+		var qe *QueryError
+		if !errors.As(err, &qe) {
+			t.Errorf("%q: got %v, want a query error", c.q, err)
+			continue
+		}
+		if c.bad != "" && qe.Query[qe.Pos:qe.End] != c.bad {
+			t.Errorf("%q: blamed %q, want %q", c.q, qe.Query[qe.Pos:qe.End], c.bad)
+		}
+		if !strings.Contains(qe.Caret(), "^") {
+			t.Errorf("%q: caret %q", c.q, qe.Caret())
+		}
+	}
+	if _, err := e.Search(context.Background(), Request{Topics: []string{"nope"}, Query: "x"}); !errors.Is(err, ErrUnknownTopic) {
+		t.Errorf("unknown topic: %v", err)
+	}
+	if _, err := e.Search(context.Background(), Request{Topics: []string{"orders"}, Sort: "size"}); err == nil {
+		t.Errorf("a bad sort was accepted")
+	}
+}
+
+// pagingLog: 3 partitions, 10 segments of 4 batches of 5 records each,
+// timestamps interleaved across partitions, and a tail.
+func pagingLog() (*memLog, int) {
+	l := newMemLog()
+	l.addTopic("events", 3, 4)
+	n := 0
+	for b := 0; b < 41; b++ {
+		for p := int32(0); p < 3; p++ {
+			var recs []*Record
+			for i := 0; i < 5; i++ {
+				ts := t0 + int64(n%97)*10 + int64(p) // duplicates across batches: ties broken by partition, offset
+				recs = append(recs, &Record{Timestamp: ts, Value: []byte(fmt.Sprintf(`{"n":%d,"word":"w%d"}`, n, n%3))})
+				n++
+			}
+			l.add("events", p, recs)
+		}
+	}
+	return l, n
+}
+
+func TestPagingAndMergeOrder(t *testing.T) {
+	l, _ := pagingLog()
+	e := newTestEngine(t, l, nil)
+	ctx := context.Background()
+	all, err := e.Search(ctx, Request{Topics: []string{"events"}, Query: "word:w1", Limit: 10000, Sort: "time"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int(all.Total) != len(all.Hits) || len(all.Hits) == 0 {
+		t.Fatalf("total %d, hits %d", all.Total, len(all.Hits))
+	}
+	for i := 1; i < len(all.Hits); i++ {
+		a, b := all.Hits[i-1], all.Hits[i]
+		if a.Timestamp.After(b.Timestamp) || a.Timestamp.Equal(b.Timestamp) && (a.Partition > b.Partition || a.Partition == b.Partition && a.Offset >= b.Offset) {
+			t.Fatalf("hits %d and %d out of order: %+v %+v", i-1, i, a, b)
+		}
+	}
+	var paged []Hit
+	for off := 0; off < len(all.Hits); off += 37 {
+		r, err := e.Search(ctx, Request{Topics: []string{"events"}, Query: "word:w1", Limit: 37, Offset: off, Sort: "time"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		paged = append(paged, r.Hits...)
+	}
+	if d := cmp.Diff(all.Hits, paged); d != "" {
+		t.Errorf("pages differ from one search (-one +pages):\n%s", d)
+	}
+	desc, err := e.Search(ctx, Request{Topics: []string{"events"}, Query: "word:w1", Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Reverse(desc.Hits)
+	if d := cmp.Diff(all.Hits, desc.Hits); d != "" {
+		t.Errorf("-time is not time reversed:\n%s", d)
+	}
+	// A time range keeps what falls in it, bounds included.
+	from, to := time.UnixMilli(t0+100), time.UnixMilli(t0+200)
+	r, err := e.Search(ctx, Request{Topics: []string{"events"}, Limit: 10000, From: from, To: to, Sort: "time"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	all2, _ := e.Search(ctx, Request{Topics: []string{"events"}, Limit: 10000})
+	for _, h := range all2.Hits {
+		if !h.Timestamp.Before(from) && !h.Timestamp.After(to) {
+			want++
+		}
+	}
+	if len(r.Hits) != want || want == 0 {
+		t.Errorf("time range: %d hits, want %d", len(r.Hits), want)
+	}
+}
