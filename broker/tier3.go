@@ -232,6 +232,7 @@ func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
 			return fmt.Errorf("mark segment %d archived: %w", s.Base, err)
 		}
 		b.tier.uploaded.Add(1)
+		b.segmentArchived(p)
 		b.log.Debug("archived segment", "topic", p.topic.name, "partition", p.index, "base", s.Base, "next", s.Next, "bytes", s.Size)
 	}
 	return nil

@@ -24,6 +24,9 @@ import (
 // ErrUnknownTopic is returned (wrapped) for a topic the log does not have.
 var ErrUnknownTopic = errors.New("indexer: unknown topic")
 
+// errBadRequest marks a request that is wrong whatever the data.
+var errBadRequest = errors.New("indexer: bad request")
+
 // Engine answers searches over a Log: per partition, every archived
 // segment's index (uploaded, else built on the fly and cached, so the
 // hits are the same whatever the indexer did) and the not yet archived
@@ -81,10 +84,10 @@ type Result struct {
 	Total    uint64        `json:"total"`
 	Hits     []Hit         `json:"hits"`
 	Took     time.Duration `json:"-"`
-	Indexes  int           `json:"indexes"`       // segment and tail indexes searched
-	Built    int           `json:"built_on_fly"`  // of them built for this search
-	Fetched  int           `json:"fetched"`       // hits whose record was read
-	Missing  int           `json:"missing"`       // hits whose record is gone (retention)
+	Indexes  int           `json:"indexes"`      // segment and tail indexes searched
+	Built    int           `json:"built_on_fly"` // of them built for this search
+	Fetched  int           `json:"fetched"`      // hits whose record was read
+	Missing  int           `json:"missing"`      // hits whose record is gone (retention)
 	TookMs   float64       `json:"took_ms"`
 	Sort     string        `json:"sort"`
 	Truncate bool          `json:"-"`
@@ -130,17 +133,17 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 		req.Limit = DefaultLimit
 	}
 	if req.Limit < 0 || req.Limit > MaxLimit || req.Offset < 0 {
-		return nil, fmt.Errorf("indexer: limit %d must be 1 to %d and offset %d not negative", req.Limit, MaxLimit, req.Offset)
+		return nil, fmt.Errorf("%w: limit %d must be 1 to %d and offset %d not negative", errBadRequest, req.Limit, MaxLimit, req.Offset)
 	}
 	order, err := sortOrder(req.Sort)
 	if err != nil {
 		return nil, err
 	}
 	if len(req.Topics) == 0 {
-		return nil, errors.New("indexer: no topic to search")
+		return nil, fmt.Errorf("%w: no topic to search", errBadRequest)
 	}
 	if !req.From.IsZero() && !req.To.IsZero() && req.To.Before(req.From) {
-		return nil, fmt.Errorf("indexer: the time range ends (%s) before it starts (%s)", req.To.Format(time.RFC3339Nano), req.From.Format(time.RFC3339Nano))
+		return nil, fmt.Errorf("%w: the time range ends (%s) before it starts (%s)", errBadRequest, req.To.Format(time.RFC3339Nano), req.From.Format(time.RFC3339Nano))
 	}
 	var units []unit
 	topics := map[string]Topic{}
@@ -199,7 +202,7 @@ func sortOrder(s string) (search.SortOrder, error) {
 		return search.SortOrder{&search.SortScore{Desc: true}, &search.SortField{Field: fieldTimestamp, Desc: true, Type: search.SortFieldAsDate},
 			num(fieldPartition, true), num(fieldOffset, true), &search.SortDocID{Desc: true}}, nil
 	}
-	return nil, fmt.Errorf("indexer: sort %q is not one of -time, time, score", s)
+	return nil, fmt.Errorf("%w: sort %q is not one of -time, time, score", errBadRequest, s)
 }
 
 func timeBound(q query.Query, from, to time.Time) query.Query {

@@ -46,25 +46,25 @@ func TestFieldMapping(t *testing.T) {
 		q    string
 		want []string
 	}{
-		{"city:paris", []string{"0/0", "1/1"}},           // text, lower-cased
-		{"paris", []string{"0/0", "1/0", "1/1"}},         // bare term: JSON and plain values
-		{`note:"disk full"`, []string{"0/0"}},            // phrase
-		{`"full disk"`, nil},                             // word order counts
-		{"order.total:>=100", []string{"0/0", "1/1"}},    // numeric range on a dotted path
-		{"order.total:80", []string{"0/1"}},              // numeric equality
-		{"order.paid:true", []string{"0/0"}},             // boolean
+		{"city:paris", []string{"0/0", "1/1"}},               // text, lower-cased
+		{"paris", []string{"0/0", "1/0", "1/1"}},             // bare term: JSON and plain values
+		{`note:"disk full"`, []string{"0/0"}},                // phrase
+		{`"full disk"`, nil},                                 // word order counts
+		{"order.total:>=100", []string{"0/0", "1/1"}},        // numeric range on a dotted path
+		{"order.total:80", []string{"0/1"}},                  // numeric equality
+		{"order.paid:true", []string{"0/0"}},                 // boolean
 		{`created:>"2026-01-31T00:00:00Z"`, []string{"0/0"}}, // RFC 3339 string typed as a date
-		{"headers.source:billing", []string{"0/0"}},      // header value
-		{"billing", []string{"0/0"}},                     // headers are in the bare-term field
-		{"key:order-1", []string{"0/0"}},                 // key as one keyword
-		{"key:order", nil},                               // ... not its words
-		{"key.text:order", []string{"0/0", "0/1", "1/0"}}, // key words
-		{"value.key:inner", []string{"0/0"}},             // JSON member colliding with a record field
-		{"tags:urgent", []string{"0/1"}},                 // array element
+		{"headers.source:billing", []string{"0/0"}},          // header value
+		{"billing", []string{"0/0"}},                         // headers are in the bare-term field
+		{"key:order-1", []string{"0/0"}},                     // key as one keyword
+		{"key:order", nil},                                   // ... not its words
+		{"key.text:order", []string{"0/0", "0/1", "1/0"}},    // key words
+		{"value.key:inner", []string{"0/0"}},                 // JSON member colliding with a record field
+		{"tags:urgent", []string{"0/1"}},                     // array element
 		{"+city:paris -headers.source:web", []string{"0/0"}},
-		{"city:rome", []string{"1/2"}}, // the tail, not archived
+		{"city:rome", []string{"1/2"}},                                   // the tail, not archived
 		{"partition:1 offset:>=1", []string{"0/1", "1/0", "1/1", "1/2"}}, // OR
-		{"partition:1 +offset:>=1", []string{"0/1", "1/1", "1/2"}}, // optional beside a required clause
+		{"partition:1 +offset:>=1", []string{"0/1", "1/1", "1/2"}},       // optional beside a required clause
 		{"+partition:1 +offset:>=1", []string{"1/1", "1/2"}},
 		{"", []string{"0/0", "0/1", "1/0", "1/1", "1/2"}},
 	}

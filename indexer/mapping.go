@@ -21,7 +21,7 @@ type Record struct {
 	Topic     string
 	Partition int32
 	Offset    int64
-	Timestamp int64 // unix milliseconds
+	Timestamp int64  // unix milliseconds
 	Key       []byte // nil when the record has none
 	Headers   []Header
 	Value     []byte // nil for a tombstone

@@ -37,8 +37,8 @@ type Indexer struct {
 
 	mu      sync.Mutex // guards the following
 	queued  map[partKey]bool
-	lag     map[partKey][2]int64 // segments and records archived but not indexed
-	dropped bool                 // a Notify found the queue full: resync soon
+	lag     map[partKey][2]int64       // segments and records archived but not indexed
+	dropped bool                       // a Notify found the queue full: resync soon
 	mans    map[partKey]*IndexManifest // the last read or written
 
 	partMu sync.Map // partKey -> *sync.Mutex: one pass per partition at a time

@@ -5,11 +5,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/chronik-go/chronik/broker"
+	"github.com/chronik-go/chronik/indexer"
 	"github.com/chronik-go/chronik/ops"
 	"github.com/chronik-go/chronik/tier1"
 	"github.com/chronik-go/chronik/tier3"
@@ -74,10 +79,22 @@ func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.
 	defer hs.Close()
 	log.Info("http listener ready", "addr", hs.Addr().String(), "pprof", cfg.Pprof)
 
+	var ix atomic.Pointer[indexer.Indexer]
+	bcfg.SegmentArchived = func(topic string, partition int32) {
+		if x := ix.Load(); x != nil {
+			x.Notify(topic, partition)
+		}
+	}
 	b, err := broker.New(bcfg)
 	if err != nil {
 		return fmt.Errorf("open broker in %s=%q: %w", cfg.Origin("CHRONIK_DATA_DIR"), cfg.DataDir, err)
 	}
+	stopSearch, err := startSearch(cfg, b, bcfg, hs, reg, log, &ix)
+	if err != nil {
+		_ = b.Close()
+		return err
+	}
+	defer stopSearch()
 	if err := b.Start(); err != nil {
 		_ = b.Close()
 		return fmt.Errorf("kafka listener on %s=%q: %w", cfg.Origin("CHRONIK_KAFKA_ADDR"), cfg.KafkaAddr, err)
@@ -88,6 +105,7 @@ func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.
 
 	<-ctx.Done()
 	log.Info("shutting down")
+	stopSearch()
 	if err := b.Close(); err != nil { // from here on /readyz answers 503
 		return fmt.Errorf("close broker: %w", err)
 	}
@@ -134,4 +152,46 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 		return broker.Config{}, err
 	}
 	return bc, nil
+}
+
+// startSearch runs the batch indexer (unless CHRONIK_INDEX_WORKERS is 0)
+// and serves the search API on the HTTP listener.
+func startSearch(cfg ops.Config, b *broker.Broker, bcfg broker.Config, hs *ops.HTTPServer, reg prometheus.Registerer,
+	log *slog.Logger, ix *atomic.Pointer[indexer.Indexer]) (func(), error) {
+	cache, err := indexer.OpenCache(filepath.Join(cfg.DataDir, "search-cache"), 2<<30, 64)
+	if err != nil {
+		return nil, err
+	}
+	sl := b.SearchLog()
+	eng, err := indexer.NewEngine(indexer.EngineConfig{Log: sl, Store: bcfg.Tier3, Cache: cache})
+	if err != nil {
+		cache.Close()
+		return nil, err
+	}
+	hs.Handle("POST /api/v1/search", indexer.Handler(eng, 4))
+	var x *indexer.Indexer
+	if cfg.IndexWorkers > 0 && bcfg.Tier3 != nil {
+		x, err = indexer.NewIndexer(indexer.Config{Log: sl, Store: bcfg.Tier3, Topics: sl.TopicNames, Workers: cfg.IndexWorkers,
+			TempDir: filepath.Join(cfg.DataDir, "index-build"), Logger: log, Metrics: reg})
+		if err != nil {
+			cache.Close()
+			return nil, err
+		}
+		ix.Store(x)
+		x.Start()
+	} else {
+		log.Info("batch indexer off; searches index archived segments on the fly", "setting", cfg.Origin("CHRONIK_INDEX_WORKERS"))
+	}
+	var once sync.Once
+	return func() { once.Do(func() { stopIndexer(x, ix, cache) }) }, nil
+}
+
+func stopIndexer(x *indexer.Indexer, ix *atomic.Pointer[indexer.Indexer], cache *indexer.Cache) {
+	{
+		if x != nil {
+			ix.Store(nil)
+			x.Close()
+		}
+		cache.Close()
+	}
 }
