@@ -283,7 +283,7 @@ func (e *Engine) open(ctx context.Context, units []unit, progress func(int, int)
 					// still searchable, indexed here.
 					_ = removeAll(dir)
 				}
-				didBuild = true
+				didBuild = u.seg != nil
 				return e.buildUnit(ctx, u, dir)
 			})
 			mu.Lock()

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/chronik-go/chronik/tier3"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMilli()
@@ -199,5 +201,60 @@ func TestPagingAndMergeOrder(t *testing.T) {
 	}
 	if len(r.Hits) != want || want == 0 {
 		t.Errorf("time range: %d hits, want %d", len(r.Hits), want)
+	}
+}
+
+// TestUploadedIndexesGiveTheSameHits: the indexer uploads an index per
+// archived segment; a search then downloads them instead of building, and
+// finds what a search over on-the-fly indexes finds. Retention dropping a
+// segment drops its index.
+func TestUploadedIndexesGiveTheSameHits(t *testing.T) {
+	l, _ := pagingLog()
+	store := tier3.NewMemStore()
+	x, err := NewIndexer(Config{Log: l, Store: store, Topics: func() []string { return []string{"events"} }, TempDir: t.TempDir(), Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for p := int32(0); p < 3; p++ {
+		if err := x.indexPartition(ctx, partKey{"events", p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pi, _ := l.Partition(ctx, Topic{Name: "events"}, 0)
+	im, err := LoadIndexManifest(ctx, store, l.topics["events"].t.ID, 0)
+	if err != nil || len(im.Indexes) != len(pi.Archived) || len(pi.Archived) < 2 {
+		t.Fatalf("index manifest %+v (%v) for %d segments", im, err, len(pi.Archived))
+	}
+	if segs, recs := x.Lag(); segs != 0 || recs != 0 {
+		t.Errorf("lag %d segments %d records after indexing", segs, recs)
+	}
+	uploaded := newTestEngine(t, l, store)
+	onTheFly := newTestEngine(t, l, nil)
+	for i, q := range []string{"word:w2", "n:>=100", ""} {
+		a, err := uploaded.Search(ctx, Request{Topics: []string{"events"}, Query: q, Limit: 10000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := onTheFly.Search(ctx, Request{Topics: []string{"events"}, Query: q, Limit: 10000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Built != 0 || (i == 0) != (b.Built > 0) {
+			t.Errorf("%q: built %d with uploaded indexes, %d without", q, a.Built, b.Built)
+		}
+		if d := cmp.Diff(b.Hits, a.Hits); d != "" || a.Total != b.Total {
+			t.Errorf("%q: uploaded indexes differ from on-the-fly ones:\n%s", q, d)
+		}
+	}
+	// A damaged index object is not used: the segment is indexed here.
+	key := tier3.PartitionPrefix(l.topics["events"].t.ID, 0) + im.Indexes[0].Object
+	if _, err := store.Put(ctx, key, strings.NewReader("garbage"), 7); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newTestEngine(t, l, store)
+	r, err := fresh.Search(ctx, Request{Topics: []string{"events"}, Query: "word:w2", Limit: 10000})
+	if err != nil || r.Built != 1 {
+		t.Errorf("damaged index: built %d, err %v", r.Built, err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/crc32"
+	"io"
+	"log/slog"
 	"sort"
 	"sync"
 	"testing"
@@ -141,3 +143,5 @@ func newTestEngine(t *testing.T, l Log, store tier3.Store) *Engine {
 	}
 	return e
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
