@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -188,19 +187,22 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 }
 
 func sortOrder(s string) (search.SortOrder, error) {
-	num := func(f string, desc bool) search.SearchSort {
-		return &search.SortField{Field: f, Desc: desc, Type: search.SortFieldAsNumber}
+	ts := func(desc bool) search.SearchSort {
+		return &search.SortField{Field: fieldTimestamp, Desc: desc, Type: search.SortFieldAsDate}
 	}
+	off := func(desc bool) search.SearchSort {
+		return &search.SortField{Field: fieldOffset, Desc: desc, Type: search.SortFieldAsNumber}
+	}
+	// Ties of timestamp and offset (other partitions or topics) are
+	// broken by document ID, so every order is total and pages never
+	// overlap.
 	switch s {
 	case "", "-time":
-		return search.SortOrder{&search.SortField{Field: fieldTimestamp, Desc: true, Type: search.SortFieldAsDate},
-			num(fieldPartition, true), num(fieldOffset, true), &search.SortDocID{Desc: true}}, nil
+		return search.SortOrder{ts(true), off(true), &search.SortDocID{Desc: true}}, nil
 	case "time":
-		return search.SortOrder{&search.SortField{Field: fieldTimestamp, Type: search.SortFieldAsDate},
-			num(fieldPartition, false), num(fieldOffset, false), &search.SortDocID{}}, nil
+		return search.SortOrder{ts(false), off(false), &search.SortDocID{}}, nil
 	case "score":
-		return search.SortOrder{&search.SortScore{Desc: true}, &search.SortField{Field: fieldTimestamp, Desc: true, Type: search.SortFieldAsDate},
-			num(fieldPartition, true), num(fieldOffset, true), &search.SortDocID{Desc: true}}, nil
+		return search.SortOrder{&search.SortScore{Desc: true}, ts(true), off(true), &search.SortDocID{Desc: true}}, nil
 	}
 	return nil, fmt.Errorf("%w: sort %q is not one of -time, time, score", errBadRequest, s)
 }
@@ -462,18 +464,4 @@ func fillHit(h *Hit, r *Record) {
 		b, _ := json.Marshal(string(validUTF8(r.Value)))
 		h.Value = b
 	}
-}
-
-// sortHits orders hits as sort o would, for merging in tests and tools.
-func sortHits(hits []Hit) {
-	sort.Slice(hits, func(i, j int) bool {
-		a, b := hits[i], hits[j]
-		if !a.Timestamp.Equal(b.Timestamp) {
-			return a.Timestamp.After(b.Timestamp)
-		}
-		if a.Partition != b.Partition {
-			return a.Partition > b.Partition
-		}
-		return a.Offset > b.Offset
-	})
 }

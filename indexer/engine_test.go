@@ -163,7 +163,8 @@ func TestPagingAndMergeOrder(t *testing.T) {
 	}
 	for i := 1; i < len(all.Hits); i++ {
 		a, b := all.Hits[i-1], all.Hits[i]
-		if a.Timestamp.After(b.Timestamp) || a.Timestamp.Equal(b.Timestamp) && (a.Partition > b.Partition || a.Partition == b.Partition && a.Offset >= b.Offset) {
+		if a.Timestamp.After(b.Timestamp) || a.Timestamp.Equal(b.Timestamp) && (a.Offset > b.Offset || a.Offset == b.Offset &&
+			DocID(a.Topic, a.Partition, a.Offset) >= DocID(b.Topic, b.Partition, b.Offset)) {
 			t.Fatalf("hits %d and %d out of order: %+v %+v", i-1, i, a, b)
 		}
 	}

@@ -55,7 +55,7 @@ var reserved = map[string]bool{
 
 // mappingVersion is recorded with every uploaded index; a search engine
 // rebuilds (on the fly) an index of another version instead of reading it.
-const mappingVersion = 1
+const mappingVersion = 2
 
 // NewMapping returns the index mapping Chronik's documents are queried
 // with. Documents are built by Document, field by field, so the mapping
@@ -70,7 +70,7 @@ func NewMapping() *mapping.IndexMappingImpl {
 	kw := bleve.NewKeywordFieldMapping()
 	kw.Store = false
 	kw.IncludeInAll = false
-	for _, f := range []string{fieldKey, fieldTopic} {
+	for _, f := range []string{fieldKey, fieldTopic, fieldPartition} {
 		im.DefaultMapping.AddFieldMappingsAt(f, kw)
 	}
 	return im
@@ -132,7 +132,10 @@ func (b *docBuilder) Document(r *Record) *document.Document {
 	d := document.NewDocument(DocID(r.Topic, r.Partition, r.Offset))
 	b.exclude = append(b.exclude[:0], fieldTopic, fieldPartition, fieldOffset, fieldTimestamp, fieldKey)
 	d.AddField(document.NewTextFieldCustom(fieldTopic, nil, []byte(r.Topic), keywordOpts, b.an.keyword))
-	d.AddField(document.NewNumericFieldWithIndexingOptions(fieldPartition, nil, float64(r.Partition), sortOpts))
+	// The partition is one word: a segment index holds one partition, so
+	// numeric terms and doc values would cost much for nothing; the query
+	// string's `partition:1` matches the word (ranges do not).
+	d.AddField(document.NewTextFieldCustom(fieldPartition, nil, []byte(strconv.Itoa(int(r.Partition))), keywordOpts, b.an.keyword))
 	d.AddField(document.NewNumericFieldWithIndexingOptions(fieldOffset, nil, float64(r.Offset), sortOpts))
 	if ts, err := document.NewDateTimeFieldWithIndexingOptions(fieldTimestamp, nil, time.UnixMilli(r.Timestamp), time.RFC3339Nano, sortOpts); err == nil {
 		d.AddField(ts)
