@@ -186,12 +186,12 @@ func startSearch(cfg ops.Config, b *broker.Broker, bcfg broker.Config, hs *ops.H
 	return func() { once.Do(func() { stopIndexer(x, ix, cache) }) }, nil
 }
 
+// stopIndexer stops the indexer (uploads in flight are abandoned and
+// redone by the next run) and closes the index cache.
 func stopIndexer(x *indexer.Indexer, ix *atomic.Pointer[indexer.Indexer], cache *indexer.Cache) {
-	{
-		if x != nil {
-			ix.Store(nil)
-			x.Close()
-		}
-		cache.Close()
+	if x != nil {
+		ix.Store(nil)
+		x.Close()
 	}
+	cache.Close()
 }
