@@ -93,7 +93,7 @@ func NewIndexer(cfg Config) (*Indexer, error) {
 		return nil, err
 	}
 	x := &Indexer{cfg: cfg, log: cfg.Logger, queue: make(chan partKey, cfg.QueueLen), queued: map[partKey]bool{},
-		lag: map[partKey][2]int64{}, mans: map[partKey]*IndexManifest{}, stop: make(chan struct{})}
+		mans: map[partKey]*IndexManifest{}, stop: make(chan struct{})}
 	x.m = newPoolMetrics(x)
 	if cfg.Metrics != nil {
 		if err := x.m.register(cfg.Metrics); err != nil {
@@ -223,14 +223,12 @@ func (x *Indexer) indexPartition(ctx context.Context, k partKey) error {
 	defer mu.(*sync.Mutex).Unlock()
 	t, err := x.cfg.Log.Topic(ctx, k.topic)
 	if errors.Is(err, ErrUnknownTopic) {
-		x.setLag(k, 0, 0)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	if !t.SearchEnabled || k.p >= t.Partitions {
-		x.setLag(k, 0, 0)
 		return nil
 	}
 	pi, err := x.cfg.Log.Partition(ctx, t, k.p)
@@ -249,8 +247,7 @@ func (x *Indexer) indexPartition(ctx context.Context, k partKey) error {
 	}
 	x.setManifest(k, m)
 	todo := x.missing(m, pi)
-	for i, s := range todo {
-		x.setLag(k, int64(len(todo)-i), records(todo[i:]))
+	for _, s := range todo {
 		e, err := x.indexSegment(ctx, t, k.p, s)
 		if err != nil {
 			return fmt.Errorf("index segment %d: %w", s.Base, err)
@@ -265,7 +262,6 @@ func (x *Indexer) indexPartition(ctx context.Context, k partKey) error {
 		m = &n
 		x.setManifest(k, m)
 	}
-	x.setLag(k, 0, 0)
 	return nil
 }
 
@@ -281,7 +277,7 @@ func (x *Indexer) setManifest(k partKey, m *IndexManifest) {
 	x.mans[k] = m
 }
 
-func records(segs []*tier3.SegmentEntry) int64 {
+func recordsOf(segs []*tier3.SegmentEntry) int64 {
 	var n int64
 	for _, s := range segs {
 		n += s.Next - s.Base
@@ -396,24 +392,30 @@ func (x *Indexer) indexSegment(ctx context.Context, t Topic, p int32, s *tier3.S
 	return e, nil
 }
 
-func (x *Indexer) setLag(k partKey, segs, recs int64) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if segs == 0 {
-		delete(x.lag, k)
-		return
-	}
-	x.lag[k] = [2]int64{segs, recs}
-}
-
-// Lag returns the archived segments and records not indexed yet, as of
-// each partition's last look.
+// Lag returns the archived segments and records not indexed yet: each
+// partition the indexer has looked at, its archive now against its index
+// manifest now (a pass in progress counts what it has not finished).
 func (x *Indexer) Lag() (segments, records int64) {
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	for _, l := range x.lag {
-		segments += l[0]
-		records += l[1]
+	mans := make(map[partKey]*IndexManifest, len(x.mans))
+	for k, m := range x.mans {
+		mans[k] = m
+	}
+	x.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for k, m := range mans {
+		t, err := x.cfg.Log.Topic(ctx, k.topic)
+		if err != nil || !t.SearchEnabled || k.p >= t.Partitions {
+			continue
+		}
+		pi, err := x.cfg.Log.Partition(ctx, t, k.p)
+		if err != nil {
+			continue
+		}
+		todo := x.missing(m, pi)
+		segments += int64(len(todo))
+		records += recordsOf(todo)
 	}
 	return segments, records
 }
