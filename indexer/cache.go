@@ -112,17 +112,31 @@ func entryDirName(key string) string {
 	return hex.EncodeToString(h[:12])
 }
 
-// Handle is a use of a cached index; Release ends it.
+// Handle is a use of an index; Release ends it.
 type Handle struct {
 	c *Cache
 	e *cacheEntry
+	// An index from elsewhere (a realtime tail index), and what ends its use.
+	idx  bleve.Index
+	done func()
 }
 
 // Index returns the opened index.
-func (h *Handle) Index() bleve.Index { return h.e.idx }
+func (h *Handle) Index() bleve.Index {
+	if h.e == nil {
+		return h.idx
+	}
+	return h.e.idx
+}
 
 // Release lets the cache evict the index again.
 func (h *Handle) Release() {
+	if h.e == nil {
+		if h.done != nil {
+			h.done()
+		}
+		return
+	}
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
 	h.e.refs--

@@ -36,6 +36,7 @@ type Engine struct {
 	store tier3.Store // nil: no uploaded indexes are looked for
 	cache *Cache
 	build chan struct{} // bounds indexes built or downloaded at once
+	tails *tails        // realtime tail indexes; nil when off
 }
 
 // EngineConfig configures an Engine.
@@ -45,6 +46,9 @@ type EngineConfig struct {
 	Cache *Cache      // required
 	// Parallel bounds the indexes downloaded or built at once (GOMAXPROCS).
 	Parallel int
+	// Realtime keeps an in-memory index of each partition's tail
+	// (realtime.go) instead of indexing the tail at every search.
+	Realtime bool
 }
 
 // NewEngine returns an engine.
@@ -55,7 +59,11 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = runtime.GOMAXPROCS(0)
 	}
-	return &Engine{log: cfg.Log, store: cfg.Store, cache: cfg.Cache, build: make(chan struct{}, cfg.Parallel)}, nil
+	e := &Engine{log: cfg.Log, store: cfg.Store, cache: cfg.Cache, build: make(chan struct{}, cfg.Parallel)}
+	if cfg.Realtime {
+		e.tails = newTails(4096)
+	}
+	return e, nil
 }
 
 // Request is one search.
@@ -272,22 +280,28 @@ func (e *Engine) open(ctx context.Context, units []unit, progress func(int, int)
 		go func() {
 			defer func() { <-e.build; wg.Done() }()
 			didBuild := false
-			h, err := e.cache.Get(ctx, u.key, u.mem, func(dir string) (bleve.Index, error) {
-				if u.obj != nil {
-					idx, err := e.download(ctx, u, dir)
-					if err == nil {
-						return idx, nil
+			var h *Handle
+			var err error
+			if u.mem && e.tails != nil {
+				h, err = e.tailHandle(ctx, u)
+			} else {
+				h, err = e.cache.Get(ctx, u.key, u.mem, func(dir string) (bleve.Index, error) {
+					if u.obj != nil {
+						idx, err := e.download(ctx, u, dir)
+						if err == nil {
+							return idx, nil
+						}
+						if ctx.Err() != nil {
+							return nil, err
+						}
+						// A damaged or missing index object: the segment is
+						// still searchable, indexed here.
+						_ = removeAll(dir)
 					}
-					if ctx.Err() != nil {
-						return nil, err
-					}
-					// A damaged or missing index object: the segment is
-					// still searchable, indexed here.
-					_ = removeAll(dir)
-				}
-				didBuild = u.seg != nil
-				return e.buildUnit(ctx, u, dir)
-			})
+					didBuild = u.seg != nil
+					return e.buildUnit(ctx, u, dir)
+				})
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			handles[i] = h

@@ -259,3 +259,50 @@ func TestUploadedIndexesGiveTheSameHits(t *testing.T) {
 		t.Errorf("damaged index: built %d, err %v", r.Built, err)
 	}
 }
+
+// TestRealtimeTail: with the realtime index, a search finds the same
+// records as without, as the tail grows and its front is archived.
+func TestRealtimeTail(t *testing.T) {
+	l := newMemLog()
+	l.addTopic("live", 1, 3)
+	c, err := OpenCache(t.TempDir(), 1<<30, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rt, err := NewEngine(EngineConfig{Log: l, Cache: c, Realtime: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := newTestEngine(t, l, nil)
+	ctx := context.Background()
+	n := 0
+	for step := 0; step < 7; step++ { // 7 batches: segments archive at 3 and 6
+		var recs []*Record
+		for i := 0; i < 10; i++ {
+			recs = append(recs, &Record{Timestamp: t0 + int64(n), Value: []byte(fmt.Sprintf(`{"n":%d,"w":"w%d"}`, n, n%4))})
+			n++
+		}
+		l.add("live", 0, recs)
+		if step == 4 {
+			// The background loop may run between searches.
+			loopCtx, cancel := context.WithCancel(ctx)
+			go rt.RunRealtime(loopCtx, func() []string { return []string{"live"} }, time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
+			cancel()
+		}
+		for _, q := range []string{"w:w1", "n:>=5", ""} {
+			a, err := rt.Search(ctx, Request{Topics: []string{"live"}, Query: q, Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := plain.Search(ctx, Request{Topics: []string{"live"}, Query: q, Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(b.Hits, a.Hits); d != "" || a.Total != b.Total {
+				t.Fatalf("step %d %q: realtime differs (-plain +realtime):\n%s", step, q, d)
+			}
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -51,10 +52,6 @@ func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.
 	if !cfg.Standalone() {
 		return fmt.Errorf("%s is set, but clustering is not available in this build yet: unset it to run a standalone broker",
 			cfg.Origin("CHRONIK_CLUSTER_PEERS"))
-	}
-	if cfg.RealtimeIndex {
-		log.Warn("the realtime index is not available in this build yet; the setting is accepted and has no effect",
-			"setting", cfg.Origin("CHRONIK_REALTIME_INDEX"))
 	}
 	if cfg.Fsync == ops.FsyncNever {
 		log.Warn("acknowledging produces before fsync: acknowledged records can be lost on power failure or kernel crash",
@@ -163,17 +160,28 @@ func startSearch(cfg ops.Config, b *broker.Broker, bcfg broker.Config, hs *ops.H
 		return nil, err
 	}
 	sl := b.SearchLog()
-	eng, err := indexer.NewEngine(indexer.EngineConfig{Log: sl, Store: bcfg.Tier3, Cache: cache})
+	eng, err := indexer.NewEngine(indexer.EngineConfig{Log: sl, Store: bcfg.Tier3, Cache: cache, Realtime: cfg.RealtimeIndex})
 	if err != nil {
 		cache.Close()
 		return nil, err
 	}
+	rtCtx, rtStop := context.WithCancel(context.Background())
+	rtDone := make(chan struct{})
+	go func() {
+		defer close(rtDone)
+		if cfg.RealtimeIndex {
+			log.Info("realtime index of the active tail on", "setting", cfg.Origin("CHRONIK_REALTIME_INDEX"))
+			eng.RunRealtime(rtCtx, sl.TopicNames, time.Second)
+		}
+	}()
 	hs.Handle("POST /api/v1/search", indexer.Handler(eng, 4))
 	var x *indexer.Indexer
 	if cfg.IndexWorkers > 0 && bcfg.Tier3 != nil {
 		x, err = indexer.NewIndexer(indexer.Config{Log: sl, Store: bcfg.Tier3, Topics: sl.TopicNames, Workers: cfg.IndexWorkers,
 			TempDir: filepath.Join(cfg.DataDir, "index-build"), Logger: log, Metrics: reg})
 		if err != nil {
+			rtStop()
+			<-rtDone
 			cache.Close()
 			return nil, err
 		}
@@ -183,7 +191,13 @@ func startSearch(cfg ops.Config, b *broker.Broker, bcfg broker.Config, hs *ops.H
 		log.Info("batch indexer off; searches index archived segments on the fly", "setting", cfg.Origin("CHRONIK_INDEX_WORKERS"))
 	}
 	var once sync.Once
-	return func() { once.Do(func() { stopIndexer(x, ix, cache) }) }, nil
+	return func() {
+		once.Do(func() {
+			rtStop()
+			<-rtDone
+			stopIndexer(x, ix, cache)
+		})
+	}, nil
 }
 
 // stopIndexer stops the indexer (uploads in flight are abandoned and
