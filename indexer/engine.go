@@ -83,8 +83,14 @@ type Request struct {
 const (
 	DefaultLimit = 100
 	MaxLimit     = 10_000_000
-	pageSize     = 10_000
 )
+
+// maxScoreHits bounds offset + limit of a search sorted by score.
+const maxScoreHits = 100_000
+
+// pageSize is the most hits one Bleve request collects; larger limits
+// page with SearchAfter.
+var pageSize = 10_000
 
 // Result is a search's answer.
 type Result struct {
@@ -145,6 +151,9 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 	order, err := sortOrder(req.Sort)
 	if err != nil {
 		return nil, err
+	}
+	if req.Sort == "score" && req.Limit+req.Offset > maxScoreHits {
+		return nil, fmt.Errorf("%w: sorted by score, offset + limit may be at most %d (sort by time pages further)", errBadRequest, maxScoreHits)
 	}
 	if len(req.Topics) == 0 {
 		return nil, fmt.Errorf("%w: no topic to search", errBadRequest)
@@ -368,8 +377,14 @@ func (e *Engine) collect(ctx context.Context, handles []*Handle, q query.Query, 
 	alias := bleve.NewIndexAlias(idxs...)
 	var after []string
 	skip := req.Offset
+	page := pageSize
+	if req.Sort == "score" {
+		// SearchAfter does not resume a score order reliably across
+		// indexes: one request (limit checked in Search).
+		page = req.Limit
+	}
 	for len(res.Hits) < req.Limit {
-		size := min(pageSize, req.Limit-len(res.Hits))
+		size := min(page, req.Limit-len(res.Hits))
 		sr := bleve.NewSearchRequestOptions(q, size, 0, false)
 		if after == nil {
 			sr.From = skip
@@ -392,7 +407,20 @@ func (e *Engine) collect(ctx context.Context, handles []*Handle, q query.Query, 
 		if len(out.Hits) < size {
 			break
 		}
-		after = out.Hits[len(out.Hits)-1].Sort
+		// Typed sort fields take their SearchAfter values decoded
+		// (RFC 3339, decimal), as DecodedSort holds them.
+		last := out.Hits[len(out.Hits)-1]
+		after = make([]string, len(order))
+		for i, so := range order {
+			switch {
+			case i < len(last.DecodedSort) && last.DecodedSort[i] != "":
+				after[i] = last.DecodedSort[i]
+			case so.RequiresScoring():
+				after[i] = strconv.FormatFloat(last.Score, 'g', -1, 64)
+			default:
+				after[i] = last.Sort[i]
+			}
+		}
 	}
 	if req.Sort != "score" {
 		for i := range res.Hits {
