@@ -80,7 +80,10 @@ func (l *SearchLog) Partition(_ context.Context, t indexer.Topic, p int32) (inde
 	if err != nil {
 		return indexer.Partition{}, err
 	}
-	if l.b.tier.arch != nil {
+	part.mu.RLock()
+	loaded := part.archLoaded
+	part.mu.RUnlock()
+	if l.b.tier.arch != nil && !loaded {
 		// Right after a start the manifest may not be loaded yet; without
 		// it every archived offset would count as the local tail.
 		l.b.waitArchiveLoaded(part, 5*time.Second)
