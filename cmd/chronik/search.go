@@ -130,6 +130,9 @@ func searchServer(ctx context.Context, server string, api indexer.APIRequest, pr
 	resp, err := http.DefaultClient.Do(hreq)
 	stop()
 	if err != nil {
+		if ctx.Err() == nil {
+			return nil, fmt.Errorf("cannot reach the search API at %s: is `chronik start` running? (%v)", server, err)
+		}
 		return nil, fmt.Errorf("search through %s: %w", server, err)
 	}
 	defer resp.Body.Close()
