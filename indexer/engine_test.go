@@ -323,3 +323,25 @@ func TestRealtimeTail(t *testing.T) {
 		}
 	}
 }
+
+// A topic with search.enabled=false is not indexed, and is still searched.
+func TestSearchDisabledTopicNotIndexed(t *testing.T) {
+	l, _ := pagingLog()
+	l.topics["events"].t.SearchEnabled = false
+	store := tier3.NewMemStore()
+	x, err := NewIndexer(Config{Log: l, Store: store, Topics: func() []string { return []string{"events"} }, TempDir: t.TempDir(), Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := x.indexPartition(ctx, partKey{"events", 0}); err != nil {
+		t.Fatal(err)
+	}
+	if objs, _ := store.List(ctx, ""); len(objs) != 0 {
+		t.Errorf("indexed a topic with search disabled: %v", objs)
+	}
+	r, err := newTestEngine(t, l, store).Search(ctx, Request{Topics: []string{"events"}, Query: "word:w1", Limit: 1})
+	if err != nil || r.Total == 0 {
+		t.Errorf("search of a topic with search disabled: %v, %d hits", err, r.Total)
+	}
+}
