@@ -59,6 +59,7 @@ type fetchSlot struct {
 	offset int64
 	max    int
 	sp     *kmsg.FetchResponseTopicPartition
+	views  [][]byte // archived record bytes, written after sp's encoding (fetchReply)
 }
 
 func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
@@ -141,11 +142,11 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 		}
 		total, stop := b.fillFetch(slots, r)
 		if stop || total >= int(r.MinBytes) || wait <= 0 {
-			return resp
+			return fetchReply(resp, slots)
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return resp
+			return fetchReply(resp, slots)
 		}
 		timer := time.NewTimer(left)
 		select {
@@ -153,10 +154,10 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 			timer.Stop()
 		case <-timer.C:
 			b.fillFetch(slots, r)
-			return resp
+			return fetchReply(resp, slots)
 		case <-c.ctx.Done():
 			timer.Stop()
-			return resp
+			return fetchReply(resp, slots)
 		}
 	}
 }
@@ -169,9 +170,11 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 		budget = 50 << 20
 	}
 	budget = min(budget, int(b.cfg.FetchMaxBytes))
-	for _, s := range slots {
+	for i := range slots {
+		s := &slots[i]
 		sp := s.sp
 		sp.RecordBatches = sp.RecordBatches[:0]
+		s.views = s.views[:0]
 		sp.ErrorCode = 0
 		logStart, hw := s.p.offsets()
 		sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, logStart
@@ -198,17 +201,22 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 		if limit <= 0 && total > 0 {
 			continue
 		}
-		data, err := b.readPartition(s.p, s.offset, max(limit, 1), sp.RecordBatches)
+		if s.views == nil {
+			s.views = make([][]byte, 0, 4)
+		}
+		data, views, err := b.readPartitionVec(s.p, s.offset, max(limit, 1), sp.RecordBatches, s.views)
 		if err != nil {
 			b.log.Error("fetch read failed", "topic", s.p.topic.name, "partition", s.p.index, "offset", s.offset, "err", err)
 			sp.ErrorCode = kerr.KafkaStorageError.Code
 			sp.RecordBatches = sp.RecordBatches[:0]
+			s.views = s.views[:0]
 			stop = true
 			continue
 		}
-		sp.RecordBatches = data
-		total += len(data)
-		budget -= len(data)
+		sp.RecordBatches, s.views = data, views
+		n := len(data) + viewsLen(views)
+		total += n
+		budget -= n
 	}
 	return total, stop
 }

@@ -321,10 +321,20 @@ func archiveCtx() (context.Context, context.CancelFunc) {
 // readPartition is partition.readFrom with offsets below the local log
 // start read from the archive.
 func (b *Broker) readPartition(p *partition, offset int64, maxBytes int, dst []byte) ([]byte, error) {
+	out, _, err := b.readPartitionVec(p, offset, maxBytes, dst, nil)
+	return out, err
+}
+
+// readPartitionVec is readPartition where archived bytes are not copied:
+// given views (non-nil), an archived read appends read-only views of the
+// archive's verified chunks to it instead of bytes to dst (see
+// tier3.Archive.ReadVec); a local read appends to dst as ever.
+func (b *Broker) readPartitionVec(p *partition, offset int64, maxBytes int, dst []byte, views [][]byte) ([]byte, [][]byte, error) {
 	if b.tier.arch == nil {
-		return p.readFrom(b.wal, offset, maxBytes, dst)
+		out, err := p.readFrom(b.wal, offset, maxBytes, dst)
+		return out, views, err
 	}
-	start := len(dst)
+	start, vstart := len(dst), len(views)
 	for attempt := 0; ; attempt++ {
 		p.mu.RLock()
 		local := p.localStartLocked()
@@ -336,19 +346,29 @@ func (b *Broker) readPartition(p *partition, offset int64, maxBytes int, dst []b
 				dst = out[:start]
 				continue // local retention deleted the segment meanwhile
 			}
-			return out, err
+			return out, views, err
 		}
 		if !loaded {
 			if attempt == 0 && b.waitArchiveLoaded(p, 5*time.Second) {
 				continue
 			}
-			return dst, errArchiveNotLoaded
+			return dst, views, errArchiveNotLoaded
 		}
 		ctx, cancel := archiveCtx()
-		out, err := b.tier.arch.Read(ctx, b.archivePrefix(p), segs, offset, maxBytes, dst)
+		var n int
+		var err error
+		if views != nil {
+			views, n, err = b.tier.arch.ReadVec(ctx, b.archivePrefix(p), segs, offset, maxBytes, views)
+		} else {
+			dst, err = b.tier.arch.Read(ctx, b.archivePrefix(p), segs, offset, maxBytes, dst)
+			n = len(dst) - start
+		}
 		cancel()
-		if err != nil || len(out) > start {
-			return out, err
+		if err != nil {
+			return dst[:start], views[:vstart], err
+		}
+		if n > 0 {
+			return dst, views, nil
 		}
 		// Nothing archived at or after offset below the local start: a
 		// hole (segments lost from the bucket). Serve from what follows.
