@@ -127,9 +127,11 @@ type SliceReader interface {
 
 // ReadVec is ReadFrom without copying: it appends to dst views of the
 // batches (from r.Slice, coalesced where contiguous) and returns how many
-// bytes they hold and the offset after the last batch. Every batch's CRC
-// is checked across its pieces before it is returned.
-func (x *Index) ReadVec(r SliceReader, offset int64, limit int, dst [][]byte, force bool) (_ [][]byte, n int, next int64, atEnd bool, err error) {
+// bytes they hold and the offset after the last batch. Every batch's
+// header is checked; its CRC too, across its pieces, when checkCRC is set
+// (the caller may know the bytes equal batches checked before: see
+// BatchVerifier).
+func (x *Index) ReadVec(r SliceReader, offset int64, limit int, dst [][]byte, force, checkCRC bool) (_ [][]byte, n int, next int64, atEnd bool, err error) {
 	pos, err := x.Locate(r, offset)
 	if err != nil || pos >= x.Size {
 		return dst, 0, 0, pos >= x.Size, err
@@ -162,12 +164,14 @@ func (x *Index) ReadVec(r SliceReader, offset int64, limit int, dst [][]byte, fo
 			if len(b) == 0 {
 				return dst[:start], 0, 0, false, fmt.Errorf("tier2: archived segment ends at %d, inside a batch", off)
 			}
-			skip := max(0, min(int64(len(b)), pos+bOffAttributes-off)) // bytes before the CRC'd range
-			crc = crc32.Update(crc, crc32c, b[skip:])
+			if checkCRC {
+				skip := max(0, min(int64(len(b)), pos+bOffAttributes-off)) // bytes before the CRC'd range
+				crc = crc32.Update(crc, crc32c, b[skip:])
+			}
 			dst = appendView(dst, start, b)
 			off += int64(len(b))
 		}
-		if binary.BigEndian.Uint32(hdr[bOffCRC:]) != crc {
+		if checkCRC && binary.BigEndian.Uint32(hdr[bOffCRC:]) != crc {
 			return dst[:start], 0, 0, false, fmt.Errorf("%w: batch crc mismatch at offset %d in archived segment", ErrCorrupt, base)
 		}
 		n += int(l)
@@ -273,4 +277,67 @@ func (x *Index) Near(offset int64) int64 {
 		return 0
 	}
 	return int64(x.idx[i].pos)
+}
+
+// BatchVerifier checks every batch of a segment's bytes written to it in
+// pieces of any size (length, magic and CRC), as they stream past. Tier 3
+// runs it over a segment while uploading it, so that the archive holds
+// only verified batches; reads of the archive then check each chunk's
+// CRC-32C, which covers every byte served.
+type BatchVerifier struct {
+	hdr  [batchHeaderLen]byte
+	nh   int    // header bytes buffered
+	left int64  // bytes of the current batch after its header
+	crc  uint32 // running CRC of the current batch
+	pos  int64  // where the current batch starts
+	err  error
+}
+
+// Write checks the bytes in p; the first failure is sticky.
+func (v *BatchVerifier) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 && v.err == nil {
+		if v.nh < batchHeaderLen {
+			k := copy(v.hdr[v.nh:], p)
+			v.nh += k
+			p = p[k:]
+			if v.nh < batchHeaderLen {
+				break
+			}
+			_, l, ok := parseBatchPrefix(v.hdr[:])
+			switch {
+			case !ok:
+				v.err = fmt.Errorf("%w: bad batch header at %d", ErrCorrupt, v.pos)
+			case v.hdr[16] != 2:
+				v.err = fmt.Errorf("%w: batch magic %d at %d", ErrCorrupt, v.hdr[16], v.pos)
+			}
+			v.crc = crc32.Update(0, crc32c, v.hdr[bOffAttributes:])
+			v.left = l - batchHeaderLen
+		}
+		k := min(int64(len(p)), v.left)
+		v.crc = crc32.Update(v.crc, crc32c, p[:k])
+		v.left -= k
+		p = p[k:]
+		if v.left == 0 && v.err == nil {
+			v.err = v.endBatch()
+		}
+	}
+	return n, v.err
+}
+
+func (v *BatchVerifier) endBatch() error {
+	if binary.BigEndian.Uint32(v.hdr[bOffCRC:]) != v.crc {
+		return fmt.Errorf("%w: batch crc mismatch at %d (offset %d)", ErrCorrupt, v.pos, int64(binary.BigEndian.Uint64(v.hdr[bOffBase:])))
+	}
+	v.pos += int64(int32(binary.BigEndian.Uint32(v.hdr[bOffLength:]))) + batchPrefix
+	v.nh = 0
+	return nil
+}
+
+// Close reports the first failure, or a stream that ended inside a batch.
+func (v *BatchVerifier) Close() error {
+	if v.err == nil && v.nh > 0 {
+		v.err = fmt.Errorf("%w: segment ends inside the batch at %d", ErrCorrupt, v.pos)
+	}
+	return v.err
 }

@@ -37,8 +37,9 @@ type Archive struct {
 	idxLRU   list.List // *idxEntry, most recent at the front
 	idx      map[string]*list.Element
 	idxBytes int64
-	seq      map[string][]int64 // partition prefix -> offsets where recent reads ended
-	hotLRU   list.List          // *hotChunk, most recent at the front
+	seq      map[string][]int64    // partition prefix -> offsets where recent reads ended
+	cursor   map[string]readCursor // partition prefix -> its last sequential read
+	hotLRU   list.List             // *hotChunk, most recent at the front
 	hot      map[string]*list.Element
 	hotBytes int64
 	ghosts   map[string]struct{} // chunks read and dropped from memory without a disk copy
@@ -51,9 +52,13 @@ type ArchiveConfig struct {
 	// ChunkSize is the unit of ranged GETs and of the cache (4 MiB).
 	ChunkSize int64
 	// ReadAhead is how far past a sequential read chunks are fetched
-	// (16 MiB), by at most ReadAheadParallel GETs at once (4).
+	// (64 MiB), by at most ReadAheadParallel GETs at once (4), each of at
+	// most ReadAheadGET bytes (8 MiB; consecutive chunks of a segment).
+	// A window larger than ReadAheadParallel x ReadAheadGET keeps every
+	// GET slot busy while the reader waits for the oldest one.
 	ReadAhead         int64
 	ReadAheadParallel int
+	ReadAheadGET      int64
 	// IndexCacheBytes bounds the parsed indexes kept in memory (64 MiB).
 	IndexCacheBytes int64
 	// HotBytes bounds the verified chunks kept in memory (2 x ReadAhead,
@@ -86,10 +91,13 @@ func NewArchive(store Store, cfg ArchiveConfig) (*Archive, error) {
 	if cfg.ReadAhead < 0 {
 		cfg.ReadAhead = 0
 	} else if cfg.ReadAhead == 0 {
-		cfg.ReadAhead = 16 << 20
+		cfg.ReadAhead = 64 << 20
 	}
 	if cfg.ReadAheadParallel <= 0 {
 		cfg.ReadAheadParallel = 4
+	}
+	if cfg.ReadAheadGET <= 0 {
+		cfg.ReadAheadGET = 8 << 20
 	}
 	if cfg.IndexCacheBytes <= 0 {
 		cfg.IndexCacheBytes = 64 << 20
@@ -100,7 +108,7 @@ func NewArchive(store Store, cfg ArchiveConfig) (*Archive, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	a := &Archive{store: store, cfg: cfg, ctx: ctx, stop: stop, raSem: make(chan struct{}, cfg.ReadAheadParallel),
 		diskQ: make(chan diskWrite, diskQueue), inflight: make(map[string]*flight), idx: make(map[string]*list.Element),
-		seq: make(map[string][]int64), hot: make(map[string]*list.Element), ghosts: make(map[string]struct{})}
+		seq: make(map[string][]int64), cursor: make(map[string]readCursor), hot: make(map[string]*list.Element), ghosts: make(map[string]struct{})}
 	a.raWG.Add(1)
 	go a.diskWriter()
 	return a, nil
@@ -130,6 +138,7 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 func (a *Archive) Upload(ctx context.Context, prefix string, src SegmentSource) (SegmentEntry, error) {
 	h := sha256.New()
 	var crcs []uint32
+	var batches tier2.BatchVerifier
 	buf := make([]byte, a.cfg.ChunkSize)
 	for off := int64(0); off < src.Size; off += a.cfg.ChunkSize {
 		n := min(a.cfg.ChunkSize, src.Size-off)
@@ -138,13 +147,18 @@ func (a *Archive) Upload(ctx context.Context, prefix string, src SegmentSource) 
 		}
 		h.Write(buf[:n])
 		crcs = append(crcs, crc32.Checksum(buf[:n], crcTable))
+		batches.Write(buf[:n])
+	}
+	if err := batches.Close(); err != nil {
+		// Never archive a damaged batch: the chunk CRCs would vouch for it.
+		return SegmentEntry{}, fmt.Errorf("tier3: segment %d: %w", src.Base, err)
 	}
 	logSum := hex.EncodeToString(h.Sum(nil))
 	name := fmt.Sprintf("%020d-%s", src.Base, logSum[:16])
 	e := SegmentEntry{
 		Base: src.Base, Next: src.Next, Size: src.Size, MaxTs: src.MaxTs, MaxTsPos: src.MaxTsPos,
 		Log: name + ".log", Index: name + ".index", TimeIndex: name + ".timeindex",
-		LogSHA256: logSum, ChunkSize: a.cfg.ChunkSize, ChunkCRC32C: crcs, Uploaded: time.Now().UnixMilli(),
+		LogSHA256: logSum, ChunkSize: a.cfg.ChunkSize, ChunkCRC32C: crcs, BatchesChecked: true, Uploaded: time.Now().UnixMilli(),
 	}
 	put := func(key string, body io.ReadSeeker, size int64, want string) (string, error) {
 		info, err := a.store.Put(ctx, prefix+key, body, size)

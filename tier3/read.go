@@ -2,6 +2,7 @@ package tier3
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -168,7 +169,12 @@ func (a *Archive) chunkData(ctx context.Context, key string, e *SegmentEntry, ci
 		}
 	}
 	a.st.diskMisses.Add(1)
-	return a.chunk(ctx, key, e, ci, true)
+	data, err := a.chunk(ctx, key, e, ci, true)
+	if err != nil && !errors.Is(err, ErrChecksum) && ctx.Err() == nil {
+		// The GET may have been read-ahead's, failed midway; try once more.
+		data, err = a.chunk(ctx, key, e, ci, true)
+	}
+	return data, err
 }
 
 // chunk returns chunk ci of the object from one ranged GET shared by
@@ -177,31 +183,14 @@ func (a *Archive) chunkData(ctx context.Context, key string, e *SegmentEntry, ci
 func (a *Archive) chunk(ctx context.Context, key string, e *SegmentEntry, ci int64, used bool) ([]byte, error) {
 	ck := chunkKey(key, ci)
 	a.mu.Lock()
-	f, ok := a.inflight[ck]
-	if !ok {
-		f = &flight{done: make(chan struct{})}
-		a.inflight[ck] = f
-	}
-	f.used = f.used || used
+	f, owner := a.flightLocked(ck, used)
 	a.mu.Unlock()
-	if !ok {
+	if owner {
 		// Other readers may be waiting on this fetch: their requests must not
 		// fail because this caller gave up, so it runs under its own bound.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), chunkFetchTimeout)
-		f.data, f.err = a.fetchChunk(fctx, key, e, ci)
+		a.fetchRun(fctx, key, e, ci, []*flight{f})
 		cancel()
-		a.mu.Lock()
-		if f.err == nil {
-			// In memory before the flight ends, so nobody fetches it again.
-			a.keepHotLocked(ck, f.data, f.used)
-			if _, ghost := a.ghosts[ck]; ghost {
-				delete(a.ghosts, ck) // read before and fetched again: worth a disk copy
-				a.queueDiskLocked(ck, f.data)
-			}
-		}
-		delete(a.inflight, ck)
-		a.mu.Unlock()
-		close(f.done)
 	}
 	select {
 	case <-f.done:
@@ -211,23 +200,72 @@ func (a *Archive) chunk(ctx context.Context, key string, e *SegmentEntry, ci int
 	return f.data, f.err
 }
 
-func (a *Archive) fetchChunk(ctx context.Context, key string, e *SegmentEntry, ci int64) ([]byte, error) {
-	off := ci * e.ChunkSize
-	n := chunkLen(e, ci)
-	rc, err := a.store.GetRange(ctx, key, off, n)
-	if err != nil {
-		return nil, err
+// flightLocked returns chunk ck's flight, starting one (owner) when none
+// runs. mu must be held.
+func (a *Archive) flightLocked(ck string, used bool) (f *flight, owner bool) {
+	f, ok := a.inflight[ck]
+	if !ok {
+		f = &flight{done: make(chan struct{})}
+		a.inflight[ck] = f
 	}
-	defer rc.Close()
-	a.st.gets.Add(1)
-	data := make([]byte, n)
-	got, err := io.ReadFull(rc, data)
+	f.used = f.used || used
+	return f, !ok
+}
+
+// land ends a flight: a verified chunk goes to memory (and to disk when it
+// was read before and dropped), before the flight stops being findable,
+// so nobody fetches it again meanwhile.
+func (a *Archive) land(ck string, f *flight, data []byte, err error) {
+	a.mu.Lock()
+	f.data, f.err = data, err
+	if err == nil {
+		a.keepHotLocked(ck, data, f.used)
+		if _, ghost := a.ghosts[ck]; ghost {
+			delete(a.ghosts, ck) // read before and fetched again: worth a disk copy
+			a.queueDiskLocked(ck, data)
+		}
+	}
+	delete(a.inflight, ck)
+	a.mu.Unlock()
+	close(f.done)
+}
+
+// fetchRun fetches the consecutive chunks from c0 on, one per flight, with
+// one ranged GET, landing each chunk as soon as its bytes are in and
+// checked: a reader waiting for the first chunk does not wait for the
+// whole run. A failure lands on every chunk not yet landed.
+func (a *Archive) fetchRun(ctx context.Context, key string, e *SegmentEntry, c0 int64, flights []*flight) {
+	off := c0 * e.ChunkSize
+	n := int64(0)
+	for k := range flights {
+		n += chunkLen(e, c0+int64(k))
+	}
+	rc, err := a.store.GetRange(ctx, key, off, n)
+	if err == nil {
+		defer rc.Close()
+		a.st.gets.Add(1)
+	}
+	for k, f := range flights {
+		ci := c0 + int64(k)
+		var data []byte
+		if err == nil {
+			data, err = a.readChunk(rc, key, e, ci)
+		}
+		a.land(chunkKey(key, ci), f, data, err)
+	}
+}
+
+// readChunk reads chunk ci from a GET's body and checks its CRC-32C.
+func (a *Archive) readChunk(body io.Reader, key string, e *SegmentEntry, ci int64) ([]byte, error) {
+	data := make([]byte, chunkLen(e, ci))
+	got, err := io.ReadFull(body, data)
 	a.st.getBytes.Add(int64(got))
 	if err != nil {
 		return nil, fmt.Errorf("tier3: read %s chunk %d: %w", key, ci, err)
 	}
 	if crc32.Checksum(data, crcTable) != e.ChunkCRC32C[ci] {
-		return nil, fmt.Errorf("%w: %s bytes %d-%d", ErrChecksum, key, off, off+n)
+		off := ci * e.ChunkSize
+		return nil, fmt.Errorf("%w: %s bytes %d-%d", ErrChecksum, key, off, off+int64(len(data)))
 	}
 	return data, nil
 }
@@ -257,6 +295,9 @@ func (a *Archive) ReadVec(ctx context.Context, prefix string, segs []SegmentEntr
 	start, total := len(dst), 0
 	i := sort.Search(len(segs), func(i int) bool { return segs[i].Next > offset })
 	if i < len(segs) && a.sequential(prefix, offset) {
+		a.mu.Lock()
+		a.cursor[prefix] = readCursor{segs: segs[i:], offset: offset}
+		a.mu.Unlock()
 		a.readAhead(prefix, segs[i:], offset)
 	}
 	next := int64(-1)
@@ -273,7 +314,7 @@ func (a *Archive) ReadVec(ctx context.Context, prefix string, segs []SegmentEntr
 		var n int
 		var end int64
 		var atEnd bool
-		dst, n, end, atEnd, err = x.ReadVec(&chunkReader{a: a, ctx: ctx, key: prefix + e.Log, e: e}, offset, left, dst, total == 0)
+		dst, n, end, atEnd, err = x.ReadVec(&chunkReader{a: a, ctx: ctx, key: prefix + e.Log, e: e}, offset, left, dst, total == 0, !e.BatchesChecked)
 		if err != nil {
 			return dst[:start], 0, fmt.Errorf("tier3: read %s%s: %w", prefix, e.Log, err)
 		}
@@ -315,53 +356,110 @@ func (a *Archive) remember(prefix string, next int64) {
 	a.seq[prefix] = append(s, next)
 	if len(a.seq) > 4096 {
 		clear(a.seq)
+		clear(a.cursor)
+	}
+}
+
+// readCursor is where the last sequential read of a partition started.
+type readCursor struct {
+	segs   []SegmentEntry
+	offset int64
+}
+
+// continueAhead runs read-ahead again from the partition's last
+// sequential read when a read-ahead GET ends, so that GET slots are kept
+// busy while the reader waits for an earlier chunk.
+func (a *Archive) continueAhead(prefix string) {
+	a.mu.Lock()
+	c, ok := a.cursor[prefix]
+	a.mu.Unlock()
+	if ok && a.ctx.Err() == nil {
+		a.readAhead(prefix, c.segs, c.offset)
 	}
 }
 
 // readAhead fetches, in the background, the chunks covering ReadAhead
 // bytes from offset's chunk on, skipping those in memory, in flight or on
-// disk; it never waits for a GET slot.
+// disk: consecutive missing chunks of a segment are fetched by one GET of
+// up to ReadAheadGET bytes, at most ReadAheadParallel GETs at once. It
+// also loads the indexes of the later segments it reaches, so a reader
+// does not wait for them at a segment boundary. It never waits for a slot.
 func (a *Archive) readAhead(prefix string, segs []SegmentEntry, offset int64) {
 	budget := a.cfg.ReadAhead
-	first := true
 	for i := range segs {
 		e := &segs[i]
 		if budget <= 0 {
 			return
 		}
-		ci := int64(0)
-		if first {
-			if x, ok := a.cachedIndex(prefix + e.Log); ok {
-				ci = x.Near(offset) / e.ChunkSize
-			}
-			first = false
-		}
 		key := prefix + e.Log
-		for ; ci*e.ChunkSize < e.Size && budget > 0; ci++ {
-			budget -= e.ChunkSize
-			ck := chunkKey(key, ci)
-			a.mu.Lock()
-			_, busy := a.inflight[ck]
-			_, hot := a.hot[ck]
-			a.mu.Unlock()
-			if busy || hot || a.cfg.Cache.Has(ck) {
-				continue
-			}
-			select {
-			case a.raSem <- struct{}{}:
-			default:
+		ci := int64(0)
+		if x, ok := a.cachedIndex(key); ok && i == 0 {
+			ci = x.Near(offset) / e.ChunkSize
+		} else if !ok && i > 0 {
+			if !a.takeSlot() {
 				return
 			}
-			ci := ci // the loop variable outlives this iteration
-			a.raWG.Add(1)
-			go func() {
-				defer func() { <-a.raSem; a.raWG.Done() }()
-				ctx, cancel := context.WithTimeout(a.ctx, chunkFetchTimeout)
-				defer cancel()
-				a.chunk(ctx, key, e, ci, false)
-			}()
+			a.goAhead(func(ctx context.Context) { a.index(ctx, prefix, e) }, nil)
+		}
+		maxRun := max(1, a.cfg.ReadAheadGET/e.ChunkSize)
+		for ci*e.ChunkSize < e.Size && budget > 0 {
+			if !a.takeSlot() {
+				return
+			}
+			// The run of missing chunks from ci, within the budget.
+			var flights []*flight
+			c0 := ci
+			a.mu.Lock()
+			for ; ci*e.ChunkSize < e.Size && budget > 0 && int64(len(flights)) < maxRun; ci++ {
+				ck := chunkKey(key, ci)
+				_, busy := a.inflight[ck]
+				_, hot := a.hot[ck]
+				if busy || hot || a.cfg.Cache.Has(ck) {
+					if len(flights) > 0 {
+						break
+					}
+					c0 = ci + 1
+					budget -= e.ChunkSize
+					continue
+				}
+				budget -= e.ChunkSize
+				f, _ := a.flightLocked(ck, false)
+				flights = append(flights, f)
+			}
+			a.mu.Unlock()
+			if len(flights) == 0 {
+				<-a.raSem
+				continue
+			}
+			a.goAhead(func(ctx context.Context) { a.fetchRun(ctx, key, e, c0, flights) }, func() { a.continueAhead(prefix) })
 		}
 	}
+}
+
+// takeSlot takes a read-ahead slot if one is free; goAhead gives it back.
+func (a *Archive) takeSlot() bool {
+	select {
+	case a.raSem <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// goAhead runs fn in the background in a slot taken by takeSlot, then
+// gives the slot back and runs then (when not nil).
+func (a *Archive) goAhead(fn func(ctx context.Context), then func()) {
+	a.raWG.Add(1)
+	go func() {
+		defer a.raWG.Done()
+		ctx, cancel := context.WithTimeout(a.ctx, chunkFetchTimeout)
+		fn(ctx)
+		cancel()
+		<-a.raSem
+		if then != nil {
+			then()
+		}
+	}()
 }
 
 func (a *Archive) cachedIndex(key string) (*tier2.Index, bool) {
