@@ -52,6 +52,12 @@ type tierState struct {
 	kick      chan struct{} // capacity 1: a segment was sealed
 	described sync.Map      // topic id -> int32 partitions written to topic.json this run
 	uploaded  atomic.Int64  // segments archived since start
+
+	// For metrics, since start: objects and bytes the uploader put and
+	// verified, failed upload passes of a partition, and passes that ran
+	// again after a failure.
+	uploadedObjects, uploadedBytes atomic.Int64
+	uploadErrors, uploadRetries    atomic.Int64
 }
 
 // archState is a partition's uploader state.
@@ -126,9 +132,13 @@ func (b *Broker) uploadDue(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
+				if p.arch.retryAt.Load() != 0 {
+					b.tier.uploadRetries.Add(1)
+				}
 				err := b.archivePartition(ctx, p)
 				p.arch.mu.Lock()
 				if err != nil && ctx.Err() == nil {
+					b.tier.uploadErrors.Add(1)
 					p.arch.backoff = min(max(2*p.arch.backoff, b.cfg.Tier3RetryMin), b.cfg.Tier3RetryMax)
 					d := p.arch.backoff/2 + rand.N(p.arch.backoff/2+1)
 					p.arch.retryAt.Store(time.Now().Add(d).UnixNano())
@@ -253,10 +263,15 @@ func (b *Broker) uploadSegment(ctx context.Context, p *partition, s *tier2.Segme
 	if err != nil {
 		return tier3.SegmentEntry{}, err
 	}
-	return b.tier.arch.Upload(ctx, b.archivePrefix(p), tier3.SegmentSource{
+	e, err := b.tier.arch.Upload(ctx, b.archivePrefix(p), tier3.SegmentSource{
 		Base: s.Base, Next: s.Next, Size: s.Size, MaxTs: s.MaxTs, MaxTsPos: s.MaxTimestampBatch(),
 		Log: f, Index: index, TimeIndex: timeindex,
 	})
+	if err == nil {
+		b.tier.uploadedObjects.Add(3)
+		b.tier.uploadedBytes.Add(s.Size + int64(len(index)+len(timeindex)))
+	}
+	return e, err
 }
 
 // describeTopic writes topic.json (for restore) once per run and after
