@@ -1,12 +1,19 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,11 +108,14 @@ func benchArchivedRead(b *testing.B, overKafka bool) {
 		return time.Since(start)
 	}
 	var raw, read time.Duration
+	var rawCPU, readCPU cpuUse
 	b.SetBytes(total)
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
+		c0 := cpuNow()
 		raw += rawGet()
+		rawCPU = rawCPU.add(cpuNow().sub(c0))
 		br.Close()
 		br = testBroker(b, dir, mod) // a cold cache
 		p = br.lookupTopic("bench").partitions[0]
@@ -122,6 +132,7 @@ func benchArchivedRead(b *testing.B, overKafka bool) {
 			cl = testClient(b, br)
 		}
 		b.StartTimer()
+		c0 = cpuNow()
 		start := time.Now()
 		views := make([][]byte, 0, 8)
 		for next := int64(0); next < hw; {
@@ -141,12 +152,54 @@ func benchArchivedRead(b *testing.B, overKafka bool) {
 			next = last + 1
 		}
 		read += time.Since(start)
+		readCPU = readCPU.add(cpuNow().sub(c0))
 		if cl != nil {
 			cl.Close()
 		}
 	}
 	b.ReportMetric(float64(total)*float64(b.N)/raw.Seconds()/1e6, "rawGET4-MB/s")
 	b.ReportMetric(raw.Seconds()/read.Seconds(), "ratio")
+	// CPU seconds per pass: this process (broker and client) and MinIO.
+	k := float64(b.N)
+	b.ReportMetric(rawCPU.self/k, "rawGET-cpu-s")
+	b.ReportMetric(rawCPU.minio/k, "rawGET-minio-cpu-s")
+	b.ReportMetric(readCPU.self/k, "read-cpu-s")
+	b.ReportMetric(readCPU.minio/k, "read-minio-cpu-s")
+}
+
+// cpuUse is CPU time used, in seconds, by this process and by its MinIO
+// child (read from /proc; 0 where that is not available).
+type cpuUse struct{ self, minio float64 }
+
+func (c cpuUse) add(d cpuUse) cpuUse { return cpuUse{c.self + d.self, c.minio + d.minio} }
+func (c cpuUse) sub(d cpuUse) cpuUse { return cpuUse{c.self - d.self, c.minio - d.minio} }
+
+func cpuNow() cpuUse {
+	var c cpuUse
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		c.self = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	}
+	// Children are listed by the thread that started them.
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", os.Getpid()))
+	var kids []string
+	for _, t := range tasks {
+		b, _ := os.ReadFile(t)
+		kids = append(kids, strings.Fields(string(b))...)
+	}
+	for _, pid := range kids {
+		stat, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil || !bytes.Contains(stat, []byte("(minio)")) {
+			continue
+		}
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) > 12 {
+			u, _ := strconv.ParseFloat(f[11], 64) // utime, clock ticks (USER_HZ, 100 on Linux)
+			s, _ := strconv.ParseFloat(f[12], 64)
+			c.minio += (u + s) / 100
+		}
+	}
+	return c
 }
 
 var errNotYet = errors.New("not yet")

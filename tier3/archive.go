@@ -53,7 +53,7 @@ type ArchiveConfig struct {
 	ChunkSize int64
 	// ReadAhead is how far past a sequential read chunks are fetched
 	// (64 MiB), by at most ReadAheadParallel GETs at once (4), each of at
-	// most ReadAheadGET bytes (8 MiB; consecutive chunks of a segment).
+	// most ReadAheadGET bytes (16 MiB; consecutive chunks of a segment).
 	// A window larger than ReadAheadParallel x ReadAheadGET keeps every
 	// GET slot busy while the reader waits for the oldest one.
 	ReadAhead         int64
@@ -97,7 +97,7 @@ func NewArchive(store Store, cfg ArchiveConfig) (*Archive, error) {
 		cfg.ReadAheadParallel = 4
 	}
 	if cfg.ReadAheadGET <= 0 {
-		cfg.ReadAheadGET = 8 << 20
+		cfg.ReadAheadGET = 16 << 20
 	}
 	if cfg.IndexCacheBytes <= 0 {
 		cfg.IndexCacheBytes = 64 << 20
