@@ -24,15 +24,16 @@ import (
 //   byte range straight into the response's record bytes (a fetch that
 //   crosses a segment boundary reads each segment in turn). Active ranges
 //   are read batch by batch from the WAL, whose frames are re-verified.
-//   sendfile(2) is not used: kmsg encodes the whole response in memory,
-//   and on loopback a 1 MiB sendfile measured slower than pread + write
-//   (tier2's BenchmarkSealedFetch).
+//   sendfile(2) is not used: on loopback a 1 MiB sendfile measured slower
+//   than pread + write (tier2's BenchmarkSealedFetch).
 // * Offsets below the local log start (archived to Tier 3 and deleted
 //   locally by local.retention.*) are read from the object store: ranged
-//   GETs of CRC-checked chunks through an on-disk cache, with read-ahead
-//   for consumers reading in order (tier3.go). Every archived batch's CRC
-//   is checked before it is served; a check that fails gets
-//   KAFKA_STORAGE_ERROR, never the bytes.
+//   GETs of CRC-checked chunks kept in memory, then on disk, with
+//   read-ahead for consumers reading in order (tier3.go). The response
+//   holds views of the verified chunks (fetchSlot.views) instead of
+//   copies. A check that fails gets KAFKA_STORAGE_ERROR, never the bytes.
+// * Large record bytes (local or archived) are not copied into the encoded
+//   response: it is written with one vectored write (fetch_write.go).
 //
 // Deviations:
 // * v0-3 are advertised only for old librdkafka's feature probes (see
