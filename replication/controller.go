@@ -216,7 +216,10 @@ func (c *Controller) openRaft() error {
 	rc.HeartbeatTimeout = c.cfg.RaftHeartbeatTimeout
 	rc.ElectionTimeout = c.cfg.RaftElectionTimeout
 	rc.LeaderLeaseTimeout = c.cfg.RaftHeartbeatTimeout / 2
-	rc.CommitTimeout = 5 * time.Millisecond
+	// How often the leader tells followers the commit index when idle: the
+	// delay before they apply a change (the default, 50 ms, slows metadata
+	// propagation; 5 ms costs several percent of a core while idle).
+	rc.CommitTimeout = 20 * time.Millisecond
 	rc.SnapshotThreshold = c.cfg.SnapshotThreshold
 	rc.SnapshotInterval = c.cfg.SnapshotInterval
 	rc.TrailingLogs = c.cfg.SnapshotThreshold
