@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -24,6 +25,15 @@ import (
 //   read) and ThrottleMillis reports the wait; only a request that cannot be
 //   enqueued within its timeout gets REQUEST_TIMED_OUT.
 // * Produce to __consumer_offsets gets INVALID_TOPIC_EXCEPTION, as Kafka.
+// * In a cluster, a partition this broker does not lead, or any partition
+//   while its controller lease has lapsed, gets NOT_LEADER_OR_FOLLOWER
+//   (cluster.go); the client refreshes metadata and goes to the leader.
+// * acks=all in a cluster: NOT_ENOUGH_REPLICAS when the ISR is smaller
+//   than min.insync.replicas before the append; the answer waits until
+//   the high watermark (the minimum fsynced end over the ISR) covers the
+//   batch, and gets NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrinks
+//   below min.insync.replicas meanwhile, NOT_LEADER_OR_FOLLOWER if
+//   leadership moves. acks=1 answers after the leader's fsync.
 // * Unknown topics get UNKNOWN_TOPIC_OR_PARTITION: topics are auto-created
 //   by Metadata requests, as in Kafka.
 //
@@ -70,6 +80,11 @@ func handleProduce(c *conn, req *request) reply {
 	type pending struct {
 		sp   *kmsg.ProduceResponseTopicPartition
 		wait *appendResult
+		// acks=all in a cluster: the high watermark must reach end under
+		// this leader epoch.
+		p     *partition
+		end   int64
+		epoch int32
 	}
 	var waits []pending
 	var waitedFrom time.Time
@@ -105,9 +120,28 @@ func handleProduce(c *conn, req *request) reply {
 				sp.ErrorCode = code.Code
 				continue
 			}
+			ctlEpoch, lerr := b.leaderCheck(t, rp.Partition, -1)
+			if lerr != nil {
+				sp.ErrorCode = lerr.Code
+				continue
+			}
 			h, err := parseProduceBatch(rp.Records, t.maxMessageBytes.Load())
 			if err != nil {
 				sp.ErrorCode, sp.ErrorMessage = kafkaErr(err).Code, errMessage(err)
+				continue
+			}
+			epoch, isr, minISR, replicated, leads := p.leadershipForProduce()
+			if replicated && (!leads || epoch != ctlEpoch) {
+				// The controller made this broker leader a moment ago and
+				// the partition has not taken it up yet (or the reverse).
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
+				continue
+			}
+			replicated = replicated && r.Acks == -1
+			if replicated && isr < minISR {
+				sp.ErrorCode = kerr.NotEnoughReplicas.Code
+				msg := fmt.Sprintf("%d in-sync replicas, min.insync.replicas is %d", isr, minISR)
+				sp.ErrorMessage = &msg
 				continue
 			}
 			start := time.Now()
@@ -126,7 +160,11 @@ func handleProduce(c *conn, req *request) reply {
 			}
 			sp.BaseOffset, sp.LogAppendTime = out.baseOffset, out.logAppendTime
 			sp.LogStartOffset, _ = p.offsets()
-			waits = append(waits, pending{sp, out.wait})
+			w := pending{sp: sp, wait: out.wait}
+			if replicated && out.err == nil {
+				w.p, w.end, w.epoch = p, out.baseOffset+int64(h.LastOffsetDelta)+1, epoch
+			}
+			waits = append(waits, w)
 		}
 	}
 	if !waitedFrom.IsZero() {
@@ -138,23 +176,38 @@ func handleProduce(c *conn, req *request) reply {
 	return func() kmsg.Response {
 		timer := time.NewTimer(time.Until(deadline))
 		defer timer.Stop()
-		for _, w := range waits {
-			select {
-			case <-w.wait.done:
-				if w.wait.err != nil {
-					w.sp.ErrorCode, w.sp.ErrorMessage = kerr.KafkaStorageError.Code, errMessage(w.wait.err)
+		ctx, cancel := context.WithDeadline(c.ctx, deadline) // the handler's ended with it
+		defer cancel()
+		// settle gives a batch whose append is durable its answer: for
+		// acks=all in a cluster, success only once the high watermark
+		// covers it (with an ended ctx it only checks).
+		settle := func(ctx context.Context, w pending) {
+			switch {
+			case w.wait.err != nil:
+				w.sp.ErrorCode, w.sp.ErrorMessage = kerr.KafkaStorageError.Code, errMessage(w.wait.err)
+				w.sp.BaseOffset = -1
+			case w.p != nil:
+				if err := w.p.replicationWait(ctx, w.end, w.epoch); err != nil {
+					w.sp.ErrorCode, w.sp.ErrorMessage = kafkaErr(err).Code, errMessage(err)
 					w.sp.BaseOffset = -1
 				}
+			}
+		}
+		for i, w := range waits {
+			select {
+			case <-w.wait.done:
+				settle(ctx, w)
 			case <-timer.C:
-				// Past the deadline: every batch not yet durable times out.
-				// The client retries; idempotence answers a retried batch
-				// with its original offset.
-				for _, w := range waits {
+				// Past the deadline: every batch not yet settled is settled
+				// now without waiting, or times out. The client retries;
+				// idempotence answers a retried batch with its original
+				// offset.
+				ended, cancel := context.WithCancel(ctx)
+				cancel()
+				for _, w := range waits[i:] {
 					select {
 					case <-w.wait.done:
-						if w.wait.err != nil {
-							w.sp.ErrorCode, w.sp.BaseOffset = kerr.KafkaStorageError.Code, -1
-						}
+						settle(ended, w)
 					default:
 						w.sp.ErrorCode, w.sp.BaseOffset = kerr.RequestTimedOut.Code, -1
 					}

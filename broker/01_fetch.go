@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"encoding/binary"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -24,15 +25,24 @@ import (
 //   byte range straight into the response's record bytes (a fetch that
 //   crosses a segment boundary reads each segment in turn). Active ranges
 //   are read batch by batch from the WAL, whose frames are re-verified.
-//   sendfile(2) is not used: kmsg encodes the whole response in memory,
-//   and on loopback a 1 MiB sendfile measured slower than pread + write
-//   (tier2's BenchmarkSealedFetch).
+//   sendfile(2) is not used: on loopback a 1 MiB sendfile measured slower
+//   than pread + write (tier2's BenchmarkSealedFetch).
 // * Offsets below the local log start (archived to Tier 3 and deleted
 //   locally by local.retention.*) are read from the object store: ranged
-//   GETs of CRC-checked chunks through an on-disk cache, with read-ahead
-//   for consumers reading in order (tier3.go). Every archived batch's CRC
-//   is checked before it is served; a check that fails gets
-//   KAFKA_STORAGE_ERROR, never the bytes.
+//   GETs of CRC-checked chunks kept in memory, then on disk, with
+//   read-ahead for consumers reading in order (tier3.go). The response
+//   holds views of the verified chunks (fetchSlot.views) instead of
+//   copies. A check that fails gets KAFKA_STORAGE_ERROR, never the bytes.
+// * Large record bytes (local or archived) are not copied into the encoded
+//   response: it is written with one vectored write (fetch_write.go).
+// * In a cluster, the partition's leader serves it (as Produce), and from
+//   v11 a follower replica serves consumers up to the high watermark it
+//   last heard from the leader (KIP-392);
+//   CurrentLeaderEpoch older than the leader's gets FENCED_LEADER_EPOCH,
+//   newer UNKNOWN_LEADER_EPOCH. Consumers read below the high watermark
+//   (the minimum durable end over the ISR); a follower's fetch (ReplicaID,
+//   or ReplicaState in v15+) reads everything fsynced and reports, by its
+//   fetch offset, what the follower has fsynced (replica.go).
 //
 // Deviations:
 // * v0-3 are advertised only for old librdkafka's feature probes (see
@@ -55,10 +65,12 @@ func handleFetch(c *conn, req *request) reply {
 }
 
 type fetchSlot struct {
-	p      *partition
-	offset int64
-	max    int
-	sp     *kmsg.FetchResponseTopicPartition
+	p       *partition
+	offset  int64
+	max     int
+	sp      *kmsg.FetchResponseTopicPartition
+	views   [][]byte // archived record bytes, written after sp's encoding (fetchReply)
+	replica bool     // a follower's fetch: reads up to the durable end
 }
 
 func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
@@ -68,6 +80,12 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 		return resp
 	}
 
+	replica := r.ReplicaID
+	if r.Version >= 15 {
+		replica = r.ReplicaState.ID
+	}
+	isFollower := replica >= 0 && b.ctl != nil
+	now := time.Now()
 	var slots []fetchSlot
 	resp.Topics = make([]kmsg.FetchResponseTopic, len(r.Topics))
 	for i := range r.Topics {
@@ -108,15 +126,25 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				continue
-			case rp.CurrentLeaderEpoch > 0:
-				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
-				continue
+			}
+			if _, lerr := b.leaderCheck(t, rp.Partition, rp.CurrentLeaderEpoch); lerr != nil {
+				// KIP-392: a consumer (v11+) may read committed data from a
+				// follower replica, up to the high watermark it knows.
+				if !(lerr == kerr.NotLeaderForPartition && !isFollower && r.Version >= 11 && b.isReplica(t, rp.Partition)) {
+					sp.ErrorCode = lerr.Code
+					continue
+				}
 			}
 			max := int(rp.PartitionMaxBytes)
 			if max <= 0 {
 				max = 1 << 20
 			}
-			slots = append(slots, fetchSlot{p: p, offset: rp.FetchOffset, max: max, sp: sp})
+			fromReplica := isFollower && p.isReplicaID(replica)
+			if fromReplica {
+				// The fetch offset is what the follower has fsynced.
+				p.followerFetched(replica, rp.FetchOffset, now)
+			}
+			slots = append(slots, fetchSlot{p: p, offset: rp.FetchOffset, max: max, sp: sp, replica: fromReplica})
 		}
 	}
 
@@ -141,11 +169,11 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 		}
 		total, stop := b.fillFetch(slots, r)
 		if stop || total >= int(r.MinBytes) || wait <= 0 {
-			return resp
+			return fetchReply(resp, slots)
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return resp
+			return fetchReply(resp, slots)
 		}
 		timer := time.NewTimer(left)
 		select {
@@ -153,10 +181,10 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 			timer.Stop()
 		case <-timer.C:
 			b.fillFetch(slots, r)
-			return resp
+			return fetchReply(resp, slots)
 		case <-c.ctx.Done():
 			timer.Stop()
-			return resp
+			return fetchReply(resp, slots)
 		}
 	}
 }
@@ -169,15 +197,21 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 		budget = 50 << 20
 	}
 	budget = min(budget, int(b.cfg.FetchMaxBytes))
-	for _, s := range slots {
+	for i := range slots {
+		s := &slots[i]
 		sp := s.sp
 		sp.RecordBatches = sp.RecordBatches[:0]
+		s.views = s.views[:0]
 		sp.ErrorCode = 0
-		logStart, hw := s.p.offsets()
-		sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, logStart
 		s.p.mu.RLock()
+		logStart, hw, durable := s.p.logStart, s.p.visibleEndLocked(), s.p.hw
 		deleted, failed := s.p.deleted, s.p.failed
 		s.p.mu.RUnlock()
+		sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, logStart
+		end := hw // consumers read below the high watermark
+		if s.replica {
+			end = durable // followers read everything fsynced
+		}
 		switch {
 		case deleted:
 			sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
@@ -187,28 +221,51 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 			sp.ErrorCode = kerr.KafkaStorageError.Code
 			stop = true
 			continue
-		case s.offset < logStart || s.offset > hw:
+		case s.offset < logStart || s.offset > durable:
+			// Out of range only past what this broker holds: a consumer
+			// between the high watermark and the log end (the watermark
+			// of a leader that just took over lags) waits, as in Kafka.
 			sp.ErrorCode = kerr.OffsetOutOfRange.Code
 			stop = true
 			continue
-		case s.offset == hw:
+		case s.offset >= end:
 			continue
 		}
 		limit := min(s.max, budget)
 		if limit <= 0 && total > 0 {
 			continue
 		}
-		data, err := b.readPartition(s.p, s.offset, max(limit, 1), sp.RecordBatches)
+		if s.views == nil {
+			s.views = make([][]byte, 0, 4)
+		}
+		data, views, err := b.readPartitionVec(s.p, s.offset, max(limit, 1), sp.RecordBatches, s.views)
 		if err != nil {
 			b.log.Error("fetch read failed", "topic", s.p.topic.name, "partition", s.p.index, "offset", s.offset, "err", err)
 			sp.ErrorCode = kerr.KafkaStorageError.Code
 			sp.RecordBatches = sp.RecordBatches[:0]
+			s.views = s.views[:0]
 			stop = true
 			continue
 		}
-		sp.RecordBatches = data
-		total += len(data)
-		budget -= len(data)
+		if !s.replica {
+			data = cutAt(data, end) // archived views are all below the high watermark
+		}
+		sp.RecordBatches, s.views = data, views
+		n := len(data) + viewsLen(views)
+		total += n
+		budget -= n
 	}
 	return total, stop
+}
+
+// cutAt drops the batches of data at or above offset end (the high
+// watermark, always a batch boundary).
+func cutAt(data []byte, end int64) []byte {
+	for i := 0; i+batchHeaderLen <= len(data); {
+		if batchBaseOffset(data[i:]) >= end {
+			return data[:i]
+		}
+		i += int(binary.BigEndian.Uint32(data[i+offBatchLength:])) + 12
+	}
+	return data
 }

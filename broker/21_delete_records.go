@@ -42,6 +42,8 @@ func handleDeleteRecords(c *conn, req *request) reply {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			case t.name == offsetsTopic:
 				sp.ErrorCode = kerr.InvalidTopicException.Code
+			case b.ctl != nil && !b.leads(t, rp.Partition):
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
 			default:
 				if del, _ := b.cleanupPolicy(t); !del {
 					sp.ErrorCode = kerr.PolicyViolation.Code
@@ -72,7 +74,7 @@ func handleDeleteRecords(c *conn, req *request) reply {
 // start.
 func (b *Broker) deleteRecords(p *partition, offset int64) (int64, error) {
 	p.mu.RLock()
-	hw, deleted, failed := p.hw, p.deleted, p.failed
+	hw, deleted, failed := p.visibleEndLocked(), p.deleted, p.failed
 	p.mu.RUnlock()
 	switch {
 	case deleted:

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/chronik-go/chronik/internal/vfs"
+	"github.com/chronik-go/chronik/replication"
 	"github.com/chronik-go/chronik/tier1"
 	"github.com/chronik-go/chronik/tier2"
 	"github.com/chronik-go/chronik/tier3"
@@ -73,6 +74,13 @@ type Broker struct {
 	deletedParts []*partition // deleted topics' partitions whose segments are not yet removed
 
 	tier tierState // Tier 3 (tier3.go); tier.arch is nil without it
+
+	// Cluster mode (cluster.go); ctl is nil for a standalone broker.
+	ctl           *replication.Controller
+	reconciledMu  sync.Mutex    // guards the following
+	reconciledIdx uint64        // the metadata index the local topics reflect
+	reconciled    chan struct{} // closed and replaced when reconciledIdx grows
+	fetchers      fetchers      // replica fetchers (replica_fetcher.go)
 }
 
 // topic is a topic's in-memory state. name and id never change.
@@ -89,6 +97,8 @@ type topic struct {
 	logAppendTime   atomic.Bool
 	segmentBytes    atomic.Int32
 
+	fs       vfs.FS         // the broker's filesystem
+	cluster  bool           // a cluster broker's topic: batches carry leader epochs
 	segRoot  string         // <data>/segments
 	sealKick chan struct{}  // nudges the sealer (non-blocking sends)
 	arch     *tier3.Archive // nil without Tier 3
@@ -133,6 +143,11 @@ func New(cfg Config) (*Broker, error) {
 	err := b.openTier3()
 	if err == nil {
 		_, err = b.open()
+	}
+	if err == nil && cfg.Cluster != nil {
+		if err = b.startCluster(); err != nil {
+			b.wal.Close()
+		}
 	}
 	if err != nil {
 		b.files.Close()
@@ -208,6 +223,9 @@ func (b *Broker) open() (*Broker, error) {
 	for _, t := range b.topics {
 		for _, p := range t.partitions {
 			p.finishRecovery()
+			if err := p.saveEpochs(); err != nil {
+				return nil, fmt.Errorf("broker: checkpoint leader epochs of %s/%d: %w", t.name, p.index, err)
+			}
 		}
 	}
 	for _, c := range rep.Corruptions {
@@ -223,7 +241,7 @@ func (b *Broker) open() (*Broker, error) {
 }
 
 func (b *Broker) newTopic(name string, id [16]byte, partitions int32, configs map[string]string, firstPartition int32) *topic {
-	t := &topic{name: name, id: id, configs: configs, segRoot: b.segRoot(), sealKick: b.sealKick, arch: b.tier.arch}
+	t := &topic{name: name, id: id, configs: configs, fs: b.fs, cluster: b.cfg.Cluster != nil, segRoot: b.segRoot(), sealKick: b.sealKick, arch: b.tier.arch}
 	if t.configs == nil {
 		t.configs = map[string]string{}
 	}
@@ -261,6 +279,9 @@ func (b *Broker) Start() error {
 	b.lnMu.Unlock()
 	b.acceptWG.Add(1)
 	go b.acceptLoop(ln)
+	if b.ctl != nil {
+		b.joinCluster()
+	}
 	return nil
 }
 
@@ -275,6 +296,8 @@ func (b *Broker) Ready() error {
 		return errors.New("broker closed")
 	case b.ln == nil:
 		return errors.New("kafka listener not started")
+	case b.ctl != nil && !b.ctl.Current():
+		return errors.New("not joined to the cluster: no current lease from the controller quorum")
 	}
 	return nil
 }
@@ -340,6 +363,14 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	b.closed = true
+	b.lnMu.Unlock()
+	var ctlErr error
+	if b.ctl != nil {
+		// Controlled shutdown first: the controller moves this broker's
+		// partitions while it still answers.
+		ctlErr = b.ctl.Close()
+	}
+	b.lnMu.Lock()
 	close(b.closing)
 	if b.ln != nil {
 		b.ln.Close()
@@ -351,6 +382,7 @@ func (b *Broker) Close() error {
 	b.acceptWG.Wait()
 	b.connWG.Wait()
 	b.maintWG.Wait()
+	b.fetchers.wg.Wait()
 	if b.cfg.Metrics != nil {
 		b.metrics.unregister(b.cfg.Metrics)
 	}
@@ -358,6 +390,9 @@ func (b *Broker) Close() error {
 	b.files.Close()
 	if b.unlock != nil {
 		b.unlock()
+	}
+	if err == nil {
+		err = ctlErr
 	}
 	return err
 }
@@ -386,6 +421,9 @@ func (b *Broker) advertised() (string, int32) {
 }
 
 func (b *Broker) clusterID() string {
+	if b.ctl != nil {
+		return b.ctl.State().ClusterID
+	}
 	b.adminMu.Lock()
 	defer b.adminMu.Unlock()
 	return b.meta.ClusterID

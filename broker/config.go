@@ -107,6 +107,13 @@ type Config struct {
 	// partition is archived (the batch indexer's cue); it must not block.
 	SegmentArchived func(topic string, partition int32)
 
+	// Cluster, when set, makes the broker a cluster member (cluster.go);
+	// nil runs it standalone.
+	Cluster *ClusterConfig
+	// ReplicaLagTimeMax: a follower that has not caught up with its leader
+	// for this long leaves the ISR (Kafka's replica.lag.time.max.ms).
+	ReplicaLagTimeMax time.Duration
+
 	Logger *slog.Logger
 	// Metrics, when set, gets the broker's Prometheus series (registered
 	// by New, unregistered by Close). Nil keeps them unexported.
@@ -148,6 +155,8 @@ func DefaultConfig() Config {
 		WALPinSegments:         4,
 		MaxOpenSegmentFiles:    1024,
 		CompactionMemoryBytes:  64 << 20,
+
+		ReplicaLagTimeMax: 10 * time.Second,
 
 		Tier3CacheBytes:    1 << 30,
 		Tier3UploadWorkers: 2,

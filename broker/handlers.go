@@ -24,7 +24,7 @@ var apis = map[kmsg.Key]apiRange{
 	kmsg.AlterConfigs:            {0, 2},
 	kmsg.CreatePartitions:        {0, 3},
 	kmsg.IncrementalAlterConfigs: {0, 1},
-	kmsg.DescribeCluster:         {0, 1},
+	kmsg.DescribeCluster:         {0, 2},
 	kmsg.OffsetCommit:            {0, 10},
 	kmsg.OffsetFetch:             {0, 10},
 	kmsg.FindCoordinator:         {0, 6},
@@ -38,6 +38,7 @@ var apis = map[kmsg.Key]apiRange{
 	kmsg.OffsetDelete:            {0, 0},
 	kmsg.ConsumerGroupHeartbeat:  {0, 1},
 	kmsg.ConsumerGroupDescribe:   {0, 1},
+	kmsg.OffsetForLeaderEpoch:    {0, 4},
 }
 
 var handlers map[int16]handler
@@ -58,19 +59,20 @@ func init() {
 		int16(kmsg.CreatePartitions):        handleCreatePartitions,
 		int16(kmsg.IncrementalAlterConfigs): handleIncrementalAlterConfigs,
 		int16(kmsg.DescribeCluster):         handleDescribeCluster,
-		int16(kmsg.OffsetCommit):            handleOffsetCommit,
-		int16(kmsg.OffsetFetch):             handleOffsetFetch,
+		int16(kmsg.OffsetCommit):            coordinated(handleOffsetCommit),
+		int16(kmsg.OffsetFetch):             coordinated(handleOffsetFetch),
 		int16(kmsg.FindCoordinator):         handleFindCoordinator,
-		int16(kmsg.JoinGroup):               handleJoinGroup,
-		int16(kmsg.Heartbeat):               handleHeartbeat,
-		int16(kmsg.LeaveGroup):              handleLeaveGroup,
-		int16(kmsg.SyncGroup):               handleSyncGroup,
-		int16(kmsg.DescribeGroups):          handleDescribeGroups,
+		int16(kmsg.JoinGroup):               coordinated(handleJoinGroup),
+		int16(kmsg.Heartbeat):               coordinated(handleHeartbeat),
+		int16(kmsg.LeaveGroup):              coordinated(handleLeaveGroup),
+		int16(kmsg.SyncGroup):               coordinated(handleSyncGroup),
+		int16(kmsg.DescribeGroups):          coordinated(handleDescribeGroups),
 		int16(kmsg.ListGroups):              handleListGroups,
-		int16(kmsg.DeleteGroups):            handleDeleteGroups,
-		int16(kmsg.OffsetDelete):            handleOffsetDelete,
-		int16(kmsg.ConsumerGroupHeartbeat):  handleConsumerGroupHeartbeat,
-		int16(kmsg.ConsumerGroupDescribe):   handleConsumerGroupDescribe,
+		int16(kmsg.DeleteGroups):            coordinated(handleDeleteGroups),
+		int16(kmsg.OffsetDelete):            coordinated(handleOffsetDelete),
+		int16(kmsg.ConsumerGroupHeartbeat):  coordinated(handleConsumerGroupHeartbeat),
+		int16(kmsg.ConsumerGroupDescribe):   coordinated(handleConsumerGroupDescribe),
+		int16(kmsg.OffsetForLeaderEpoch):    handleOffsetForLeaderEpoch,
 	}
 }
 

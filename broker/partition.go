@@ -65,6 +65,13 @@ type partition struct {
 
 	recoverFloor int64 // set before the WAL replay: the log end is at least this
 
+	repl replState // ISR replication in a cluster (replica.go); guarded by mu
+
+	// epochs is the leader-epoch cache (replica_epochs.go), guarded by mu;
+	// epochsDirty says it changed since its last checkpoint.
+	epochs      []tier2.EpochStart
+	epochsDirty bool
+
 	arch archState // Tier 3 uploader state (tier3.go)
 }
 
@@ -114,11 +121,24 @@ func newPartition(t *topic, i int32) *partition {
 		producers:       make(map[int64]*producerState),
 		sealedProducers: make(map[int64]*producerState),
 		waiters:         make(map[chan struct{}]struct{}),
+		// A cluster partition is bounded by its high watermark from the
+		// start, before the controller's view of it arrives: nothing
+		// unconfirmed is served, sealed or acknowledged as replicated.
+		repl: replState{on: t.cluster && t.name != offsetsTopic},
 	}
 }
 
 // replay adds a recovered batch. It runs before the broker serves.
 func (p *partition) replay(batch []byte, pos tier1.Position) {
+	if off, ok := parseTruncMarker(batch); ok {
+		// As live truncation: never below what is sealed (a marker can
+		// outlive the batches it cut once those were fetched again and
+		// sealed) nor below the log start.
+		if off = max(off, p.logStart, p.segsEndLocked(), p.recoverFloor); off < p.nextOffset {
+			p.truncateLocked(off)
+		}
+		return
+	}
 	if len(batch) < batchHeaderLen {
 		return
 	}
@@ -128,6 +148,9 @@ func (p *partition) replay(batch []byte, pos tier1.Position) {
 		return // already sealed into Tier 2; and never serve an offset twice
 	}
 	m := batchMeta{base: base, lastDelta: h.LastOffsetDelta, maxTs: h.MaxTimestamp, pos: pos}
+	if p.topic.cluster {
+		p.noteEpochLocked(batchLeaderEpoch(batch), base)
+	}
 	if m.last() < p.logStart {
 		return // deleted by DeleteRecords before it was sealed
 	}
@@ -159,6 +182,8 @@ func (p *partition) append(ctx context.Context, wal *tier1.WAL, batch []byte, h 
 
 	p.mu.RLock()
 	failed, deleted := p.failed, p.deleted
+	repl := p.repl.on
+	epoch := p.repl.epoch
 	p.mu.RUnlock()
 	switch {
 	case deleted:
@@ -185,6 +210,18 @@ func (p *partition) append(ctx context.Context, wal *tier1.WAL, batch []byte, h 
 
 	base := p.nextOffset
 	setBaseOffset(batch, base)
+	if repl {
+		setLeaderEpoch(batch, epoch)
+		p.mu.Lock()
+		noted := p.noteEpochLocked(epoch, base)
+		p.mu.Unlock()
+		if noted {
+			if err := p.saveEpochs(); err != nil {
+				out.err = kerrf(kerr.KafkaStorageError, "checkpoint leader epochs: %v", err)
+				return out, false
+			}
+		}
+	}
 	out.logAppendTime = -1
 	if logAppendTime {
 		out.logAppendTime = time.Now().UnixMilli()
@@ -237,6 +274,7 @@ func (p *partition) commit(m batchMeta, err error) {
 		p.batches = append(p.batches, m)
 		p.activeBytes += int64(m.pos.Len)
 		p.hw = m.last() + 1
+		p.recomputeHWLocked()
 		if p.activeBytes >= int64(p.topic.segmentBytes.Load()) {
 			select {
 			case p.topic.sealKick <- struct{}{}:
@@ -316,7 +354,7 @@ func rememberIn(producers map[int64]*producerState, h batchHeader, base int64, r
 func (p *partition) offsets() (logStart, hw int64) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return p.logStart, p.hw
+	return p.logStart, p.visibleEndLocked()
 }
 
 // readFrom returns the durable batches starting with the one that holds

@@ -178,8 +178,10 @@ func (b *Broker) seal(p *partition, now time.Time) error {
 	segBytes := int64(p.topic.segmentBytes.Load())
 	// Seal at most what is durable now, so a busy partition cannot keep
 	// this loop going forever.
+	// In a cluster, never above the high watermark: a follower may have
+	// to truncate what is above it, and sealed data is never truncated.
 	p.mu.RLock()
-	limit := p.hw
+	limit := p.visibleEndLocked()
 	p.mu.RUnlock()
 	var buf []byte
 	for {
@@ -337,6 +339,11 @@ func (b *Broker) loadPartition(p *partition) error {
 			"rebuilt_indexes", rep.Rebuilt, "truncated_bytes", rep.Truncated, "removed_unfinished", rep.Removed)
 	}
 	p.segs = segs
+	if es, _, err := tier2.ReadLeaderEpochs(b.fs, p.dir); err != nil {
+		b.log.Error("leader epochs checkpoint unreadable; epochs before the WAL are unknown", "topic", p.topic.name, "partition", p.index, "err", err)
+	} else {
+		p.epochs = es
+	}
 	logStart, ok, err := tier2.ReadLogStart(b.fs, p.dir)
 	if err != nil {
 		b.log.Error("log start checkpoint unreadable; using the first segment", "topic", p.topic.name, "partition", p.index, "err", err)
@@ -406,6 +413,11 @@ func (b *Broker) loadPartition(p *partition) error {
 func (p *partition) finishRecovery() {
 	p.nextOffset = max(p.nextOffset, p.logStart, p.recoverFloor)
 	p.hw = p.nextOffset
+	// Epochs noted by batches a crash lost before their fsync.
+	p.cutEpochsLocked(p.nextOffset)
+	// What was sealed was at or below the high watermark; the rest waits
+	// for the leader (or, as leader, for the ISR) to confirm it.
+	p.repl.hwm = max(p.logStart, p.segsEndLocked(), 0)
 }
 
 // cleanLoop runs retention, compaction and deleted-topic cleanup.

@@ -88,9 +88,10 @@ func (l *SearchLog) Partition(_ context.Context, t indexer.Topic, p int32) (inde
 		// it every archived offset would count as the local tail.
 		l.b.waitArchiveLoaded(part, 5*time.Second)
 	}
+	follower := !l.b.leads(part.topic, p)
 	part.mu.RLock()
 	defer part.mu.RUnlock()
-	return indexer.Partition{Archived: part.archSegs, LogStart: part.logStart, End: part.hw}, nil
+	return indexer.Partition{Archived: part.archSegs, LogStart: part.logStart, End: part.hw, Follower: follower}, nil
 }
 
 // Read reads as a fetch does, from whichever tier holds offset.

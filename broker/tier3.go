@@ -52,12 +52,22 @@ type tierState struct {
 	kick      chan struct{} // capacity 1: a segment was sealed
 	described sync.Map      // topic id -> int32 partitions written to topic.json this run
 	uploaded  atomic.Int64  // segments archived since start
+
+	// For metrics, since start: objects and bytes the uploader put and
+	// verified, failed upload passes of a partition, and passes that ran
+	// again after a failure.
+	uploadedObjects, uploadedBytes atomic.Int64
+	uploadErrors, uploadRetries    atomic.Int64
 }
 
 // archState is a partition's uploader state.
 type archState struct {
 	mu  sync.Mutex      // serialises manifest writes (uploader, retention, topic deletion)
 	man *tier3.Manifest // the last manifest read or written; nil until loaded
+	// manEpoch is the leader epoch under which man was read as leader: a
+	// broker leading again reads the manifest anew (another leader may
+	// have written it meanwhile).
+	manEpoch int32
 
 	retryAt atomic.Int64 // unix nanos before which the uploader skips the partition
 	backoff time.Duration
@@ -126,9 +136,13 @@ func (b *Broker) uploadDue(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
+				if p.arch.retryAt.Load() != 0 {
+					b.tier.uploadRetries.Add(1)
+				}
 				err := b.archivePartition(ctx, p)
 				p.arch.mu.Lock()
 				if err != nil && ctx.Err() == nil {
+					b.tier.uploadErrors.Add(1)
 					p.arch.backoff = min(max(2*p.arch.backoff, b.cfg.Tier3RetryMin), b.cfg.Tier3RetryMax)
 					d := p.arch.backoff/2 + rand.N(p.arch.backoff/2+1)
 					p.arch.retryAt.Store(time.Now().Add(d).UnixNano())
@@ -168,6 +182,16 @@ func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
 		return nil
 	}
 	store := b.tier.arch.Store()
+	if b.ctl != nil {
+		epoch, lerr := b.leaderCheck(p.topic, p.index, -1)
+		if lerr != nil {
+			return b.followArchive(ctx, p)
+		}
+		if a.man != nil && a.manEpoch != epoch {
+			a.man = nil
+		}
+		a.manEpoch = epoch
+	}
 	if a.man == nil {
 		m, err := tier3.LoadManifest(ctx, store, p.topic.id, p.index)
 		if err != nil {
@@ -201,9 +225,13 @@ func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
 			}
 			continue
 		}
-		if s.Next <= logStart || s.Base < a.man.End() {
+		if s.Next <= logStart || s.Next <= a.man.End() {
 			continue // deleted by retention, or covered by what is archived
 		}
+		// A segment that straddles the archive's end (sealed here while
+		// another broker led and archived) is uploaded whole: archived
+		// segments may overlap, and readers take the first that holds an
+		// offset.
 		if err := b.describeTopic(ctx, p.topic); err != nil {
 			return fmt.Errorf("write topic description: %w", err)
 		}
@@ -221,6 +249,9 @@ func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
 		p.mu.RLock()
 		m.LogStart = p.logStart
 		p.mu.RUnlock()
+		if b.ctl != nil && !b.leads(p.topic, p.index) {
+			return nil // leadership moved during the pass: the new leader carries on
+		}
 		if err := tier3.WriteManifest(ctx, store, p.topic.id, &m); err != nil {
 			return fmt.Errorf("write manifest: %w", err)
 		}
@@ -234,6 +265,41 @@ func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
 		b.tier.uploaded.Add(1)
 		b.segmentArchived(p)
 		b.log.Debug("archived segment", "topic", p.topic.name, "partition", p.index, "base", s.Base, "next", s.Next, "bytes", s.Size)
+	}
+	return nil
+}
+
+// followArchive is a follower's pass: the leader uploads, so a follower
+// only rereads the manifest, publishes it for archived reads, and marks the
+// local segments it covers as archived so local retention may delete them.
+func (b *Broker) followArchive(ctx context.Context, p *partition) error {
+	a := &p.arch
+	m, err := tier3.LoadManifest(ctx, b.tier.arch.Store(), p.topic.id, p.index)
+	if err != nil {
+		return fmt.Errorf("load manifest: %w", err)
+	}
+	first := a.man == nil
+	a.man = m
+	if err := b.publishArchive(p, m, first); err != nil {
+		return err
+	}
+	p.mu.RLock()
+	segs := p.segs
+	p.mu.RUnlock()
+	marked := false
+	for _, s := range segs {
+		if s.Next <= m.End() && !s.Archived() {
+			if err := s.MarkArchived(); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("mark segment %d archived: %w", s.Base, err)
+			}
+			marked = true
+		}
+	}
+	if marked { // local retention may now delete them
+		select {
+		case b.cleanKick <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
@@ -254,10 +320,15 @@ func (b *Broker) uploadSegment(ctx context.Context, p *partition, s *tier2.Segme
 	if err != nil {
 		return tier3.SegmentEntry{}, err
 	}
-	return b.tier.arch.Upload(ctx, b.archivePrefix(p), tier3.SegmentSource{
+	e, err := b.tier.arch.Upload(ctx, b.archivePrefix(p), tier3.SegmentSource{
 		Base: s.Base, Next: s.Next, Size: s.Size, MaxTs: s.MaxTs, MaxTsPos: s.MaxTimestampBatch(),
 		Log: f, Index: index, TimeIndex: timeindex,
 	})
+	if err == nil {
+		b.tier.uploadedObjects.Add(3)
+		b.tier.uploadedBytes.Add(s.Size + int64(len(index)+len(timeindex)))
+	}
+	return e, err
 }
 
 // describeTopic writes topic.json (for restore) once per run and after
@@ -322,10 +393,20 @@ func archiveCtx() (context.Context, context.CancelFunc) {
 // readPartition is partition.readFrom with offsets below the local log
 // start read from the archive.
 func (b *Broker) readPartition(p *partition, offset int64, maxBytes int, dst []byte) ([]byte, error) {
+	out, _, err := b.readPartitionVec(p, offset, maxBytes, dst, nil)
+	return out, err
+}
+
+// readPartitionVec is readPartition where archived bytes are not copied:
+// given views (non-nil), an archived read appends read-only views of the
+// archive's verified chunks to it instead of bytes to dst (see
+// tier3.Archive.ReadVec); a local read appends to dst as ever.
+func (b *Broker) readPartitionVec(p *partition, offset int64, maxBytes int, dst []byte, views [][]byte) ([]byte, [][]byte, error) {
 	if b.tier.arch == nil {
-		return p.readFrom(b.wal, offset, maxBytes, dst)
+		out, err := p.readFrom(b.wal, offset, maxBytes, dst)
+		return out, views, err
 	}
-	start := len(dst)
+	start, vstart := len(dst), len(views)
 	for attempt := 0; ; attempt++ {
 		p.mu.RLock()
 		local := p.localStartLocked()
@@ -337,19 +418,29 @@ func (b *Broker) readPartition(p *partition, offset int64, maxBytes int, dst []b
 				dst = out[:start]
 				continue // local retention deleted the segment meanwhile
 			}
-			return out, err
+			return out, views, err
 		}
 		if !loaded {
 			if attempt == 0 && b.waitArchiveLoaded(p, 5*time.Second) {
 				continue
 			}
-			return dst, errArchiveNotLoaded
+			return dst, views, errArchiveNotLoaded
 		}
 		ctx, cancel := archiveCtx()
-		out, err := b.tier.arch.Read(ctx, b.archivePrefix(p), segs, offset, maxBytes, dst)
+		var n int
+		var err error
+		if views != nil {
+			views, n, err = b.tier.arch.ReadVec(ctx, b.archivePrefix(p), segs, offset, maxBytes, views)
+		} else {
+			dst, err = b.tier.arch.Read(ctx, b.archivePrefix(p), segs, offset, maxBytes, dst)
+			n = len(dst) - start
+		}
 		cancel()
-		if err != nil || len(out) > start {
-			return out, err
+		if err != nil {
+			return dst[:start], views[:vstart], err
+		}
+		if n > 0 {
+			return dst, views, nil
 		}
 		// Nothing archived at or after offset below the local start: a
 		// hole (segments lost from the bucket). Serve from what follows.
@@ -433,6 +524,9 @@ func (p *partition) latestTiered() int64 {
 // manifest, then deletes their objects. It skips the pass when an upload
 // holds the manifest; the next retention pass tries again.
 func (b *Broker) pruneArchive(ctx context.Context, p *partition, logStart int64) error {
+	if b.ctl != nil && !b.leads(p.topic, p.index) {
+		return nil // the leader prunes the archive
+	}
 	a := &p.arch
 	if !a.mu.TryLock() {
 		return nil

@@ -46,6 +46,10 @@ type Partition struct {
 	// End is the offset after the last readable record: the high
 	// watermark through a broker, the archive's end in a bucket.
 	End int64
+	// Follower is set when this log is a replica that does not lead the
+	// partition: the leader, which uploads its segments, also indexes
+	// them (one writer per index manifest).
+	Follower bool
 }
 
 // ArchivedEnd returns the offset after the last archived segment, or

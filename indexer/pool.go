@@ -235,6 +235,10 @@ func (x *Indexer) indexPartition(ctx context.Context, k partKey) error {
 	if err != nil {
 		return err
 	}
+	if pi.Follower {
+		x.setManifest(k, nil) // read anew if this broker leads again
+		return nil
+	}
 	m := x.manifest(k)
 	if m == nil || m.TopicID != hex.EncodeToString(t.ID[:]) {
 		if m, err = LoadIndexManifest(ctx, x.cfg.Store, t.ID, k.p); err != nil {
@@ -399,7 +403,9 @@ func (x *Indexer) Lag() (segments, records int64) {
 	x.mu.Lock()
 	mans := make(map[partKey]*IndexManifest, len(x.mans))
 	for k, m := range x.mans {
-		mans[k] = m
+		if m != nil {
+			mans[k] = m
+		}
 	}
 	x.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -410,7 +416,7 @@ func (x *Indexer) Lag() (segments, records int64) {
 			continue
 		}
 		pi, err := x.cfg.Log.Partition(ctx, t, k.p)
-		if err != nil {
+		if err != nil || pi.Follower {
 			continue
 		}
 		todo := x.missing(m, pi)

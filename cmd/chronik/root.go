@@ -48,6 +48,7 @@ other commands, or with any Kafka client.`,
 		newGroupCmd(),
 		newBenchCmd(),
 		newSearchCmd(env),
+		newClusterCmd(),
 	)
 	return root
 }
