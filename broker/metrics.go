@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/chronik-go/chronik/replication"
 	"github.com/chronik-go/chronik/tier1"
 	"github.com/chronik-go/chronik/tier3"
 )
@@ -31,6 +32,8 @@ type metrics struct {
 	walGroupEntries prometheus.Observer
 	walGroupBytes   prometheus.Observer
 	walFsync        prometheus.Observer
+
+	isrShrinks, isrExpands prometheus.Counter
 
 	segmentsSealed     prometheus.Counter
 	segmentBytesSealed prometheus.Counter
@@ -120,6 +123,62 @@ func newMetrics(b *Broker) *metrics {
 		}
 		return float64(n)
 	})
+
+	// Cluster mode (cluster.go, replica*.go); 0 on a standalone broker.
+	m.isrShrinks = m.counter("chronik_isr_shrinks_total",
+		"ISR shrinks this broker, as a partition leader, had the controller commit (a follower behind for replica.lag.time.max.ms).")
+	m.isrExpands = m.counter("chronik_isr_expands_total",
+		"ISR expansions this broker, as a partition leader, had the controller commit (a follower caught up to the high watermark).")
+	m.gaugeFunc("chronik_under_replicated_partitions",
+		"Partitions this broker leads whose ISR is smaller than their replica set.", func() float64 {
+			n := 0
+			for _, p := range b.allPartitions() {
+				p.mu.RLock()
+				if p.repl.on && p.repl.leader && len(p.repl.isr) < len(p.repl.replicas) {
+					n++
+				}
+				p.mu.RUnlock()
+			}
+			return float64(n)
+		})
+	ctlState := func(f func(st *replication.State) float64) func() float64 {
+		return func() float64 {
+			if b.ctl == nil {
+				return 0
+			}
+			return f(b.ctl.State())
+		}
+	}
+	m.gaugeFunc("chronik_offline_partitions",
+		"Partitions of the cluster without a leader (every ISR member fenced), from the controller's state: the same on every broker.",
+		ctlState(func(st *replication.State) float64 {
+			n := 0
+			for _, t := range st.Topics {
+				for _, p := range t.Partitions {
+					if p.Leader < 0 {
+						n++
+					}
+				}
+			}
+			return float64(n)
+		}))
+	m.gaugeFunc("chronik_fenced_brokers", "Registered brokers the controller has fenced (missed heartbeats or shut down).",
+		ctlState(func(st *replication.State) float64 { return float64(len(st.Brokers) - len(st.LiveBrokers())) }))
+	m.gaugeFunc("chronik_controller_metadata_index", "Raft index of the last metadata command this broker applied.",
+		ctlState(func(st *replication.State) float64 { return float64(st.Index) }))
+	m.gaugeFunc("chronik_controller_leader", "1 while this broker is the Raft leader of the controller quorum.", func() float64 {
+		if b.ctl != nil && b.ctl.LeaderID() == b.cfg.NodeID {
+			return 1
+		}
+		return 0
+	})
+	m.gaugeFunc("chronik_controller_lease_current",
+		"1 while this broker holds a current lease from the controller (it may serve as a partition leader); 0 when cut off, paused or fenced.", func() float64 {
+			if b.ctl != nil && b.ctl.Current() {
+				return 1
+			}
+			return 0
+		})
 
 	walStat := func(f func(s tier1.Stats) float64) func() float64 {
 		return func() float64 {

@@ -490,6 +490,11 @@ func (b *Broker) isrLoop() {
 				b.log.Debug("ISR change not applied", "topic", p.topic.name, "partition", p.index, "err", err)
 			} else {
 				b.log.Info("ISR changed", "topic", p.topic.name, "partition", p.index, "isr", next)
+				if len(next) < len(from) {
+					b.metrics.isrShrinks.Inc()
+				} else {
+					b.metrics.isrExpands.Inc()
+				}
 			}
 		}
 	}

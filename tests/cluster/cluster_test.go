@@ -13,11 +13,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"net/http"
 	"os/exec"
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -357,6 +360,20 @@ func TestControllerQuorum(t *testing.T) {
 			st.Controller, len(st.Offline), len(st.Under))
 	}
 
+	// The cluster series on /metrics say the same.
+	leaders := 0.0
+	for _, n := range survivors {
+		m := scrape(t, n.b)
+		if m["chronik_fenced_brokers"] != 1 || m["chronik_controller_lease_current"] != 1 || m["chronik_offline_partitions"] != 0 {
+			t.Errorf("broker %d metrics: fenced %v, lease %v, offline %v; want 1, 1, 0", n.id,
+				m["chronik_fenced_brokers"], m["chronik_controller_lease_current"], m["chronik_offline_partitions"])
+		}
+		leaders += m["chronik_controller_leader"]
+	}
+	if leaders != 1 {
+		t.Errorf("%v survivors report being the controller leader; want 1", leaders)
+	}
+
 	// The killed broker restarts, rejoins and catches up.
 	leader.b.Restart()
 	waitFormed(t, ns, 3)
@@ -608,4 +625,29 @@ func clusterStatus(t *testing.T, addr string) (st struct {
 		t.Fatalf("chronik cluster status output: %v\n%s", err, out)
 	}
 	return st
+}
+
+// scrape reads a broker's unlabelled Prometheus series.
+func scrape(t *testing.T, b *testharness.Broker) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + b.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
 }
