@@ -141,6 +141,9 @@ func renderDocker(d *doc) {
 	d.p("default profile (see WAL profiles above), plus read-ahead of requests; its volume holds the WAL,")
 	d.p("the sealed segments until `local.retention.*` deletes archived ones, and a cache of archived")
 	d.p("chunks of at most %s.", mib(broker.DefaultConfig().Tier3CacheBytes))
+	d.p("")
+	d.p("`docs/grafana/chronik-dashboard.json` is a Grafana dashboard of the metrics above: import it and")
+	d.p("pick a Prometheus data source that scrapes each broker's `/metrics`.")
 }
 
 func defaultProfile() tier1.Profile {

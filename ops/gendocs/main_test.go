@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/chronik-go/chronik/broker"
 )
 
 // docs/operations.md is exactly what the generator writes, so it cannot
@@ -72,5 +76,53 @@ func TestComposeBrokers(t *testing.T) {
 
 	if _, err := parseCompose([]byte("services:\n  b:\n    environment:\n      CHRONIK_NO_SUCH: x\n")); err == nil || !strings.Contains(err.Error(), "CHRONIK_NO_SUCH") {
 		t.Errorf("an unknown CHRONIK_ variable: %v", err)
+	}
+}
+
+// The Grafana dashboard queries only metrics the broker exports, so a
+// renamed metric fails here rather than as an empty panel.
+func TestGrafanaDashboardMetrics(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "grafana", "chronik-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("docs/grafana/chronik-dashboard.json: %v", err)
+	}
+	types := map[string]string{}
+	for _, m := range broker.MetricDocs() {
+		types[m.Name] = m.Type
+	}
+	name := regexp.MustCompile(`chronik_[a-z0-9_]+`)
+	queries := 0
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, q := range p.Targets {
+			queries++
+			for _, n := range name.FindAllString(q.Expr, -1) {
+				base := n
+				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+					if b, ok := strings.CutSuffix(n, suffix); ok && types[b] == "histogram" {
+						base = b
+					}
+				}
+				if types[base] == "" {
+					t.Errorf("panel %q queries %s, which the broker does not export", p.Title, n)
+				}
+			}
+		}
+	}
+	if queries == 0 {
+		t.Fatal("the dashboard has no queries")
 	}
 }
