@@ -30,6 +30,7 @@ $(MINIO_STAMP):
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./tests/e2e/
 
 unit: tools/minio
 	$(GO) test -count=1 -race -timeout 20m $$($(GO) list ./... | grep -v /tests/)
