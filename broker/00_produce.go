@@ -24,6 +24,10 @@ import (
 //   read) and ThrottleMillis reports the wait; only a request that cannot be
 //   enqueued within its timeout gets REQUEST_TIMED_OUT.
 // * Produce to __consumer_offsets gets INVALID_TOPIC_EXCEPTION, as Kafka.
+// * In a cluster, a partition this broker does not lead, or any partition
+//   while its controller lease has lapsed, gets NOT_LEADER_OR_FOLLOWER
+//   (cluster.go); the client refreshes metadata and goes to the leader.
+//   Until ISR replication lands, the leader alone holds the data.
 // * Unknown topics get UNKNOWN_TOPIC_OR_PARTITION: topics are auto-created
 //   by Metadata requests, as in Kafka.
 //
@@ -103,6 +107,10 @@ func handleProduce(c *conn, req *request) reply {
 					code = kerr.UnknownTopicID
 				}
 				sp.ErrorCode = code.Code
+				continue
+			}
+			if _, lerr := b.leaderCheck(t, rp.Partition, -1); lerr != nil {
+				sp.ErrorCode = lerr.Code
 				continue
 			}
 			h, err := parseProduceBatch(rp.Records, t.maxMessageBytes.Load())

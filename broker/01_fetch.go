@@ -33,6 +33,9 @@ import (
 //   for consumers reading in order (tier3.go). Every archived batch's CRC
 //   is checked before it is served; a check that fails gets
 //   KAFKA_STORAGE_ERROR, never the bytes.
+// * In a cluster, only the partition's leader serves it (as Produce);
+//   CurrentLeaderEpoch older than the leader's gets FENCED_LEADER_EPOCH,
+//   newer UNKNOWN_LEADER_EPOCH.
 //
 // Deviations:
 // * v0-3 are advertised only for old librdkafka's feature probes (see
@@ -108,8 +111,9 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				continue
-			case rp.CurrentLeaderEpoch > 0:
-				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			}
+			if _, lerr := b.leaderCheck(t, rp.Partition, rp.CurrentLeaderEpoch); lerr != nil {
+				sp.ErrorCode = lerr.Code
 				continue
 			}
 			max := int(rp.PartitionMaxBytes)

@@ -19,6 +19,8 @@ import (
 //   sealed segments, then the active batches' max timestamps find the one
 //   candidate batch, which is decoded to find the exact record; -1 if none.
 // * Isolation levels are the same: there are no transactions.
+// * In a cluster, only the partition's leader answers (as Fetch, leader
+//   epochs checked), and the response carries the current leader epoch.
 
 const (
 	listLatest       = -1
@@ -41,14 +43,13 @@ func handleListOffsets(c *conn, req *request) reply {
 			sp.Partition = rp.Partition
 			sp.Timestamp, sp.Offset = -1, -1
 			p := b.partitionOf(t, rp.Partition)
-			switch {
-			case p == nil:
+			if p == nil {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			case rp.CurrentLeaderEpoch > 0:
-				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
-			default:
+			} else if epoch, lerr := b.leaderCheck(t, rp.Partition, rp.CurrentLeaderEpoch); lerr != nil {
+				sp.ErrorCode = lerr.Code
+			} else {
 				sp.Offset, sp.Timestamp, sp.ErrorCode = b.listOffset(p, rp.Timestamp)
-				sp.LeaderEpoch = 0
+				sp.LeaderEpoch = epoch
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}

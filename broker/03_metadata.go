@@ -10,8 +10,15 @@ import (
 // Metadata: v0-12
 //
 // Behavior:
-// * One broker (this one) leads every partition with leader epoch 0;
+// * Standalone, this broker leads every partition with leader epoch 0;
 //   replicas and ISR are [this broker].
+// * In a cluster, brokers, leaders, leader epochs, replicas, ISRs and
+//   offline replicas come from the controller's state; the controller ID is
+//   the Raft leader. A broker without a current lease (cut off from the
+//   quorum, or just resumed) answers LEADER_NOT_AVAILABLE with no leader for
+//   every partition, so clients ask another broker instead of trusting
+//   leadership that may have moved. The broker-local __consumer_offsets is
+//   not listed.
 // * Null topics (v1+) or an empty list (v0) mean every topic.
 // * An unknown topic is created with the broker defaults when
 //   CHRONIK_AUTO_CREATE_TOPICS is on and the request allows it (always for
@@ -26,19 +33,32 @@ func handleMetadata(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.MetadataRequest)
 	b := c.b
 	resp := r.ResponseKind().(*kmsg.MetadataResponse)
-	host, port := b.advertised()
-	br := kmsg.NewMetadataResponseBroker()
-	br.NodeID, br.Host, br.Port = b.cfg.NodeID, host, port
-	resp.Brokers = []kmsg.MetadataResponseBroker{br}
 	cid := b.clusterID()
 	resp.ClusterID = &cid
-	resp.ControllerID = b.cfg.NodeID
+	if b.ctl != nil {
+		st := b.ctl.State()
+		for _, bi := range st.LiveBrokers() {
+			br := kmsg.NewMetadataResponseBroker()
+			br.NodeID, br.Host, br.Port = bi.ID, bi.Host, bi.Port
+			resp.Brokers = append(resp.Brokers, br)
+		}
+		resp.ControllerID = b.ctl.LeaderID()
+	} else {
+		host, port := b.advertised()
+		br := kmsg.NewMetadataResponseBroker()
+		br.NodeID, br.Host, br.Port = b.cfg.NodeID, host, port
+		resp.Brokers = []kmsg.MetadataResponseBroker{br}
+		resp.ControllerID = b.cfg.NodeID
+	}
 
 	all := r.Topics == nil || (r.Version == 0 && len(r.Topics) == 0)
 	if all {
 		ts := b.snapshotTopics()
 		sort.Slice(ts, func(i, j int) bool { return ts[i].name < ts[j].name })
 		for _, t := range ts {
+			if b.ctl != nil && t.name == offsetsTopic {
+				continue
+			}
 			resp.Topics = append(resp.Topics, b.metadataTopic(t))
 		}
 		return now(resp)
@@ -57,6 +77,9 @@ func handleMetadata(c *conn, req *request) reply {
 		} else {
 			name := *rt.Topic
 			t = b.lookupTopic(name)
+			if b.ctl != nil && name == offsetsTopic {
+				t = nil
+			}
 			if t == nil && autoCreate {
 				var err error
 				t, err = b.createTopic(name, -1, -1, nil, false)
@@ -87,12 +110,37 @@ func (b *Broker) metadataTopic(t *topic) kmsg.MetadataResponseTopic {
 	name := t.name
 	st.Topic, st.TopicID = &name, t.id
 	st.IsInternal = name == offsetsTopic // hidden by admin tools, as in Kafka
+	if b.ctl != nil {
+		return b.clusterMetadataTopic(t, st)
+	}
 	n := b.topicPartitionCount(t)
 	st.Partitions = make([]kmsg.MetadataResponseTopicPartition, n)
 	for i := range st.Partitions {
 		sp := kmsg.NewMetadataResponseTopicPartition()
 		sp.Partition, sp.Leader, sp.LeaderEpoch = int32(i), b.cfg.NodeID, 0
 		sp.Replicas, sp.ISR = []int32{b.cfg.NodeID}, []int32{b.cfg.NodeID}
+		st.Partitions[i] = sp
+	}
+	return st
+}
+
+func (b *Broker) clusterMetadataTopic(t *topic, st kmsg.MetadataResponseTopic) kmsg.MetadataResponseTopic {
+	cs := b.ctl.State()
+	ti := cs.Topics[t.name]
+	if ti == nil || [16]byte(ti.ID) != t.id {
+		st.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		return st
+	}
+	current := b.ctl.Current()
+	st.Partitions = make([]kmsg.MetadataResponseTopicPartition, len(ti.Partitions))
+	for i, ps := range ti.Partitions {
+		sp := kmsg.NewMetadataResponseTopicPartition()
+		sp.Partition, sp.Leader, sp.LeaderEpoch = int32(i), ps.Leader, ps.LeaderEpoch
+		sp.Replicas, sp.ISR = ps.Replicas, ps.ISR
+		_, sp.OfflineReplicas = liveReplicas(cs, ps)
+		if !current || ps.Leader == -1 {
+			sp.Leader, sp.ErrorCode = -1, kerr.LeaderNotAvailable.Code
+		}
 		st.Partitions[i] = sp
 	}
 	return st

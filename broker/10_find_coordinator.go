@@ -8,7 +8,9 @@ import (
 // FindCoordinator: v0-6
 //
 // Behavior:
-// * This broker coordinates every group: group keys (type 0) resolve to it.
+// * Standalone, this broker coordinates every group. In a cluster a group's
+//   coordinator is its name hashed over the registered brokers (cluster.go);
+//   while that broker is fenced the answer is COORDINATOR_NOT_AVAILABLE.
 // * v4+ answer every key of the batch (KIP-699).
 //
 // Deviations:
@@ -25,6 +27,14 @@ func handleFindCoordinator(c *conn, req *request) reply {
 			if key == "" && r.Version < 4 {
 				m := "group id is empty"
 				return -1, "", -1, kerr.InvalidGroupID.Code, &m
+			}
+			if c.b.ctl != nil {
+				bi, err := c.b.groupCoordinator(key)
+				if err != nil {
+					m := "the group's coordinator is not available"
+					return -1, "", -1, err.Code, &m
+				}
+				return bi.ID, bi.Host, bi.Port, 0, nil
 			}
 			return c.b.cfg.NodeID, host, port, 0, nil
 		case 1:

@@ -17,9 +17,13 @@ import (
 // * v5+ returns partitions, replication factor and the effective configs;
 //   v7 returns the topic ID.
 //
+// * In a cluster the request goes to the Raft controller (from whichever
+//   broker took it), which places replicas on live brokers, spreading
+//   preferred leaders; the answer comes once this broker applied it.
+//
 // Deviations:
-// * Manual replica assignments are rejected with INVALID_REQUEST: a
-//   standalone broker places every replica on itself.
+// * Manual replica assignments are rejected with INVALID_REQUEST: the
+//   controller places replicas.
 
 func handleCreateTopics(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.CreateTopicsRequest)
@@ -47,9 +51,12 @@ func handleCreateTopics(c *conn, req *request) reply {
 			var t *topic
 			t, err = b.createTopic(rt.Topic, rt.NumPartitions, rt.ReplicationFactor, configs, r.ValidateOnly)
 			if err == nil {
-				st.NumPartitions, st.ReplicationFactor = rt.NumPartitions, 1
+				st.NumPartitions, st.ReplicationFactor = rt.NumPartitions, rt.ReplicationFactor
 				if st.NumPartitions == -1 {
 					st.NumPartitions = b.cfg.DefaultPartitions
+				}
+				if st.ReplicationFactor == -1 {
+					st.ReplicationFactor = b.defaultReplicationFactor()
 				}
 				if t != nil {
 					st.TopicID = t.id

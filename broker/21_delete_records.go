@@ -42,6 +42,8 @@ func handleDeleteRecords(c *conn, req *request) reply {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			case t.name == offsetsTopic:
 				sp.ErrorCode = kerr.InvalidTopicException.Code
+			case b.ctl != nil && !b.leads(t, rp.Partition):
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
 			default:
 				if del, _ := b.cleanupPolicy(t); !del {
 					sp.ErrorCode = kerr.PolicyViolation.Code

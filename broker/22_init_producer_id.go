@@ -1,15 +1,20 @@
 package broker
 
 import (
+	"context"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/replication"
 )
 
 // InitProducerID: v0-4
 //
 // Behavior:
 // * Hands out producer IDs that are never reused: IDs are reserved in blocks
-//   persisted in the metadata file before any is handed out.
+//   persisted in the metadata file before any is handed out; in a cluster
+//   the blocks come from the controller's log, so no two brokers share one.
 // * v3+ with a known producer ID and epoch bumps the epoch (KIP-360), so an
 //   idempotent producer can reset its sequences; at the largest epoch a new
 //   ID is issued.
@@ -37,6 +42,9 @@ func handleInitProducerID(c *conn, req *request) reply {
 	if err != nil {
 		b.log.Error("allocate producer id failed", "err", err)
 		resp.ErrorCode = kerr.KafkaStorageError.Code
+		if b.ctl != nil {
+			resp.ErrorCode = kafkaErr(err).Code // retriable: the controller is unreachable
+		}
 		return now(resp)
 	}
 	resp.ProducerID, resp.ProducerEpoch = id, 0
@@ -46,6 +54,13 @@ func handleInitProducerID(c *conn, req *request) reply {
 func (b *Broker) nextProducerID() (int64, error) {
 	b.pidMu.Lock()
 	defer b.pidMu.Unlock()
+	if b.pidNext >= b.pidMax && b.ctl != nil {
+		res, err := b.propose(context.Background(), &replication.Request{AllocProducerIDs: &replication.AllocProducerIDs{Broker: b.cfg.NodeID, Count: producerIDBlock}})
+		if err != nil {
+			return 0, err
+		}
+		b.pidNext, b.pidMax = res.Value, res.Value+producerIDBlock
+	}
 	if b.pidNext >= b.pidMax {
 		b.adminMu.Lock()
 		st := b.meta

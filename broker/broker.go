@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/chronik-go/chronik/internal/vfs"
+	"github.com/chronik-go/chronik/replication"
 	"github.com/chronik-go/chronik/tier1"
 	"github.com/chronik-go/chronik/tier2"
 	"github.com/chronik-go/chronik/tier3"
@@ -73,6 +74,12 @@ type Broker struct {
 	deletedParts []*partition // deleted topics' partitions whose segments are not yet removed
 
 	tier tierState // Tier 3 (tier3.go); tier.arch is nil without it
+
+	// Cluster mode (cluster.go); ctl is nil for a standalone broker.
+	ctl           *replication.Controller
+	reconciledMu  sync.Mutex    // guards the following
+	reconciledIdx uint64        // the metadata index the local topics reflect
+	reconciled    chan struct{} // closed and replaced when reconciledIdx grows
 }
 
 // topic is a topic's in-memory state. name and id never change.
@@ -133,6 +140,11 @@ func New(cfg Config) (*Broker, error) {
 	err := b.openTier3()
 	if err == nil {
 		_, err = b.open()
+	}
+	if err == nil && cfg.Cluster != nil {
+		if err = b.startCluster(); err != nil {
+			b.wal.Close()
+		}
 	}
 	if err != nil {
 		b.files.Close()
@@ -261,6 +273,9 @@ func (b *Broker) Start() error {
 	b.lnMu.Unlock()
 	b.acceptWG.Add(1)
 	go b.acceptLoop(ln)
+	if b.ctl != nil {
+		b.joinCluster()
+	}
 	return nil
 }
 
@@ -275,6 +290,8 @@ func (b *Broker) Ready() error {
 		return errors.New("broker closed")
 	case b.ln == nil:
 		return errors.New("kafka listener not started")
+	case b.ctl != nil && !b.ctl.Current():
+		return errors.New("not joined to the cluster: no current lease from the controller quorum")
 	}
 	return nil
 }
@@ -340,6 +357,14 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	b.closed = true
+	b.lnMu.Unlock()
+	var ctlErr error
+	if b.ctl != nil {
+		// Controlled shutdown first: the controller moves this broker's
+		// partitions while it still answers.
+		ctlErr = b.ctl.Close()
+	}
+	b.lnMu.Lock()
 	close(b.closing)
 	if b.ln != nil {
 		b.ln.Close()
@@ -358,6 +383,9 @@ func (b *Broker) Close() error {
 	b.files.Close()
 	if b.unlock != nil {
 		b.unlock()
+	}
+	if err == nil {
+		err = ctlErr
 	}
 	return err
 }
@@ -386,6 +414,9 @@ func (b *Broker) advertised() (string, int32) {
 }
 
 func (b *Broker) clusterID() string {
+	if b.ctl != nil {
+		return b.ctl.State().ClusterID
+	}
 	b.adminMu.Lock()
 	defer b.adminMu.Unlock()
 	return b.meta.ClusterID

@@ -104,6 +104,10 @@ type Config struct {
 	// fetched (0 means tier3's defaults, negative read-ahead disables it).
 	Tier3ChunkBytes, Tier3ReadAheadBytes int64
 
+	// Cluster, when set, makes the broker a cluster member (cluster.go);
+	// nil runs it standalone.
+	Cluster *ClusterConfig
+
 	Logger *slog.Logger
 	// Metrics, when set, gets the broker's Prometheus series (registered
 	// by New, unregistered by Close). Nil keeps them unexported.

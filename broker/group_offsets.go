@@ -54,12 +54,14 @@ func (b *Broker) ensureOffsetsTopic() (*topic, error) {
 	if t := b.lookupTopic(offsetsTopic); t != nil {
 		return t, nil
 	}
-	policy := "compact"
-	t, err := b.createTopic(offsetsTopic, 1, -1, map[string]*string{"cleanup.policy": &policy}, false)
-	if err != nil && kafkaErr(err) == kerr.TopicAlreadyExists {
-		return b.lookupTopic(offsetsTopic), nil
+	// Always broker-local (in a cluster too, see cluster.go): created here,
+	// never through the controller.
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	if t := b.lookupTopic(offsetsTopic); t != nil {
+		return t, nil
 	}
-	return t, err
+	return b.addTopicLocked(offsetsTopic, newTopicID(), 1, map[string]string{"cleanup.policy": "compact"})
 }
 
 // encodeOffsetBatch builds one uncompressed v2 record batch of entries.

@@ -1,11 +1,16 @@
 package broker
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"regexp"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/chronik-go/chronik/replication"
 )
 
 // maxPartitions bounds one topic; every partition costs memory.
@@ -43,11 +48,14 @@ func errMessage(err error) *string {
 	return &s
 }
 
-// createTopic validates and, unless validateOnly, persists and publishes a
-// new topic.
+// createTopic validates and, unless validateOnly, creates a topic: in a
+// cluster through the controller, standalone by persisting it here.
 func (b *Broker) createTopic(name string, partitions int32, rf int16, configs map[string]*string, validateOnly bool) (*topic, error) {
 	if err := validateTopicName(name); err != nil {
 		return nil, err
+	}
+	if name == offsetsTopic && b.ctl != nil {
+		return nil, kerrf(kerr.InvalidTopicException, "%s is internal", offsetsTopic)
 	}
 	if partitions == -1 {
 		partitions = b.cfg.DefaultPartitions
@@ -56,9 +64,9 @@ func (b *Broker) createTopic(name string, partitions int32, rf int16, configs ma
 		return nil, kerrf(kerr.InvalidPartitions, "partition count %d must be between 1 and %d", partitions, maxPartitions)
 	}
 	if rf == -1 {
-		rf = b.cfg.DefaultReplicationFactor
+		rf = b.defaultReplicationFactor()
 	}
-	if rf != 1 {
+	if b.ctl == nil && rf != 1 {
 		return nil, kerrf(kerr.InvalidReplicationFactor, "replication factor %d is larger than the 1 available broker", rf)
 	}
 	set := make(map[string]string, len(configs))
@@ -67,6 +75,21 @@ func (b *Broker) createTopic(name string, partitions int32, rf int16, configs ma
 			return nil, kerrf(kerr.InvalidConfig, "%v", err)
 		}
 		set[k] = *v
+	}
+	if b.ctl != nil {
+		id := newTopicID()
+		_, err := b.propose(context.Background(), &replication.Request{CreateTopic: &replication.CreateTopicRequest{
+			Name: name, ID: id, Partitions: partitions, ReplicationFactor: rf, Configs: set, ValidateOnly: validateOnly,
+		}})
+		if err != nil || validateOnly {
+			return nil, err
+		}
+		t := b.lookupTopic(name)
+		if t == nil || t.id != id {
+			return nil, kerrf(kerr.UnknownTopicOrPartition, "topic %q was deleted while being created", name)
+		}
+		b.log.Info("created topic", "topic", name, "partitions", partitions, "replication_factor", rf, "id", topicIDString(id))
+		return t, nil
 	}
 
 	b.adminMu.Lock()
@@ -77,20 +100,29 @@ func (b *Broker) createTopic(name string, partitions int32, rf int16, configs ma
 	if validateOnly {
 		return nil, nil
 	}
-	id := newTopicID()
+	t, err := b.addTopicLocked(name, newTopicID(), partitions, set)
+	if err != nil {
+		return nil, err
+	}
+	b.log.Info("created topic", "topic", name, "partitions", partitions, "id", topicIDString(t.id))
+	return t, nil
+}
+
+// addTopicLocked persists and publishes a new local topic. adminMu must be
+// held.
+func (b *Broker) addTopicLocked(name string, id [16]byte, partitions int32, configs map[string]string) (*topic, error) {
 	st := b.meta
-	st.Topics = append(append([]metaTopic(nil), st.Topics...), metaTopic{Name: name, ID: topicIDString(id), Partitions: partitions, Configs: set})
+	st.Topics = append(append([]metaTopic(nil), st.Topics...), metaTopic{Name: name, ID: topicIDString(id), Partitions: partitions, Configs: configs})
 	if err := saveMeta(b.fs, b.cfg.DataDir, &st); err != nil {
 		b.log.Error("persist topic failed", "topic", name, "err", err)
 		return nil, kerrf(kerr.KafkaStorageError, "persist topic: %v", err)
 	}
 	b.meta = st
-	t := b.newTopic(name, id, partitions, set, 0)
+	t := b.newTopic(name, id, partitions, configs, 0)
 	b.mu.Lock()
 	b.topics[name] = t
 	b.topicsByID[id] = t
 	b.mu.Unlock()
-	b.log.Info("created topic", "topic", name, "partitions", partitions, "id", topicIDString(id))
 	return t, nil
 }
 
@@ -117,8 +149,25 @@ func (b *Broker) updateMetaTopicLocked(t *topic, fn func(*metaTopic)) error {
 }
 
 func (b *Broker) deleteTopic(t *topic) error {
+	if b.ctl != nil {
+		_, err := b.propose(context.Background(), &replication.Request{DeleteTopic: &replication.TopicRef{Name: t.name, ID: t.id}})
+		if err == nil {
+			b.log.Info("deleted topic", "topic", t.name)
+		}
+		return err
+	}
 	b.adminMu.Lock()
 	defer b.adminMu.Unlock()
+	if err := b.dropTopicLocked(t); err != nil {
+		return err
+	}
+	b.log.Info("deleted topic", "topic", t.name)
+	return nil
+}
+
+// dropTopicLocked removes a local topic; its data goes in the background.
+// adminMu must be held.
+func (b *Broker) dropTopicLocked(t *topic) error {
 	st := b.meta
 	st.Topics = nil
 	for _, mt := range b.meta.Topics {
@@ -134,7 +183,9 @@ func (b *Broker) deleteTopic(t *topic) error {
 	}
 	b.meta = st
 	b.mu.Lock()
-	delete(b.topics, t.name)
+	if b.topics[t.name] == t {
+		delete(b.topics, t.name)
+	}
 	delete(b.topicsByID, t.id)
 	parts := t.partitions
 	b.mu.Unlock()
@@ -148,23 +199,33 @@ func (b *Broker) deleteTopic(t *topic) error {
 	case b.cleanKick <- struct{}{}:
 	default:
 	}
-	b.log.Info("deleted topic", "topic", t.name)
 	return nil
 }
 
 func (b *Broker) createPartitions(t *topic, count int32, validateOnly bool) error {
+	if count > maxPartitions {
+		return kerrf(kerr.InvalidPartitions, "partition count %d exceeds the limit %d", count, maxPartitions)
+	}
+	if b.ctl != nil {
+		_, err := b.propose(context.Background(), &replication.Request{CreatePartitions: &replication.CreatePartitionsRequest{
+			TopicRef: replication.TopicRef{Name: t.name, ID: t.id}, Count: count, ValidateOnly: validateOnly,
+		}})
+		return err
+	}
 	b.adminMu.Lock()
 	defer b.adminMu.Unlock()
 	cur := int32(b.topicPartitionCount(t))
 	if count <= cur {
 		return kerrf(kerr.InvalidPartitions, "topic %q has %d partitions; the new count %d must be larger", t.name, cur, count)
 	}
-	if count > maxPartitions {
-		return kerrf(kerr.InvalidPartitions, "partition count %d exceeds the limit %d", count, maxPartitions)
-	}
 	if validateOnly {
 		return nil
 	}
+	return b.growTopicLocked(t, cur, count)
+}
+
+// growTopicLocked adds partitions [cur, count) locally. adminMu must be held.
+func (b *Broker) growTopicLocked(t *topic, cur, count int32) error {
 	if err := b.updateMetaTopicLocked(t, func(mt *metaTopic) { mt.Partitions = count }); err != nil {
 		return err
 	}
@@ -179,8 +240,29 @@ func (b *Broker) createPartitions(t *topic, count int32, validateOnly bool) erro
 }
 
 // setTopicConfigsLocked replaces t's explicit configs with next (already
-// validated).
+// validated): in a cluster through the controller. adminMu must be held.
 func (b *Broker) setTopicConfigsLocked(t *topic, next map[string]string) error {
+	if b.ctl != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		// The reconciler needs adminMu, which the caller holds: wait only
+		// for the log, then apply the change here.
+		_, err := b.ctl.Propose(ctx, &replication.Request{SetConfigs: &replication.SetConfigs{
+			TopicRef: replication.TopicRef{Name: t.name, ID: t.id}, Configs: next,
+		}})
+		if err != nil {
+			var ce *replication.Error
+			if errors.As(err, &ce) {
+				return kerrf(kerr.ErrorForCode(ce.Code).(*kerr.Error), "%s", ce.Message)
+			}
+			return kerrf(kerr.RequestTimedOut, "controller: %v", err)
+		}
+	}
+	return b.applyConfigsLocked(t, next)
+}
+
+// applyConfigsLocked sets t's configs locally. adminMu must be held.
+func (b *Broker) applyConfigsLocked(t *topic, next map[string]string) error {
 	if err := b.updateMetaTopicLocked(t, func(mt *metaTopic) { mt.Configs = maps.Clone(next) }); err != nil {
 		return err
 	}

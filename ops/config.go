@@ -45,6 +45,11 @@ type Config struct {
 	RaftAddr       string
 	Peers          []Peer // empty: standalone
 
+	// BrokerHeartbeatInterval and BrokerSessionTimeout: a broker silent
+	// for a session is fenced (cluster mode).
+	BrokerHeartbeatInterval time.Duration
+	BrokerSessionTimeout    time.Duration
+
 	WALProfile        string // one of low, medium, high, ultra
 	Fsync             FsyncMode
 	FsyncBatchTimeout time.Duration // 0: the profile's max wait
@@ -401,6 +406,10 @@ func (c *Config) validatePeers(bad func(env string, v any, format string, args .
 			bad(env, list, "lists address %s twice: every voter needs its own address", p.Addr)
 		}
 		ids[p.ID], addrs[p.Addr] = true, true
+	}
+	if c.BrokerSessionTimeout < 3*c.BrokerHeartbeatInterval || c.BrokerHeartbeatInterval <= 0 {
+		bad("CHRONIK_BROKER_SESSION_TIMEOUT_MS", c.BrokerSessionTimeout.Milliseconds(), "must be at least 3 times %s=%d (and that positive): a session must survive a lost heartbeat",
+			c.Origin("CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS"), c.BrokerHeartbeatInterval.Milliseconds())
 	}
 	if !ids[c.NodeID] {
 		bad("CHRONIK_NODE_ID", c.NodeID, "is not among the ids of %s=%q: add this node to the voters or fix its id", c.Origin(env), list)

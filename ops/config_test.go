@@ -64,6 +64,9 @@ func TestSettingNamesMatchContract(t *testing.T) {
 		"CHRONIK_CONFIG":            "config",
 		"CHRONIK_MAX_REQUEST_BYTES": "max-request-bytes",
 		"CHRONIK_MESSAGE_MAX_BYTES": "message-max-bytes",
+
+		"CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS": "broker-heartbeat-interval",
+		"CHRONIK_BROKER_SESSION_TIMEOUT_MS":    "broker-session-timeout",
 	}
 	got := make(map[string]string)
 	keys := make(map[string]bool)
@@ -124,6 +127,9 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 			func(c Config) any { return c.DefaultReplicationFactor }, int16(2)},
 		{"CHRONIK_MIN_INSYNC_REPLICAS", "3", map[string]string{"CHRONIK_CLUSTER_PEERS": "1@a:1,2@b:1,3@c:1"},
 			func(c Config) any { return c.MinInsyncReplicas }, int16(3)},
+		{"CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS", "100", map[string]string{"CHRONIK_CLUSTER_PEERS": "1@a:1,2@b:1,3@c:1"},
+			func(c Config) any { return c.BrokerHeartbeatInterval }, 100 * time.Millisecond},
+		{"CHRONIK_BROKER_SESSION_TIMEOUT_MS", "9000", nil, func(c Config) any { return c.BrokerSessionTimeout }, 9 * time.Second},
 		{"CHRONIK_MAX_REQUEST_BYTES", "2097152", nil, func(c Config) any { return c.MaxRequestBytes }, int32(2097152)},
 		{"CHRONIK_MESSAGE_MAX_BYTES", "4096", nil, func(c Config) any { return c.MessageMaxBytes }, int32(4096)},
 		{"CHRONIK_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, "debug"},
@@ -168,6 +174,8 @@ pprof: true
 node_id: 2
 raft_addr: 127.0.0.1:19093
 cluster_peers: [1@h1:9093, 2@h2:9093, 3@h3:9093]
+broker_heartbeat_interval_ms: 300
+broker_session_timeout_ms: 3000
 wal_profile: HIGH
 fsync: never
 fsync_batch_timeout_ms: 5
@@ -196,6 +204,8 @@ log_format: json
 		NodeID:                   2,
 		RaftAddr:                 "127.0.0.1:19093",
 		Peers:                    []Peer{{1, "h1:9093"}, {2, "h2:9093"}, {3, "h3:9093"}},
+		BrokerHeartbeatInterval:  300 * time.Millisecond,
+		BrokerSessionTimeout:     3 * time.Second,
 		WALProfile:               "high",
 		Fsync:                    FsyncNever,
 		FsyncBatchTimeout:        5 * time.Millisecond,
@@ -238,6 +248,8 @@ func TestDefaults(t *testing.T) {
 		HTTPAddr:                 "0.0.0.0:6092",
 		NodeID:                   1,
 		RaftAddr:                 "0.0.0.0:9093",
+		BrokerHeartbeatInterval:  200 * time.Millisecond,
+		BrokerSessionTimeout:     2 * time.Second,
 		WALProfile:               "medium",
 		Fsync:                    FsyncAlways,
 		Tier3URL:                 "file://" + filepath.ToSlash(abs),

@@ -95,6 +95,18 @@ var settings = []Setting{
 		set:        setPeers,
 	},
 	{
+		Flag: "broker-heartbeat-interval", Env: "CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS", Key: "broker_heartbeat_interval_ms", Type: "ms",
+		Default: "200",
+		Help:    "how often a broker tells the controller it is alive (cluster mode), in milliseconds",
+		set:     setMillis(func(c *Config) *time.Duration { return &c.BrokerHeartbeatInterval }),
+	},
+	{
+		Flag: "broker-session-timeout", Env: "CHRONIK_BROKER_SESSION_TIMEOUT_MS", Key: "broker_session_timeout_ms", Type: "ms",
+		Default: "2000",
+		Help:    "a broker silent this long is fenced and its partitions get new leaders (cluster mode), in milliseconds; at least 3 heartbeat intervals",
+		set:     setMillis(func(c *Config) *time.Duration { return &c.BrokerSessionTimeout }),
+	},
+	{
 		Flag: "wal-profile", Env: "CHRONIK_WAL_PROFILE", Key: "wal_profile", Type: "name",
 		Default: "medium",
 		Help:    "group-commit bounds: " + strings.Join(walProfiles, ", "),

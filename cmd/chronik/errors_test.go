@@ -56,8 +56,8 @@ func TestBadInput(t *testing.T) {
 		{"alter nothing", "", []string{"topic", "alter", "one", "--brokers", addr}, "nothing to alter"},
 		{"topic without name", "", []string{"topic", "create", "--brokers", addr}, "requires at least 1 arg"},
 		{"unknown flag", "", []string{"produce", "--colour", "red"}, "unknown flag: --colour (see chronik produce --help)"},
-		{"start with peers", "", []string{"start", "--peers", "1@127.0.0.1:9093,2@127.0.0.2:9093", "--data-dir", t.TempDir()},
-			"--peers is set, but clustering is not available in this build yet: unset it to run a standalone broker"},
+		{"start with peers missing this node", "", []string{"start", "--node-id", "3", "--peers", "1@127.0.0.1:9093,2@127.0.0.2:9093", "--data-dir", t.TempDir()},
+			"is not among the ids of --peers="},
 		{"start with bad profile", "", []string{"start", "--wal-profile", "turbo"}, `--wal-profile="turbo" is not one of low, medium, high, ultra`},
 	}
 	for _, tt := range tests {

@@ -47,6 +47,7 @@ other commands, or with any Kafka client.`,
 		newTopicCmd(),
 		newGroupCmd(),
 		newBenchCmd(),
+		newClusterCmd(),
 		newHealthCmd(env),
 	)
 	return root

@@ -11,6 +11,7 @@ import (
 
 	"github.com/chronik-go/chronik/broker"
 	"github.com/chronik-go/chronik/ops"
+	"github.com/chronik-go/chronik/replication"
 	"github.com/chronik-go/chronik/tier1"
 	"github.com/chronik-go/chronik/tier3"
 )
@@ -42,10 +43,6 @@ func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.
 	log, err := ops.NewLogger(cfg.LogLevel, cfg.LogFormat, logOut)
 	if err != nil {
 		return err
-	}
-	if !cfg.Standalone() {
-		return fmt.Errorf("%s is set, but clustering is not available in this build yet: unset it to run a standalone broker",
-			cfg.Origin("CHRONIK_CLUSTER_PEERS"))
 	}
 	if cfg.RealtimeIndex {
 		log.Warn("the realtime index is not available in this build yet; the setting is accepted and has no effect",
@@ -83,7 +80,7 @@ func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.
 		return fmt.Errorf("kafka listener on %s=%q: %w", cfg.Origin("CHRONIK_KAFKA_ADDR"), cfg.KafkaAddr, err)
 	}
 	hs.SetReadiness(b.Ready)
-	log.Info("kafka listener ready", "addr", b.Addr().String(), "node_id", cfg.NodeID,
+	log.Info("kafka listener ready", "addr", b.Addr().String(), "node_id", cfg.NodeID, "peers", len(cfg.Peers),
 		"data_dir", cfg.DataDir, "wal_profile", cfg.WALProfile, "fsync", string(cfg.Fsync))
 
 	<-ctx.Done()
@@ -100,7 +97,7 @@ func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.
 
 // brokerConfig maps the node configuration onto the broker's. The HTTP
 // listener is the node's (runStart); settings of features the broker does
-// not have yet (Raft, realtime index) stay in ops.Config; Tier 3's store is
+// not have yet (realtime index) stay in ops.Config; Tier 3's store is
 // opened by runStart.
 func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 	bc := broker.DefaultConfig()
@@ -116,6 +113,17 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 	bc.MessageMaxBytes = cfg.MessageMaxBytes
 	bc.FsyncBatchTimeout = cfg.FsyncBatchTimeout
 	bc.Logger = log
+	if !cfg.Standalone() {
+		cc := &broker.ClusterConfig{
+			RaftAddr:          cfg.RaftAddr,
+			HeartbeatInterval: cfg.BrokerHeartbeatInterval,
+			SessionTimeout:    cfg.BrokerSessionTimeout,
+		}
+		for _, p := range cfg.Peers {
+			cc.Peers = append(cc.Peers, replication.Peer{ID: p.ID, Addr: p.Addr})
+		}
+		bc.Cluster = cc
+	}
 
 	p, err := tier1.ProfileByName(cfg.WALProfile)
 	if err != nil {

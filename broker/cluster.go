@@ -1,0 +1,281 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"maps"
+	"path/filepath"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/chronik-go/chronik/replication"
+)
+
+// ClusterConfig makes the broker a member of a cluster whose metadata
+// (brokers, topics, assignments, leaders, ISRs) lives in the Raft controller
+// (replication/). Nil runs the broker standalone.
+type ClusterConfig struct {
+	RaftAddr string             // the controller listener (CHRONIK_RAFT_ADDR)
+	Peers    []replication.Peer // every controller voter, this node included
+	// HeartbeatInterval and SessionTimeout: a broker silent for a session
+	// is fenced and its partitions move (zero takes replication's defaults).
+	HeartbeatInterval time.Duration
+	SessionTimeout    time.Duration
+}
+
+// In a cluster, the controller's state is the truth about topics; each
+// broker keeps its local topics (partition logs, meta.json, which WAL
+// recovery needs before the quorum answers) in step with it: the
+// reconciler applies every change. Requests are checked against the state:
+// a partition this broker does not lead, or any partition while its lease
+// has lapsed (cut off from the quorum, or paused), gets
+// NOT_LEADER_OR_FOLLOWER.
+//
+// Group coordination stays broker-local: every group has one coordinator,
+// picked by hashing its name over the registered brokers; its offsets live
+// in that broker's own __consumer_offsets. (A replicated offsets topic comes
+// with ISR replication.)
+
+// startCluster opens the controller member and starts the reconciler. It
+// runs after local recovery.
+func (b *Broker) startCluster() error {
+	cc := b.cfg.Cluster
+	ctl, err := replication.Open(replication.Config{
+		NodeID:            b.cfg.NodeID,
+		BindAddr:          cc.RaftAddr,
+		Peers:             cc.Peers,
+		Dir:               filepath.Join(b.cfg.DataDir, "raft"),
+		HeartbeatInterval: cc.HeartbeatInterval,
+		SessionTimeout:    cc.SessionTimeout,
+		Logger:            b.log,
+	})
+	if err != nil {
+		return err
+	}
+	b.ctl = ctl
+	b.reconciled = make(chan struct{})
+	b.maintWG.Add(1)
+	go b.reconcileLoop()
+	return nil
+}
+
+// joinCluster registers this broker (its advertised Kafka address) with the
+// controller; called once the Kafka listener is up.
+func (b *Broker) joinCluster() {
+	host, port := b.advertised()
+	b.ctl.Start(replication.BrokerInfo{Host: host, Port: port})
+}
+
+func (b *Broker) reconcileLoop() {
+	defer b.maintWG.Done()
+	tick := time.NewTicker(time.Second) // a safety net; changes nudge at once
+	defer tick.Stop()
+	for {
+		select {
+		case <-b.closing:
+			return
+		case <-b.ctl.Changed():
+		case <-tick.C:
+		}
+		// Only a current broker's state is complete: after a restart Raft
+		// holds nothing until the leader sends the log, and reconciling
+		// against that would delete every local topic.
+		if !b.ctl.Current() {
+			continue
+		}
+		st := b.ctl.State()
+		b.adminMu.Lock()
+		b.reconcileLocked(st)
+		b.adminMu.Unlock()
+		b.reconciledMu.Lock()
+		if st.Index > b.reconciledIdx {
+			b.reconciledIdx = st.Index
+			close(b.reconciled)
+			b.reconciled = make(chan struct{})
+		}
+		b.reconciledMu.Unlock()
+	}
+}
+
+// reconcileLocked makes the local topics match st. adminMu must be held.
+func (b *Broker) reconcileLocked(st *replication.State) {
+	for _, ti := range st.Topics {
+		if err := b.syncTopicLocked(ti); err != nil {
+			b.log.Error("apply topic from the controller failed; retrying", "topic", ti.Name, "err", err)
+		}
+	}
+	for _, t := range b.snapshotTopics() {
+		if t.name == offsetsTopic {
+			continue // broker-local
+		}
+		if ti := st.Topics[t.name]; ti == nil || [16]byte(ti.ID) != t.id {
+			if err := b.dropTopicLocked(t); err != nil {
+				b.log.Error("delete topic removed by the controller failed; retrying", "topic", t.name, "err", err)
+			}
+		}
+	}
+}
+
+// syncTopicLocked creates, grows or reconfigures the local copy of ti.
+// Idempotent. adminMu must be held.
+func (b *Broker) syncTopicLocked(ti *replication.TopicInfo) error {
+	t := b.lookupTopic(ti.Name)
+	if t != nil && t.id != [16]byte(ti.ID) {
+		// A topic deleted and recreated under the same name.
+		if err := b.dropTopicLocked(t); err != nil {
+			return err
+		}
+		t = nil
+	}
+	configs := maps.Clone(ti.Configs)
+	if configs == nil {
+		configs = map[string]string{}
+	}
+	n := int32(len(ti.Partitions))
+	if t == nil {
+		_, err := b.addTopicLocked(ti.Name, [16]byte(ti.ID), n, configs)
+		return err
+	}
+	if cur := int32(b.topicPartitionCount(t)); n > cur {
+		if err := b.growTopicLocked(t, cur, n); err != nil {
+			return err
+		}
+	}
+	if !maps.Equal(b.topicConfigs(t), configs) {
+		return b.applyConfigsLocked(t, configs)
+	}
+	return nil
+}
+
+// waitReconciled waits until the reconciler has applied index.
+func (b *Broker) waitReconciled(ctx context.Context, index uint64) error {
+	for {
+		b.reconciledMu.Lock()
+		done, ch := b.reconciledIdx >= index, b.reconciled
+		b.reconciledMu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.closing:
+			return errors.New("broker closed")
+		}
+	}
+}
+
+// propose sends req to the controller and returns once this broker's local
+// topics reflect the result. Errors carry Kafka codes.
+func (b *Broker) propose(ctx context.Context, req *replication.Request) (replication.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	res, err := b.ctl.Propose(ctx, req)
+	var ce *replication.Error
+	switch {
+	case errors.As(err, &ce):
+		return res, kerrf(kerr.ErrorForCode(ce.Code).(*kerr.Error), "%s", ce.Message)
+	case err != nil:
+		return res, kerrf(kerr.RequestTimedOut, "controller: %v", err)
+	}
+	if err := b.waitReconciled(ctx, res.Index); err != nil {
+		return res, kerrf(kerr.RequestTimedOut, "waiting for metadata to apply: %v", err)
+	}
+	return res, nil
+}
+
+// partitionState returns the controller's view of one partition, or false
+// when the topic (by name and ID) or the partition is unknown to it.
+func (b *Broker) partitionState(t *topic, partition int32) (replication.PartitionInfo, bool) {
+	ti := b.ctl.State().Topics[t.name]
+	if ti == nil || [16]byte(ti.ID) != t.id || partition < 0 || int(partition) >= len(ti.Partitions) {
+		return replication.PartitionInfo{}, false
+	}
+	return ti.Partitions[partition], true
+}
+
+// leaderCheck says whether this broker may serve partition p of t as its
+// leader, for a client that believes the leader epoch is epoch (-1 when it
+// does not say). It returns the current leader epoch.
+func (b *Broker) leaderCheck(t *topic, p int32, epoch int32) (int32, *kerr.Error) {
+	if b.ctl == nil {
+		if epoch > 0 {
+			return 0, kerr.UnknownLeaderEpoch
+		}
+		return 0, nil
+	}
+	ps, ok := b.partitionState(t, p)
+	switch {
+	case !ok:
+		return -1, kerr.UnknownTopicOrPartition
+	case epoch >= 0 && epoch < ps.LeaderEpoch:
+		return ps.LeaderEpoch, kerr.FencedLeaderEpoch
+	case epoch > ps.LeaderEpoch:
+		return ps.LeaderEpoch, kerr.UnknownLeaderEpoch
+	case ps.Leader != b.cfg.NodeID || !b.ctl.Current():
+		return ps.LeaderEpoch, kerr.NotLeaderForPartition
+	}
+	return ps.LeaderEpoch, nil
+}
+
+// leads reports whether this broker may serve partition p of t as leader.
+func (b *Broker) leads(t *topic, p int32) bool {
+	_, err := b.leaderCheck(t, p, -1)
+	return err == nil
+}
+
+// groupCoordinator returns the broker coordinating group, in a cluster: the
+// group's name hashed over every registered broker, so it does not move
+// when a broker is down (the group waits for it: its offsets are there).
+func (b *Broker) groupCoordinator(group string) (*replication.BrokerInfo, *kerr.Error) {
+	st := b.ctl.State()
+	ids := st.BrokerIDs()
+	if len(ids) == 0 || !b.ctl.Current() {
+		return nil, kerr.CoordinatorNotAvailable
+	}
+	h := fnv.New32a()
+	h.Write([]byte(group))
+	bi := st.Brokers[ids[h.Sum32()%uint32(len(ids))]]
+	if bi.Fenced {
+		return nil, kerr.CoordinatorNotAvailable
+	}
+	return bi, nil
+}
+
+// coordinates reports whether this broker coordinates group (always, when
+// standalone).
+func (b *Broker) coordinates(group string) *kerr.Error {
+	if b.ctl == nil {
+		return nil
+	}
+	bi, err := b.groupCoordinator(group)
+	if err != nil {
+		return err
+	}
+	if bi.ID != b.cfg.NodeID {
+		return kerr.NotCoordinator
+	}
+	return nil
+}
+
+// liveReplicas returns the replicas of ps that are registered and unfenced,
+// and those that are not.
+func liveReplicas(st *replication.State, ps replication.PartitionInfo) (live, offline []int32) {
+	for _, r := range ps.Replicas {
+		if st.Live(r) {
+			live = append(live, r)
+		} else {
+			offline = append(offline, r)
+		}
+	}
+	return live, offline
+}
+
+// defaultReplicationFactor is the replication factor of topics created
+// without one (ops derives min(3, peers) unless configured).
+func (b *Broker) defaultReplicationFactor() int16 {
+	return max(b.cfg.DefaultReplicationFactor, 1)
+}

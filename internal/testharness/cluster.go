@@ -1,0 +1,81 @@
+package testharness
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// StartCluster starts n chronik brokers as one cluster on 127.0.0.1 — node
+// IDs 1..n, every node a controller voter — and waits until each serves
+// ApiVersions. opts applies to every node (DataDir is ignored: each gets its
+// own). The brokers are killed when the test ends. Clustering needs the
+// chronik target.
+func StartCluster(t testing.TB, n int, opts Options) []*Broker {
+	t.Helper()
+	if CurrentTarget() == TargetKfake {
+		t.Fatalf("testharness: a cluster needs the chronik target, not %s", TargetKfake)
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 30 * time.Second
+	}
+	bs := make([]*Broker, n)
+	var peers []string
+	for i := range bs {
+		b := &Broker{t: t, opts: opts, dataDir: t.TempDir(), target: TargetChronik}
+		b.logPath = filepath.Join(t.TempDir(), fmt.Sprintf("broker-%d.log", i+1))
+		if err := b.pickAddrs(); err != nil {
+			t.Fatalf("testharness: picking ports: %v", err)
+		}
+		peers = append(peers, fmt.Sprintf("%d@%s", i+1, b.raftAddr))
+		bs[i] = b
+	}
+	for i, b := range bs {
+		b.opts.Args = append([]string{"--node-id", fmt.Sprint(i + 1), "--peers", strings.Join(peers, ",")}, opts.Args...)
+		t.Cleanup(func() {
+			b.kill()
+			if data, _ := os.ReadFile(b.logPath); bytes.Contains(data, []byte("WARNING: DATA RACE")) {
+				t.Errorf("testharness: broker %d reported a data race", i+1)
+			}
+			if t.Failed() {
+				b.dumpLog()
+			}
+		})
+	}
+	for i, b := range bs {
+		if err := b.start(); err != nil {
+			t.Fatalf("testharness: starting broker %d: %v", i+1, err)
+		}
+	}
+	return bs
+}
+
+// RaftAddr is the broker's controller listener address.
+func (b *Broker) RaftAddr() string { return b.raftAddr }
+
+// Pause stops the process with SIGSTOP: it keeps its sockets but answers
+// nothing, as a machine that froze or a long GC pause.
+func (b *Broker) Pause() {
+	b.t.Helper()
+	b.signal(syscall.SIGSTOP)
+}
+
+// Resume continues a paused process with SIGCONT.
+func (b *Broker) Resume() {
+	b.t.Helper()
+	b.signal(syscall.SIGCONT)
+}
+
+func (b *Broker) signal(sig syscall.Signal) {
+	if b.proc == nil {
+		b.t.Fatalf("testharness: broker not running")
+	}
+	if err := b.proc.cmd.Process.Signal(sig); err != nil {
+		b.t.Fatalf("testharness: %v: %v", sig, err)
+	}
+}

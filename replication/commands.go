@@ -1,0 +1,331 @@
+package replication
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// Command is one entry of the metadata log. Exactly one field is set. Every
+// command is deterministic: the leader decides IDs and assignments before
+// proposing, so every broker applying it reaches the same state.
+type Command struct {
+	InitCluster      *InitCluster      `json:"init_cluster,omitempty"`
+	RegisterBroker   *BrokerInfo       `json:"register_broker,omitempty"`
+	FenceBroker      *FenceBroker      `json:"fence_broker,omitempty"`
+	CreateTopic      *TopicInfo        `json:"create_topic,omitempty"`
+	DeleteTopic      *TopicRef         `json:"delete_topic,omitempty"`
+	CreatePartitions *CreatePartitions `json:"create_partitions,omitempty"`
+	SetConfigs       *SetConfigs       `json:"set_configs,omitempty"`
+	AllocProducerIDs *AllocProducerIDs `json:"alloc_producer_ids,omitempty"`
+	ChangeISR        *ChangeISR        `json:"change_isr,omitempty"`
+}
+
+// InitCluster names the cluster; later ones are ignored.
+type InitCluster struct {
+	ClusterID string `json:"cluster_id"`
+}
+
+// FenceBroker fences a broker that missed its heartbeats.
+type FenceBroker struct {
+	ID          int32  `json:"id"`
+	Incarnation string `json:"incarnation"` // only this incarnation is fenced
+}
+
+// TopicRef names a topic by name and ID, so a command never hits a newer
+// topic of the same name.
+type TopicRef struct {
+	Name string  `json:"name"`
+	ID   TopicID `json:"id"`
+}
+
+// CreatePartitions appends partitions to a topic.
+type CreatePartitions struct {
+	TopicRef
+	Add []PartitionInfo `json:"add"`
+}
+
+// SetConfigs replaces a topic's explicit configs.
+type SetConfigs struct {
+	TopicRef
+	Configs map[string]string `json:"configs"`
+}
+
+// AllocProducerIDs hands a block of producer IDs to a broker.
+type AllocProducerIDs struct {
+	Broker int32 `json:"broker"`
+	Count  int64 `json:"count"`
+}
+
+// ChangeISR sets a partition's ISR, proposed by its leader (ISR shrink and
+// expand). It applies only while the leader and its epoch are unchanged.
+type ChangeISR struct {
+	TopicRef
+	Partition   int32   `json:"partition"`
+	Leader      int32   `json:"leader"`
+	LeaderEpoch int32   `json:"leader_epoch"`
+	ISR         []int32 `json:"isr"`
+}
+
+// Result is what applying a command returned.
+type Result struct {
+	Err   *Error `json:"err,omitempty"`
+	Value int64  `json:"value,omitempty"` // AllocProducerIDs: the first ID of the block
+	Index uint64 `json:"index"`           // the Raft index the command was applied at
+}
+
+// Error is a failure with a Kafka error code, so a broker can answer its
+// client with the right code whichever node decided.
+type Error struct {
+	Code    int16  `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Kafka error codes the controller returns.
+const (
+	CodeUnknownTopicOrPartition  int16 = 3
+	CodeNotLeaderOrFollower      int16 = 6
+	CodeNotController            int16 = 41
+	CodeInvalidPartitions        int16 = 37
+	CodeInvalidReplicationFactor int16 = 38
+	CodeTopicAlreadyExists       int16 = 36
+	CodeInvalidRequest           int16 = 42
+	CodeFencedLeaderEpoch        int16 = 74
+	CodeRequestTimedOut          int16 = 7
+)
+
+func errorf(code int16, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// apply returns the state after c, and c's result. s is not modified.
+func apply(s *State, c *Command) (*State, Result) {
+	switch {
+	case c.InitCluster != nil:
+		if s.ClusterID != "" {
+			return s, Result{}
+		}
+		n := s.clone()
+		n.ClusterID = c.InitCluster.ClusterID
+		return n, Result{}
+
+	case c.RegisterBroker != nil:
+		return applyRegister(s, c.RegisterBroker), Result{}
+
+	case c.FenceBroker != nil:
+		b := s.Brokers[c.FenceBroker.ID]
+		if b == nil || b.Fenced || b.Incarnation != c.FenceBroker.Incarnation {
+			return s, Result{} // restarted or fenced in between
+		}
+		return applyFence(s, b.ID), Result{}
+
+	case c.CreateTopic != nil:
+		t := c.CreateTopic
+		if cur := s.Topics[t.Name]; cur != nil {
+			if cur.ID == t.ID {
+				return s, Result{} // a retried proposal that committed before
+			}
+			return s, Result{Err: errorf(CodeTopicAlreadyExists, "topic %q already exists", t.Name)}
+		}
+		n := s.clone()
+		n.Topics[t.Name] = t
+		return n, Result{}
+
+	case c.DeleteTopic != nil:
+		if _, err := s.topic(*c.DeleteTopic); err != nil {
+			return s, Result{Err: err}
+		}
+		n := s.clone()
+		delete(n.Topics, c.DeleteTopic.Name)
+		return n, Result{}
+
+	case c.CreatePartitions != nil:
+		t, err := s.topic(c.CreatePartitions.TopicRef)
+		if err != nil {
+			return s, Result{Err: err}
+		}
+		n := s.clone()
+		n.Topics[t.Name] = t.withPartitions(append(slices.Clip(t.Partitions), c.CreatePartitions.Add...))
+		return n, Result{}
+
+	case c.SetConfigs != nil:
+		t, err := s.topic(c.SetConfigs.TopicRef)
+		if err != nil {
+			return s, Result{Err: err}
+		}
+		n := s.clone()
+		nt := *t
+		nt.Configs = maps.Clone(c.SetConfigs.Configs)
+		n.Topics[t.Name] = &nt
+		return n, Result{}
+
+	case c.AllocProducerIDs != nil:
+		n := s.clone()
+		first := n.NextProducerID
+		n.NextProducerID += c.AllocProducerIDs.Count
+		return n, Result{Value: first}
+
+	case c.ChangeISR != nil:
+		return applyChangeISR(s, c.ChangeISR)
+	}
+	return s, Result{Err: errorf(CodeInvalidRequest, "empty metadata command")}
+}
+
+func (s *State) topic(ref TopicRef) (*TopicInfo, *Error) {
+	t := s.Topics[ref.Name]
+	if t == nil || t.ID != ref.ID {
+		return nil, errorf(CodeUnknownTopicOrPartition, "topic %q does not exist", ref.Name)
+	}
+	return t, nil
+}
+
+// applyRegister records a (re)started or returning broker as live, and
+// gives it the partitions that had no leader and still list it in their ISR.
+func applyRegister(s *State, b *BrokerInfo) *State {
+	n := s.clone()
+	nb := *b
+	nb.Fenced = false
+	n.Brokers[b.ID] = &nb
+	for name, t := range n.Topics {
+		var parts []PartitionInfo
+		for i, p := range t.Partitions {
+			if p.Leader != -1 || !slices.Contains(p.ISR, b.ID) {
+				continue
+			}
+			if parts == nil {
+				parts = slices.Clone(t.Partitions)
+			}
+			parts[i].Leader = b.ID
+			parts[i].LeaderEpoch++
+		}
+		if parts != nil {
+			n.Topics[name] = t.withPartitions(parts)
+		}
+	}
+	return n
+}
+
+// applyFence fences broker id: it leaves every ISR it is in (unless it is
+// the last member: the ISR keeps its last member, as Kafka's does, so the
+// partition can come back when that broker does), and every partition it led
+// gets a new leader from the rest of the ISR, or none.
+func applyFence(s *State, id int32) *State {
+	n := s.clone()
+	nb := *n.Brokers[id]
+	nb.Fenced = true
+	n.Brokers[id] = &nb
+	for name, t := range n.Topics {
+		var parts []PartitionInfo
+		for i, p := range t.Partitions {
+			if !slices.Contains(p.ISR, id) && p.Leader != id {
+				continue
+			}
+			if parts == nil {
+				parts = slices.Clone(t.Partitions)
+			}
+			np := p
+			if len(p.ISR) > 1 {
+				np.ISR = slices.DeleteFunc(slices.Clone(p.ISR), func(r int32) bool { return r == id })
+			}
+			if p.Leader == id {
+				np.Leader = electLeader(n, np)
+				np.LeaderEpoch++
+			}
+			parts[i] = np
+		}
+		if parts != nil {
+			n.Topics[name] = t.withPartitions(parts)
+		}
+	}
+	return n
+}
+
+// electLeader picks the first live replica, in preference order, that is in
+// the ISR; -1 if none (unclean election is off).
+func electLeader(s *State, p PartitionInfo) int32 {
+	for _, r := range p.Replicas {
+		if s.Live(r) && slices.Contains(p.ISR, r) {
+			return r
+		}
+	}
+	return -1
+}
+
+func applyChangeISR(s *State, c *ChangeISR) (*State, Result) {
+	t, err := s.topic(c.TopicRef)
+	if err != nil {
+		return s, Result{Err: err}
+	}
+	if c.Partition < 0 || int(c.Partition) >= len(t.Partitions) {
+		return s, Result{Err: errorf(CodeUnknownTopicOrPartition, "topic %q has no partition %d", t.Name, c.Partition)}
+	}
+	p := t.Partitions[c.Partition]
+	if p.Leader != c.Leader || p.LeaderEpoch != c.LeaderEpoch {
+		return s, Result{Err: errorf(CodeFencedLeaderEpoch, "leader %d epoch %d is no longer current (leader %d epoch %d)",
+			c.Leader, c.LeaderEpoch, p.Leader, p.LeaderEpoch)}
+	}
+	if len(c.ISR) == 0 || !slices.Contains(c.ISR, c.Leader) {
+		return s, Result{Err: errorf(CodeInvalidRequest, "an ISR must hold its leader")}
+	}
+	for _, r := range c.ISR {
+		if !slices.Contains(p.Replicas, r) {
+			return s, Result{Err: errorf(CodeInvalidRequest, "broker %d is not a replica", r)}
+		}
+	}
+	n := s.clone()
+	parts := slices.Clone(t.Partitions)
+	parts[c.Partition].ISR = slices.Clone(c.ISR)
+	n.Topics[t.Name] = t.withPartitions(parts)
+	return n, Result{}
+}
+
+func encodeCommand(c *Command) ([]byte, error) { return json.Marshal(c) }
+
+func decodeCommand(b []byte) (*Command, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("replication: decode command: %w", err)
+	}
+	return &c, nil
+}
+
+// assign places partitions [first, first+count) of a topic on live brokers:
+// replicas on consecutive brokers of the ring, each partition's preferred
+// leader the live broker leading the fewest partitions so far, so leaders
+// spread evenly across topics.
+func assign(s *State, count, rf int) ([]PartitionInfo, *Error) {
+	live := s.LiveBrokers()
+	if rf < 1 {
+		return nil, errorf(CodeInvalidReplicationFactor, "replication factor %d must be at least 1", rf)
+	}
+	if rf > len(live) {
+		return nil, errorf(CodeInvalidReplicationFactor, "replication factor %d is larger than the %d live brokers", rf, len(live))
+	}
+	leads := make(map[int32]int, len(live))
+	for _, t := range s.Topics {
+		for _, p := range t.Partitions {
+			if len(p.Replicas) > 0 {
+				leads[p.Replicas[0]]++
+			}
+		}
+	}
+	out := make([]PartitionInfo, count)
+	for i := range out {
+		start := 0
+		for j, b := range live {
+			if leads[b.ID] < leads[live[start].ID] {
+				start = j
+			}
+		}
+		reps := make([]int32, rf)
+		for k := range reps {
+			reps[k] = live[(start+k)%len(live)].ID
+		}
+		leads[reps[0]]++
+		out[i] = PartitionInfo{Replicas: reps, ISR: slices.Clone(reps), Leader: reps[0]}
+	}
+	return out, nil
+}

@@ -1,0 +1,122 @@
+package replication
+
+import (
+	"slices"
+	"testing"
+)
+
+func mustApply(t *testing.T, s *State, c *Command) *State {
+	t.Helper()
+	n, res := apply(s, c)
+	if res.Err != nil {
+		t.Fatalf("apply %+v: %v", c, res.Err)
+	}
+	return n
+}
+
+func threeBrokers(t *testing.T) *State {
+	s := NewState()
+	for id := int32(1); id <= 3; id++ {
+		s = mustApply(t, s, &Command{RegisterBroker: &BrokerInfo{ID: id, Host: "h", Port: 9000 + id, Incarnation: "a"}})
+	}
+	return s
+}
+
+func TestAssignSpreadsLeadersAndReplicas(t *testing.T) {
+	s := threeBrokers(t)
+	for i := range 30 {
+		parts, err := assign(s, 1, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s = mustApply(t, s, &Command{CreateTopic: &TopicInfo{Name: string(rune('a' + i)), ID: TopicID{byte(i + 1)}, Partitions: parts}})
+	}
+	leads := map[int32]int{}
+	for _, tp := range s.Topics {
+		p := tp.Partitions[0]
+		leads[p.Leader]++
+		if len(p.Replicas) != 3 || !slices.Equal(p.Replicas, p.ISR) || p.Leader != p.Replicas[0] {
+			t.Fatalf("partition %+v: want 3 distinct replicas, ISR = replicas, leader = first", p)
+		}
+		r := slices.Clone(p.Replicas)
+		slices.Sort(r)
+		if !slices.Equal(r, []int32{1, 2, 3}) {
+			t.Fatalf("replicas %v are not the three brokers", p.Replicas)
+		}
+	}
+	for id := int32(1); id <= 3; id++ {
+		if leads[id] != 10 {
+			t.Fatalf("leaders per broker %v, want 10 each", leads)
+		}
+	}
+	if _, err := assign(s, 1, 4); err == nil || err.Code != CodeInvalidReplicationFactor {
+		t.Fatalf("rf 4 on 3 brokers: got %v, want INVALID_REPLICATION_FACTOR", err)
+	}
+}
+
+func TestFenceMovesLeadershipWithinISRAndRegisterRestores(t *testing.T) {
+	s := threeBrokers(t)
+	id := TopicID{9}
+	s = mustApply(t, s, &Command{CreateTopic: &TopicInfo{Name: "t", ID: id, Partitions: []PartitionInfo{
+		{Replicas: []int32{1, 2, 3}, ISR: []int32{1, 2, 3}, Leader: 1},
+		{Replicas: []int32{2, 3, 1}, ISR: []int32{2, 3, 1}, Leader: 2},
+	}}})
+	s = mustApply(t, s, &Command{FenceBroker: &FenceBroker{ID: 1, Incarnation: "a"}})
+	p0, p1 := s.Topics["t"].Partitions[0], s.Topics["t"].Partitions[1]
+	if p0.Leader != 2 || p0.LeaderEpoch != 1 || !slices.Equal(p0.ISR, []int32{2, 3}) {
+		t.Fatalf("after fencing 1, p0 = %+v; want leader 2 epoch 1 ISR [2 3]", p0)
+	}
+	if p1.Leader != 2 || p1.LeaderEpoch != 0 || !slices.Equal(p1.ISR, []int32{2, 3}) {
+		t.Fatalf("after fencing 1, p1 = %+v; want leader 2 epoch 0 ISR [2 3]", p1)
+	}
+	if s.Live(1) {
+		t.Fatal("fenced broker still live")
+	}
+	// A stale fence (older incarnation) is ignored.
+	s = mustApply(t, s, &Command{RegisterBroker: &BrokerInfo{ID: 1, Incarnation: "b"}})
+	if n, _ := apply(s, &Command{FenceBroker: &FenceBroker{ID: 1, Incarnation: "a"}}); !n.Live(1) {
+		t.Fatal("a fence for an old incarnation fenced the new one")
+	}
+	// Fencing 2 and 3 leaves the last ISR member without a leader, and it
+	// keeps its ISR entry so it can lead again when it returns.
+	s = mustApply(t, s, &Command{FenceBroker: &FenceBroker{ID: 2, Incarnation: "a"}})
+	s = mustApply(t, s, &Command{FenceBroker: &FenceBroker{ID: 3, Incarnation: "a"}})
+	p0 = s.Topics["t"].Partitions[0]
+	if p0.Leader != -1 || !slices.Equal(p0.ISR, []int32{3}) {
+		t.Fatalf("all ISR fenced: p0 = %+v; want leader -1 ISR [3]", p0)
+	}
+	s = mustApply(t, s, &Command{RegisterBroker: &BrokerInfo{ID: 3, Incarnation: "b"}})
+	p0 = s.Topics["t"].Partitions[0]
+	if p0.Leader != 3 {
+		t.Fatalf("ISR member returned: p0 = %+v; want leader 3", p0)
+	}
+}
+
+func TestChangeISRChecksLeaderEpoch(t *testing.T) {
+	s := threeBrokers(t)
+	ref := TopicRef{Name: "t", ID: TopicID{1}}
+	s = mustApply(t, s, &Command{CreateTopic: &TopicInfo{Name: "t", ID: ref.ID, Partitions: []PartitionInfo{{Replicas: []int32{1, 2, 3}, ISR: []int32{1, 2, 3}, Leader: 1}}}})
+	if _, res := apply(s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Leader: 1, LeaderEpoch: 3, ISR: []int32{1}}}); res.Err == nil || res.Err.Code != CodeFencedLeaderEpoch {
+		t.Fatalf("stale epoch: got %v", res.Err)
+	}
+	if _, res := apply(s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Leader: 1, ISR: []int32{2}}}); res.Err == nil {
+		t.Fatal("an ISR without its leader was accepted")
+	}
+	s = mustApply(t, s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Leader: 1, ISR: []int32{1, 3}}})
+	if got := s.Topics["t"].Partitions[0].ISR; !slices.Equal(got, []int32{1, 3}) {
+		t.Fatalf("ISR %v, want [1 3]", got)
+	}
+}
+
+func TestCreateTopicRetryIsIdempotent(t *testing.T) {
+	s := threeBrokers(t)
+	c := &Command{CreateTopic: &TopicInfo{Name: "t", ID: TopicID{1}, Partitions: []PartitionInfo{{Replicas: []int32{1}, ISR: []int32{1}, Leader: 1}}}}
+	s = mustApply(t, s, c)
+	if _, res := apply(s, c); res.Err != nil {
+		t.Fatalf("retry of the same create: %v", res.Err)
+	}
+	other := &Command{CreateTopic: &TopicInfo{Name: "t", ID: TopicID{2}}}
+	if _, res := apply(s, other); res.Err == nil || res.Err.Code != CodeTopicAlreadyExists {
+		t.Fatalf("second topic of the same name: got %v", res.Err)
+	}
+}

@@ -1,0 +1,680 @@
+package replication
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Peer is one controller voter.
+type Peer struct {
+	ID   int32
+	Addr string // host:port of its controller listener, as the others reach it
+}
+
+// Config configures a node's controller.
+type Config struct {
+	NodeID   int32
+	BindAddr string // the controller listener (CHRONIK_RAFT_ADDR)
+	Peers    []Peer // every voter, this node included (CHRONIK_CLUSTER_PEERS)
+	Dir      string // Raft's log, stable store and snapshots
+
+	// HeartbeatInterval is how often a broker tells the controller it is
+	// alive; a broker silent for SessionTimeout is fenced.
+	HeartbeatInterval time.Duration
+	SessionTimeout    time.Duration
+
+	// Raft timing; zero values take DefaultConfig's.
+	RaftHeartbeatTimeout time.Duration
+	RaftElectionTimeout  time.Duration
+	SnapshotThreshold    uint64
+	SnapshotInterval     time.Duration // how often the threshold is checked
+
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the timing defaults.
+func DefaultConfig() Config {
+	return Config{
+		HeartbeatInterval:    200 * time.Millisecond,
+		SessionTimeout:       2 * time.Second,
+		RaftHeartbeatTimeout: 500 * time.Millisecond,
+		RaftElectionTimeout:  500 * time.Millisecond,
+		SnapshotThreshold:    1024,
+		SnapshotInterval:     10 * time.Second,
+	}
+}
+
+// Request is an operation a broker asks of the controller. The controller
+// leader turns it into a deterministic Command (choosing assignments) and
+// commits it through Raft.
+type Request struct {
+	CreateTopic      *CreateTopicRequest      `json:"create_topic,omitempty"`
+	DeleteTopic      *TopicRef                `json:"delete_topic,omitempty"`
+	CreatePartitions *CreatePartitionsRequest `json:"create_partitions,omitempty"`
+	SetConfigs       *SetConfigs              `json:"set_configs,omitempty"`
+	AllocProducerIDs *AllocProducerIDs        `json:"alloc_producer_ids,omitempty"`
+	ChangeISR        *ChangeISR               `json:"change_isr,omitempty"`
+	// Shutdown fences the calling broker at once (controlled shutdown), so
+	// its partitions move without waiting for its session to time out.
+	Shutdown *FenceBroker `json:"shutdown,omitempty"`
+}
+
+// CreateTopicRequest creates a topic. The ID is chosen by the broker that
+// took the client's request, so a retried request is recognised.
+type CreateTopicRequest struct {
+	Name              string            `json:"name"`
+	ID                TopicID           `json:"id"`
+	Partitions        int32             `json:"partitions"`
+	ReplicationFactor int16             `json:"replication_factor"`
+	Configs           map[string]string `json:"configs,omitempty"`
+	ValidateOnly      bool              `json:"validate_only,omitempty"`
+}
+
+// CreatePartitionsRequest grows a topic to Count partitions.
+type CreatePartitionsRequest struct {
+	TopicRef
+	Count        int32 `json:"count"`
+	ValidateOnly bool  `json:"validate_only,omitempty"`
+}
+
+type callRequest struct {
+	Heartbeat *BrokerInfo `json:"heartbeat,omitempty"`
+	Propose   *Request    `json:"propose,omitempty"`
+}
+
+type callResponse struct {
+	NotLeader bool   `json:"not_leader,omitempty"`
+	Result    Result `json:"result"`
+	// Heartbeats: the leader's applied index when it answered.
+	Index uint64 `json:"index,omitempty"`
+}
+
+// ErrNoController means no controller leader could be reached before the
+// deadline: the quorum is down or this node is cut off from it.
+var ErrNoController = errors.New("no controller quorum reachable")
+
+// Controller is a node's member of the controller quorum: it runs Raft,
+// applies the metadata log, heartbeats on behalf of its broker, and while it
+// leads, fences brokers that go silent.
+type Controller struct {
+	cfg   Config
+	log   *slog.Logger
+	raft  *raft.Raft
+	fsm   *fsm
+	mux   *mux
+	trans *raft.NetworkTransport
+	store *raftboltdb.BoltStore
+	peers map[int32]string
+
+	self atomic.Pointer[BrokerInfo] // set by Start; nil before
+
+	proposeMu   sync.Mutex  // serialises planning and committing on the leader
+	leaderReady atomic.Bool // leader, and its FSM has caught up (barrier)
+
+	hbMu sync.Mutex
+	hb   map[int32]time.Time // leader only: last heartbeat per broker
+
+	leaseMu     sync.Mutex // guards the following
+	validSent   time.Time  // send time of the newest acknowledged heartbeat whose index is applied here
+	pendingSent time.Time
+	pendingIdx  uint64
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// Open starts the node's Raft member. A node with no Raft state bootstraps
+// the cluster from Peers; every node bootstrapping with the same peers is
+// safe and the usual way to start.
+func Open(cfg Config) (*Controller, error) {
+	d := DefaultConfig()
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = d.HeartbeatInterval
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = d.SessionTimeout
+	}
+	if cfg.RaftHeartbeatTimeout <= 0 {
+		cfg.RaftHeartbeatTimeout = d.RaftHeartbeatTimeout
+	}
+	if cfg.RaftElectionTimeout <= 0 {
+		cfg.RaftElectionTimeout = d.RaftElectionTimeout
+	}
+	if cfg.SnapshotThreshold == 0 {
+		cfg.SnapshotThreshold = d.SnapshotThreshold
+	}
+	if cfg.SnapshotInterval <= 0 {
+		cfg.SnapshotInterval = d.SnapshotInterval
+	}
+	if cfg.SessionTimeout < 3*cfg.HeartbeatInterval {
+		return nil, fmt.Errorf("replication: session timeout %v must be at least 3 heartbeat intervals (%v)", cfg.SessionTimeout, cfg.HeartbeatInterval)
+	}
+	c := &Controller{cfg: cfg, log: cfg.Logger, fsm: newFSM(), peers: map[int32]string{}, hb: map[int32]time.Time{}, closing: make(chan struct{})}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	var selfAddr string
+	for _, p := range cfg.Peers {
+		if _, dup := c.peers[p.ID]; dup {
+			return nil, fmt.Errorf("replication: node id %d appears twice in the peers list", p.ID)
+		}
+		c.peers[p.ID] = p.Addr
+		if p.ID == cfg.NodeID {
+			selfAddr = p.Addr
+		}
+	}
+	if selfAddr == "" {
+		return nil, fmt.Errorf("replication: node id %d is not in the peers list %v: add %d@host:port for this node", cfg.NodeID, cfg.Peers, cfg.NodeID)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("replication: create %s: %w", cfg.Dir, err)
+	}
+	ln, err := net.Listen("tcp", cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("replication: listen on %s: %w", cfg.BindAddr, err)
+	}
+	if c.mux, err = newMux(ln, selfAddr, c.serveCall); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := c.openRaft(); err != nil {
+		c.mux.Close()
+		if c.store != nil {
+			c.store.Close()
+		}
+		return nil, err
+	}
+	c.wg.Add(1)
+	go c.leaderLoop()
+	return c, nil
+}
+
+func (c *Controller) openRaft() error {
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{c.log}, DisableTime: true})
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(strconv.Itoa(int(c.cfg.NodeID)))
+	rc.HeartbeatTimeout = c.cfg.RaftHeartbeatTimeout
+	rc.ElectionTimeout = c.cfg.RaftElectionTimeout
+	rc.LeaderLeaseTimeout = c.cfg.RaftHeartbeatTimeout / 2
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.SnapshotThreshold = c.cfg.SnapshotThreshold
+	rc.SnapshotInterval = c.cfg.SnapshotInterval
+	rc.TrailingLogs = c.cfg.SnapshotThreshold
+	rc.Logger = hl
+
+	var err error
+	c.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(c.cfg.Dir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("replication: open raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(c.cfg.Dir, 2, hl)
+	if err != nil {
+		return fmt.Errorf("replication: open snapshots: %w", err)
+	}
+	c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: c.mux, MaxPool: 3, Timeout: 2 * time.Second, Logger: hl,
+		ServerAddressProvider: addrProvider(c.peers),
+	})
+	has, err := raft.HasExistingState(c.store, c.store, snaps)
+	if err != nil {
+		return fmt.Errorf("replication: read raft state: %w", err)
+	}
+	if c.raft, err = raft.NewRaft(rc, c.fsm, c.store, c.store, snaps, c.trans); err != nil {
+		return fmt.Errorf("replication: start raft: %w", err)
+	}
+	if !has {
+		var conf raft.Configuration
+		for id, addr := range c.peers {
+			conf.Servers = append(conf.Servers, raft.Server{
+				Suffrage: raft.Voter, ID: raft.ServerID(strconv.Itoa(int(id))), Address: raft.ServerAddress(addr),
+			})
+		}
+		if err := c.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return fmt.Errorf("replication: bootstrap: %w", err)
+		}
+	}
+	return nil
+}
+
+// addrProvider resolves peers from the configured list, so a peer whose
+// address changed between restarts is still found.
+type addrProvider map[int32]string
+
+func (p addrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	n, err := strconv.Atoi(string(id))
+	if err == nil {
+		if a, ok := p[int32(n)]; ok {
+			return raft.ServerAddress(a), nil
+		}
+	}
+	return "", fmt.Errorf("replication: unknown peer %q", id)
+}
+
+// Start begins heartbeating for this node's broker, which registers it.
+func (c *Controller) Start(self BrokerInfo) {
+	self.ID = c.cfg.NodeID
+	self.RaftAddr = c.peers[c.cfg.NodeID]
+	self.Incarnation = newIncarnation()
+	c.self.Store(&self)
+	c.wg.Add(1)
+	go c.heartbeatLoop()
+}
+
+func newIncarnation() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// State returns the newest applied metadata. It is immutable.
+func (c *Controller) State() *State { return c.fsm.current() }
+
+// Changed is nudged (capacity 1) after every apply.
+func (c *Controller) Changed() <-chan struct{} { return c.fsm.changed }
+
+// NodeID is this node's ID.
+func (c *Controller) NodeID() int32 { return c.cfg.NodeID }
+
+// LeaderID returns the controller leader's node ID, or -1 when unknown.
+func (c *Controller) LeaderID() int32 {
+	_, id := c.raft.LeaderWithID()
+	n, err := strconv.Atoi(string(id))
+	if err != nil {
+		return -1
+	}
+	return int32(n)
+}
+
+// RaftState is Raft's view of this node: Leader, Follower, Candidate.
+func (c *Controller) RaftState() string { return c.raft.State().String() }
+
+// Current reports whether this node's metadata may be served as current:
+// the controller acknowledged a heartbeat less than a session timeout ago
+// (so the controller has not fenced it), this node has applied the log up
+// to where the controller was then, and it is registered and unfenced. A
+// node cut off from the quorum, or paused, stops being current before the
+// controller can fence it and move its partitions.
+func (c *Controller) Current() bool {
+	st := c.State()
+	self := c.self.Load()
+	if self == nil || !st.Live(self.ID) || st.Brokers[self.ID].Incarnation != self.Incarnation {
+		return false
+	}
+	c.leaseMu.Lock()
+	defer c.leaseMu.Unlock()
+	if !c.pendingSent.IsZero() && st.Index >= c.pendingIdx {
+		c.validSent, c.pendingSent = c.pendingSent, time.Time{}
+	}
+	return !c.validSent.IsZero() && time.Since(c.validSent) < c.cfg.SessionTimeout-c.cfg.HeartbeatInterval
+}
+
+// WaitApplied blocks until this node has applied the log up to index.
+func (c *Controller) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		ch := c.fsm.appliedCh()
+		if c.State().Index >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("replication: waiting for metadata index %d (at %d): %w", index, c.State().Index, ctx.Err())
+		case <-c.closing:
+			return errors.New("replication: controller closed")
+		}
+	}
+}
+
+// Propose asks the controller leader to carry out req and waits until this
+// node has applied the result, so the caller sees its own change. It
+// retries through leader changes until ctx ends. The returned error is an
+// *Error for refusals (with a Kafka code) or ErrNoController.
+func (c *Controller) Propose(ctx context.Context, req *Request) (Result, error) {
+	var resp callResponse
+	if err := c.callLeader(ctx, &callRequest{Propose: req}, &resp); err != nil {
+		return Result{}, err
+	}
+	if resp.Result.Err != nil {
+		return resp.Result, resp.Result.Err
+	}
+	if err := c.WaitApplied(ctx, resp.Result.Index); err != nil {
+		return resp.Result, err
+	}
+	return resp.Result, nil
+}
+
+// callLeader sends a call to the current controller leader, retrying with
+// backoff while there is none or it moves.
+func (c *Controller) callLeader(ctx context.Context, req *callRequest, resp *callResponse) error {
+	backoff := 20 * time.Millisecond
+	var last error
+	for {
+		addr, id := c.raft.LeaderWithID()
+		if id != "" {
+			*resp = callResponse{}
+			var err error
+			if addr == raft.ServerAddress(c.peers[c.cfg.NodeID]) {
+				*resp = c.handle(ctx, req)
+			} else {
+				err = call(ctx, string(addr), req, resp)
+			}
+			if err == nil && !resp.NotLeader {
+				return nil
+			}
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last == nil {
+				last = ctx.Err()
+			}
+			return fmt.Errorf("%w: %v", ErrNoController, last)
+		case <-c.closing:
+			return fmt.Errorf("%w: controller closed", ErrNoController)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 250*time.Millisecond)
+	}
+}
+
+// serveCall answers one call from another node.
+func (c *Controller) serveCall(nc net.Conn) {
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(nc)
+	b, err := readFrame(r)
+	if err != nil {
+		return
+	}
+	var req callRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	resp := c.handle(ctx, &req)
+	out, err := json.Marshal(&resp)
+	if err != nil {
+		return
+	}
+	_ = writeFrame(nc, out)
+}
+
+// handle runs a call on this node, which must be the ready leader.
+func (c *Controller) handle(ctx context.Context, req *callRequest) callResponse {
+	if !c.leaderReady.Load() {
+		return callResponse{NotLeader: true}
+	}
+	switch {
+	case req.Heartbeat != nil:
+		return c.handleHeartbeat(req.Heartbeat)
+	case req.Propose != nil:
+		res, notLeader := c.plan(req.Propose)
+		return callResponse{NotLeader: notLeader, Result: res}
+	}
+	return callResponse{Result: Result{Err: errorf(CodeInvalidRequest, "empty controller call")}}
+}
+
+func (c *Controller) handleHeartbeat(b *BrokerInfo) callResponse {
+	// A leader that was paused or cut off may not know yet that it was
+	// deposed; acknowledging a heartbeat then would renew a lease on stale
+	// state (its own broker's included). Confirm leadership with a quorum
+	// first.
+	if err := c.raft.VerifyLeader().Error(); err != nil {
+		c.leaderReady.Store(false)
+		return callResponse{NotLeader: true}
+	}
+	c.hbMu.Lock()
+	c.hb[b.ID] = time.Now()
+	c.hbMu.Unlock()
+	cur := c.State().Brokers[b.ID]
+	if cur == nil || cur.Fenced || cur.Incarnation != b.Incarnation || cur.Host != b.Host || cur.Port != b.Port || cur.RaftAddr != b.RaftAddr {
+		res, notLeader := c.commit(&Command{RegisterBroker: b})
+		if notLeader || res.Err != nil {
+			return callResponse{NotLeader: true}
+		}
+		if cur == nil || cur.Incarnation != b.Incarnation {
+			c.log.Info("broker registered", "broker", b.ID, "addr", net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port))))
+		} else if cur.Fenced {
+			c.log.Info("broker unfenced", "broker", b.ID)
+		}
+	}
+	return callResponse{Index: c.State().Index}
+}
+
+// plan turns a request into a command against the newest state and commits
+// it. The second result is true when this node stopped leading.
+func (c *Controller) plan(req *Request) (Result, bool) {
+	c.proposeMu.Lock()
+	defer c.proposeMu.Unlock()
+	st := c.State()
+	var cmd Command
+	switch {
+	case req.CreateTopic != nil:
+		r := req.CreateTopic
+		if t := st.Topics[r.Name]; t != nil {
+			if t.ID == r.ID {
+				return Result{Index: st.Index}, false // a retry of a create that committed
+			}
+			return Result{Err: errorf(CodeTopicAlreadyExists, "topic %q already exists", r.Name)}, false
+		}
+		parts, err := assign(st, int(r.Partitions), int(r.ReplicationFactor))
+		if err != nil {
+			return Result{Err: err}, false
+		}
+		if r.ValidateOnly {
+			return Result{Index: st.Index}, false
+		}
+		cmd.CreateTopic = &TopicInfo{Name: r.Name, ID: r.ID, Configs: r.Configs, Partitions: parts}
+	case req.CreatePartitions != nil:
+		r := req.CreatePartitions
+		t, err := st.topic(r.TopicRef)
+		if err != nil {
+			return Result{Err: err}, false
+		}
+		if int(r.Count) <= len(t.Partitions) {
+			return Result{Err: errorf(CodeInvalidPartitions, "topic %q has %d partitions; the new count %d must be larger", t.Name, len(t.Partitions), r.Count)}, false
+		}
+		rf := 1
+		if len(t.Partitions) > 0 {
+			rf = len(t.Partitions[0].Replicas)
+		}
+		add, aerr := assign(st, int(r.Count)-len(t.Partitions), rf)
+		if aerr != nil {
+			return Result{Err: aerr}, false
+		}
+		if r.ValidateOnly {
+			return Result{Index: st.Index}, false
+		}
+		cmd.CreatePartitions = &CreatePartitions{TopicRef: r.TopicRef, Add: add}
+	case req.DeleteTopic != nil:
+		cmd.DeleteTopic = req.DeleteTopic
+	case req.SetConfigs != nil:
+		cmd.SetConfigs = req.SetConfigs
+	case req.AllocProducerIDs != nil:
+		cmd.AllocProducerIDs = req.AllocProducerIDs
+	case req.ChangeISR != nil:
+		cmd.ChangeISR = req.ChangeISR
+	case req.Shutdown != nil:
+		cmd.FenceBroker = req.Shutdown
+	default:
+		return Result{Err: errorf(CodeInvalidRequest, "empty controller request")}, false
+	}
+	return c.commitLocked(&cmd)
+}
+
+func (c *Controller) commit(cmd *Command) (Result, bool) {
+	c.proposeMu.Lock()
+	defer c.proposeMu.Unlock()
+	return c.commitLocked(cmd)
+}
+
+// commitLocked appends cmd to the Raft log and waits until this (leader)
+// node applied it.
+func (c *Controller) commitLocked(cmd *Command) (Result, bool) {
+	data, err := encodeCommand(cmd)
+	if err != nil {
+		return Result{Err: errorf(CodeInvalidRequest, "%v", err)}, false
+	}
+	f := c.raft.Apply(data, 5*time.Second)
+	if err := f.Error(); err != nil {
+		// Not leader, leadership lost, or timed out: the caller retries
+		// against whoever leads now (commands are idempotent or checked).
+		c.log.Debug("metadata proposal not committed", "err", err)
+		return Result{}, true
+	}
+	res, _ := f.Response().(Result)
+	return res, false
+}
+
+// heartbeatLoop tells the controller leader this broker is alive and keeps
+// the lease Current reads.
+func (c *Controller) heartbeatLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		sent := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.SessionTimeout/2)
+		var resp callResponse
+		err := c.callLeader(ctx, &callRequest{Heartbeat: c.self.Load()}, &resp)
+		cancel()
+		if err == nil {
+			c.leaseMu.Lock()
+			c.pendingSent, c.pendingIdx = sent, resp.Index
+			c.leaseMu.Unlock()
+		}
+		select {
+		case <-c.closing:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// leaderLoop runs the leader's duties while this node leads: it waits for
+// its FSM to catch up, names the cluster, and fences silent brokers.
+func (c *Controller) leaderLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.closing:
+			return
+		case <-t.C:
+		}
+		if c.raft.State() != raft.Leader {
+			c.leaderReady.Store(false)
+			continue
+		}
+		if !c.leaderReady.Load() {
+			if err := c.raft.Barrier(5 * time.Second).Error(); err != nil {
+				continue
+			}
+			// Every broker gets a full session from the moment this node
+			// leads: it has not heard from any of them yet.
+			c.hbMu.Lock()
+			clear(c.hb)
+			now := time.Now()
+			for id := range c.State().Brokers {
+				c.hb[id] = now
+			}
+			c.hbMu.Unlock()
+			if c.State().ClusterID == "" {
+				if _, lost := c.commit(&Command{InitCluster: &InitCluster{ClusterID: newClusterID()}}); lost {
+					continue
+				}
+			}
+			c.leaderReady.Store(true)
+			c.log.Info("controller leader", "node", c.cfg.NodeID, "term_index", c.State().Index)
+		}
+		c.fenceSilent()
+	}
+}
+
+func (c *Controller) fenceSilent() {
+	st := c.State()
+	now := time.Now()
+	for _, b := range st.LiveBrokers() {
+		c.hbMu.Lock()
+		last, ok := c.hb[b.ID]
+		if !ok {
+			c.hb[b.ID], last = now, now
+		}
+		c.hbMu.Unlock()
+		if now.Sub(last) <= c.cfg.SessionTimeout {
+			continue
+		}
+		if _, lost := c.commit(&Command{FenceBroker: &FenceBroker{ID: b.ID, Incarnation: b.Incarnation}}); lost {
+			return
+		}
+		c.log.Warn("broker fenced: no heartbeat", "broker", b.ID, "silent_for", now.Sub(last).Round(time.Millisecond))
+	}
+}
+
+func newClusterID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Close fences this broker (controlled shutdown, best effort), hands Raft
+// leadership to another voter if this node holds it, and stops.
+func (c *Controller) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		if self := c.self.Load(); self != nil && len(c.peers) > 1 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, _ = c.Propose(ctx, &Request{Shutdown: &FenceBroker{ID: self.ID, Incarnation: self.Incarnation}})
+			cancel()
+			if c.raft.State() == raft.Leader {
+				_ = c.raft.LeadershipTransfer().Error()
+			}
+		}
+		close(c.closing)
+		c.wg.Wait()
+		err = c.raft.Shutdown().Error()
+		c.trans.Close()
+		c.mux.Close()
+		if cerr := c.store.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+// slogWriter hands Raft's log lines (hclog) to the node's slog logger, so
+// they share its format and destination.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if rest, ok := strings.CutPrefix(line, "[ERROR]"); ok {
+		level, line = slog.LevelError, rest
+	} else if rest, ok := strings.CutPrefix(line, "[WARN]"); ok {
+		line = rest
+	}
+	w.log.Log(context.Background(), level, strings.TrimSpace(line))
+	return len(p), nil
+}

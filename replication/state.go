@@ -1,0 +1,149 @@
+package replication
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+)
+
+// State is the cluster metadata every broker applies from the Raft log:
+// brokers, topics with their partition assignment, leaders, leader epochs
+// and ISRs, and the producer-ID high-water mark. A *State handed out by the
+// controller is immutable: applying a command builds a new one that shares
+// whatever did not change.
+type State struct {
+	ClusterID string `json:"cluster_id"`
+	// Index is the Raft index of the last command applied.
+	Index uint64 `json:"index"`
+
+	Brokers map[int32]*BrokerInfo `json:"brokers"`
+	Topics  map[string]*TopicInfo `json:"topics"`
+
+	// NextProducerID: every producer ID below it has been handed to some
+	// broker; blocks are allocated through the log so none is reused.
+	NextProducerID int64 `json:"next_producer_id"`
+}
+
+// BrokerInfo is a registered broker.
+type BrokerInfo struct {
+	ID       int32  `json:"id"`
+	Host     string `json:"host"`
+	Port     int32  `json:"port"`
+	RaftAddr string `json:"raft_addr"`
+	// Incarnation changes every time the broker process starts, so the
+	// controller can tell a restart from a heartbeat.
+	Incarnation string `json:"incarnation"`
+	// Fenced brokers missed their heartbeats: they lead nothing, are out
+	// of every ISR and are not listed to clients.
+	Fenced bool `json:"fenced"`
+}
+
+// TopicInfo is a topic. Its fields are never mutated once published.
+type TopicInfo struct {
+	Name       string            `json:"name"`
+	ID         TopicID           `json:"id"`
+	Configs    map[string]string `json:"configs,omitempty"`
+	Partitions []PartitionInfo   `json:"partitions"`
+}
+
+// PartitionInfo is one partition's replica set and leadership.
+type PartitionInfo struct {
+	Replicas []int32 `json:"replicas"` // the first is the preferred leader
+	ISR      []int32 `json:"isr"`
+	Leader   int32   `json:"leader"` // -1: no leader (every ISR member is fenced)
+	// LeaderEpoch grows by one on every leader change.
+	LeaderEpoch int32 `json:"leader_epoch"`
+}
+
+// TopicID is a topic's 16-byte UUID; JSON holds it as 32 hex digits.
+type TopicID [16]byte
+
+func (id TopicID) String() string { return hex.EncodeToString(id[:]) }
+
+// MarshalText implements encoding.TextMarshaler.
+func (id TopicID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (id *TopicID) UnmarshalText(b []byte) error {
+	n, err := hex.Decode(id[:], b)
+	if err != nil || n != 16 {
+		return fmt.Errorf("replication: bad topic id %q", b)
+	}
+	return nil
+}
+
+// NewState returns an empty state.
+func NewState() *State {
+	return &State{Brokers: map[int32]*BrokerInfo{}, Topics: map[string]*TopicInfo{}, NextProducerID: 1}
+}
+
+// clone copies the maps (not what they point to): commands replace entries
+// instead of mutating them.
+func (s *State) clone() *State {
+	c := *s
+	c.Brokers = maps.Clone(s.Brokers)
+	c.Topics = maps.Clone(s.Topics)
+	return &c
+}
+
+// TopicByID returns the topic with the ID, or nil.
+func (s *State) TopicByID(id TopicID) *TopicInfo {
+	for _, t := range s.Topics {
+		if t.ID == id {
+			return t
+		}
+	}
+	return nil
+}
+
+// LiveBrokers returns the unfenced brokers in ID order.
+func (s *State) LiveBrokers() []*BrokerInfo {
+	var out []*BrokerInfo
+	for _, b := range s.Brokers {
+		if !b.Fenced {
+			out = append(out, b)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// BrokerIDs returns every registered broker's ID in order.
+func (s *State) BrokerIDs() []int32 {
+	ids := slices.Collect(maps.Keys(s.Brokers))
+	slices.Sort(ids)
+	return ids
+}
+
+// Live reports whether broker id is registered and unfenced.
+func (s *State) Live(id int32) bool {
+	b := s.Brokers[id]
+	return b != nil && !b.Fenced
+}
+
+// Marshal encodes the state (snapshots, the HTTP status endpoint).
+func (s *State) Marshal() ([]byte, error) { return json.Marshal(s) }
+
+func unmarshalState(b []byte) (*State, error) {
+	s := NewState()
+	if err := json.Unmarshal(b, s); err != nil {
+		return nil, fmt.Errorf("replication: decode state: %w", err)
+	}
+	if s.Brokers == nil {
+		s.Brokers = map[int32]*BrokerInfo{}
+	}
+	if s.Topics == nil {
+		s.Topics = map[string]*TopicInfo{}
+	}
+	return s, nil
+}
+
+// withPartitions returns a copy of t with new partitions (never mutating t).
+func (t *TopicInfo) withPartitions(parts []PartitionInfo) *TopicInfo {
+	c := *t
+	c.Partitions = parts
+	return &c
+}
