@@ -8,8 +8,9 @@
 #     CHRONIK_IMAGE and CHRONIK_MINIO_IMAGE and `up --no-build` uses them
 #     as they are, so compose neither pulls nor runs the repository's
 #     Dockerfile (whose golang base image needs a registry).
-#  2. Starts the cluster under its own project name, so it never touches a
-#     cluster a user started from the same file.
+#  2. Starts the cluster under its own project name and on free host ports
+#     it picks, so it never touches (or collides with) a cluster a user
+#     started from the same file, or other programs on this machine.
 #  3. Runs tests/e2e (build tag e2e): readiness, franz-go and kcat produce
 #     and consume, archival to MinIO, `chronik search --bucket`, and a
 #     `docker kill` of a broker with no acknowledged record lost.
@@ -74,9 +75,44 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-# Leftovers of an interrupted run would hold the ports and old data.
+# port_free P: nothing listens on 127.0.0.1:P, where compose.yaml publishes.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pick_ports exports compose.yaml's host port variables, each a free port
+# below the ephemeral range, and where the test finds the cluster.
+pick_ports() {
+	local used=" " p n
+	for n in BROKER1_KAFKA_PORT BROKER2_KAFKA_PORT BROKER3_KAFKA_PORT \
+		BROKER1_HTTP_PORT BROKER2_HTTP_PORT BROKER3_HTTP_PORT MINIO_PORT MINIO_CONSOLE_PORT; do
+		while :; do
+			p=$((20000 + RANDOM % 12000))
+			if [[ $used != *" $p "* ]] && port_free "$p"; then
+				break
+			fi
+		done
+		used+="$p "
+		export "$n=$p"
+	done
+	export CHRONIK_E2E_BROKERS="127.0.0.1:$BROKER1_KAFKA_PORT,127.0.0.1:$BROKER2_KAFKA_PORT,127.0.0.1:$BROKER3_KAFKA_PORT"
+	export CHRONIK_E2E_HTTP="127.0.0.1:$BROKER1_HTTP_PORT,127.0.0.1:$BROKER2_HTTP_PORT,127.0.0.1:$BROKER3_HTTP_PORT"
+	export CHRONIK_E2E_BUCKET="minio://127.0.0.1:$MINIO_PORT/chronik/archive"
+}
+
+# Leftovers of an interrupted run would hold ports and old data.
 "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
-"${compose[@]}" up -d --no-build
+# Another program can take a port between the check and `up`: try again
+# with other ports.
+for attempt in 1 2 3; do
+	pick_ports
+	echo "e2e: starting the cluster: Kafka on $CHRONIK_E2E_BROKERS, MinIO on 127.0.0.1:$MINIO_PORT"
+	if "${compose[@]}" up -d --no-build; then
+		break
+	fi
+	if [ "$attempt" = 3 ]; then
+		exit 1
+	fi
+	"${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
+done
 
 run=()
 if [ -n "${CHRONIK_E2E_RUN:-}" ]; then

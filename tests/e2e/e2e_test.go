@@ -2,7 +2,7 @@
 
 // Package e2e drives the docker compose cluster (compose.yaml) from the
 // host, as a user would: Kafka clients on the published ports, MinIO on
-// localhost:9000, `docker kill` for a crash. `make e2e` (scripts/e2e.sh)
+// its published port, `docker kill` for a crash. `make e2e` (scripts/e2e.sh)
 // builds the images, starts the cluster, runs this test and tears the
 // cluster down. Against a cluster started by hand:
 //
@@ -67,9 +67,9 @@ func envOr(k, def string) string {
 
 func loadEnv() env {
 	return env{
-		brokers:   strings.Split(envOr("CHRONIK_E2E_BROKERS", "localhost:19092,localhost:29092,localhost:39092"), ","),
-		http:      strings.Split(envOr("CHRONIK_E2E_HTTP", "localhost:16092,localhost:26092,localhost:36092"), ","),
-		bucketURL: envOr("CHRONIK_E2E_BUCKET", "minio://localhost:9000/chronik/archive"),
+		brokers:   strings.Split(envOr("CHRONIK_E2E_BROKERS", "127.0.0.1:19092,127.0.0.1:29092,127.0.0.1:39092"), ","),
+		http:      strings.Split(envOr("CHRONIK_E2E_HTTP", "127.0.0.1:16092,127.0.0.1:26092,127.0.0.1:36092"), ","),
+		bucketURL: envOr("CHRONIK_E2E_BUCKET", "minio://127.0.0.1:9000/chronik/archive"),
 		compose:   strings.Fields(envOr("CHRONIK_E2E_COMPOSE", "docker compose")),
 		kill:      envOr("CHRONIK_E2E_KILL", "chronik-2"),
 	}
