@@ -42,7 +42,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/internal/testharness"
 	"github.com/chronik-go/chronik/tier3"
@@ -113,9 +115,11 @@ func TestCompose(t *testing.T) {
 	rf := int16(min(3, len(e.brokers)))
 	topic := fmt.Sprintf("e2e-%d", time.Now().UnixNano())
 	// A short segment.ms seals every partition a few seconds after its
-	// last write, so the archive step does not wait for a week-long roll.
-	segMs := "2000"
-	resp, err := adm.CreateTopic(ctx, partitions, rf, map[string]*string{"segment.ms": &segMs}, topic)
+	// last write, so the archive step does not wait for a week-long roll;
+	// local.retention.ms at 1 deletes local copies as soon as they are
+	// archived, so older records are read back from the bucket.
+	segMs, localMs := "2000", "1"
+	resp, err := adm.CreateTopic(ctx, partitions, rf, map[string]*string{"segment.ms": &segMs, "local.retention.ms": &localMs}, topic)
 	if err == nil {
 		err = resp.Err
 	}
@@ -180,6 +184,14 @@ func TestCompose(t *testing.T) {
 
 	t.Run("archived to MinIO", func(t *testing.T) {
 		waitArchived(t, ctx, e, adm, topic)
+	})
+
+	t.Run("consumed back from MinIO", func(t *testing.T) {
+		// Once the brokers have deleted their local copies of the archived
+		// segments, every record read comes from the bucket, through the
+		// same Kafka fetches.
+		waitLocalGone(t, ctx, e, adm, topic)
+		checkConsumed(t, ctx, e, topic, acked.snapshot())
 	})
 
 	t.Run("chronik search --bucket", func(t *testing.T) {
@@ -441,6 +453,51 @@ func waitArchived(t *testing.T, ctx context.Context, e env, adm *kadm.Client, to
 		return nil
 	})
 	t.Logf("every partition of %s is archived in %s up to its end offset", topic, e.bucketURL)
+}
+
+// waitLocalGone waits until no partition of topic keeps a record on local
+// disk: its earliest local offset (ListOffsets -4) is its end offset.
+func waitLocalGone(t *testing.T, ctx context.Context, e env, adm *kadm.Client, topic string) {
+	t.Helper()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := newClient(t, e)
+	testharness.CheckFor(t, 2*time.Minute, 500*time.Millisecond, func() error {
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.ReplicaID = -1
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = topic
+		ends.Each(func(o kadm.ListedOffset) {
+			rp := kmsg.NewListOffsetsRequestTopicPartition()
+			rp.Partition = o.Partition
+			rp.CurrentLeaderEpoch = -1
+			rp.Timestamp = -4 // earliest local
+			rt.Partitions = append(rt.Partitions, rp)
+		})
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			return err
+		}
+		var local []string
+		for _, rt := range resp.Topics {
+			for _, rp := range rt.Partitions {
+				end, _ := ends.Lookup(topic, rp.Partition)
+				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+					return fmt.Errorf("earliest local offset of partition %d: %w", rp.Partition, err)
+				}
+				if rp.Offset < end.Offset {
+					local = append(local, fmt.Sprintf("partition %d keeps %d..%d locally", rp.Partition, rp.Offset, end.Offset))
+				}
+			}
+		}
+		if len(local) > 0 {
+			return errors.New(strings.Join(local, "; "))
+		}
+		return nil
+	})
 }
 
 // hit is one line of `chronik search --output jsonl`.
