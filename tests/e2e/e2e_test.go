@@ -18,7 +18,8 @@
 //	CHRONIK_E2E_HTTP      the brokers' HTTP listeners (/readyz), same order
 //	CHRONIK_E2E_BUCKET    the brokers' CHRONIK_TIER3_URL as seen from the host
 //	CHRONIK_E2E_COMPOSE   the compose command line, project and file included
-//	CHRONIK_E2E_KILL      the compose service the crash step kills
+//	CHRONIK_E2E_KILL      the compose service the crash step kills; default
+//	                      chronik-N, N the leader of the topic's partition 0
 //	CHRONIK_TEST_BINARY   the chronik binary for `chronik search` (else built)
 //	AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   MinIO's keys
 package e2e_test
@@ -73,7 +74,7 @@ func loadEnv() env {
 		http:      strings.Split(envOr("CHRONIK_E2E_HTTP", "127.0.0.1:16092,127.0.0.1:26092,127.0.0.1:36092"), ","),
 		bucketURL: envOr("CHRONIK_E2E_BUCKET", "minio://127.0.0.1:9000/chronik/archive"),
 		compose:   strings.Fields(envOr("CHRONIK_E2E_COMPOSE", "docker compose")),
-		kill:      envOr("CHRONIK_E2E_KILL", "chronik-2"),
+		kill:      os.Getenv("CHRONIK_E2E_KILL"),
 	}
 }
 
@@ -542,7 +543,21 @@ func search(t *testing.T, ctx context.Context, e env, topic, query string, limit
 // back and fails if any record whose produce was acknowledged, before or
 // during the crash, is missing or changed.
 func killLosesNothing(t *testing.T, ctx context.Context, e env, topic string, acked *ackLog) {
-	id := composeContainer(t, ctx, e, e.kill)
+	service := e.kill
+	if service == "" {
+		// A leader's crash is the case that can lose acknowledged
+		// records. compose.yaml runs node N as service chronik-N.
+		m, err := newAdmin(t, e).Metadata(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p0, ok := m.Topics[topic].Partitions[0]
+		if !ok || p0.Leader < 0 {
+			t.Fatalf("partition 0 of %s has no leader: %+v", topic, m.Topics[topic])
+		}
+		service = fmt.Sprintf("chronik-%d", p0.Leader)
+	}
+	id := composeContainer(t, ctx, e, service)
 	before := len(acked.snapshot())
 
 	cl := newClient(t, e, kgo.RecordDeliveryTimeout(20*time.Second), kgo.RequiredAcks(kgo.AllISRAcks()))
@@ -592,7 +607,7 @@ func killLosesNothing(t *testing.T, ctx context.Context, e env, topic string, ac
 	testharness.CheckFor(t, time.Minute, 100*time.Millisecond, progress(2000))
 
 	docker(t, ctx, "kill", id)
-	t.Logf("killed %s (container %.12s)", e.kill, id)
+	t.Logf("killed %s (container %.12s)", service, id)
 	mu.Lock()
 	atKill := produced
 	mu.Unlock()
