@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -27,7 +28,12 @@ import (
 // * In a cluster, a partition this broker does not lead, or any partition
 //   while its controller lease has lapsed, gets NOT_LEADER_OR_FOLLOWER
 //   (cluster.go); the client refreshes metadata and goes to the leader.
-//   Until ISR replication lands, the leader alone holds the data.
+// * acks=all in a cluster: NOT_ENOUGH_REPLICAS when the ISR is smaller
+//   than min.insync.replicas before the append; the answer waits until
+//   the high watermark (the minimum fsynced end over the ISR) covers the
+//   batch, and gets NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrinks
+//   below min.insync.replicas meanwhile, NOT_LEADER_OR_FOLLOWER if
+//   leadership moves. acks=1 answers after the leader's fsync.
 // * Unknown topics get UNKNOWN_TOPIC_OR_PARTITION: topics are auto-created
 //   by Metadata requests, as in Kafka.
 //
@@ -74,6 +80,11 @@ func handleProduce(c *conn, req *request) reply {
 	type pending struct {
 		sp   *kmsg.ProduceResponseTopicPartition
 		wait *appendResult
+		// acks=all in a cluster: the high watermark must reach end under
+		// this leader epoch.
+		p     *partition
+		end   int64
+		epoch int32
 	}
 	var waits []pending
 	var waitedFrom time.Time
@@ -118,6 +129,14 @@ func handleProduce(c *conn, req *request) reply {
 				sp.ErrorCode, sp.ErrorMessage = kafkaErr(err).Code, errMessage(err)
 				continue
 			}
+			epoch, isr, minISR, replicated := p.leadershipForProduce()
+			replicated = replicated && r.Acks == -1
+			if replicated && isr < minISR {
+				sp.ErrorCode = kerr.NotEnoughReplicas.Code
+				msg := fmt.Sprintf("%d in-sync replicas, min.insync.replicas is %d", isr, minISR)
+				sp.ErrorMessage = &msg
+				continue
+			}
 			start := time.Now()
 			out, waited := p.append(ctx, b.wal, rp.Records, h, t.logAppendTime.Load())
 			if waited && waitedFrom.IsZero() {
@@ -134,7 +153,11 @@ func handleProduce(c *conn, req *request) reply {
 			}
 			sp.BaseOffset, sp.LogAppendTime = out.baseOffset, out.logAppendTime
 			sp.LogStartOffset, _ = p.offsets()
-			waits = append(waits, pending{sp, out.wait})
+			w := pending{sp: sp, wait: out.wait}
+			if replicated && out.err == nil {
+				w.p, w.end, w.epoch = p, out.baseOffset+int64(h.LastOffsetDelta)+1, epoch
+			}
+			waits = append(waits, w)
 		}
 	}
 	if !waitedFrom.IsZero() {
@@ -146,12 +169,19 @@ func handleProduce(c *conn, req *request) reply {
 	return func() kmsg.Response {
 		timer := time.NewTimer(time.Until(deadline))
 		defer timer.Stop()
+		ctx, cancel := context.WithDeadline(c.ctx, deadline) // the handler's ended with it
+		defer cancel()
 		for _, w := range waits {
 			select {
 			case <-w.wait.done:
 				if w.wait.err != nil {
 					w.sp.ErrorCode, w.sp.ErrorMessage = kerr.KafkaStorageError.Code, errMessage(w.wait.err)
 					w.sp.BaseOffset = -1
+				} else if w.p != nil {
+					if err := w.p.replicationWait(ctx, w.end, w.epoch); err != nil {
+						w.sp.ErrorCode, w.sp.ErrorMessage = kafkaErr(err).Code, errMessage(err)
+						w.sp.BaseOffset = -1
+					}
 				}
 			case <-timer.C:
 				// Past the deadline: every batch not yet durable times out.

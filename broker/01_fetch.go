@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"encoding/binary"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -33,9 +34,14 @@ import (
 //   for consumers reading in order (tier3.go). Every archived batch's CRC
 //   is checked before it is served; a check that fails gets
 //   KAFKA_STORAGE_ERROR, never the bytes.
-// * In a cluster, only the partition's leader serves it (as Produce);
+// * In a cluster, the partition's leader serves it (as Produce), and from
+//   v11 a follower replica serves consumers up to the high watermark it
+//   last heard from the leader (KIP-392);
 //   CurrentLeaderEpoch older than the leader's gets FENCED_LEADER_EPOCH,
-//   newer UNKNOWN_LEADER_EPOCH.
+//   newer UNKNOWN_LEADER_EPOCH. Consumers read below the high watermark
+//   (the minimum durable end over the ISR); a follower's fetch (ReplicaID,
+//   or ReplicaState in v15+) reads everything fsynced and reports, by its
+//   fetch offset, what the follower has fsynced (replica.go).
 //
 // Deviations:
 // * v0-3 are advertised only for old librdkafka's feature probes (see
@@ -58,10 +64,11 @@ func handleFetch(c *conn, req *request) reply {
 }
 
 type fetchSlot struct {
-	p      *partition
-	offset int64
-	max    int
-	sp     *kmsg.FetchResponseTopicPartition
+	p       *partition
+	offset  int64
+	max     int
+	sp      *kmsg.FetchResponseTopicPartition
+	replica bool // a follower's fetch: reads up to the durable end
 }
 
 func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
@@ -71,6 +78,12 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 		return resp
 	}
 
+	replica := r.ReplicaID
+	if r.Version >= 15 {
+		replica = r.ReplicaState.ID
+	}
+	isFollower := replica >= 0 && b.ctl != nil
+	now := time.Now()
 	var slots []fetchSlot
 	resp.Topics = make([]kmsg.FetchResponseTopic, len(r.Topics))
 	for i := range r.Topics {
@@ -113,14 +126,22 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 				continue
 			}
 			if _, lerr := b.leaderCheck(t, rp.Partition, rp.CurrentLeaderEpoch); lerr != nil {
-				sp.ErrorCode = lerr.Code
-				continue
+				// KIP-392: a consumer (v11+) may read committed data from a
+				// follower replica, up to the high watermark it knows.
+				if !(lerr == kerr.NotLeaderForPartition && !isFollower && r.Version >= 11 && b.isReplica(t, rp.Partition)) {
+					sp.ErrorCode = lerr.Code
+					continue
+				}
 			}
 			max := int(rp.PartitionMaxBytes)
 			if max <= 0 {
 				max = 1 << 20
 			}
-			slots = append(slots, fetchSlot{p: p, offset: rp.FetchOffset, max: max, sp: sp})
+			if isFollower {
+				// The fetch offset is what the follower has fsynced.
+				p.followerFetched(replica, rp.FetchOffset, now)
+			}
+			slots = append(slots, fetchSlot{p: p, offset: rp.FetchOffset, max: max, sp: sp, replica: isFollower})
 		}
 	}
 
@@ -177,11 +198,15 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 		sp := s.sp
 		sp.RecordBatches = sp.RecordBatches[:0]
 		sp.ErrorCode = 0
-		logStart, hw := s.p.offsets()
-		sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, logStart
 		s.p.mu.RLock()
+		logStart, hw, durable := s.p.logStart, s.p.visibleEndLocked(), s.p.hw
 		deleted, failed := s.p.deleted, s.p.failed
 		s.p.mu.RUnlock()
+		sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, logStart
+		end := hw // consumers read below the high watermark
+		if s.replica {
+			end = durable // followers read everything fsynced
+		}
 		switch {
 		case deleted:
 			sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
@@ -191,11 +216,11 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 			sp.ErrorCode = kerr.KafkaStorageError.Code
 			stop = true
 			continue
-		case s.offset < logStart || s.offset > hw:
+		case s.offset < logStart || s.offset > end:
 			sp.ErrorCode = kerr.OffsetOutOfRange.Code
 			stop = true
 			continue
-		case s.offset == hw:
+		case s.offset == end:
 			continue
 		}
 		limit := min(s.max, budget)
@@ -210,9 +235,24 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 			stop = true
 			continue
 		}
+		if !s.replica {
+			data = cutAt(data, end)
+		}
 		sp.RecordBatches = data
 		total += len(data)
 		budget -= len(data)
 	}
 	return total, stop
+}
+
+// cutAt drops the batches of data at or above offset end (the high
+// watermark, always a batch boundary).
+func cutAt(data []byte, end int64) []byte {
+	for i := 0; i+batchHeaderLen <= len(data); {
+		if batchBaseOffset(data[i:]) >= end {
+			return data[:i]
+		}
+		i += int(binary.BigEndian.Uint32(data[i+offBatchLength:])) + 12
+	}
+	return data
 }

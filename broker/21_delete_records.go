@@ -74,7 +74,7 @@ func handleDeleteRecords(c *conn, req *request) reply {
 // start.
 func (b *Broker) deleteRecords(p *partition, offset int64) (int64, error) {
 	p.mu.RLock()
-	hw, deleted, failed := p.hw, p.deleted, p.failed
+	hw, deleted, failed := p.visibleEndLocked(), p.deleted, p.failed
 	p.mu.RUnlock()
 	switch {
 	case deleted:

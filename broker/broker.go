@@ -80,6 +80,7 @@ type Broker struct {
 	reconciledMu  sync.Mutex    // guards the following
 	reconciledIdx uint64        // the metadata index the local topics reflect
 	reconciled    chan struct{} // closed and replaced when reconciledIdx grows
+	fetchers      fetchers      // replica fetchers (replica_fetcher.go)
 }
 
 // topic is a topic's in-memory state. name and id never change.
@@ -376,6 +377,7 @@ func (b *Broker) Close() error {
 	b.acceptWG.Wait()
 	b.connWG.Wait()
 	b.maintWG.Wait()
+	b.fetchers.wg.Wait()
 	if b.cfg.Metrics != nil {
 		b.metrics.unregister(b.cfg.Metrics)
 	}

@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -56,8 +57,9 @@ func (b *Broker) startCluster() error {
 	}
 	b.ctl = ctl
 	b.reconciled = make(chan struct{})
-	b.maintWG.Add(1)
+	b.maintWG.Add(2)
 	go b.reconcileLoop()
+	go b.isrLoop()
 	return nil
 }
 
@@ -89,6 +91,7 @@ func (b *Broker) reconcileLoop() {
 		b.adminMu.Lock()
 		b.reconcileLocked(st)
 		b.adminMu.Unlock()
+		b.syncReplication(st)
 		b.reconciledMu.Lock()
 		if st.Index > b.reconciledIdx {
 			b.reconciledIdx = st.Index
@@ -225,6 +228,12 @@ func (b *Broker) leaderCheck(t *topic, p int32, epoch int32) (int32, *kerr.Error
 func (b *Broker) leads(t *topic, p int32) bool {
 	_, err := b.leaderCheck(t, p, -1)
 	return err == nil
+}
+
+// isReplica reports whether this broker holds a replica of partition p of t.
+func (b *Broker) isReplica(t *topic, p int32) bool {
+	ps, ok := b.partitionState(t, p)
+	return ok && slices.Contains(ps.Replicas, b.cfg.NodeID)
 }
 
 // groupCoordinator returns the broker coordinating group, in a cluster: the

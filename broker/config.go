@@ -107,6 +107,9 @@ type Config struct {
 	// Cluster, when set, makes the broker a cluster member (cluster.go);
 	// nil runs it standalone.
 	Cluster *ClusterConfig
+	// ReplicaLagTimeMax: a follower that has not caught up with its leader
+	// for this long leaves the ISR (Kafka's replica.lag.time.max.ms).
+	ReplicaLagTimeMax time.Duration
 
 	Logger *slog.Logger
 	// Metrics, when set, gets the broker's Prometheus series (registered
@@ -149,6 +152,8 @@ func DefaultConfig() Config {
 		WALPinSegments:         4,
 		MaxOpenSegmentFiles:    1024,
 		CompactionMemoryBytes:  64 << 20,
+
+		ReplicaLagTimeMax: 10 * time.Second,
 
 		Tier3CacheBytes:    1 << 30,
 		Tier3UploadWorkers: 2,

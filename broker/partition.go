@@ -65,6 +65,8 @@ type partition struct {
 
 	recoverFloor int64 // set before the WAL replay: the log end is at least this
 
+	repl replState // ISR replication in a cluster (replica.go); guarded by mu
+
 	arch archState // Tier 3 uploader state (tier3.go)
 }
 
@@ -119,6 +121,10 @@ func newPartition(t *topic, i int32) *partition {
 
 // replay adds a recovered batch. It runs before the broker serves.
 func (p *partition) replay(batch []byte, pos tier1.Position) {
+	if off, ok := parseTruncMarker(batch); ok {
+		p.truncateLocked(max(off, p.logStart))
+		return
+	}
 	if len(batch) < batchHeaderLen {
 		return
 	}
@@ -159,6 +165,8 @@ func (p *partition) append(ctx context.Context, wal *tier1.WAL, batch []byte, h 
 
 	p.mu.RLock()
 	failed, deleted := p.failed, p.deleted
+	repl := p.repl.on
+	epoch := p.repl.epoch
 	p.mu.RUnlock()
 	switch {
 	case deleted:
@@ -185,6 +193,9 @@ func (p *partition) append(ctx context.Context, wal *tier1.WAL, batch []byte, h 
 
 	base := p.nextOffset
 	setBaseOffset(batch, base)
+	if repl {
+		setLeaderEpoch(batch, epoch)
+	}
 	out.logAppendTime = -1
 	if logAppendTime {
 		out.logAppendTime = time.Now().UnixMilli()
@@ -237,6 +248,7 @@ func (p *partition) commit(m batchMeta, err error) {
 		p.batches = append(p.batches, m)
 		p.activeBytes += int64(m.pos.Len)
 		p.hw = m.last() + 1
+		p.recomputeHWLocked()
 		if p.activeBytes >= int64(p.topic.segmentBytes.Load()) {
 			select {
 			case p.topic.sealKick <- struct{}{}:
@@ -316,7 +328,7 @@ func rememberIn(producers map[int64]*producerState, h batchHeader, base int64, r
 func (p *partition) offsets() (logStart, hw int64) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return p.logStart, p.hw
+	return p.logStart, p.visibleEndLocked()
 }
 
 // readFrom returns the durable batches starting with the one that holds

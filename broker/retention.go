@@ -178,8 +178,10 @@ func (b *Broker) seal(p *partition, now time.Time) error {
 	segBytes := int64(p.topic.segmentBytes.Load())
 	// Seal at most what is durable now, so a busy partition cannot keep
 	// this loop going forever.
+	// In a cluster, never above the high watermark: a follower may have
+	// to truncate what is above it, and sealed data is never truncated.
 	p.mu.RLock()
-	limit := p.hw
+	limit := p.visibleEndLocked()
 	p.mu.RUnlock()
 	var buf []byte
 	for {

@@ -49,6 +49,8 @@ type Config struct {
 	// for a session is fenced (cluster mode).
 	BrokerHeartbeatInterval time.Duration
 	BrokerSessionTimeout    time.Duration
+	// ReplicaLagTimeMax: a follower behind for this long leaves the ISR.
+	ReplicaLagTimeMax time.Duration
 
 	WALProfile        string // one of low, medium, high, ultra
 	Fsync             FsyncMode

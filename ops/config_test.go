@@ -67,6 +67,7 @@ func TestSettingNamesMatchContract(t *testing.T) {
 
 		"CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS": "broker-heartbeat-interval",
 		"CHRONIK_BROKER_SESSION_TIMEOUT_MS":    "broker-session-timeout",
+		"CHRONIK_REPLICA_LAG_TIME_MAX_MS":      "replica-lag-time-max",
 	}
 	got := make(map[string]string)
 	keys := make(map[string]bool)
@@ -130,6 +131,7 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS", "100", map[string]string{"CHRONIK_CLUSTER_PEERS": "1@a:1,2@b:1,3@c:1"},
 			func(c Config) any { return c.BrokerHeartbeatInterval }, 100 * time.Millisecond},
 		{"CHRONIK_BROKER_SESSION_TIMEOUT_MS", "9000", nil, func(c Config) any { return c.BrokerSessionTimeout }, 9 * time.Second},
+		{"CHRONIK_REPLICA_LAG_TIME_MAX_MS", "30000", nil, func(c Config) any { return c.ReplicaLagTimeMax }, 30 * time.Second},
 		{"CHRONIK_MAX_REQUEST_BYTES", "2097152", nil, func(c Config) any { return c.MaxRequestBytes }, int32(2097152)},
 		{"CHRONIK_MESSAGE_MAX_BYTES", "4096", nil, func(c Config) any { return c.MessageMaxBytes }, int32(4096)},
 		{"CHRONIK_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, "debug"},
@@ -176,6 +178,7 @@ raft_addr: 127.0.0.1:19093
 cluster_peers: [1@h1:9093, 2@h2:9093, 3@h3:9093]
 broker_heartbeat_interval_ms: 300
 broker_session_timeout_ms: 3000
+replica_lag_time_max_ms: 20000
 wal_profile: HIGH
 fsync: never
 fsync_batch_timeout_ms: 5
@@ -206,6 +209,7 @@ log_format: json
 		Peers:                    []Peer{{1, "h1:9093"}, {2, "h2:9093"}, {3, "h3:9093"}},
 		BrokerHeartbeatInterval:  300 * time.Millisecond,
 		BrokerSessionTimeout:     3 * time.Second,
+		ReplicaLagTimeMax:        20 * time.Second,
 		WALProfile:               "high",
 		Fsync:                    FsyncNever,
 		FsyncBatchTimeout:        5 * time.Millisecond,
@@ -250,6 +254,7 @@ func TestDefaults(t *testing.T) {
 		RaftAddr:                 "0.0.0.0:9093",
 		BrokerHeartbeatInterval:  200 * time.Millisecond,
 		BrokerSessionTimeout:     2 * time.Second,
+		ReplicaLagTimeMax:        10 * time.Second,
 		WALProfile:               "medium",
 		Fsync:                    FsyncAlways,
 		Tier3URL:                 "file://" + filepath.ToSlash(abs),

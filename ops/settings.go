@@ -107,6 +107,12 @@ var settings = []Setting{
 		set:     setMillis(func(c *Config) *time.Duration { return &c.BrokerSessionTimeout }),
 	},
 	{
+		Flag: "replica-lag-time-max", Env: "CHRONIK_REPLICA_LAG_TIME_MAX_MS", Key: "replica_lag_time_max_ms", Type: "ms",
+		Default: "10000",
+		Help:    "a follower that has not caught up with its leader for this long leaves the ISR (Kafka's replica.lag.time.max.ms), in milliseconds",
+		set:     setMillis(func(c *Config) *time.Duration { return &c.ReplicaLagTimeMax }),
+	},
+	{
 		Flag: "wal-profile", Env: "CHRONIK_WAL_PROFILE", Key: "wal_profile", Type: "name",
 		Default: "medium",
 		Help:    "group-commit bounds: " + strings.Join(walProfiles, ", "),

@@ -123,6 +123,7 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 			cc.Peers = append(cc.Peers, replication.Peer{ID: p.ID, Addr: p.Addr})
 		}
 		bc.Cluster = cc
+		bc.ReplicaLagTimeMax = cfg.ReplicaLagTimeMax
 	}
 
 	p, err := tier1.ProfileByName(cfg.WALProfile)

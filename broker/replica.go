@@ -1,0 +1,336 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/chronik-go/chronik/tier1"
+)
+
+// ISR replication, partition side. In a cluster every partition keeps the
+// controller's view of its leadership (epoch, ISR) in repl. The leader
+// tracks how far each follower has fsynced (a follower's fetch offset is
+// its durable log end, as in Kafka) and moves the high watermark to the
+// minimum over the ISR; consumers read only below it, and acks=all answers
+// once it covers the batch. Followers append the leader's batches, with the
+// leader's offsets, through their own WAL group commit.
+type replState struct {
+	on        bool // a cluster partition (not the broker-local offsets topic)
+	me        int32
+	leader    bool
+	epoch     int32
+	isr       []int32
+	replicas  []int32
+	minISR    int
+	hwm       int64 // replicated high watermark
+	followers map[int32]*follower
+}
+
+// follower is what a leader knows of one follower's progress.
+type follower struct {
+	leo       int64     // its last fetch offset: what it has fsynced
+	prevEnd   int64     // the leader's durable end at its previous fetch
+	prevFetch time.Time // when that was
+	caughtUp  time.Time // Kafka's lastCaughtUpTime
+}
+
+// visibleEndLocked is the end of what consumers may read: the durable end
+// standalone, the replicated high watermark in a cluster. p.mu must be held.
+func (p *partition) visibleEndLocked() int64 {
+	if !p.repl.on {
+		return p.hw
+	}
+	return min(p.hw, p.repl.hwm)
+}
+
+// recomputeHWLocked moves a leader's high watermark to the minimum durable
+// end over its ISR. p.mu must be held (write).
+func (p *partition) recomputeHWLocked() {
+	r := &p.repl
+	if !r.on || !r.leader {
+		return
+	}
+	hw := p.hw
+	for _, id := range r.isr {
+		if id == r.me {
+			continue
+		}
+		f := r.followers[id]
+		if f == nil {
+			hw = min(hw, r.hwm) // not heard from yet: hold
+			continue
+		}
+		hw = min(hw, f.leo)
+	}
+	if hw > r.hwm {
+		r.hwm = hw
+		p.notifyLocked()
+	}
+}
+
+func (p *partition) notifyLocked() {
+	for ch := range p.waiters {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// followerFetched records a follower's fetch at offset (its durable end)
+// and returns the high watermark to tell it.
+func (p *partition) followerFetched(id int32, offset int64, now time.Time) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := &p.repl
+	if r.followers == nil {
+		r.followers = map[int32]*follower{}
+	}
+	f := r.followers[id]
+	if f == nil {
+		f = &follower{}
+		r.followers[id] = f
+	}
+	switch {
+	case offset >= p.hw:
+		f.caughtUp = now
+	case offset >= f.prevEnd && !f.prevFetch.IsZero():
+		f.caughtUp = f.prevFetch
+	}
+	f.leo, f.prevEnd, f.prevFetch = offset, p.hw, now
+	p.recomputeHWLocked()
+	return r.hwm
+}
+
+// setLeadership applies the controller's view of this partition. It returns
+// true when this broker just became a follower under a new epoch and must
+// truncate before fetching.
+func (p *partition) setLeadership(me, leader, epoch int32, isr, replicas []int32, minISR int) (becameFollower bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := &p.repl
+	wasOn, wasLeader, oldEpoch := r.on, r.leader, r.epoch
+	r.on, r.me, r.isr, r.replicas, r.minISR = true, me, isr, replicas, minISR
+	r.leader, r.epoch = leader == me, epoch
+	if !wasOn {
+		// Sealed data was at or below the high watermark when sealed; the
+		// rest is confirmed by the leader (or by the ISR, as leader).
+		r.hwm = max(p.logStart, p.segsEndLocked())
+	}
+	if r.leader && (!wasLeader || epoch != oldEpoch) {
+		r.followers = map[int32]*follower{}
+		now := time.Now()
+		for _, id := range replicas {
+			if id != me {
+				// A fresh leader gives each follower a full lag window.
+				r.followers[id] = &follower{leo: -1, prevFetch: now, caughtUp: now}
+			}
+		}
+		// Until followers report, the high watermark stays where it was:
+		// whatever this broker knew as committed.
+		for id, f := range r.followers {
+			if !slices.Contains(isr, id) {
+				continue
+			}
+			f.leo = r.hwm
+		}
+	}
+	p.recomputeHWLocked()
+	p.notifyLocked() // acks=all waiters re-check leadership
+	return !r.leader && slices.Contains(replicas, me) && (!wasOn || wasLeader || epoch != oldEpoch)
+}
+
+// replicationWait waits until the high watermark covers end (the offset
+// after the batch), for acks=all in a cluster. It fails when this broker
+// stops leading, the ISR falls below min.insync.replicas, or ctx ends.
+func (p *partition) replicationWait(ctx context.Context, end int64, epoch int32) error {
+	ch := make(chan struct{}, 1)
+	p.watch(ch)
+	defer p.unwatch(ch)
+	for {
+		p.mu.RLock()
+		r := p.repl
+		hw, failed, deleted := r.hwm, p.failed, p.deleted
+		p.mu.RUnlock()
+		switch {
+		case deleted:
+			return kerrf(kerr.UnknownTopicOrPartition, "topic %q was deleted", p.topic.name)
+		case failed != nil:
+			return kerrf(kerr.KafkaStorageError, "%v", failed)
+		case !r.on:
+			return nil
+		case !r.leader || r.epoch != epoch:
+			return kerrf(kerr.NotLeaderForPartition, "leadership moved while the batch was replicating")
+		case hw >= end:
+			if len(r.isr) < r.minISR {
+				return kerrf(kerr.NotEnoughReplicasAfterAppend, "the ISR shrank to %d, below min.insync.replicas %d", len(r.isr), r.minISR)
+			}
+			return nil
+		case len(r.isr) < r.minISR:
+			return kerrf(kerr.NotEnoughReplicasAfterAppend, "the ISR shrank to %d, below min.insync.replicas %d", len(r.isr), r.minISR)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return kerrf(kerr.RequestTimedOut, "the batch did not reach min.insync.replicas in time")
+		}
+	}
+}
+
+// leadershipForProduce returns this leader's epoch and whether the ISR is
+// large enough for acks=all.
+func (p *partition) leadershipForProduce() (epoch int32, isr, minISR int, on bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.repl.epoch, len(p.repl.isr), p.repl.minISR, p.repl.on
+}
+
+func setLeaderEpoch(b []byte, epoch int32) {
+	binary.BigEndian.PutUint32(b[offLeaderEpoch:], uint32(epoch))
+}
+
+// errDiverged means a follower's fetched data does not continue its log.
+var errDiverged = errors.New("replica: fetched batches do not continue the local log")
+
+// appendReplica appends batches fetched from the leader, keeping their
+// offsets. It returns the result of the last enqueued batch (nil if none was
+// new) to wait on before fetching again.
+func (p *partition) appendReplica(ctx context.Context, wal *tier1.WAL, records []byte) (*appendResult, error) {
+	p.appendMu.Lock()
+	defer p.appendMu.Unlock()
+	var last *appendResult
+	for len(records) >= batchHeaderLen {
+		n := int(binary.BigEndian.Uint32(records[offBatchLength:])) + 12
+		if n < batchHeaderLen || n > len(records) {
+			break // a partial batch at the end of a fetch
+		}
+		batch := records[:n:n]
+		records = records[n:]
+		h := readBatchHeader(batch)
+		base := batchBaseOffset(batch)
+		switch {
+		case base+int64(h.LastOffsetDelta) < p.nextOffset:
+			continue // already held
+		case base != p.nextOffset:
+			return last, errDiverged
+		}
+		res := &appendResult{done: make(chan struct{})}
+		m := batchMeta{base: base, lastDelta: h.LastOffsetDelta, maxTs: h.MaxTimestamp}
+		if _, err := wal.Append(ctx, p.tp, batch, func(pos tier1.Position, err error) {
+			m.pos = pos
+			p.commit(m, err)
+			res.err = err
+			close(res.done)
+		}); err != nil {
+			return last, err
+		}
+		p.nextOffset = m.last() + 1
+		if h.ProducerID >= 0 {
+			p.rememberLocked(h, base, res)
+		}
+		last = res
+	}
+	return last, nil
+}
+
+// setFollowerHW records the high watermark the leader reported.
+func (p *partition) setFollowerHW(hw int64) {
+	p.mu.Lock()
+	if !p.repl.leader && hw > p.repl.hwm {
+		p.repl.hwm = hw
+	}
+	p.mu.Unlock()
+}
+
+// A truncation marker is a WAL entry that is not a batch: replay applies it
+// as it was applied live, so truncated batches stay gone after a restart.
+var truncMagic = []byte("CHRTRUNC")
+
+const truncMarkerLen = 16
+
+func truncMarker(offset int64) []byte {
+	b := make([]byte, truncMarkerLen)
+	copy(b, truncMagic)
+	binary.BigEndian.PutUint64(b[8:], uint64(offset))
+	return b
+}
+
+func parseTruncMarker(b []byte) (int64, bool) {
+	if len(b) != truncMarkerLen || !bytes.Equal(b[:8], truncMagic) {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(b[8:])), true
+}
+
+// truncateTo drops every record at or above offset that is not sealed (a
+// follower's unconfirmed tail, before it fetches from a new leader), and
+// logs the truncation in the WAL so a restart does the same.
+func (p *partition) truncateTo(ctx context.Context, wal *tier1.WAL, offset int64) error {
+	p.appendMu.Lock()
+	defer p.appendMu.Unlock()
+	p.mu.Lock()
+	offset = max(offset, p.segsEndLocked(), p.logStart)
+	if offset >= p.nextOffset {
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.Unlock()
+	done := make(chan error, 1)
+	if _, err := wal.Append(ctx, p.tp, truncMarker(offset), func(_ tier1.Position, err error) { done <- err }); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return err
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	p.mu.Lock()
+	p.truncateLocked(offset)
+	p.mu.Unlock()
+	return nil
+}
+
+// truncateLocked drops active batches at or above offset. appendMu and
+// p.mu must be held (or recovery running).
+func (p *partition) truncateLocked(offset int64) {
+	i := 0
+	for i < len(p.batches) && p.batches[i].base < offset {
+		i++
+	}
+	for _, m := range p.batches[i:] {
+		p.activeBytes -= int64(m.pos.Len)
+	}
+	p.batches = slices.Clip(p.batches[:i])
+	if len(p.batches) == 0 {
+		p.activeSince = 0
+	}
+	p.nextOffset = offset
+	p.hw = min(p.hw, offset)
+	// Forget idempotent window entries of dropped batches; the new
+	// leader's batches rebuild them as they arrive.
+	for id, ps := range p.producers {
+		np := &producerState{epoch: ps.epoch}
+		for j := ps.n - 1; j >= 0; j-- { // oldest first
+			e := ps.recent[(ps.head-1-j+2*producerWindow)%producerWindow]
+			if e.baseOffset < offset {
+				np.recent[np.head] = e
+				np.head = (np.head + 1) % producerWindow
+				np.n++
+			}
+		}
+		if np.n == 0 {
+			delete(p.producers, id)
+		} else if np.n != ps.n {
+			p.producers[id] = np
+		}
+	}
+}

@@ -1,0 +1,355 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/replication"
+)
+
+// Followers pull from leaders the Kafka way: one fetcher per source broker
+// fetching all the partitions this broker follows there in one request,
+// appending through this broker's own WAL, and fetching again only once
+// those appends are fsynced, so the next fetch offset tells the leader what
+// is durable here.
+
+// fetchers owns the running fetchers, one per leader broker.
+type fetchers struct {
+	mu      sync.Mutex
+	running map[int32]*fetcher // by leader broker ID
+	wg      sync.WaitGroup
+}
+
+type fetcher struct {
+	b      *Broker
+	leader int32
+	addr   string
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	parts []*partition // partitions followed from this leader
+	// truncate holds partitions that must truncate to their high watermark
+	// before fetching (a new leader epoch).
+	truncate map[*partition]bool
+}
+
+// syncReplication applies the controller's leadership and ISR to every local
+// partition and (re)assigns fetchers. Called by the reconciler.
+func (b *Broker) syncReplication(st *replication.State) {
+	me := b.cfg.NodeID
+	want := map[int32][]*partition{}
+	var newEpoch []*partition
+	for _, t := range b.snapshotTopics() {
+		ti := st.Topics[t.name]
+		if ti == nil || [16]byte(ti.ID) != t.id {
+			continue
+		}
+		minISR := int(b.configInt(t, "min.insync.replicas"))
+		b.mu.RLock()
+		parts := t.partitions
+		b.mu.RUnlock()
+		for i, p := range parts {
+			if i >= len(ti.Partitions) {
+				break
+			}
+			ps := ti.Partitions[i]
+			if p.setLeadership(me, ps.Leader, ps.LeaderEpoch, ps.ISR, ps.Replicas, minISR) {
+				newEpoch = append(newEpoch, p)
+			}
+			if ps.Leader >= 0 && ps.Leader != me && slices.Contains(ps.Replicas, me) {
+				want[ps.Leader] = append(want[ps.Leader], p)
+			}
+		}
+	}
+	f := &b.fetchers
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.running == nil {
+		f.running = map[int32]*fetcher{}
+	}
+	for id, ft := range f.running {
+		bi := st.Brokers[id]
+		if len(want[id]) == 0 || bi == nil || ft.addr != net.JoinHostPort(bi.Host, strconv.Itoa(int(bi.Port))) {
+			ft.cancel()
+			delete(f.running, id)
+		}
+	}
+	for id, parts := range want {
+		ft := f.running[id]
+		if ft == nil {
+			bi := st.Brokers[id]
+			if bi == nil {
+				continue
+			}
+			ctx, cancel := b.ctxUntilClose(context.Background())
+			ft = &fetcher{b: b, leader: id, addr: net.JoinHostPort(bi.Host, strconv.Itoa(int(bi.Port))), cancel: cancel, truncate: map[*partition]bool{}}
+			f.running[id] = ft
+			f.wg.Add(1)
+			go func() {
+				defer f.wg.Done()
+				ft.run(ctx)
+			}()
+		}
+		ft.mu.Lock()
+		ft.parts = parts
+		ft.mu.Unlock()
+	}
+	for _, p := range newEpoch {
+		p.mu.RLock()
+		leader := p.repl.leader
+		p.mu.RUnlock()
+		if leader {
+			continue
+		}
+		for _, ft := range f.running {
+			ft.mu.Lock()
+			if slices.Contains(ft.parts, p) {
+				ft.truncate[p] = true
+			}
+			ft.mu.Unlock()
+		}
+	}
+}
+
+func (f *fetcher) run(ctx context.Context) {
+	b := f.b
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.addr), kgo.DialTimeout(2*time.Second), kgo.RequestRetries(0))
+	if err != nil {
+		b.log.Error("replica fetcher: client", "leader", f.leader, "err", err)
+		return
+	}
+	defer cl.Close()
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		if err := f.once(ctx, cl); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			b.log.Debug("replica fetch failed", "leader", f.leader, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+	}
+}
+
+// once truncates what must be truncated, sends one fetch, appends what it
+// returns and waits until that is durable.
+func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
+	b := f.b
+	f.mu.Lock()
+	parts := f.parts
+	trunc := f.truncate
+	f.truncate = map[*partition]bool{}
+	f.mu.Unlock()
+	for p := range trunc {
+		p.mu.RLock()
+		to := p.repl.hwm
+		p.mu.RUnlock()
+		if err := p.truncateTo(ctx, b.wal, to); err != nil {
+			f.mu.Lock()
+			f.truncate[p] = true
+			f.mu.Unlock()
+			return err
+		}
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID = b.cfg.NodeID
+	req.ReplicaState.ID = b.cfg.NodeID
+	req.ReplicaState.Epoch = -1
+	req.MaxWaitMillis = 500
+	req.MinBytes = 1
+	req.MaxBytes = 16 << 20
+	byTopic := map[[16]byte]int{}
+	for _, p := range parts {
+		p.mu.RLock()
+		epoch, leader, end := p.repl.epoch, p.repl.leader, p.hw
+		p.mu.RUnlock()
+		if leader {
+			continue
+		}
+		i, ok := byTopic[p.topic.id]
+		if !ok {
+			rt := kmsg.NewFetchRequestTopic()
+			rt.Topic, rt.TopicID = p.topic.name, p.topic.id
+			req.Topics = append(req.Topics, rt)
+			i = len(req.Topics) - 1
+			byTopic[p.topic.id] = i
+		}
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.FetchOffset, rp.CurrentLeaderEpoch = p.index, end, epoch
+		rp.LastFetchedEpoch, rp.LogStartOffset = -1, -1
+		rp.PartitionMaxBytes = 4 << 20
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+	}
+	if len(req.Topics) == 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+		return nil
+	}
+	seeds := cl.SeedBrokers()
+	if len(seeds) == 0 {
+		return errors.New("no seed broker")
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	kresp, err := seeds[0].Request(rctx, req)
+	if err != nil {
+		return err
+	}
+	resp := kresp.(*kmsg.FetchResponse)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return err
+	}
+	byKey := map[[16]byte]*topic{}
+	for _, p := range parts {
+		byKey[p.topic.id] = p.topic
+	}
+	var waits []*appendResult
+	var hws []func()
+	for _, rt := range resp.Topics {
+		t := byKey[rt.TopicID]
+		if t == nil {
+			t = b.lookupTopic(rt.Topic)
+		}
+		if t == nil {
+			continue
+		}
+		for _, rp := range rt.Partitions {
+			p := b.partitionOf(t, rp.Partition)
+			if p == nil {
+				continue
+			}
+			switch err := kerr.ErrorForCode(rp.ErrorCode); {
+			case err == nil:
+			case errors.Is(err, kerr.OffsetOutOfRange):
+				// This follower is ahead of the leader: its tail past the
+				// high watermark was never committed.
+				f.mu.Lock()
+				f.truncate[p] = true
+				f.mu.Unlock()
+				continue
+			default:
+				continue // leadership moving; metadata will follow
+			}
+			res, err := p.appendReplica(ctx, b.wal, rp.RecordBatches)
+			if errors.Is(err, errDiverged) {
+				f.mu.Lock()
+				f.truncate[p] = true
+				f.mu.Unlock()
+			} else if err != nil {
+				return err
+			}
+			if res != nil {
+				waits = append(waits, res)
+			}
+			hw := rp.HighWatermark
+			hws = append(hws, func() { p.setFollowerHW(hw) })
+		}
+	}
+	for _, w := range waits {
+		select {
+		case <-w.done:
+			if w.err != nil {
+				return w.err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for _, set := range hws {
+		set()
+	}
+	return nil
+}
+
+// isrLoop is the leader's side of ISR maintenance: a follower that has not
+// caught up for replica.lag.time.max leaves the ISR; one that has caught up
+// to the high watermark rejoins it. Both are controller proposals.
+func (b *Broker) isrLoop() {
+	defer b.maintWG.Done()
+	const tick = 250 * time.Millisecond
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var last time.Time // the previous tick at which this broker was current
+	for {
+		select {
+		case <-b.closing:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if !b.ctl.Current() {
+			last = time.Time{}
+			continue
+		}
+		if last.IsZero() || now.Sub(last) > 4*tick {
+			// This broker was cut off or paused: its followers could not
+			// fetch from it either, so their lag says nothing. Give each a
+			// fresh window instead of shrinking every ISR on return.
+			for _, p := range b.allPartitions() {
+				p.mu.Lock()
+				for _, f := range p.repl.followers {
+					f.caughtUp = now
+				}
+				p.mu.Unlock()
+			}
+		}
+		last = now
+		for _, p := range b.allPartitions() {
+			p.mu.RLock()
+			r := p.repl
+			var next []int32
+			changed := false
+			if r.on && r.leader {
+				for _, id := range r.replicas {
+					f := r.followers[id]
+					in := slices.Contains(r.isr, id)
+					switch {
+					case id == r.me:
+						next = append(next, id)
+					case in && f != nil && now.Sub(f.caughtUp) > b.cfg.ReplicaLagTimeMax:
+						changed = true // shrink
+					case !in && f != nil && f.leo >= r.hwm && f.leo >= 0 && b.ctl.State().Live(id):
+						next = append(next, id) // expand
+						changed = true
+					case in:
+						next = append(next, id)
+					}
+				}
+			}
+			epoch := r.epoch
+			p.mu.RUnlock()
+			if !changed {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := b.ctl.Propose(ctx, &replication.Request{ChangeISR: &replication.ChangeISR{
+				TopicRef: replication.TopicRef{Name: p.topic.name, ID: p.topic.id}, Partition: p.index,
+				Leader: b.cfg.NodeID, LeaderEpoch: epoch, ISR: next,
+			}})
+			cancel()
+			if err != nil {
+				b.log.Debug("ISR change not applied", "topic", p.topic.name, "partition", p.index, "err", err)
+			} else {
+				b.log.Info("ISR changed", "topic", p.topic.name, "partition", p.index, "isr", next)
+			}
+		}
+	}
+}
