@@ -81,7 +81,8 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # pick_ports exports compose.yaml's host port variables, each a free port
 # below the ephemeral range, and where the test finds the cluster.
 pick_ports() {
-	local used=" " p n
+	# Taken inside the shared namespace: Raft and MinIO (compose.yaml).
+	local used=" 19093 29093 39093 9000 9001 " p n
 	for n in BROKER1_KAFKA_PORT BROKER2_KAFKA_PORT BROKER3_KAFKA_PORT \
 		BROKER1_HTTP_PORT BROKER2_HTTP_PORT BROKER3_HTTP_PORT MINIO_PORT MINIO_CONSOLE_PORT; do
 		while :; do

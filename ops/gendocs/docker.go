@@ -20,6 +20,7 @@ type composeService struct {
 	Image       string            `yaml:"image"`
 	Environment map[string]string `yaml:"environment"`
 	Ports       []string          `yaml:"ports"`
+	NetworkMode string            `yaml:"network_mode"`
 	Volumes     []string          `yaml:"volumes"`
 }
 
@@ -94,8 +95,8 @@ func renderDocker(d *doc) {
 	d.p("")
 	d.p("`compose.yaml` runs these services (this table is read from the file):")
 	d.p("")
-	d.row("service", "image", "published (host:container)", "node id", "advertised to clients", "volumes")
-	d.row("---", "---", "---", "---", "---", "---")
+	d.row("service", "image", "network", "published (host:container)", "node id", "advertised to clients", "volumes")
+	d.row("---", "---", "---", "---", "---", "---", "---")
 	for _, name := range slices.Sorted(maps.Keys(services)) {
 		svc := services[name]
 		var ports []string
@@ -106,7 +107,11 @@ func renderDocker(d *doc) {
 		for _, v := range svc.Volumes {
 			vols = append(vols, code(v))
 		}
-		d.row(code(name), code(svc.Image), strings.Join(ports, ", "), svc.Environment["CHRONIK_NODE_ID"],
+		network := code(svc.NetworkMode)
+		if svc.NetworkMode == "" {
+			network = "its own"
+		}
+		d.row(code(name), code(svc.Image), network, strings.Join(ports, ", "), svc.Environment["CHRONIK_NODE_ID"],
 			code(svc.Environment["CHRONIK_ADVERTISED_ADDR"]), strings.Join(vols, ", "))
 	}
 	d.p("")
@@ -130,11 +135,12 @@ func renderDocker(d *doc) {
 		}
 		d.p("")
 	}
-	d.p("Each broker listens on the container port and advertises its published host port, so Kafka")
-	d.p("clients on the host reach every broker; the brokers reach each other by service name on the")
-	d.p("compose network. The first upload creates the MinIO bucket. `make e2e` (`scripts/e2e.sh`) builds")
-	d.p("both images locally from host-built static binaries, names them through `CHRONIK_IMAGE` and")
-	d.p("`CHRONIK_MINIO_IMAGE`, and runs `up --no-build`, so it needs no image registry.")
+	d.p("The brokers share MinIO's network namespace and each listens on the port it is published on, so")
+	d.p("the address it advertises (`127.0.0.1:<port>`) reaches it from the host and from the other")
+	d.p("brokers, whose followers fetch from it (compose.yaml explains why). The first upload creates the")
+	d.p("MinIO bucket. `make e2e` (`scripts/e2e.sh`) builds both images locally from host-built static")
+	d.p("binaries, names them through `CHRONIK_IMAGE` and `CHRONIK_MINIO_IMAGE`, and runs `up --no-build`,")
+	d.p("so it needs no image registry.")
 	d.p("")
 	d.p("Container sizing: a broker's memory is mostly the WAL's batches, at most about %s with the",
 		mib(2*defaultProfile().MemoryBytes))

@@ -35,9 +35,10 @@ func TestGroupDigits(t *testing.T) {
 	}
 }
 
-// compose.yaml sets only real settings, and each broker advertises the
-// host address its Kafka listener is published on, which is what lets
-// clients on the host reach every broker.
+// compose.yaml sets only real settings, and each broker advertises an
+// address that is published to the host on the same port it listens on
+// (so host clients and the other brokers, which share the network
+// namespace, both reach it), and is a controller voter.
 func TestComposeBrokers(t *testing.T) {
 	services, err := readCompose()
 	if err != nil {
@@ -58,23 +59,28 @@ func TestComposeBrokers(t *testing.T) {
 			t.Errorf("%s repeats node id %s", name, env["CHRONIK_NODE_ID"])
 		}
 		ids[env["CHRONIK_NODE_ID"]] = true
-		_, kafkaPort, err := net.SplitHostPort(env["CHRONIK_KAFKA_ADDR"])
+		_, kafkaPort, err := net.SplitHostPort(expand(env["CHRONIK_KAFKA_ADDR"]))
 		if err != nil {
 			t.Fatalf("%s: CHRONIK_KAFKA_ADDR: %v", name, err)
 		}
 		adv := expand(env["CHRONIK_ADVERTISED_ADDR"])
-		if _, _, err := net.SplitHostPort(adv); err != nil {
-			t.Fatalf("%s: CHRONIK_ADVERTISED_ADDR: %v", name, err)
+		if _, advPort, err := net.SplitHostPort(adv); err != nil || advPort != kafkaPort {
+			t.Errorf("%s advertises %s but listens on port %s (%v)", name, adv, kafkaPort, err)
+		}
+		publisher := svc
+		if owner, ok := strings.CutPrefix(svc.NetworkMode, "service:"); ok {
+			publisher = services[owner]
 		}
 		var published []string
-		for _, p := range svc.Ports {
+		for _, p := range publisher.Ports {
 			published = append(published, expand(p))
 		}
 		if !slices.Contains(published, adv+":"+kafkaPort) {
-			t.Errorf("%s advertises %s but publishes %v, not %s:%s", name, adv, published, adv, kafkaPort)
+			t.Errorf("%s advertises %s but its namespace publishes %v, not %s:%s", name, adv, published, adv, kafkaPort)
 		}
-		if !strings.Contains(env["CHRONIK_CLUSTER_PEERS"], env["CHRONIK_NODE_ID"]+"@"+name+":") {
-			t.Errorf("%s (node %s) is not a voter in CHRONIK_CLUSTER_PEERS=%s", name, env["CHRONIK_NODE_ID"], env["CHRONIK_CLUSTER_PEERS"])
+		voter := env["CHRONIK_NODE_ID"] + "@" + expand(env["CHRONIK_RAFT_ADDR"])
+		if !slices.Contains(strings.Split(env["CHRONIK_CLUSTER_PEERS"], ","), voter) {
+			t.Errorf("%s: %s is not in CHRONIK_CLUSTER_PEERS=%s", name, voter, env["CHRONIK_CLUSTER_PEERS"])
 		}
 	}
 	if brokers != 3 {
