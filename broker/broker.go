@@ -97,6 +97,8 @@ type topic struct {
 	logAppendTime   atomic.Bool
 	segmentBytes    atomic.Int32
 
+	fs       vfs.FS         // the broker's filesystem
+	cluster  bool           // a cluster broker's topic: batches carry leader epochs
 	segRoot  string         // <data>/segments
 	sealKick chan struct{}  // nudges the sealer (non-blocking sends)
 	arch     *tier3.Archive // nil without Tier 3
@@ -221,6 +223,9 @@ func (b *Broker) open() (*Broker, error) {
 	for _, t := range b.topics {
 		for _, p := range t.partitions {
 			p.finishRecovery()
+			if err := p.saveEpochs(); err != nil {
+				return nil, fmt.Errorf("broker: checkpoint leader epochs of %s/%d: %w", t.name, p.index, err)
+			}
 		}
 	}
 	for _, c := range rep.Corruptions {
@@ -236,7 +241,7 @@ func (b *Broker) open() (*Broker, error) {
 }
 
 func (b *Broker) newTopic(name string, id [16]byte, partitions int32, configs map[string]string, firstPartition int32) *topic {
-	t := &topic{name: name, id: id, configs: configs, segRoot: b.segRoot(), sealKick: b.sealKick, arch: b.tier.arch}
+	t := &topic{name: name, id: id, configs: configs, fs: b.fs, cluster: b.cfg.Cluster != nil, segRoot: b.segRoot(), sealKick: b.sealKick, arch: b.tier.arch}
 	if t.configs == nil {
 		t.configs = map[string]string{}
 	}

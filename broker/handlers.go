@@ -38,6 +38,7 @@ var apis = map[kmsg.Key]apiRange{
 	kmsg.OffsetDelete:            {0, 0},
 	kmsg.ConsumerGroupHeartbeat:  {0, 1},
 	kmsg.ConsumerGroupDescribe:   {0, 1},
+	kmsg.OffsetForLeaderEpoch:    {0, 4},
 }
 
 var handlers map[int16]handler
@@ -71,6 +72,7 @@ func init() {
 		int16(kmsg.OffsetDelete):            coordinated(handleOffsetDelete),
 		int16(kmsg.ConsumerGroupHeartbeat):  coordinated(handleConsumerGroupHeartbeat),
 		int16(kmsg.ConsumerGroupDescribe):   coordinated(handleConsumerGroupDescribe),
+		int16(kmsg.OffsetForLeaderEpoch):    handleOffsetForLeaderEpoch,
 	}
 }
 

@@ -67,6 +67,11 @@ type partition struct {
 
 	repl replState // ISR replication in a cluster (replica.go); guarded by mu
 
+	// epochs is the leader-epoch cache (replica_epochs.go), guarded by mu;
+	// epochsDirty says it changed since its last checkpoint.
+	epochs      []tier2.EpochStart
+	epochsDirty bool
+
 	arch archState // Tier 3 uploader state (tier3.go)
 }
 
@@ -134,6 +139,9 @@ func (p *partition) replay(batch []byte, pos tier1.Position) {
 		return // already sealed into Tier 2; and never serve an offset twice
 	}
 	m := batchMeta{base: base, lastDelta: h.LastOffsetDelta, maxTs: h.MaxTimestamp, pos: pos}
+	if p.topic.cluster {
+		p.noteEpochLocked(batchLeaderEpoch(batch), base)
+	}
 	if m.last() < p.logStart {
 		return // deleted by DeleteRecords before it was sealed
 	}
@@ -195,6 +203,15 @@ func (p *partition) append(ctx context.Context, wal *tier1.WAL, batch []byte, h 
 	setBaseOffset(batch, base)
 	if repl {
 		setLeaderEpoch(batch, epoch)
+		p.mu.Lock()
+		noted := p.noteEpochLocked(epoch, base)
+		p.mu.Unlock()
+		if noted {
+			if err := p.saveEpochs(); err != nil {
+				out.err = kerrf(kerr.KafkaStorageError, "checkpoint leader epochs: %v", err)
+				return out, false
+			}
+		}
 	}
 	out.logAppendTime = -1
 	if logAppendTime {

@@ -220,6 +220,14 @@ func (p *partition) appendReplica(ctx context.Context, wal *tier1.WAL, records [
 		case base != p.nextOffset:
 			return last, errDiverged
 		}
+		p.mu.Lock()
+		noted := p.noteEpochLocked(batchLeaderEpoch(batch), base)
+		p.mu.Unlock()
+		if noted {
+			if err := p.saveEpochs(); err != nil {
+				return last, err
+			}
+		}
 		res := &appendResult{done: make(chan struct{})}
 		m := batchMeta{base: base, lastDelta: h.LastOffsetDelta, maxTs: h.MaxTimestamp}
 		if _, err := wal.Append(ctx, p.tp, batch, func(pos tier1.Position, err error) {
@@ -296,7 +304,7 @@ func (p *partition) truncateTo(ctx context.Context, wal *tier1.WAL, offset int64
 	p.mu.Lock()
 	p.truncateLocked(offset)
 	p.mu.Unlock()
-	return nil
+	return p.saveEpochs()
 }
 
 // truncateLocked drops active batches at or above offset. appendMu and
@@ -315,6 +323,7 @@ func (p *partition) truncateLocked(offset int64) {
 	}
 	p.nextOffset = offset
 	p.hw = min(p.hw, offset)
+	p.cutEpochsLocked(offset)
 	// Forget idempotent window entries of dropped batches; the new
 	// leader's batches rebuild them as they arrive.
 	for id, ps := range p.producers {

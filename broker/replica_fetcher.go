@@ -156,13 +156,12 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 	trunc := f.truncate
 	f.truncate = map[*partition]bool{}
 	f.mu.Unlock()
-	for p := range trunc {
-		p.mu.RLock()
-		to := p.repl.hwm
-		p.mu.RUnlock()
-		if err := p.truncateTo(ctx, b.wal, to); err != nil {
+	if len(trunc) > 0 {
+		if err := f.truncateDiverged(ctx, cl, trunc); err != nil {
 			f.mu.Lock()
-			f.truncate[p] = true
+			for p := range trunc {
+				f.truncate[p] = true
+			}
 			f.mu.Unlock()
 			return err
 		}
@@ -275,6 +274,75 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 	}
 	for _, set := range hws {
 		set()
+	}
+	return nil
+}
+
+// truncateDiverged cuts each partition's log where the leader's log diverges from
+// it (KIP-101): the leader answers, for this follower's newest epoch, where
+// that epoch ends in its log; everything here from there on was never
+// committed. Without an answer (no epochs known here yet) the follower cuts
+// at its high watermark instead.
+func (f *fetcher) truncateDiverged(ctx context.Context, cl *kgo.Client, parts map[*partition]bool) error {
+	b := f.b
+	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+	req.ReplicaID = b.cfg.NodeID
+	byTopic := map[string]int{}
+	type want struct {
+		p    *partition
+		last int32
+	}
+	wants := map[string]map[int32]want{}
+	for p := range parts {
+		last := p.lastEpoch()
+		p.mu.RLock()
+		cur := p.repl.epoch
+		p.mu.RUnlock()
+		i, ok := byTopic[p.topic.name]
+		if !ok {
+			rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
+			rt.Topic = p.topic.name
+			req.Topics = append(req.Topics, rt)
+			i = len(req.Topics) - 1
+			byTopic[p.topic.name] = i
+			wants[p.topic.name] = map[int32]want{}
+		}
+		rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+		rp.Partition, rp.CurrentLeaderEpoch, rp.LeaderEpoch = p.index, cur, last
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+		wants[p.topic.name][p.index] = want{p, last}
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	kresp, err := cl.SeedBrokers()[0].Request(rctx, req)
+	if err != nil {
+		return err
+	}
+	for _, rt := range kresp.(*kmsg.OffsetForLeaderEpochResponse).Topics {
+		for _, rp := range rt.Partitions {
+			w, ok := wants[rt.Topic][rp.Partition]
+			if !ok {
+				continue
+			}
+			delete(wants[rt.Topic], rp.Partition)
+			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+				return err // leadership still moving: retry
+			}
+			w.p.mu.RLock()
+			to := w.p.repl.hwm
+			w.p.mu.RUnlock()
+			if w.last >= 0 && rp.EndOffset >= 0 {
+				to = rp.EndOffset
+			}
+			if err := w.p.truncateTo(ctx, b.wal, to); err != nil {
+				return err
+			}
+		}
+	}
+	for _, ws := range wants {
+		if len(ws) > 0 {
+			return errors.New("replica fetcher: leader did not answer for every partition")
+		}
 	}
 	return nil
 }

@@ -339,6 +339,11 @@ func (b *Broker) loadPartition(p *partition) error {
 			"rebuilt_indexes", rep.Rebuilt, "truncated_bytes", rep.Truncated, "removed_unfinished", rep.Removed)
 	}
 	p.segs = segs
+	if es, _, err := tier2.ReadLeaderEpochs(b.fs, p.dir); err != nil {
+		b.log.Error("leader epochs checkpoint unreadable; epochs before the WAL are unknown", "topic", p.topic.name, "partition", p.index, "err", err)
+	} else {
+		p.epochs = es
+	}
 	logStart, ok, err := tier2.ReadLogStart(b.fs, p.dir)
 	if err != nil {
 		b.log.Error("log start checkpoint unreadable; using the first segment", "topic", p.topic.name, "partition", p.index, "err", err)

@@ -37,6 +37,7 @@ const (
 	ckpHeaderSize  = 20
 	kindLogStart   = 1
 	kindProducers  = 2
+	kindEpochs     = 3
 	maxCkpPayload  = 64 << 20
 	nameDigits     = 20
 	logSuffix      = ".log"

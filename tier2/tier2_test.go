@@ -204,3 +204,25 @@ func TestCreateSyncsNewDirectories(t *testing.T) {
 		}
 	}
 }
+
+func TestLeaderEpochsCheckpoint(t *testing.T) {
+	mem := vfs.NewMemFS()
+	if _, ok, err := ReadLeaderEpochs(mem, "/p"); ok || err != nil {
+		t.Fatalf("no checkpoint: ok %v err %v", ok, err)
+	}
+	want := []EpochStart{{0, 0}, {3, 1200}, {7, 99999}}
+	if err := WriteLeaderEpochs(mem, "/p", want); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := ReadLeaderEpochs(mem, "/p")
+	if err != nil || !ok || len(got) != 3 || got[1] != want[1] || got[2] != want[2] {
+		t.Fatalf("read back %v %v %v; want %v", got, ok, err, want)
+	}
+	damaged := appendCheckpoint(nil, kindEpochs, []byte{1, 0, 0, 0, 1, 2})
+	f, _ := mem.OpenFile("/p/leader-epochs", os.O_RDWR|os.O_TRUNC, 0)
+	f.Write(damaged)
+	f.Close()
+	if _, _, err := ReadLeaderEpochs(mem, "/p"); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("damaged checkpoint: %v; want ErrCorrupt", err)
+	}
+}

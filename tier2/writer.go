@@ -349,3 +349,48 @@ func ensureDir(fs vfs.FS, dir string) error {
 	}
 	return fs.SyncDir(parent)
 }
+
+// EpochStart is where a leader epoch's records begin in a partition's log.
+type EpochStart struct {
+	Epoch int32
+	Start int64
+}
+
+// WriteLeaderEpochs durably records a partition's leader epochs (Kafka's
+// leader-epoch-checkpoint), oldest first.
+func WriteLeaderEpochs(fs vfs.FS, dir string, es []EpochStart) error {
+	if err := ensureDir(fs, dir); err != nil {
+		return err
+	}
+	p := binary.LittleEndian.AppendUint32(nil, uint32(len(es)))
+	for _, e := range es {
+		p = binary.LittleEndian.AppendUint32(p, uint32(e.Epoch))
+		p = binary.LittleEndian.AppendUint64(p, uint64(e.Start))
+	}
+	return writeFileAtomic(fs, filepath.Join(dir, "leader-epochs"), appendCheckpoint(nil, kindEpochs, p), true)
+}
+
+// ReadLeaderEpochs returns the recorded leader epochs; ok is false when
+// there are none.
+func ReadLeaderEpochs(fs vfs.FS, dir string) (es []EpochStart, ok bool, err error) {
+	b, err := readSmallFile(fs, filepath.Join(dir, "leader-epochs"), maxCkpPayload)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	p, err := parseCheckpoint(b, kindEpochs)
+	if err != nil || len(p) < 4 {
+		return nil, false, fmt.Errorf("%w: leader epochs checkpoint: %v", ErrCorrupt, err)
+	}
+	n := int(binary.LittleEndian.Uint32(p))
+	p = p[4:]
+	if len(p) != n*12 {
+		return nil, false, fmt.Errorf("%w: leader epochs checkpoint length", ErrCorrupt)
+	}
+	for i := 0; i < n; i++ {
+		es = append(es, EpochStart{Epoch: int32(binary.LittleEndian.Uint32(p[i*12:])), Start: int64(binary.LittleEndian.Uint64(p[i*12+4:]))})
+	}
+	return es, true, nil
+}

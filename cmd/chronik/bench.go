@@ -46,6 +46,7 @@ type benchProduceFlags struct {
 	maxBuffered int
 	json        bool
 	progress    bool
+	rate        float64 // records per second over all producers; 0: as fast as possible
 }
 
 func newBenchProduceCmd() *cobra.Command {
@@ -79,6 +80,7 @@ created with --partitions partitions if it does not exist.`,
 	fs.IntVar(&f.producers, "producers", 1, "independent producer clients")
 	fs.BoolVar(&f.idempotent, "idempotent", true, "idempotent producer; only with --acks all (other acks turn it off)")
 	fs.IntVar(&f.maxBuffered, "max-buffered-records", 50000, "records each client keeps in flight before Produce blocks")
+	fs.Float64Var(&f.rate, "rate", 0, "records per second over all producers (0: as fast as the broker takes them); latency then counts from each record's scheduled time, so falling behind shows")
 	fs.BoolVar(&f.json, "json", false, "print the summary as one JSON object")
 	fs.BoolVar(&f.progress, "progress", true, "print a progress line to stderr every second")
 	return cmd
@@ -115,6 +117,8 @@ func (f *benchProduceFlags) normalize(idempotentSet bool) error {
 		return fmt.Errorf("--batch-bytes %d is below 1024", f.batchBytes)
 	case f.maxBuffered < 1:
 		return fmt.Errorf("--max-buffered-records %d must be at least 1", f.maxBuffered)
+	case f.rate < 0:
+		return fmt.Errorf("--rate %v is negative: give records per second, or 0 for as fast as possible", f.rate)
 	case idempotentSet && f.idempotent && !all:
 		return fmt.Errorf("--idempotent needs --acks all, not %s", f.acks)
 	}
@@ -220,6 +224,10 @@ func runBenchProduce(ctx context.Context, f *benchProduceFlags, idempotentSet, p
 		if int64(i) < f.count%int64(f.producers) {
 			n++
 		}
+		var interval time.Duration // between one producer's records at --rate
+		if f.rate > 0 {
+			interval = time.Duration(float64(time.Second) * float64(f.producers) / f.rate)
+		}
 		wg.Go(func() {
 			for j := int64(0); f.count == 0 || j < n; j++ {
 				if stopped.Load() || f.duration > 0 && j&255 == 0 && time.Now().After(deadline) {
@@ -228,6 +236,14 @@ func runBenchProduce(ctx context.Context, f *benchProduceFlags, idempotentSet, p
 				br := pool.Get().(*benchRec)
 				br.rec = kgo.Record{Value: payload, Context: br}
 				br.start = time.Now()
+				if interval > 0 {
+					// Open loop: each record has a scheduled time, and its
+					// latency counts from then, waiting included.
+					br.start = began.Add(time.Duration(j) * interval)
+					if d := time.Until(br.start); d > time.Millisecond {
+						time.Sleep(d)
+					}
+				}
 				cl.Produce(context.Background(), &br.rec, promise)
 			}
 			// An interrupt stops producing; Flush still waits for what is in
@@ -257,7 +273,7 @@ func runBenchProduce(ctx context.Context, f *benchProduceFlags, idempotentSet, p
 		"acks": f.acks, "idempotent": f.idempotent, "linger_ms": f.linger.Milliseconds(),
 		"batch_bytes": f.batchBytes, "compression": f.compression, "record_size": f.recordSize,
 		"partitions": nparts, "producers": f.producers, "max_buffered_records": f.maxBuffered,
-		"count": f.count, "duration_sec": f.duration.Seconds(),
+		"count": f.count, "duration_sec": f.duration.Seconds(), "rate": f.rate,
 	}
 	if err := writeResult(stdout, &res, f.json); err != nil {
 		return err

@@ -55,6 +55,7 @@ func TestBadInput(t *testing.T) {
 		{"topic zero partitions", "", []string{"topic", "create", "t2", "--brokers", addr, "--partitions", "0"}, "--partitions 0: give 1 or more"},
 		{"alter nothing", "", []string{"topic", "alter", "one", "--brokers", addr}, "nothing to alter"},
 		{"topic without name", "", []string{"topic", "create", "--brokers", addr}, "requires at least 1 arg"},
+		{"bench negative rate", "", []string{"bench", "produce", "--brokers", addr, "--rate", "-5"}, "--rate -5 is negative"},
 		{"unknown flag", "", []string{"produce", "--colour", "red"}, "unknown flag: --colour (see chronik produce --help)"},
 		{"start with peers missing this node", "", []string{"start", "--node-id", "3", "--peers", "1@127.0.0.1:9093,2@127.0.0.2:9093", "--data-dir", t.TempDir()},
 			"is not among the ids of --peers="},

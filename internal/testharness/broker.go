@@ -30,6 +30,9 @@ type Options struct {
 	// StartTimeout bounds each wait for the broker to answer ApiVersions;
 	// zero means 30s.
 	StartTimeout time.Duration
+	// Hosts, for StartCluster, runs each broker in its own network
+	// namespace (NewHosts), so tests can cut it off the network.
+	Hosts *Hosts
 }
 
 // Broker is one broker process (or kfake cluster) started by Start. Its
@@ -44,6 +47,8 @@ type Broker struct {
 	kafkaAddr string
 	httpAddr  string
 	raftAddr  string
+
+	host int // index in opts.Hosts, when set
 
 	starts int            // number of successful or attempted starts, for log markers
 	proc   *process       // nil when not running (chronik target)
@@ -214,6 +219,9 @@ func (b *Broker) start() error {
 		"--http-addr", b.httpAddr,
 	}
 	cmd := exec.Command(bin, append(args, b.opts.Args...)...)
+	if b.opts.Hosts != nil {
+		cmd = b.opts.Hosts.Command(b.host, bin, append(args, b.opts.Args...)...)
+	}
 	// The Raft listener is not used by a standalone broker, but its default
 	// (0.0.0.0:9093) would collide between brokers if it ever is opened.
 	cmd.Env = append(os.Environ(), "CHRONIK_RAFT_ADDR="+b.raftAddr)

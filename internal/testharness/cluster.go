@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// StartCluster starts n chronik brokers as one cluster on 127.0.0.1 — node
-// IDs 1..n, every node a controller voter — and waits until each serves
-// ApiVersions. opts applies to every node (DataDir is ignored: each gets its
+// StartCluster starts n chronik brokers as one cluster on 127.0.0.1 (or on
+// opts.Hosts) — node IDs 1..n, every node a controller voter — and waits
+// until each serves ApiVersions. opts applies to every node (DataDir is ignored: each gets its
 // own). The brokers are killed when the test ends. Clustering needs the
 // chronik target.
 func StartCluster(t testing.TB, n int, opts Options) []*Broker {
@@ -27,9 +27,12 @@ func StartCluster(t testing.TB, n int, opts Options) []*Broker {
 	bs := make([]*Broker, n)
 	var peers []string
 	for i := range bs {
-		b := &Broker{t: t, opts: opts, dataDir: t.TempDir(), target: TargetChronik}
+		b := &Broker{t: t, opts: opts, dataDir: t.TempDir(), target: TargetChronik, host: i + 1}
 		b.logPath = filepath.Join(t.TempDir(), fmt.Sprintf("broker-%d.log", i+1))
-		if err := b.pickAddrs(); err != nil {
+		if h := opts.Hosts; h != nil {
+			// Each broker has a host of its own: the default ports do.
+			b.kafkaAddr, b.httpAddr, b.raftAddr = h.IP(i+1)+":9092", h.IP(i+1)+":6092", h.IP(i+1)+":9093"
+		} else if err := b.pickAddrs(); err != nil {
 			t.Fatalf("testharness: picking ports: %v", err)
 		}
 		peers = append(peers, fmt.Sprintf("%d@%s", i+1, b.raftAddr))
