@@ -460,3 +460,53 @@ func TestTier3DeletedTopicArchiveRemoved(t *testing.T) {
 		return nil
 	})
 }
+
+// In a cluster only a partition's leader archives it: a follower neither
+// uploads its own copies nor sweeps objects of the leader's unfinished
+// uploads (with no manifest yet, a new leader does not sweep either), and
+// archives once it leads.
+func TestTier3OnlyLeaderArchives(t *testing.T) {
+	ctx := context.Background()
+	store := tier3.NewMemStore()
+	b := testBroker(t, t.TempDir(), tier3Config(store))
+	p := testPartition(t, b, "repl", map[string]string{"segment.bytes": "2000", "retention.ms": "-1"})
+	p.mu.Lock()
+	p.repl.on, p.repl.leader = true, false
+	p.mu.Unlock()
+	inflight := b.archivePrefix(p) + "00000000000000000000-0123456789abcdef.log"
+	if _, err := store.Put(ctx, inflight, strings.NewReader("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		appendDurable(t, b, p, makeRecordBatch(seqRecords(3*i, 3, int64(3*i))))
+	}
+	// As the leader's fetch responses would: all of it is committed, so
+	// it may be sealed.
+	p.mu.Lock()
+	p.repl.hwm = p.hw
+	p.mu.Unlock()
+	waitFor(t, 10*time.Second, func() error {
+		if segCount(p) == 0 {
+			return fmt.Errorf("nothing sealed yet")
+		}
+		return nil
+	})
+	b.uploadDue(ctx)
+	objs, err := store.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 1 || objs[0].Key != inflight {
+		t.Fatalf("a follower changed the bucket: %+v", objs)
+	}
+
+	p.mu.Lock()
+	p.repl.leader = true
+	p.mu.Unlock()
+	b.uploadDue(ctx)
+	waitArchived(t, p)
+	m, err := tier3.LoadManifest(ctx, store, p.topic.id, p.index)
+	if err != nil || len(m.Segments) == 0 {
+		t.Fatalf("manifest after leading: %+v, %v", m, err)
+	}
+}
