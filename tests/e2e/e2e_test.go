@@ -131,7 +131,9 @@ func TestCompose(t *testing.T) {
 
 	var acked ackLog
 	t.Run("franz-go", func(t *testing.T) {
-		cl := newClient(t, e)
+		// A bounded wait: a cluster that cannot satisfy acks=all fails
+		// the step instead of hanging it.
+		cl := newClient(t, e, kgo.RecordDeliveryTimeout(2*time.Minute))
 		const n = 20000
 		recs := make([]*kgo.Record, n)
 		for i := range recs {
