@@ -71,6 +71,19 @@ func (p *partition) recomputeHWLocked() {
 	if hw > r.hwm {
 		r.hwm = hw
 		p.notifyLocked()
+		p.kickSealerLocked()
+	}
+}
+
+// kickSealerLocked nudges the sealer when the active segment is due: the
+// sealer never passes the high watermark, so a segment that filled before
+// the high watermark caught up is sealed when it does.
+func (p *partition) kickSealerLocked() {
+	if p.activeBytes >= int64(p.topic.segmentBytes.Load()) {
+		select {
+		case p.topic.sealKick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -252,6 +265,7 @@ func (p *partition) setFollowerHW(hw int64) {
 	p.mu.Lock()
 	if !p.repl.leader && hw > p.repl.hwm {
 		p.repl.hwm = hw
+		p.kickSealerLocked()
 	}
 	p.mu.Unlock()
 }

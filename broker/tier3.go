@@ -51,7 +51,7 @@ type tierState struct {
 	arch      *tier3.Archive
 	kick      chan struct{} // capacity 1: a segment was sealed
 	described sync.Map      // topic id -> int32 partitions written to topic.json this run
-	uploaded  atomic.Int64  // segments archived since start
+	uploaded  atomic.Int64  // segments archived (or, on a follower, found archived) since start; kicks local retention
 }
 
 // archState is a partition's uploader state.
@@ -178,6 +178,9 @@ func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
 		return nil
 	}
 	store := b.tier.arch.Store()
+	if b.ctl != nil && !b.leads(p.topic, p.index) {
+		return b.followArchive(ctx, p)
+	}
 	if a.man == nil {
 		m, err := tier3.LoadManifest(ctx, store, p.topic.id, p.index)
 		if err != nil {
@@ -211,9 +214,13 @@ func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
 			}
 			continue
 		}
-		if s.Next <= logStart || s.Base < a.man.End() {
+		if s.Next <= logStart || s.Next <= a.man.End() {
 			continue // deleted by retention, or covered by what is archived
 		}
+		// A segment that straddles the archive's end (sealed here while
+		// another broker led and archived) is uploaded whole: archived
+		// segments may overlap, and readers take the first that holds an
+		// offset.
 		if err := b.describeTopic(ctx, p.topic); err != nil {
 			return fmt.Errorf("write topic description: %w", err)
 		}
@@ -243,6 +250,38 @@ func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
 		}
 		b.tier.uploaded.Add(1)
 		b.log.Debug("archived segment", "topic", p.topic.name, "partition", p.index, "base", s.Base, "next", s.Next, "bytes", s.Size)
+	}
+	return nil
+}
+
+// followArchive is a follower's pass: the leader uploads, so a follower
+// only rereads the manifest, publishes it for archived reads, and marks the
+// local segments it covers as archived so local retention may delete them.
+func (b *Broker) followArchive(ctx context.Context, p *partition) error {
+	a := &p.arch
+	m, err := tier3.LoadManifest(ctx, b.tier.arch.Store(), p.topic.id, p.index)
+	if err != nil {
+		return fmt.Errorf("load manifest: %w", err)
+	}
+	first := a.man == nil
+	a.man = m
+	if err := b.publishArchive(p, m, first); err != nil {
+		return err
+	}
+	p.mu.RLock()
+	segs := p.segs
+	p.mu.RUnlock()
+	marked := false
+	for _, s := range segs {
+		if s.Next <= m.End() && !s.Archived() {
+			if err := s.MarkArchived(); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("mark segment %d archived: %w", s.Base, err)
+			}
+			marked = true
+		}
+	}
+	if marked {
+		b.tier.uploaded.Add(1) // local retention may now delete them
 	}
 	return nil
 }
