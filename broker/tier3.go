@@ -163,18 +163,8 @@ func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
 	defer a.mu.Unlock()
 	p.mu.RLock()
 	deleted := p.deleted
-	follower := p.repl.on && !p.repl.leader
 	p.mu.RUnlock()
 	if deleted {
-		return nil
-	}
-	if follower {
-		// Only a partition's leader writes its objects and manifest: a
-		// follower's sweep would delete the leader's uploads, and its own
-		// copies would race the leader's manifest. It forgets the
-		// manifest, so that leading later it loads the one the leaders in
-		// between wrote.
-		a.man = nil
 		return nil
 	}
 	store := b.tier.arch.Store()
