@@ -25,15 +25,16 @@ import (
 //   byte range straight into the response's record bytes (a fetch that
 //   crosses a segment boundary reads each segment in turn). Active ranges
 //   are read batch by batch from the WAL, whose frames are re-verified.
-//   sendfile(2) is not used: kmsg encodes the whole response in memory,
-//   and on loopback a 1 MiB sendfile measured slower than pread + write
-//   (tier2's BenchmarkSealedFetch).
+//   sendfile(2) is not used: on loopback a 1 MiB sendfile measured slower
+//   than pread + write (tier2's BenchmarkSealedFetch).
 // * Offsets below the local log start (archived to Tier 3 and deleted
 //   locally by local.retention.*) are read from the object store: ranged
-//   GETs of CRC-checked chunks through an on-disk cache, with read-ahead
-//   for consumers reading in order (tier3.go). Every archived batch's CRC
-//   is checked before it is served; a check that fails gets
-//   KAFKA_STORAGE_ERROR, never the bytes.
+//   GETs of CRC-checked chunks kept in memory, then on disk, with
+//   read-ahead for consumers reading in order (tier3.go). The response
+//   holds views of the verified chunks (fetchSlot.views) instead of
+//   copies. A check that fails gets KAFKA_STORAGE_ERROR, never the bytes.
+// * Large record bytes (local or archived) are not copied into the encoded
+//   response: it is written with one vectored write (fetch_write.go).
 // * In a cluster, the partition's leader serves it (as Produce), and from
 //   v11 a follower replica serves consumers up to the high watermark it
 //   last heard from the leader (KIP-392);
@@ -68,7 +69,8 @@ type fetchSlot struct {
 	offset  int64
 	max     int
 	sp      *kmsg.FetchResponseTopicPartition
-	replica bool // a follower's fetch: reads up to the durable end
+	views   [][]byte // archived record bytes, written after sp's encoding (fetchReply)
+	replica bool     // a follower's fetch: reads up to the durable end
 }
 
 func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
@@ -166,11 +168,11 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 		}
 		total, stop := b.fillFetch(slots, r)
 		if stop || total >= int(r.MinBytes) || wait <= 0 {
-			return resp
+			return fetchReply(resp, slots)
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return resp
+			return fetchReply(resp, slots)
 		}
 		timer := time.NewTimer(left)
 		select {
@@ -178,10 +180,10 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 			timer.Stop()
 		case <-timer.C:
 			b.fillFetch(slots, r)
-			return resp
+			return fetchReply(resp, slots)
 		case <-c.ctx.Done():
 			timer.Stop()
-			return resp
+			return fetchReply(resp, slots)
 		}
 	}
 }
@@ -194,9 +196,11 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 		budget = 50 << 20
 	}
 	budget = min(budget, int(b.cfg.FetchMaxBytes))
-	for _, s := range slots {
+	for i := range slots {
+		s := &slots[i]
 		sp := s.sp
 		sp.RecordBatches = sp.RecordBatches[:0]
+		s.views = s.views[:0]
 		sp.ErrorCode = 0
 		s.p.mu.RLock()
 		logStart, hw, durable := s.p.logStart, s.p.visibleEndLocked(), s.p.hw
@@ -227,20 +231,25 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 		if limit <= 0 && total > 0 {
 			continue
 		}
-		data, err := b.readPartition(s.p, s.offset, max(limit, 1), sp.RecordBatches)
+		if s.views == nil {
+			s.views = make([][]byte, 0, 4)
+		}
+		data, views, err := b.readPartitionVec(s.p, s.offset, max(limit, 1), sp.RecordBatches, s.views)
 		if err != nil {
 			b.log.Error("fetch read failed", "topic", s.p.topic.name, "partition", s.p.index, "offset", s.offset, "err", err)
 			sp.ErrorCode = kerr.KafkaStorageError.Code
 			sp.RecordBatches = sp.RecordBatches[:0]
+			s.views = s.views[:0]
 			stop = true
 			continue
 		}
 		if !s.replica {
-			data = cutAt(data, end)
+			data = cutAt(data, end) // archived views are all below the high watermark
 		}
-		sp.RecordBatches = data
-		total += len(data)
-		budget -= len(data)
+		sp.RecordBatches, s.views = data, views
+		n := len(data) + viewsLen(views)
+		total += n
+		budget -= n
 	}
 	return total, stop
 }

@@ -182,14 +182,17 @@ func (c *conn) writeLoop(queue <-chan inflight) {
 			c.b.metrics.requestDone(f.key, f.start, nil)
 			continue
 		}
-		buf = append(buf[:0], 0, 0, 0, 0, 0, 0, 0, 0)
-		if f.flex {
-			buf = append(buf, 0) // empty tagged fields of response header v1
+		var pieces net.Buffers
+		var size int
+		buf, pieces, size = appendFrame(buf[:0], f.corr, f.flex, resp)
+		var err error
+		if pieces == nil {
+			_, err = bw.Write(buf)
+		} else if err = bw.Flush(); err == nil {
+			// Large record bytes go straight from their buffers (fetch_write.go).
+			_, err = pieces.WriteTo(c.nc)
 		}
-		buf = resp.AppendTo(buf)
-		binary.BigEndian.PutUint32(buf[0:], uint32(len(buf)-4))
-		binary.BigEndian.PutUint32(buf[4:], uint32(f.corr))
-		if _, err := bw.Write(buf); err != nil {
+		if err != nil {
 			c.nc.Close()
 			break
 		}
@@ -199,8 +202,8 @@ func (c *conn) writeLoop(queue <-chan inflight) {
 				break
 			}
 		}
-		c.b.metrics.bytesOut.Add(float64(len(buf)))
-		c.b.metrics.requestDone(f.key, f.start, resp)
+		c.b.metrics.bytesOut.Add(float64(size))
+		c.b.metrics.requestDone(f.key, f.start, unwrapResponse(resp))
 		if cap(buf) > 1<<20 {
 			buf = nil // don't pin one huge fetch response per connection
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/tier1"
+	"github.com/chronik-go/chronik/tier3"
 )
 
 // metrics are one broker's Prometheus series. Every series a request
@@ -150,7 +151,88 @@ func newMetrics(b *Broker) *metrics {
 	m.segmentBytesSealed = m.counter("chronik_segment_sealed_bytes_total", "Bytes of record batches moved from the active log into sealed Tier 2 segments.")
 	m.segmentsDeleted = m.counter("chronik_segments_deleted_total", "Sealed Tier 2 segments deleted by retention (retention.ms, retention.bytes, local.retention.*).")
 	m.walSegmentsTrimmed = m.counter("chronik_wal_segments_trimmed_total", "WAL segments removed once every batch in them was sealed into Tier 2.")
+	m.tier3(b)
 	return m
+}
+
+// tier3 adds the Tier 3 series, read at scrape time (0 without Tier 3).
+func (m *metrics) tier3(b *Broker) {
+	lag := func(bytes bool) func() float64 {
+		return func() float64 {
+			if b == nil || b.tier.arch == nil {
+				return 0
+			}
+			n := int64(0)
+			for _, p := range b.allPartitions() {
+				if _, compact := b.cleanupPolicy(p.topic); compact {
+					continue // never archived
+				}
+				p.mu.RLock()
+				for _, s := range p.segs {
+					switch {
+					case s.Archived():
+					case bytes:
+						n += s.Size
+					default:
+						n++
+					}
+				}
+				p.mu.RUnlock()
+			}
+			return float64(n)
+		}
+	}
+	m.gaugeFunc("chronik_tier3_upload_lag_segments",
+		"Sealed local segments not yet archived to Tier 3 (compacted topics, which are not archived, excluded).", lag(false))
+	m.gaugeFunc("chronik_tier3_upload_lag_bytes",
+		"Bytes of the sealed local segments not yet archived to Tier 3.", lag(true))
+	tier := func(f func(t *tierState) int64) func() float64 {
+		return func() float64 {
+			if b == nil {
+				return 0
+			}
+			return float64(f(&b.tier))
+		}
+	}
+	m.counterFunc("chronik_tier3_uploaded_segments_total", "Segments archived to Tier 3 (uploaded, verified and named by the partition's manifest).",
+		tier(func(t *tierState) int64 { return t.uploaded.Load() }))
+	m.counterFunc("chronik_tier3_uploaded_objects_total", "Objects (.log, .index, .timeindex) put to Tier 3 and verified.",
+		tier(func(t *tierState) int64 { return t.uploadedObjects.Load() }))
+	m.counterFunc("chronik_tier3_uploaded_bytes_total", "Bytes of the objects put to Tier 3 and verified.",
+		tier(func(t *tierState) int64 { return t.uploadedBytes.Load() }))
+	m.counterFunc("chronik_tier3_upload_errors_total", "Upload passes of a partition that failed (the partition retries after a backoff; nothing is deleted).",
+		tier(func(t *tierState) int64 { return t.uploadErrors.Load() }))
+	m.counterFunc("chronik_tier3_upload_retries_total", "Upload passes of a partition run again after a failed one.",
+		tier(func(t *tierState) int64 { return t.uploadRetries.Load() }))
+
+	reads := func(f func(s tier3.ReadStats) int64) func() float64 {
+		return func() float64 {
+			if b == nil || b.tier.arch == nil {
+				return 0
+			}
+			return float64(f(b.tier.arch.ReadStats()))
+		}
+	}
+	m.counterFunc("chronik_tier3_read_gets_total", "Ranged GETs of archived segment data (one may cover several chunks).",
+		reads(func(s tier3.ReadStats) int64 { return s.GETs }))
+	m.counterFunc("chronik_tier3_read_bytes_total", "Bytes of archived segment data read from the object store.",
+		reads(func(s tier3.ReadStats) int64 { return s.GETBytes }))
+	m.labelledCounterFunc("chronik_tier3_cache_hits_total",
+		"Archived chunks a read found in a cache: memory (verified chunks kept in memory), else disk (the on-disk cache).", "cache",
+		map[string]func() float64{
+			"memory": reads(func(s tier3.ReadStats) int64 { return s.MemHits }),
+			"disk":   reads(func(s tier3.ReadStats) int64 { return s.DiskHits }),
+		})
+	m.labelledCounterFunc("chronik_tier3_cache_misses_total",
+		"Archived chunks a read did not find in a cache: a memory miss looks on disk, a disk miss waits for a GET.", "cache",
+		map[string]func() float64{
+			"memory": reads(func(s tier3.ReadStats) int64 { return s.MemMisses }),
+			"disk":   reads(func(s tier3.ReadStats) int64 { return s.DiskMisses }),
+		})
+	m.counterFunc("chronik_tier3_cache_writes_total", "Chunks copied into the on-disk cache (those read again after leaving memory, or fetched ahead and never read).",
+		reads(func(s tier3.ReadStats) int64 { return s.DiskWrites }))
+	m.counterFunc("chronik_tier3_cache_writes_dropped_total", "Chunks not copied into the on-disk cache because its writer was behind.",
+		reads(func(s tier3.ReadStats) int64 { return s.DiskDropped }))
 }
 
 // observeGroup is the WAL's OnGroup hook.
@@ -236,6 +318,25 @@ func (m *metrics) counterVec(name, help string, labels ...string) *prometheus.Co
 
 func (m *metrics) counterFunc(name, help string, f func() float64) {
 	m.add(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f), name, "counter", help, nil)
+}
+
+// labelledCounterFunc is a counter with one label whose values are read
+// at scrape time, one function per label value.
+func (m *metrics) labelledCounterFunc(name, help, label string, fs map[string]func() float64) {
+	m.add(&funcVec{desc: prometheus.NewDesc(name, help, []string{label}, nil), fs: fs}, name, "counter", help, []string{label})
+}
+
+type funcVec struct {
+	desc *prometheus.Desc
+	fs   map[string]func() float64
+}
+
+func (v *funcVec) Describe(ch chan<- *prometheus.Desc) { ch <- v.desc }
+
+func (v *funcVec) Collect(ch chan<- prometheus.Metric) {
+	for value, f := range v.fs {
+		ch <- prometheus.MustNewConstMetric(v.desc, prometheus.CounterValue, f(), value)
+	}
 }
 
 func (m *metrics) gaugeFunc(name, help string, f func() float64) {

@@ -357,3 +357,27 @@ func (p *partition) truncateLocked(offset int64) {
 		}
 	}
 }
+
+// jumpTo restarts a follower's log at offset, above everything it holds:
+// the leader's log start moved past this follower's end. The log start is
+// checkpointed first, so recovery skips whatever the WAL still holds below
+// it.
+func (b *Broker) jumpTo(p *partition, offset int64) error {
+	if err := b.advanceLogStart(p, offset); err != nil {
+		return err
+	}
+	p.appendMu.Lock()
+	defer p.appendMu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if offset <= p.nextOffset {
+		return nil
+	}
+	for _, m := range p.batches {
+		p.activeBytes -= int64(m.pos.Len)
+	}
+	p.batches, p.activeSince = nil, 0
+	p.nextOffset, p.hw = offset, offset
+	p.repl.hwm = max(p.repl.hwm, offset)
+	return nil
+}

@@ -238,6 +238,18 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 			switch err := kerr.ErrorForCode(rp.ErrorCode); {
 			case err == nil:
 			case errors.Is(err, kerr.OffsetOutOfRange):
+				p.mu.RLock()
+				end := p.hw
+				p.mu.RUnlock()
+				if rp.LogStartOffset > end {
+					// The leader no longer holds what this follower lacks
+					// (retention, DeleteRecords): start over at its log
+					// start, as Kafka's followers do.
+					if err := b.jumpTo(p, rp.LogStartOffset); err != nil {
+						return err
+					}
+					continue
+				}
 				// This follower is ahead of the leader: its tail past the
 				// high watermark was never committed.
 				f.mu.Lock()
@@ -258,8 +270,20 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 			if res != nil {
 				waits = append(waits, res)
 			}
-			hw := rp.HighWatermark
-			hws = append(hws, func() { p.setFollowerHW(hw) })
+			hw, logStart := rp.HighWatermark, rp.LogStartOffset
+			hws = append(hws, func() {
+				p.setFollowerHW(hw)
+				// The leader's log start (retention, DeleteRecords) holds
+				// for its replicas too.
+				p.mu.RLock()
+				end := p.hw
+				p.mu.RUnlock()
+				if ls := min(logStart, end); ls > 0 {
+					if err := b.advanceLogStart(p, ls); err != nil {
+						b.log.Error("advance log start to the leader's failed", "topic", p.topic.name, "partition", p.index, "err", err)
+					}
+				}
+			})
 		}
 	}
 	for _, w := range waits {

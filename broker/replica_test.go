@@ -164,3 +164,30 @@ func TestHighWatermarkIsISRMinimum(t *testing.T) {
 		t.Fatalf("acks=all when leadership moved: %v; want NOT_LEADER_OR_FOLLOWER", err)
 	}
 }
+
+// A follower whose log ends below the leader's log start restarts there.
+func TestJumpToLeaderLogStart(t *testing.T) {
+	p, wal := replicaPartition(t)
+	p.setLeadership(2, 1, 1, []int32{1, 2}, []int32{1, 2}, 1)
+	res, err := p.appendReplica(context.Background(), wal, replicaBatch(0, 10, 1, -1, -1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDurable(t, res)
+	b := &Broker{fs: p.topic.fs}
+	if err := b.jumpTo(p, 50); err != nil {
+		t.Fatal(err)
+	}
+	if p.logStart != 50 || p.nextOffset != 50 || p.hw != 50 || len(p.batches) != 0 || p.activeBytes != 0 {
+		t.Fatalf("after the jump: start %d next %d durable %d batches %d bytes %d", p.logStart, p.nextOffset, p.hw, len(p.batches), p.activeBytes)
+	}
+	if ls, ok, err := tier2.ReadLogStart(p.topic.fs, p.dir); err != nil || !ok || ls != 50 {
+		t.Fatalf("checkpointed log start %d %v %v; want 50", ls, ok, err)
+	}
+	// The leader's next batch continues there.
+	res, err = p.appendReplica(context.Background(), wal, replicaBatch(50, 2, 1, -1, -1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDurable(t, res)
+}

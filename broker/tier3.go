@@ -51,7 +51,13 @@ type tierState struct {
 	arch      *tier3.Archive
 	kick      chan struct{} // capacity 1: a segment was sealed
 	described sync.Map      // topic id -> int32 partitions written to topic.json this run
-	uploaded  atomic.Int64  // segments archived (or, on a follower, found archived) since start; kicks local retention
+	uploaded  atomic.Int64  // segments archived since start
+
+	// For metrics, since start: objects and bytes the uploader put and
+	// verified, failed upload passes of a partition, and passes that ran
+	// again after a failure.
+	uploadedObjects, uploadedBytes atomic.Int64
+	uploadErrors, uploadRetries    atomic.Int64
 }
 
 // archState is a partition's uploader state.
@@ -126,9 +132,13 @@ func (b *Broker) uploadDue(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
+				if p.arch.retryAt.Load() != 0 {
+					b.tier.uploadRetries.Add(1)
+				}
 				err := b.archivePartition(ctx, p)
 				p.arch.mu.Lock()
 				if err != nil && ctx.Err() == nil {
+					b.tier.uploadErrors.Add(1)
 					p.arch.backoff = min(max(2*p.arch.backoff, b.cfg.Tier3RetryMin), b.cfg.Tier3RetryMax)
 					d := p.arch.backoff/2 + rand.N(p.arch.backoff/2+1)
 					p.arch.retryAt.Store(time.Now().Add(d).UnixNano())
@@ -270,8 +280,11 @@ func (b *Broker) followArchive(ctx context.Context, p *partition) error {
 			marked = true
 		}
 	}
-	if marked {
-		b.tier.uploaded.Add(1) // local retention may now delete them
+	if marked { // local retention may now delete them
+		select {
+		case b.cleanKick <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
@@ -292,10 +305,15 @@ func (b *Broker) uploadSegment(ctx context.Context, p *partition, s *tier2.Segme
 	if err != nil {
 		return tier3.SegmentEntry{}, err
 	}
-	return b.tier.arch.Upload(ctx, b.archivePrefix(p), tier3.SegmentSource{
+	e, err := b.tier.arch.Upload(ctx, b.archivePrefix(p), tier3.SegmentSource{
 		Base: s.Base, Next: s.Next, Size: s.Size, MaxTs: s.MaxTs, MaxTsPos: s.MaxTimestampBatch(),
 		Log: f, Index: index, TimeIndex: timeindex,
 	})
+	if err == nil {
+		b.tier.uploadedObjects.Add(3)
+		b.tier.uploadedBytes.Add(s.Size + int64(len(index)+len(timeindex)))
+	}
+	return e, err
 }
 
 // describeTopic writes topic.json (for restore) once per run and after
@@ -360,10 +378,20 @@ func archiveCtx() (context.Context, context.CancelFunc) {
 // readPartition is partition.readFrom with offsets below the local log
 // start read from the archive.
 func (b *Broker) readPartition(p *partition, offset int64, maxBytes int, dst []byte) ([]byte, error) {
+	out, _, err := b.readPartitionVec(p, offset, maxBytes, dst, nil)
+	return out, err
+}
+
+// readPartitionVec is readPartition where archived bytes are not copied:
+// given views (non-nil), an archived read appends read-only views of the
+// archive's verified chunks to it instead of bytes to dst (see
+// tier3.Archive.ReadVec); a local read appends to dst as ever.
+func (b *Broker) readPartitionVec(p *partition, offset int64, maxBytes int, dst []byte, views [][]byte) ([]byte, [][]byte, error) {
 	if b.tier.arch == nil {
-		return p.readFrom(b.wal, offset, maxBytes, dst)
+		out, err := p.readFrom(b.wal, offset, maxBytes, dst)
+		return out, views, err
 	}
-	start := len(dst)
+	start, vstart := len(dst), len(views)
 	for attempt := 0; ; attempt++ {
 		p.mu.RLock()
 		local := p.localStartLocked()
@@ -375,19 +403,29 @@ func (b *Broker) readPartition(p *partition, offset int64, maxBytes int, dst []b
 				dst = out[:start]
 				continue // local retention deleted the segment meanwhile
 			}
-			return out, err
+			return out, views, err
 		}
 		if !loaded {
 			if attempt == 0 && b.waitArchiveLoaded(p, 5*time.Second) {
 				continue
 			}
-			return dst, errArchiveNotLoaded
+			return dst, views, errArchiveNotLoaded
 		}
 		ctx, cancel := archiveCtx()
-		out, err := b.tier.arch.Read(ctx, b.archivePrefix(p), segs, offset, maxBytes, dst)
+		var n int
+		var err error
+		if views != nil {
+			views, n, err = b.tier.arch.ReadVec(ctx, b.archivePrefix(p), segs, offset, maxBytes, views)
+		} else {
+			dst, err = b.tier.arch.Read(ctx, b.archivePrefix(p), segs, offset, maxBytes, dst)
+			n = len(dst) - start
+		}
 		cancel()
-		if err != nil || len(out) > start {
-			return out, err
+		if err != nil {
+			return dst[:start], views[:vstart], err
+		}
+		if n > 0 {
+			return dst, views, nil
 		}
 		// Nothing archived at or after offset below the local start: a
 		// hole (segments lost from the bucket). Serve from what follows.

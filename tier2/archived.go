@@ -1,7 +1,9 @@
 package tier2
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"slices"
 	"sort"
@@ -107,19 +109,90 @@ func (x *Index) ReadFrom(r io.ReaderAt, offset int64, limit int, dst []byte, for
 	if err != nil || pos >= x.Size {
 		return dst, pos >= x.Size, err
 	}
-	start := len(dst)
-	dst, end, err := readRange(r, pos, x.Size, limit, dst, force, "archived segment")
+	dst, end, err := readRange(r, pos, x.Size, limit, dst, force, "archived segment") // checks every batch's CRC
 	if err != nil {
 		return dst, false, err
 	}
-	for b := dst[start:]; len(b) > 0; {
-		_, l, _ := parseBatchPrefix(b)
-		if _, err := checkBatch(b[:l]); err != nil {
-			return dst[:start], false, err
-		}
-		b = b[l:]
-	}
 	return dst, pos+end >= x.Size, nil
+}
+
+// SliceReader gives read-only views of a segment copy's bytes: Slice
+// returns up to n bytes at off (fewer where the copy is held in pieces,
+// at least one unless off is at the end). The views must never change:
+// callers keep them past the call, until a response is written.
+type SliceReader interface {
+	io.ReaderAt
+	Slice(off, n int64) ([]byte, error)
+}
+
+// ReadVec is ReadFrom without copying: it appends to dst views of the
+// batches (from r.Slice, coalesced where contiguous) and returns how many
+// bytes they hold and the offset after the last batch. Every batch's
+// header is checked; its CRC too, across its pieces, when checkCRC is set
+// (the caller may know the bytes equal batches checked before: see
+// BatchVerifier).
+func (x *Index) ReadVec(r SliceReader, offset int64, limit int, dst [][]byte, force, checkCRC bool) (_ [][]byte, n int, next int64, atEnd bool, err error) {
+	pos, err := x.Locate(r, offset)
+	if err != nil || pos >= x.Size {
+		return dst, 0, 0, pos >= x.Size, err
+	}
+	start := len(dst)
+	var hdr [batchHeaderLen]byte
+	for pos < x.Size {
+		if pos+batchHeaderLen > x.Size {
+			return dst[:start], 0, 0, false, fmt.Errorf("%w: truncated batch header in archived segment at %d", ErrCorrupt, pos)
+		}
+		if err := readFull(r, hdr[:], pos); err != nil {
+			return dst[:start], 0, 0, false, err
+		}
+		base, l, ok := parseBatchPrefix(hdr[:])
+		if !ok || pos+l > x.Size {
+			return dst[:start], 0, 0, false, fmt.Errorf("%w: bad batch header in archived segment at %d", ErrCorrupt, pos)
+		}
+		if int64(n)+l > int64(limit) && (n > 0 || !force) {
+			break
+		}
+		if hdr[16] != 2 {
+			return dst[:start], 0, 0, false, fmt.Errorf("%w: batch magic %d in archived segment at %d", ErrCorrupt, hdr[16], pos)
+		}
+		crc := uint32(0)
+		for off := pos; off < pos+l; {
+			b, err := r.Slice(off, pos+l-off)
+			if err != nil {
+				return dst[:start], 0, 0, false, err
+			}
+			if len(b) == 0 {
+				return dst[:start], 0, 0, false, fmt.Errorf("tier2: archived segment ends at %d, inside a batch", off)
+			}
+			if checkCRC {
+				skip := max(0, min(int64(len(b)), pos+bOffAttributes-off)) // bytes before the CRC'd range
+				crc = crc32.Update(crc, crc32c, b[skip:])
+			}
+			dst = appendView(dst, start, b)
+			off += int64(len(b))
+		}
+		if checkCRC && binary.BigEndian.Uint32(hdr[bOffCRC:]) != crc {
+			return dst[:start], 0, 0, false, fmt.Errorf("%w: batch crc mismatch at offset %d in archived segment", ErrCorrupt, base)
+		}
+		n += int(l)
+		pos += l
+		next = base + int64(int32(binary.BigEndian.Uint32(hdr[bOffLastOffsetDelta:]))) + 1
+	}
+	return dst, n, next, pos >= x.Size, nil
+}
+
+// appendView appends b to dst, extending the last view when b follows it
+// in the same buffer (batches of one chunk); views before mark (the
+// caller's) are never touched.
+func appendView(dst [][]byte, mark int, b []byte) [][]byte {
+	if k := len(dst) - 1; k >= mark && k >= 0 {
+		last := dst[k]
+		if len(last) > 0 && cap(last) > len(last) && len(b) > 0 && &last[:len(last)+1][len(last)] == &b[0] {
+			dst[k] = last[:len(last)+len(b)]
+			return dst
+		}
+	}
+	return append(dst, b)
 }
 
 // readRange appends the whole batches from pos up to limit bytes (the
@@ -204,4 +277,67 @@ func (x *Index) Near(offset int64) int64 {
 		return 0
 	}
 	return int64(x.idx[i].pos)
+}
+
+// BatchVerifier checks every batch of a segment's bytes written to it in
+// pieces of any size (length, magic and CRC), as they stream past. Tier 3
+// runs it over a segment while uploading it, so that the archive holds
+// only verified batches; reads of the archive then check each chunk's
+// CRC-32C, which covers every byte served.
+type BatchVerifier struct {
+	hdr  [batchHeaderLen]byte
+	nh   int    // header bytes buffered
+	left int64  // bytes of the current batch after its header
+	crc  uint32 // running CRC of the current batch
+	pos  int64  // where the current batch starts
+	err  error
+}
+
+// Write checks the bytes in p; the first failure is sticky.
+func (v *BatchVerifier) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 && v.err == nil {
+		if v.nh < batchHeaderLen {
+			k := copy(v.hdr[v.nh:], p)
+			v.nh += k
+			p = p[k:]
+			if v.nh < batchHeaderLen {
+				break
+			}
+			_, l, ok := parseBatchPrefix(v.hdr[:])
+			switch {
+			case !ok:
+				v.err = fmt.Errorf("%w: bad batch header at %d", ErrCorrupt, v.pos)
+			case v.hdr[16] != 2:
+				v.err = fmt.Errorf("%w: batch magic %d at %d", ErrCorrupt, v.hdr[16], v.pos)
+			}
+			v.crc = crc32.Update(0, crc32c, v.hdr[bOffAttributes:])
+			v.left = l - batchHeaderLen
+		}
+		k := min(int64(len(p)), v.left)
+		v.crc = crc32.Update(v.crc, crc32c, p[:k])
+		v.left -= k
+		p = p[k:]
+		if v.left == 0 && v.err == nil {
+			v.err = v.endBatch()
+		}
+	}
+	return n, v.err
+}
+
+func (v *BatchVerifier) endBatch() error {
+	if binary.BigEndian.Uint32(v.hdr[bOffCRC:]) != v.crc {
+		return fmt.Errorf("%w: batch crc mismatch at %d (offset %d)", ErrCorrupt, v.pos, int64(binary.BigEndian.Uint64(v.hdr[bOffBase:])))
+	}
+	v.pos += int64(int32(binary.BigEndian.Uint32(v.hdr[bOffLength:]))) + batchPrefix
+	v.nh = 0
+	return nil
+}
+
+// Close reports the first failure, or a stream that ended inside a batch.
+func (v *BatchVerifier) Close() error {
+	if v.err == nil && v.nh > 0 {
+		v.err = fmt.Errorf("%w: segment ends inside the batch at %d", ErrCorrupt, v.pos)
+	}
+	return v.err
 }

@@ -5,13 +5,11 @@ import (
 	"container/list"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -27,28 +25,25 @@ import (
 type Archive struct {
 	store Store
 	cfg   ArchiveConfig
-	ctx   context.Context // cancelled by Close; read-ahead runs under it
+	ctx   context.Context // cancelled by Close; read-ahead and disk writes run under it
 	stop  context.CancelFunc
 	raSem chan struct{}  // bounds read-ahead GETs in flight
-	raWG  sync.WaitGroup // read-ahead goroutines; Close waits for them
+	raWG  sync.WaitGroup // read-ahead goroutines and the disk writer; Close waits for them
+	diskQ chan diskWrite // chunks to copy into the disk cache; bounded, dropped when full
+	st    readCounters
 
 	mu       sync.Mutex // guards the following
 	inflight map[string]*flight
 	idxLRU   list.List // *idxEntry, most recent at the front
 	idx      map[string]*list.Element
 	idxBytes int64
-	seq      map[string][]int64 // partition prefix -> offsets where recent reads ended
-	hotLRU   list.List          // *hotChunk, most recent at the front
+	seq      map[string][]int64    // partition prefix -> offsets where recent reads ended
+	cursor   map[string]readCursor // partition prefix -> its last sequential read
+	hotLRU   list.List             // *hotChunk, most recent at the front
 	hot      map[string]*list.Element
 	hotBytes int64
-}
-
-// hotChunk is a recently fetched chunk kept in memory: a sequential
-// reader usually wants the chunk read-ahead just fetched, and serving it
-// from memory saves reading it back from the disk cache.
-type hotChunk struct {
-	key  string
-	data []byte
+	ghosts   map[string]struct{} // chunks read and dropped from memory without a disk copy
+	ghostQ   []string            // ghosts, oldest first; at most maxGhosts
 }
 
 // ArchiveConfig tunes an Archive; zero fields take the defaults.
@@ -57,17 +52,23 @@ type ArchiveConfig struct {
 	// ChunkSize is the unit of ranged GETs and of the cache (4 MiB).
 	ChunkSize int64
 	// ReadAhead is how far past a sequential read chunks are fetched
-	// (16 MiB), by at most ReadAheadParallel GETs at once (4).
+	// (64 MiB), by at most ReadAheadParallel GETs at once (4), each of at
+	// most ReadAheadGET bytes (16 MiB; consecutive chunks of a segment).
+	// A window larger than ReadAheadParallel x ReadAheadGET keeps every
+	// GET slot busy while the reader waits for the oldest one.
 	ReadAhead         int64
 	ReadAheadParallel int
+	ReadAheadGET      int64
 	// IndexCacheBytes bounds the parsed indexes kept in memory (64 MiB).
 	IndexCacheBytes int64
-	// HotBytes bounds the recently fetched chunks kept in memory besides
-	// the disk cache (2 x ReadAhead).
+	// HotBytes bounds the verified chunks kept in memory (2 x ReadAhead,
+	// at least 2 chunks). Fetch responses hold views of these chunks until
+	// they are written, so a chunk evicted meanwhile lives on until then.
 	HotBytes int64
 }
 
 type flight struct {
+	used bool // a reader waits for it (not only read-ahead); guarded by Archive.mu
 	done chan struct{}
 	data []byte
 	err  error
@@ -90,10 +91,13 @@ func NewArchive(store Store, cfg ArchiveConfig) (*Archive, error) {
 	if cfg.ReadAhead < 0 {
 		cfg.ReadAhead = 0
 	} else if cfg.ReadAhead == 0 {
-		cfg.ReadAhead = 16 << 20
+		cfg.ReadAhead = 64 << 20
 	}
 	if cfg.ReadAheadParallel <= 0 {
 		cfg.ReadAheadParallel = 4
+	}
+	if cfg.ReadAheadGET <= 0 {
+		cfg.ReadAheadGET = 16 << 20
 	}
 	if cfg.IndexCacheBytes <= 0 {
 		cfg.IndexCacheBytes = 64 << 20
@@ -102,15 +106,18 @@ func NewArchive(store Store, cfg ArchiveConfig) (*Archive, error) {
 		cfg.HotBytes = 2 * max(cfg.ReadAhead, cfg.ChunkSize)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Archive{store: store, cfg: cfg, ctx: ctx, stop: stop, raSem: make(chan struct{}, cfg.ReadAheadParallel),
-		inflight: make(map[string]*flight), idx: make(map[string]*list.Element), seq: make(map[string][]int64),
-		hot: make(map[string]*list.Element)}, nil
+	a := &Archive{store: store, cfg: cfg, ctx: ctx, stop: stop, raSem: make(chan struct{}, cfg.ReadAheadParallel),
+		diskQ: make(chan diskWrite, diskQueue), inflight: make(map[string]*flight), idx: make(map[string]*list.Element),
+		seq: make(map[string][]int64), cursor: make(map[string]readCursor), hot: make(map[string]*list.Element), ghosts: make(map[string]struct{})}
+	a.raWG.Add(1)
+	go a.diskWriter()
+	return a, nil
 }
 
 // Store returns the archive's store.
 func (a *Archive) Store() Store { return a.store }
 
-// Close stops read-ahead and waits for it to finish.
+// Close stops read-ahead and disk-cache writes and waits for them.
 func (a *Archive) Close() {
 	a.stop()
 	a.raWG.Wait()
@@ -131,6 +138,7 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 func (a *Archive) Upload(ctx context.Context, prefix string, src SegmentSource) (SegmentEntry, error) {
 	h := sha256.New()
 	var crcs []uint32
+	var batches tier2.BatchVerifier
 	buf := make([]byte, a.cfg.ChunkSize)
 	for off := int64(0); off < src.Size; off += a.cfg.ChunkSize {
 		n := min(a.cfg.ChunkSize, src.Size-off)
@@ -139,13 +147,18 @@ func (a *Archive) Upload(ctx context.Context, prefix string, src SegmentSource) 
 		}
 		h.Write(buf[:n])
 		crcs = append(crcs, crc32.Checksum(buf[:n], crcTable))
+		batches.Write(buf[:n])
+	}
+	if err := batches.Close(); err != nil {
+		// Never archive a damaged batch: the chunk CRCs would vouch for it.
+		return SegmentEntry{}, fmt.Errorf("tier3: segment %d: %w", src.Base, err)
 	}
 	logSum := hex.EncodeToString(h.Sum(nil))
 	name := fmt.Sprintf("%020d-%s", src.Base, logSum[:16])
 	e := SegmentEntry{
 		Base: src.Base, Next: src.Next, Size: src.Size, MaxTs: src.MaxTs, MaxTsPos: src.MaxTsPos,
 		Log: name + ".log", Index: name + ".index", TimeIndex: name + ".timeindex",
-		LogSHA256: logSum, ChunkSize: a.cfg.ChunkSize, ChunkCRC32C: crcs, Uploaded: time.Now().UnixMilli(),
+		LogSHA256: logSum, ChunkSize: a.cfg.ChunkSize, ChunkCRC32C: crcs, BatchesChecked: true, Uploaded: time.Now().UnixMilli(),
 	}
 	put := func(key string, body io.ReadSeeker, size int64, want string) (string, error) {
 		info, err := a.store.Put(ctx, prefix+key, body, size)
@@ -277,289 +290,4 @@ func (a *Archive) index(ctx context.Context, prefix string, e *SegmentEntry) (*t
 		}
 	}
 	return x, nil
-}
-
-// objReader reads an archived .log through the chunk cache.
-type objReader struct {
-	a   *Archive
-	ctx context.Context
-	key string
-	e   *SegmentEntry
-}
-
-func (r *objReader) ReadAt(p []byte, off int64) (int, error) {
-	cs := r.e.ChunkSize
-	n := 0
-	for n < len(p) {
-		pos := off + int64(n)
-		if pos >= r.e.Size {
-			return n, io.EOF
-		}
-		ci := pos / cs
-		in := pos - ci*cs
-		want := min(int64(len(p)-n), min(cs, r.e.Size-ci*cs)-in)
-		dst := p[n : n+int(want)]
-		ck := chunkKey(r.key, ci)
-		if data, ok := r.a.hotChunk(ck); ok {
-			copy(dst, data[in:])
-			n += int(want)
-			continue
-		}
-		ok, err := r.a.cfg.Cache.ReadAt(ck, dst, in)
-		if err != nil || !ok {
-			data, err := r.a.chunk(r.ctx, r.key, r.e, ci)
-			if err != nil {
-				return n, err
-			}
-			copy(dst, data[in:])
-		}
-		n += int(want)
-	}
-	return n, nil
-}
-
-func chunkKey(key string, ci int64) string { return fmt.Sprintf("%s#%d", key, ci) }
-
-// chunk returns chunk ci of the object, from one ranged GET shared by
-// everyone who wants it meanwhile, checked against its CRC-32C before it
-// is cached or returned.
-// chunkFetchTimeout bounds one shared ranged GET of a chunk.
-const chunkFetchTimeout = time.Minute
-
-func (a *Archive) chunk(ctx context.Context, key string, e *SegmentEntry, ci int64) ([]byte, error) {
-	ck := chunkKey(key, ci)
-	a.mu.Lock()
-	f, ok := a.inflight[ck]
-	if !ok {
-		f = &flight{done: make(chan struct{})}
-		a.inflight[ck] = f
-	}
-	a.mu.Unlock()
-	if !ok {
-		// Other readers may be waiting on this fetch: their requests must not
-		// fail because this caller gave up, so it runs under its own bound.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), chunkFetchTimeout)
-		f.data, f.err = a.fetchChunk(fctx, key, e, ci)
-		cancel()
-		// Waiters take the bytes at once; the flight stays findable until
-		// the cache has them, so nobody fetches the chunk again meanwhile.
-		close(f.done)
-		if f.err == nil {
-			a.keepHot(ck, f.data)
-			// A chunk that cannot be cached is still good to serve.
-			_ = a.cfg.Cache.Put(ck, f.data)
-		}
-		a.mu.Lock()
-		delete(a.inflight, ck)
-		a.mu.Unlock()
-	}
-	select {
-	case <-f.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return f.data, f.err
-}
-
-func (a *Archive) fetchChunk(ctx context.Context, key string, e *SegmentEntry, ci int64) ([]byte, error) {
-	if ci >= int64(len(e.ChunkCRC32C)) {
-		return nil, fmt.Errorf("%w: %s has no chunk %d", ErrChecksum, key, ci)
-	}
-	off := ci * e.ChunkSize
-	n := min(e.ChunkSize, e.Size-off)
-	rc, err := a.store.GetRange(ctx, key, off, n)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	data := make([]byte, n)
-	if _, err := io.ReadFull(rc, data); err != nil {
-		return nil, fmt.Errorf("tier3: read %s chunk %d: %w", key, ci, err)
-	}
-	if crc32.Checksum(data, crcTable) != e.ChunkCRC32C[ci] {
-		return nil, fmt.Errorf("%w: %s bytes %d-%d", ErrChecksum, key, off, off+n)
-	}
-	return data, nil
-}
-
-// Read appends the archived batches from the one holding offset on, up to
-// limit bytes (the first batch whole, as KIP-74), continuing into the next
-// archived segments. segs is the manifest's list. A read that continues
-// where an earlier one ended fetches ReadAhead bytes ahead in the
-// background.
-func (a *Archive) Read(ctx context.Context, prefix string, segs []SegmentEntry, offset int64, limit int, dst []byte) ([]byte, error) {
-	start := len(dst)
-	i := sort.Search(len(segs), func(i int) bool { return segs[i].Next > offset })
-	if i < len(segs) && a.sequential(prefix, offset) {
-		a.readAhead(prefix, segs[i:], offset)
-	}
-	for ; i < len(segs); i++ {
-		e := &segs[i]
-		left := limit - (len(dst) - start)
-		if len(dst) > start && left <= 0 {
-			break
-		}
-		x, err := a.index(ctx, prefix, e)
-		if err != nil {
-			return dst[:start], err
-		}
-		var atEnd bool
-		dst, atEnd, err = x.ReadFrom(&objReader{a: a, ctx: ctx, key: prefix + e.Log, e: e}, offset, left, dst, len(dst) == start)
-		if err != nil {
-			return dst[:start], fmt.Errorf("tier3: read %s%s: %w", prefix, e.Log, err)
-		}
-		if !atEnd {
-			break
-		}
-		offset = e.Next
-	}
-	if end, ok := lastOffset(dst[start:]); ok {
-		a.remember(prefix, end+1)
-	}
-	return dst, nil
-}
-
-// lastOffset returns the last offset of the last batch in b.
-func lastOffset(b []byte) (int64, bool) {
-	last, ok := int64(0), false
-	for len(b) >= 61 {
-		l := int64(int32(binary.BigEndian.Uint32(b[8:]))) + 12
-		if l < 61 || l > int64(len(b)) {
-			break
-		}
-		last, ok = int64(binary.BigEndian.Uint64(b))+int64(int32(binary.BigEndian.Uint32(b[23:]))), true
-		b = b[l:]
-	}
-	return last, ok
-}
-
-// sequential reports whether a read at offset continues an earlier one of
-// the partition (a consumer reading in order); remember records where a
-// read ended. A few readers per partition are told apart.
-func (a *Archive) sequential(prefix string, offset int64) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, o := range a.seq[prefix] {
-		if o == offset {
-			return true
-		}
-	}
-	return false
-}
-
-func (a *Archive) remember(prefix string, next int64) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	s := a.seq[prefix]
-	if len(s) >= 8 {
-		s = s[1:]
-	}
-	a.seq[prefix] = append(s, next)
-	if len(a.seq) > 4096 {
-		clear(a.seq)
-	}
-}
-
-// readAhead fetches, in the background, the chunks covering ReadAhead
-// bytes from offset's segment on, skipping cached and in-flight ones; it
-// never waits for a GET slot.
-func (a *Archive) readAhead(prefix string, segs []SegmentEntry, offset int64) {
-	budget := a.cfg.ReadAhead
-	// Start at the chunk after the one the read itself fetches.
-	first := true
-	for i := range segs {
-		e := &segs[i]
-		if budget <= 0 {
-			return
-		}
-		ci := int64(0)
-		if first {
-			if x, ok := a.cachedIndex(prefix + e.Log); ok {
-				ci = x.Near(offset) / e.ChunkSize
-			}
-			first = false
-		}
-		key := prefix + e.Log
-		for ; ci*e.ChunkSize < e.Size && budget > 0; ci++ {
-			budget -= e.ChunkSize
-			ck := chunkKey(key, ci)
-			a.mu.Lock()
-			_, busy := a.inflight[ck]
-			a.mu.Unlock()
-			if busy {
-				continue
-			}
-			if a.cfg.Cache.Has(ck) {
-				continue
-			}
-			select {
-			case a.raSem <- struct{}{}:
-			default:
-				return
-			}
-			ci := ci // the loop variable outlives this iteration
-			a.raWG.Add(1)
-			go func() {
-				defer func() { <-a.raSem; a.raWG.Done() }()
-				ctx, cancel := context.WithTimeout(a.ctx, time.Minute)
-				defer cancel()
-				a.chunk(ctx, key, e, ci)
-			}()
-		}
-	}
-}
-
-func (a *Archive) cachedIndex(key string) (*tier2.Index, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if el, ok := a.idx[key]; ok {
-		return el.Value.(*idxEntry).x, true
-	}
-	return nil, false
-}
-
-// BatchAt returns the verified batch at pos of the archived segment.
-func (a *Archive) BatchAt(ctx context.Context, prefix string, e *SegmentEntry, pos int64) ([]byte, error) {
-	x, err := a.index(ctx, prefix, e)
-	if err != nil {
-		return nil, err
-	}
-	return x.BatchAt(&objReader{a: a, ctx: ctx, key: prefix + e.Log, e: e}, pos, nil)
-}
-
-// FindTimestampFrom returns the position of the first batch of the
-// archived segment whose last offset is >= from and max timestamp >= ts.
-func (a *Archive) FindTimestampFrom(ctx context.Context, prefix string, e *SegmentEntry, ts, from int64) (int64, bool, error) {
-	x, err := a.index(ctx, prefix, e)
-	if err != nil {
-		return 0, false, err
-	}
-	return x.FindTimestampFrom(&objReader{a: a, ctx: ctx, key: prefix + e.Log, e: e}, ts, from)
-}
-
-func (a *Archive) hotChunk(ck string) ([]byte, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if el, ok := a.hot[ck]; ok {
-		a.hotLRU.MoveToFront(el)
-		return el.Value.(*hotChunk).data, true
-	}
-	return nil, false
-}
-
-func (a *Archive) keepHot(ck string, data []byte) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if _, ok := a.hot[ck]; ok || int64(len(data)) > a.cfg.HotBytes {
-		return
-	}
-	a.hot[ck] = a.hotLRU.PushFront(&hotChunk{key: ck, data: data})
-	a.hotBytes += int64(len(data))
-	for a.hotBytes > a.cfg.HotBytes {
-		el := a.hotLRU.Back()
-		h := el.Value.(*hotChunk)
-		a.hotLRU.Remove(el)
-		delete(a.hot, h.key)
-		a.hotBytes -= int64(len(h.data))
-	}
 }

@@ -27,8 +27,12 @@
 // the SHA-256 at the end of the stream (ErrChecksum instead of io.EOF).
 // Ranges cannot be checked against a whole-object digest, so each archived
 // .log also has a CRC-32C per ChunkSize piece in its manifest entry: every
-// ranged GET is one chunk, checked before it is cached or used, and every
-// batch served is checked again against its Kafka CRC.
+// chunk is checked when it arrives (from a GET or the disk cache), before
+// anyone uses it. Upload checks every batch's Kafka CRC as the segment
+// streams past (tier2.BatchVerifier) and refuses a damaged one, and the
+// manifest entry says so (BatchesChecked); reads of such segments rely on
+// the chunk CRCs, which cover every byte served, while older entries get
+// each served batch checked again.
 //
 // # Object layout and manifests
 //
@@ -38,13 +42,16 @@
 //
 // # Archived reads
 //
-// Archive.Read finds the manifest entry holding an offset, fetches the
+// Archive.ReadVec finds the manifest entry holding an offset, fetches the
 // segment's .index and .timeindex whole (verified, parsed by tier2 and kept
-// in a bounded in-memory LRU), and reads the .log through the chunk cache:
-// a bounded on-disk LRU (by bytes) emptied at startup. Concurrent readers of
-// a chunk share one GET, and the most recently fetched chunks (2 x
-// ReadAhead) are also kept in memory. A read that starts where an earlier read of the
-// partition ended is sequential: the chunks of the next ReadAhead bytes,
-// across segment boundaries, are fetched in the background by at most
-// ReadAheadParallel GETs.
+// in a bounded in-memory LRU), and returns read-only views of verified
+// chunks of the .log (read.go): a Fetch response writes them to its socket
+// without copying them. Chunks live in a bounded in-memory LRU (HotBytes);
+// the bounded on-disk cache, emptied at startup, is a second level fed
+// off the read path, which admits only chunks that would otherwise be
+// fetched again. Concurrent readers of a chunk share one GET. A read that
+// starts where an earlier read of the partition ended is sequential: the
+// ReadAhead bytes after it, across segment boundaries, are fetched in the
+// background by at most ReadAheadParallel GETs of up to ReadAheadGET bytes
+// each, and read-ahead continues whenever one of them ends.
 package tier3

@@ -72,7 +72,11 @@ type SegmentEntry struct {
 	// (the last one shorter): ranged reads are checked piece by piece.
 	ChunkSize   int64    `json:"chunk_size"`
 	ChunkCRC32C []uint32 `json:"chunk_crc32c"`
-	Uploaded    int64    `json:"uploaded_ms"`
+	// BatchesChecked is set when every batch's CRC was checked while the
+	// segment was uploaded: reads then rely on the chunk CRCs alone. Reads
+	// of segments archived without it check every batch they serve.
+	BatchesChecked bool  `json:"batches_checked,omitempty"`
+	Uploaded       int64 `json:"uploaded_ms"`
 }
 
 // End returns the offset after the last archived segment, or -1.

@@ -194,7 +194,6 @@ func renderMetrics(d *doc) {
 	d.row("---", "---")
 	d.row("under-replicated partitions, ISR shrinks and expands, follower lag", "the replication issue (`replication/`: ISR, high watermark, acks=all)")
 	d.row("controller state, leader, term, proposals", "the replication issue (`replication/`: Raft metadata controller)")
-	d.row("upload lag, bytes and errors; archived-read bytes; cache hit rate", "the Tier 3 issue (`tier3/`: uploader, archived reads and cache)")
 	d.row("index lag, index builds and errors, index cache hit rate", "the indexing and search issue (`indexer/`)")
 	d.p("")
 }

@@ -78,7 +78,7 @@ func TestArchiveAcrossFailover(t *testing.T) {
 	if err != nil {
 		t.Fatalf("archive has no topic description: %v", err)
 	}
-	testharness.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+	testharness.CheckFor(t, 3*time.Minute, 100*time.Millisecond, func() error {
 		m, err := tier3.LoadManifest(ctx, store, id, 0)
 		if err != nil {
 			return err
@@ -105,7 +105,7 @@ func TestArchiveAcrossFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	next := 0
 	for next < n {

@@ -1,0 +1,174 @@
+package tier3_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/internal/vfs"
+	"github.com/chronik-go/chronik/tier2"
+	"github.com/chronik-go/chronik/tier3"
+)
+
+// testSegment writes a sealed segment of batches of 5 records and returns
+// it with its .log bytes.
+func testSegment(t *testing.T, batches int) (*tier2.Segment, []byte) {
+	t.Helper()
+	mem := vfs.NewMemFS()
+	w, err := tier2.Create(mem, "/p", tier2.NewFileCache(2), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log []byte
+	for i := range batches {
+		var recs []byte
+		for j := range 5 {
+			r := kmsg.Record{OffsetDelta: int32(j), Value: []byte(fmt.Sprintf("value %d-%d %s", i, j, bytes.Repeat([]byte("x"), 60)))}
+			r.Length = int32(len(r.AppendTo(nil)) - 1)
+			recs = r.AppendTo(recs)
+		}
+		rb := kmsg.RecordBatch{FirstOffset: int64(5 * i), PartitionLeaderEpoch: -1, Magic: 2, LastOffsetDelta: 4,
+			FirstTimestamp: 1000, MaxTimestamp: 1000, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1,
+			NumRecords: 5, Records: recs}
+		b := rb.AppendTo(nil)
+		binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
+		binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+		if err := w.Append(b); err != nil {
+			t.Fatal(err)
+		}
+		log = append(log, b...)
+	}
+	s, err := w.Finish(int64(5 * batches))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, log
+}
+
+func upload(t *testing.T, a *tier3.Archive, s *tier2.Segment, log []byte) (tier3.SegmentEntry, error) {
+	t.Helper()
+	ib, tb, err := s.IndexBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Upload(context.Background(), "p/", tier3.SegmentSource{Base: s.Base, Next: s.Next, Size: s.Size,
+		MaxTs: s.MaxTs, Log: bytes.NewReader(log), Index: ib, TimeIndex: tb})
+}
+
+// A segment whose bytes fail a batch CRC on the way up is not archived:
+// the chunk CRCs computed from it would vouch for the damage.
+func TestUploadRefusesDamagedBatch(t *testing.T) {
+	s, log := testSegment(t, 50)
+	store := tier3.NewMemStore()
+	cache, err := tier3.NewCache(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := tier3.NewArchive(store, tier3.ArchiveConfig{Cache: cache, ChunkSize: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	bad := bytes.Clone(log)
+	bad[len(bad)/2] ^= 1
+	if _, err := upload(t, a, s, bad); !errors.Is(err, tier2.ErrCorrupt) {
+		t.Fatalf("upload of a damaged segment: %v, want a corruption error", err)
+	}
+	if objs, _ := store.List(context.Background(), ""); len(objs) != 0 {
+		t.Fatalf("%d objects stored from a damaged segment", len(objs))
+	}
+	e, err := upload(t, a, s, log)
+	if err != nil || !e.BatchesChecked {
+		t.Fatalf("upload: %v, batches checked %v", err, e.BatchesChecked)
+	}
+}
+
+// Archived reads return views that join into the segment's bytes and stay
+// valid after their chunks leave memory. A log read once leaves nothing
+// on disk; read again, its chunks are fetched once more and kept on disk,
+// and the third read finds them there.
+func TestReadVecAndCacheAdmission(t *testing.T) {
+	s, log := testSegment(t, 400)
+	store := tier3.NewMemStore()
+	cache, err := tier3.NewCache(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := tier3.NewArchive(store, tier3.ArchiveConfig{Cache: cache, ChunkSize: 4 << 10, ReadAhead: -1, HotBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	e, err := upload(t, a, s, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs := []tier3.SegmentEntry{e}
+	ctx := context.Background()
+	readAll := func(step int) []byte {
+		var views [][]byte
+		for next := int64(0); next < s.Next; {
+			var n int
+			before := len(views)
+			views, n, err = a.ReadVec(ctx, "p/", segs, next, step, views)
+			if err != nil || n == 0 {
+				t.Fatalf("ReadVec(%d): %d bytes, %v", next, n, err)
+			}
+			got := bytes.Join(views[before:], nil)
+			for len(got) > 0 { // offset after the last batch
+				l := int(binary.BigEndian.Uint32(got[8:])) + 12
+				next = int64(binary.BigEndian.Uint64(got)) + int64(binary.BigEndian.Uint32(got[23:])) + 1
+				got = got[l:]
+			}
+		}
+		return bytes.Join(views, nil) // every view kept until now
+	}
+	if got := readAll(3000); !bytes.Equal(got, log) {
+		t.Fatalf("first read: %d bytes differ from the %d-byte segment", len(got), len(log))
+	}
+	st := a.ReadStats()
+	if st.GETs == 0 || st.GETBytes != int64(len(log)) || st.DiskWrites != 0 || st.DiskHits != 0 {
+		t.Fatalf("after one read: %+v; want every byte by GET once and nothing written to disk", st)
+	}
+	if got := readAll(5000); !bytes.Equal(got, log) {
+		t.Fatal("second read differs")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for a.ReadStats().DiskWrites == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	st2 := a.ReadStats()
+	if st2.GETs <= st.GETs || st2.DiskWrites == 0 {
+		t.Fatalf("after a second read: %+v; want chunks fetched again and kept on disk", st2)
+	}
+	if got := readAll(100000); !bytes.Equal(got, log) {
+		t.Fatal("third read differs")
+	}
+	if st3 := a.ReadStats(); st3.DiskHits == 0 {
+		t.Fatalf("after a third read: %+v; want disk cache hits", st3)
+	}
+
+	// A damaged object is never served.
+	if err := store.Corrupt("p/"+e.Log, int64(len(log)/2)); err != nil {
+		t.Fatal(err)
+	}
+	cold, err := tier3.NewCache(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tier3.NewArchive(store, tier3.ArchiveConfig{Cache: cold, ChunkSize: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, _, err := b.ReadVec(ctx, "p/", segs, 0, len(log), nil); !errors.Is(err, tier3.ErrChecksum) {
+		t.Fatalf("reading a damaged object: %v, want a checksum error", err)
+	}
+}
