@@ -120,7 +120,8 @@ func handleProduce(c *conn, req *request) reply {
 				sp.ErrorCode = code.Code
 				continue
 			}
-			if _, lerr := b.leaderCheck(t, rp.Partition, -1); lerr != nil {
+			ctlEpoch, lerr := b.leaderCheck(t, rp.Partition, -1)
+			if lerr != nil {
 				sp.ErrorCode = lerr.Code
 				continue
 			}
@@ -129,7 +130,13 @@ func handleProduce(c *conn, req *request) reply {
 				sp.ErrorCode, sp.ErrorMessage = kafkaErr(err).Code, errMessage(err)
 				continue
 			}
-			epoch, isr, minISR, replicated := p.leadershipForProduce()
+			epoch, isr, minISR, replicated, leads := p.leadershipForProduce()
+			if replicated && (!leads || epoch != ctlEpoch) {
+				// The controller made this broker leader a moment ago and
+				// the partition has not taken it up yet (or the reverse).
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
+				continue
+			}
 			replicated = replicated && r.Acks == -1
 			if replicated && isr < minISR {
 				sp.ErrorCode = kerr.NotEnoughReplicas.Code
@@ -171,28 +178,36 @@ func handleProduce(c *conn, req *request) reply {
 		defer timer.Stop()
 		ctx, cancel := context.WithDeadline(c.ctx, deadline) // the handler's ended with it
 		defer cancel()
-		for _, w := range waits {
+		// settle gives a batch whose append is durable its answer: for
+		// acks=all in a cluster, success only once the high watermark
+		// covers it (with an ended ctx it only checks).
+		settle := func(ctx context.Context, w pending) {
+			switch {
+			case w.wait.err != nil:
+				w.sp.ErrorCode, w.sp.ErrorMessage = kerr.KafkaStorageError.Code, errMessage(w.wait.err)
+				w.sp.BaseOffset = -1
+			case w.p != nil:
+				if err := w.p.replicationWait(ctx, w.end, w.epoch); err != nil {
+					w.sp.ErrorCode, w.sp.ErrorMessage = kafkaErr(err).Code, errMessage(err)
+					w.sp.BaseOffset = -1
+				}
+			}
+		}
+		for i, w := range waits {
 			select {
 			case <-w.wait.done:
-				if w.wait.err != nil {
-					w.sp.ErrorCode, w.sp.ErrorMessage = kerr.KafkaStorageError.Code, errMessage(w.wait.err)
-					w.sp.BaseOffset = -1
-				} else if w.p != nil {
-					if err := w.p.replicationWait(ctx, w.end, w.epoch); err != nil {
-						w.sp.ErrorCode, w.sp.ErrorMessage = kafkaErr(err).Code, errMessage(err)
-						w.sp.BaseOffset = -1
-					}
-				}
+				settle(ctx, w)
 			case <-timer.C:
-				// Past the deadline: every batch not yet durable times out.
-				// The client retries; idempotence answers a retried batch
-				// with its original offset.
-				for _, w := range waits {
+				// Past the deadline: every batch not yet settled is settled
+				// now without waiting, or times out. The client retries;
+				// idempotence answers a retried batch with its original
+				// offset.
+				ended, cancel := context.WithCancel(ctx)
+				cancel()
+				for _, w := range waits[i:] {
 					select {
 					case <-w.wait.done:
-						if w.wait.err != nil {
-							w.sp.ErrorCode, w.sp.BaseOffset = kerr.KafkaStorageError.Code, -1
-						}
+						settle(ended, w)
 					default:
 						w.sp.ErrorCode, w.sp.BaseOffset = kerr.RequestTimedOut.Code, -1
 					}

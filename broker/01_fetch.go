@@ -139,11 +139,12 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 			if max <= 0 {
 				max = 1 << 20
 			}
-			if isFollower {
+			fromReplica := isFollower && p.isReplicaID(replica)
+			if fromReplica {
 				// The fetch offset is what the follower has fsynced.
 				p.followerFetched(replica, rp.FetchOffset, now)
 			}
-			slots = append(slots, fetchSlot{p: p, offset: rp.FetchOffset, max: max, sp: sp, replica: isFollower})
+			slots = append(slots, fetchSlot{p: p, offset: rp.FetchOffset, max: max, sp: sp, replica: fromReplica})
 		}
 	}
 
@@ -220,11 +221,14 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 			sp.ErrorCode = kerr.KafkaStorageError.Code
 			stop = true
 			continue
-		case s.offset < logStart || s.offset > end:
+		case s.offset < logStart || s.offset > durable:
+			// Out of range only past what this broker holds: a consumer
+			// between the high watermark and the log end (the watermark
+			// of a leader that just took over lags) waits, as in Kafka.
 			sp.ErrorCode = kerr.OffsetOutOfRange.Code
 			stop = true
 			continue
-		case s.offset == end:
+		case s.offset >= end:
 			continue
 		}
 		limit := min(s.max, budget)

@@ -9,7 +9,7 @@ import (
 //
 // Behavior:
 // * Standalone, this broker coordinates every group. In a cluster a group's
-//   coordinator is its name hashed over the registered brokers (cluster.go);
+//   coordinator is its name hashed over the configured voters (cluster.go);
 //   while that broker is fenced the answer is COORDINATOR_NOT_AVAILABLE.
 // * v4+ answer every key of the batch (KIP-699).
 //

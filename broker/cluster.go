@@ -35,7 +35,7 @@ type ClusterConfig struct {
 // NOT_LEADER_OR_FOLLOWER.
 //
 // Group coordination stays broker-local: every group has one coordinator,
-// picked by hashing its name over the registered brokers; its offsets live
+// picked by hashing its name over the configured voters; its offsets live
 // in that broker's own __consumer_offsets. (A replicated offsets topic comes
 // with ISR replication.)
 
@@ -88,10 +88,13 @@ func (b *Broker) reconcileLoop() {
 			continue
 		}
 		st := b.ctl.State()
+		// Leadership first and outside adminMu, which an admin request
+		// may hold while it waits for the controller.
+		b.syncReplication(st)
 		b.adminMu.Lock()
 		b.reconcileLocked(st)
 		b.adminMu.Unlock()
-		b.syncReplication(st)
+		b.syncReplication(st) // partitions the reconcile just created
 		b.reconciledMu.Lock()
 		if st.Index > b.reconciledIdx {
 			b.reconciledIdx = st.Index
@@ -237,18 +240,23 @@ func (b *Broker) isReplica(t *topic, p int32) bool {
 }
 
 // groupCoordinator returns the broker coordinating group, in a cluster: the
-// group's name hashed over every registered broker, so it does not move
+// group's name hashed over the configured voters, so it does not move
 // when a broker is down (the group waits for it: its offsets are there).
 func (b *Broker) groupCoordinator(group string) (*replication.BrokerInfo, *kerr.Error) {
-	st := b.ctl.State()
-	ids := st.BrokerIDs()
-	if len(ids) == 0 || !b.ctl.Current() {
+	if !b.ctl.Current() {
 		return nil, kerr.CoordinatorNotAvailable
 	}
+	// Over the configured voters, a fixed list: a broker registering or
+	// going away never moves a group away from its offsets.
+	ids := make([]int32, 0, len(b.cfg.Cluster.Peers))
+	for _, p := range b.cfg.Cluster.Peers {
+		ids = append(ids, p.ID)
+	}
+	slices.Sort(ids)
 	h := fnv.New32a()
 	h.Write([]byte(group))
-	bi := st.Brokers[ids[h.Sum32()%uint32(len(ids))]]
-	if bi.Fenced {
+	bi := b.ctl.State().Brokers[ids[h.Sum32()%uint32(len(ids))]]
+	if bi == nil || bi.Fenced {
 		return nil, kerr.CoordinatorNotAvailable
 	}
 	return bi, nil

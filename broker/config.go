@@ -103,6 +103,9 @@ type Config struct {
 	// Tier3ReadAheadBytes how far ahead of a sequential reader chunks are
 	// fetched (0 means tier3's defaults, negative read-ahead disables it).
 	Tier3ChunkBytes, Tier3ReadAheadBytes int64
+	// SegmentArchived, when set, is called after a segment of the
+	// partition is archived (the batch indexer's cue); it must not block.
+	SegmentArchived func(topic string, partition int32)
 
 	// Cluster, when set, makes the broker a cluster member (cluster.go);
 	// nil runs it standalone.

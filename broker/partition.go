@@ -121,13 +121,22 @@ func newPartition(t *topic, i int32) *partition {
 		producers:       make(map[int64]*producerState),
 		sealedProducers: make(map[int64]*producerState),
 		waiters:         make(map[chan struct{}]struct{}),
+		// A cluster partition is bounded by its high watermark from the
+		// start, before the controller's view of it arrives: nothing
+		// unconfirmed is served, sealed or acknowledged as replicated.
+		repl: replState{on: t.cluster && t.name != offsetsTopic},
 	}
 }
 
 // replay adds a recovered batch. It runs before the broker serves.
 func (p *partition) replay(batch []byte, pos tier1.Position) {
 	if off, ok := parseTruncMarker(batch); ok {
-		p.truncateLocked(max(off, p.logStart))
+		// As live truncation: never below what is sealed (a marker can
+		// outlive the batches it cut once those were fetched again and
+		// sealed) nor below the log start.
+		if off = max(off, p.logStart, p.segsEndLocked(), p.recoverFloor); off < p.nextOffset {
+			p.truncateLocked(off)
+		}
 		return
 	}
 	if len(batch) < batchHeaderLen {

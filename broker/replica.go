@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"slices"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 // leader's offsets, through their own WAL group commit.
 type replState struct {
 	on        bool // a cluster partition (not the broker-local offsets topic)
+	synced    bool // the controller's view has been applied at least once
 	me        int32
 	leader    bool
 	epoch     int32
@@ -96,12 +99,25 @@ func (p *partition) notifyLocked() {
 	}
 }
 
+// isReplicaID reports whether broker id holds a replica of p.
+func (p *partition) isReplicaID(id int32) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return slices.Contains(p.repl.replicas, id) && id != p.repl.me
+}
+
 // followerFetched records a follower's fetch at offset (its durable end)
 // and returns the high watermark to tell it.
 func (p *partition) followerFetched(id int32, offset int64, now time.Time) int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := &p.repl
+	if !slices.Contains(r.replicas, id) || id == r.me || offset < 0 || offset > p.hw {
+		// Not a replica, or an offset this leader never wrote (a
+		// follower that diverged asks past our end): no progress to
+		// record.
+		return r.hwm
+	}
 	if r.followers == nil {
 		r.followers = map[int32]*follower{}
 	}
@@ -128,15 +144,10 @@ func (p *partition) setLeadership(me, leader, epoch int32, isr, replicas []int32
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := &p.repl
-	wasOn, wasLeader, oldEpoch := r.on, r.leader, r.epoch
-	r.on, r.me, r.isr, r.replicas, r.minISR = true, me, isr, replicas, minISR
+	first, wasLeader, oldEpoch := !r.synced, r.leader, r.epoch
+	r.synced, r.me, r.isr, r.replicas, r.minISR = true, me, isr, replicas, minISR
 	r.leader, r.epoch = leader == me, epoch
-	if !wasOn {
-		// Sealed data was at or below the high watermark when sealed; the
-		// rest is confirmed by the leader (or by the ISR, as leader).
-		r.hwm = max(p.logStart, p.segsEndLocked())
-	}
-	if r.leader && (!wasLeader || epoch != oldEpoch) {
+	if r.leader && (first || !wasLeader || epoch != oldEpoch) {
 		r.followers = map[int32]*follower{}
 		now := time.Now()
 		for _, id := range replicas {
@@ -156,7 +167,7 @@ func (p *partition) setLeadership(me, leader, epoch int32, isr, replicas []int32
 	}
 	p.recomputeHWLocked()
 	p.notifyLocked() // acks=all waiters re-check leadership
-	return !r.leader && slices.Contains(replicas, me) && (!wasOn || wasLeader || epoch != oldEpoch)
+	return !r.leader && slices.Contains(replicas, me) && (first || wasLeader || epoch != oldEpoch)
 }
 
 // replicationWait waits until the high watermark covers end (the offset
@@ -198,10 +209,10 @@ func (p *partition) replicationWait(ctx context.Context, end int64, epoch int32)
 
 // leadershipForProduce returns this leader's epoch and whether the ISR is
 // large enough for acks=all.
-func (p *partition) leadershipForProduce() (epoch int32, isr, minISR int, on bool) {
+func (p *partition) leadershipForProduce() (epoch int32, isr, minISR int, on, leader bool) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return p.repl.epoch, len(p.repl.isr), p.repl.minISR, p.repl.on
+	return p.repl.epoch, len(p.repl.isr), p.repl.minISR, p.repl.on, p.repl.leader
 }
 
 func setLeaderEpoch(b []byte, epoch int32) {
@@ -211,12 +222,23 @@ func setLeaderEpoch(b []byte, epoch int32) {
 // errDiverged means a follower's fetched data does not continue its log.
 var errDiverged = errors.New("replica: fetched batches do not continue the local log")
 
+// errStaleFetch means a fetch response arrived after its leader epoch ended.
+var errStaleFetch = errors.New("replica: fetched under a leader epoch that has ended")
+
 // appendReplica appends batches fetched from the leader, keeping their
 // offsets. It returns the result of the last enqueued batch (nil if none was
 // new) to wait on before fetching again.
-func (p *partition) appendReplica(ctx context.Context, wal *tier1.WAL, records []byte) (*appendResult, error) {
+func (p *partition) appendReplica(ctx context.Context, wal *tier1.WAL, records []byte, epoch int32) (*appendResult, error) {
 	p.appendMu.Lock()
 	defer p.appendMu.Unlock()
+	p.mu.RLock()
+	stale := p.repl.leader || p.repl.epoch != epoch
+	p.mu.RUnlock()
+	if stale {
+		// Fetched under an epoch that has ended (this broker leads now,
+		// or follows someone else after truncating): drop it.
+		return nil, errStaleFetch
+	}
 	var last *appendResult
 	for len(records) >= batchHeaderLen {
 		n := int(binary.BigEndian.Uint32(records[offBatchLength:])) + 12
@@ -225,7 +247,10 @@ func (p *partition) appendReplica(ctx context.Context, wal *tier1.WAL, records [
 		}
 		batch := records[:n:n]
 		records = records[n:]
-		h := readBatchHeader(batch)
+		h, err := parseReplicaBatch(batch)
+		if err != nil {
+			return last, err
+		}
 		base := batchBaseOffset(batch)
 		switch {
 		case base+int64(h.LastOffsetDelta) < p.nextOffset:
@@ -380,4 +405,22 @@ func (b *Broker) jumpTo(p *partition, offset int64) error {
 	p.nextOffset, p.hw = offset, offset
 	p.repl.hwm = max(p.repl.hwm, offset)
 	return nil
+}
+
+// errBadReplicaBatch means fetched bytes failed the batch checks.
+var errBadReplicaBatch = errors.New("replica: fetched batch failed its checks")
+
+// parseReplicaBatch checks a batch fetched from the leader before it is
+// stored: magic, length and CRC, as produce checks them (record counts may
+// differ in compacted logs, so they are not checked).
+func parseReplicaBatch(b []byte) (batchHeader, error) {
+	switch {
+	case len(b) < batchHeaderLen || int8(b[offMagic]) != 2:
+		return batchHeader{}, fmt.Errorf("%w: bad header", errBadReplicaBatch)
+	case int64(int32(binary.BigEndian.Uint32(b[offBatchLength:])))+12 != int64(len(b)):
+		return batchHeader{}, fmt.Errorf("%w: length mismatch", errBadReplicaBatch)
+	case binary.BigEndian.Uint32(b[offCRC:]) != crc32.Checksum(b[offAttributes:], crc32c):
+		return batchHeader{}, fmt.Errorf("%w: CRC mismatch", errBadReplicaBatch)
+	}
+	return readBatchHeader(b), nil
 }

@@ -70,6 +70,10 @@ func (b *Broker) syncReplication(st *replication.State) {
 			}
 		}
 	}
+	trunc := map[*partition]bool{}
+	for _, p := range newEpoch {
+		trunc[p] = true
+	}
 	f := &b.fetchers
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -99,24 +103,22 @@ func (b *Broker) syncReplication(st *replication.State) {
 				ft.run(ctx)
 			}()
 		}
+		// The partitions and their truncation flags change together, so
+		// the fetcher never fetches a partition under a new epoch before
+		// truncating it; flags of partitions it no longer follows go.
 		ft.mu.Lock()
 		ft.parts = parts
-		ft.mu.Unlock()
-	}
-	for _, p := range newEpoch {
-		p.mu.RLock()
-		leader := p.repl.leader
-		p.mu.RUnlock()
-		if leader {
-			continue
+		for p := range ft.truncate {
+			if !slices.Contains(parts, p) {
+				delete(ft.truncate, p)
+			}
 		}
-		for _, ft := range f.running {
-			ft.mu.Lock()
-			if slices.Contains(ft.parts, p) {
+		for _, p := range parts {
+			if trunc[p] {
 				ft.truncate[p] = true
 			}
-			ft.mu.Unlock()
 		}
+		ft.mu.Unlock()
 	}
 }
 
@@ -156,14 +158,19 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 	trunc := f.truncate
 	f.truncate = map[*partition]bool{}
 	f.mu.Unlock()
+	// Partitions still to truncate are not fetched this round; the others
+	// are, whatever happens to these.
+	var pending map[*partition]bool
 	if len(trunc) > 0 {
-		if err := f.truncateDiverged(ctx, cl, trunc); err != nil {
+		pending = f.truncateDiverged(ctx, cl, trunc)
+		if len(pending) > 0 {
 			f.mu.Lock()
-			for p := range trunc {
-				f.truncate[p] = true
+			for p := range pending {
+				if slices.Contains(f.parts, p) { // still followed from here
+					f.truncate[p] = true
+				}
 			}
 			f.mu.Unlock()
-			return err
 		}
 	}
 	req := kmsg.NewPtrFetchRequest()
@@ -174,13 +181,15 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 	req.MinBytes = 1
 	req.MaxBytes = 16 << 20
 	byTopic := map[[16]byte]int{}
+	epochs := map[*partition]int32{} // the epoch each partition was fetched under
 	for _, p := range parts {
 		p.mu.RLock()
 		epoch, leader, end := p.repl.epoch, p.repl.leader, p.hw
 		p.mu.RUnlock()
-		if leader {
+		if leader || pending[p] {
 			continue
 		}
+		epochs[p] = epoch
 		i, ok := byTopic[p.topic.id]
 		if !ok {
 			rt := kmsg.NewFetchRequestTopic()
@@ -259,12 +268,26 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 			default:
 				continue // leadership moving; metadata will follow
 			}
-			res, err := p.appendReplica(ctx, b.wal, rp.RecordBatches)
-			if errors.Is(err, errDiverged) {
+			epoch, ok := epochs[p]
+			if !ok {
+				continue
+			}
+			res, err := p.appendReplica(ctx, b.wal, rp.RecordBatches, epoch)
+			switch {
+			case errors.Is(err, errStaleFetch):
+				continue
+			case errors.Is(err, errDiverged), errors.Is(err, errBadReplicaBatch):
+				// Neither the leader's high watermark nor its log start
+				// apply to a log that does not match the leader's.
+				b.log.Warn("replicated data does not continue the local log; truncating", "topic", p.topic.name, "partition", p.index, "err", err)
 				f.mu.Lock()
 				f.truncate[p] = true
 				f.mu.Unlock()
-			} else if err != nil {
+				if res != nil {
+					waits = append(waits, res)
+				}
+				continue
+			case err != nil:
 				return err
 			}
 			if res != nil {
@@ -307,7 +330,7 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 // that epoch ends in its log; everything here from there on was never
 // committed. Without an answer (no epochs known here yet) the follower cuts
 // at its high watermark instead.
-func (f *fetcher) truncateDiverged(ctx context.Context, cl *kgo.Client, parts map[*partition]bool) error {
+func (f *fetcher) truncateDiverged(ctx context.Context, cl *kgo.Client, parts map[*partition]bool) (pending map[*partition]bool) {
 	b := f.b
 	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
 	req.ReplicaID = b.cfg.NodeID
@@ -340,8 +363,10 @@ func (f *fetcher) truncateDiverged(ctx context.Context, cl *kgo.Client, parts ma
 	defer cancel()
 	kresp, err := cl.SeedBrokers()[0].Request(rctx, req)
 	if err != nil {
-		return err
+		b.log.Debug("OffsetForLeaderEpoch failed", "leader", f.leader, "err", err)
+		return parts
 	}
+	pending = map[*partition]bool{}
 	for _, rt := range kresp.(*kmsg.OffsetForLeaderEpochResponse).Topics {
 		for _, rp := range rt.Partitions {
 			w, ok := wants[rt.Topic][rp.Partition]
@@ -350,25 +375,37 @@ func (f *fetcher) truncateDiverged(ctx context.Context, cl *kgo.Client, parts ma
 			}
 			delete(wants[rt.Topic], rp.Partition)
 			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
-				return err // leadership still moving: retry
+				pending[w.p] = true // leadership still moving: retry this one
+				continue
 			}
 			w.p.mu.RLock()
 			to := w.p.repl.hwm
-			w.p.mu.RUnlock()
-			if w.last >= 0 && rp.EndOffset >= 0 {
+			if w.last >= 0 && rp.LeaderEpoch >= 0 && rp.EndOffset >= 0 {
+				// KIP-279: the leader answers for the largest epoch it has
+				// at or below ours. Our log agrees with it up to where
+				// that epoch ends there, and no further than where our
+				// own next epoch begins.
 				to = rp.EndOffset
+				for _, e := range w.p.epochs {
+					if e.Epoch > rp.LeaderEpoch {
+						to = min(to, e.Start)
+						break
+					}
+				}
 			}
+			w.p.mu.RUnlock()
 			if err := w.p.truncateTo(ctx, b.wal, to); err != nil {
-				return err
+				b.log.Error("truncate failed", "topic", w.p.topic.name, "partition", w.p.index, "err", err)
+				pending[w.p] = true
 			}
 		}
 	}
 	for _, ws := range wants {
-		if len(ws) > 0 {
-			return errors.New("replica fetcher: leader did not answer for every partition")
+		for _, w := range ws {
+			pending[w.p] = true // not answered
 		}
 	}
-	return nil
+	return pending
 }
 
 // isrLoop is the leader's side of ISR maintenance: a follower that has not
@@ -426,15 +463,27 @@ func (b *Broker) isrLoop() {
 					}
 				}
 			}
-			epoch := r.epoch
+			epoch, from := r.epoch, r.isr
 			p.mu.RUnlock()
 			if !changed {
 				continue
 			}
+			if len(next) > len(from) {
+				// Expanding: count the new member in the high watermark
+				// from now on (KIP-497's maximal ISR), so it never becomes
+				// electable missing what this leader acknowledges
+				// meanwhile. The next sync restores the committed ISR if
+				// the change fails.
+				p.mu.Lock()
+				if p.repl.leader && p.repl.epoch == epoch {
+					p.repl.isr = next
+				}
+				p.mu.Unlock()
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_, err := b.ctl.Propose(ctx, &replication.Request{ChangeISR: &replication.ChangeISR{
 				TopicRef: replication.TopicRef{Name: p.topic.name, ID: p.topic.id}, Partition: p.index,
-				Leader: b.cfg.NodeID, LeaderEpoch: epoch, ISR: next,
+				Leader: b.cfg.NodeID, LeaderEpoch: epoch, ISR: next, From: from,
 			}})
 			cancel()
 			if err != nil {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -53,7 +54,7 @@ func TestFollowerAppendKeepsOffsetsAndEpochs(t *testing.T) {
 	var recs []byte
 	recs = append(recs, replicaBatch(0, 5, 2, 7, 0)...)
 	recs = append(recs, replicaBatch(5, 5, 3, 7, 5)...)
-	res, err := p.appendReplica(ctx, wal, recs)
+	res, err := p.appendReplica(ctx, wal, recs, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,11 +63,19 @@ func TestFollowerAppendKeepsOffsetsAndEpochs(t *testing.T) {
 		t.Fatalf("durable end %d, next %d; want 10", p.hw, p.nextOffset)
 	}
 	// Refetching what is held is a no-op; a gap is refused.
-	if res, err := p.appendReplica(ctx, wal, replicaBatch(5, 5, 3, 7, 5)); err != nil || res != nil {
+	if res, err := p.appendReplica(ctx, wal, replicaBatch(5, 5, 3, 7, 5), 3); err != nil || res != nil {
 		t.Fatalf("refetched batch: %v %v", res, err)
 	}
-	if _, err := p.appendReplica(ctx, wal, replicaBatch(12, 1, 3, -1, -1)); err != errDiverged {
+	if _, err := p.appendReplica(ctx, wal, replicaBatch(12, 1, 3, -1, -1), 3); err != errDiverged {
 		t.Fatalf("gap: %v; want errDiverged", err)
+	}
+	bad := replicaBatch(10, 1, 3, -1, -1)
+	bad[len(bad)-1] ^= 0xff
+	if _, err := p.appendReplica(ctx, wal, bad, 3); !errors.Is(err, errBadReplicaBatch) {
+		t.Fatalf("damaged batch: %v; want errBadReplicaBatch", err)
+	}
+	if _, err := p.appendReplica(ctx, wal, replicaBatch(10, 1, 2, -1, -1), 2); err != errStaleFetch {
+		t.Fatalf("response fetched under an ended epoch: %v; want errStaleFetch", err)
 	}
 	// Consumers see nothing above the high watermark the leader reported.
 	if _, hw := p.offsets(); hw != 0 {
@@ -99,7 +108,7 @@ func TestTruncateDropsTailAndReplaysTheSame(t *testing.T) {
 	var recs []byte
 	recs = append(recs, replicaBatch(0, 5, 3, 7, 0)...)
 	recs = append(recs, replicaBatch(5, 5, 4, 7, 5)...)
-	res, err := p.appendReplica(ctx, wal, recs)
+	res, err := p.appendReplica(ctx, wal, recs, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +123,7 @@ func TestTruncateDropsTailAndReplaysTheSame(t *testing.T) {
 		t.Fatalf("producer window after truncation: %+v", ps)
 	}
 	// The new leader's batch at 5 is accepted.
-	res, err = p.appendReplica(ctx, wal, replicaBatch(5, 2, 5, -1, -1))
+	res, err = p.appendReplica(ctx, wal, replicaBatch(5, 2, 5, -1, -1), 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +178,7 @@ func TestHighWatermarkIsISRMinimum(t *testing.T) {
 func TestJumpToLeaderLogStart(t *testing.T) {
 	p, wal := replicaPartition(t)
 	p.setLeadership(2, 1, 1, []int32{1, 2}, []int32{1, 2}, 1)
-	res, err := p.appendReplica(context.Background(), wal, replicaBatch(0, 10, 1, -1, -1))
+	res, err := p.appendReplica(context.Background(), wal, replicaBatch(0, 10, 1, -1, -1), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +194,7 @@ func TestJumpToLeaderLogStart(t *testing.T) {
 		t.Fatalf("checkpointed log start %d %v %v; want 50", ls, ok, err)
 	}
 	// The leader's next batch continues there.
-	res, err = p.appendReplica(context.Background(), wal, replicaBatch(50, 2, 1, -1, -1))
+	res, err = p.appendReplica(context.Background(), wal, replicaBatch(50, 2, 1, -1, -1), 1)
 	if err != nil {
 		t.Fatal(err)
 	}

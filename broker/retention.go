@@ -413,6 +413,11 @@ func (b *Broker) loadPartition(p *partition) error {
 func (p *partition) finishRecovery() {
 	p.nextOffset = max(p.nextOffset, p.logStart, p.recoverFloor)
 	p.hw = p.nextOffset
+	// Epochs noted by batches a crash lost before their fsync.
+	p.cutEpochsLocked(p.nextOffset)
+	// What was sealed was at or below the high watermark; the rest waits
+	// for the leader (or, as leader, for the ISR) to confirm it.
+	p.repl.hwm = max(p.logStart, p.segsEndLocked(), 0)
 }
 
 // cleanLoop runs retention, compaction and deleted-topic cleanup.

@@ -64,6 +64,10 @@ type tierState struct {
 type archState struct {
 	mu  sync.Mutex      // serialises manifest writes (uploader, retention, topic deletion)
 	man *tier3.Manifest // the last manifest read or written; nil until loaded
+	// manEpoch is the leader epoch under which man was read as leader: a
+	// broker leading again reads the manifest anew (another leader may
+	// have written it meanwhile).
+	manEpoch int32
 
 	retryAt atomic.Int64 // unix nanos before which the uploader skips the partition
 	backoff time.Duration
@@ -178,8 +182,15 @@ func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
 		return nil
 	}
 	store := b.tier.arch.Store()
-	if b.ctl != nil && !b.leads(p.topic, p.index) {
-		return b.followArchive(ctx, p)
+	if b.ctl != nil {
+		epoch, lerr := b.leaderCheck(p.topic, p.index, -1)
+		if lerr != nil {
+			return b.followArchive(ctx, p)
+		}
+		if a.man != nil && a.manEpoch != epoch {
+			a.man = nil
+		}
+		a.manEpoch = epoch
 	}
 	if a.man == nil {
 		m, err := tier3.LoadManifest(ctx, store, p.topic.id, p.index)
@@ -238,6 +249,9 @@ func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
 		p.mu.RLock()
 		m.LogStart = p.logStart
 		p.mu.RUnlock()
+		if b.ctl != nil && !b.leads(p.topic, p.index) {
+			return nil // leadership moved during the pass: the new leader carries on
+		}
 		if err := tier3.WriteManifest(ctx, store, p.topic.id, &m); err != nil {
 			return fmt.Errorf("write manifest: %w", err)
 		}
@@ -249,6 +263,7 @@ func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
 			return fmt.Errorf("mark segment %d archived: %w", s.Base, err)
 		}
 		b.tier.uploaded.Add(1)
+		b.segmentArchived(p)
 		b.log.Debug("archived segment", "topic", p.topic.name, "partition", p.index, "base", s.Base, "next", s.Next, "bytes", s.Size)
 	}
 	return nil
@@ -509,6 +524,9 @@ func (p *partition) latestTiered() int64 {
 // manifest, then deletes their objects. It skips the pass when an upload
 // holds the manifest; the next retention pass tries again.
 func (b *Broker) pruneArchive(ctx context.Context, p *partition, logStart int64) error {
+	if b.ctl != nil && !b.leads(p.topic, p.index) {
+		return nil // the leader prunes the archive
+	}
 	a := &p.arch
 	if !a.mu.TryLock() {
 		return nil

@@ -12,8 +12,8 @@ import (
 // topicConfigDef describes one topic config Chronik accepts. Names and
 // defaults follow Kafka. segment.*, retention.*, local.retention.*,
 // cleanup.policy and delete.retention.ms take effect in Tier 2
-// (retention.go); search.enabled and compression.type are stored and
-// described for the tiers that will use them.
+// (retention.go); search.enabled is read by the batch indexer (indexer/,
+// through SearchLog); compression.type is stored and described only.
 type topicConfigDef struct {
 	name     string
 	def      func(c *Config) string
@@ -81,7 +81,7 @@ var topicConfigDefs = func() map[string]*topicConfigDef {
 		{name: "retention.ms", def: constDefault("604800000"), typ: kmsg.ConfigTypeLong, validate: validateInt(-1),
 			doc: "a sealed segment is deleted once its newest record is older than this; -1 means forever"},
 		{name: "search.enabled", def: constDefault("true"), typ: kmsg.ConfigTypeBoolean, validate: validateEnum("true", "false"),
-			doc: "index archived segments for chronik search"},
+			doc: "let the batch indexer index archived segments (search covers the topic either way, indexing on the fly)"},
 		{name: "segment.bytes", def: constDefault("1073741824"), typ: kmsg.ConfigTypeInt, validate: validateInt(14),
 			doc: "bytes of a partition's active segment that make it roll into a sealed segment"},
 		{name: "segment.ms", def: constDefault("604800000"), typ: kmsg.ConfigTypeLong, validate: validateInt(1),

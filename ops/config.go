@@ -58,6 +58,7 @@ type Config struct {
 
 	Tier3URL      string
 	RealtimeIndex bool
+	IndexWorkers  int // batch indexer workers; 0: off
 
 	AutoCreateTopics         bool
 	DefaultPartitions        int32

@@ -54,6 +54,7 @@ func TestSettingNamesMatchContract(t *testing.T) {
 		"CHRONIK_TIER3_URL":                  "tier3-url",
 		"CHRONIK_REALTIME_INDEX":             "realtime-index",
 		"CHRONIK_DISABLE_REALTIME_INDEX":     "",
+		"CHRONIK_INDEX_WORKERS":              "index-workers",
 		"CHRONIK_AUTO_CREATE_TOPICS":         "auto-create-topics",
 		"CHRONIK_DEFAULT_PARTITIONS":         "default-partitions",
 		"CHRONIK_DEFAULT_REPLICATION_FACTOR": "default-replication-factor",
@@ -121,6 +122,7 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_FSYNC_BATCH_TIMEOUT_MS", "25", nil, func(c Config) any { return c.FsyncBatchTimeout }, 25 * time.Millisecond},
 		{"CHRONIK_TIER3_URL", "s3://bucket/prefix", nil, func(c Config) any { return c.Tier3URL }, "s3://bucket/prefix"},
 		{"CHRONIK_REALTIME_INDEX", "true", nil, func(c Config) any { return c.RealtimeIndex }, true},
+		{"CHRONIK_INDEX_WORKERS", "0", nil, func(c Config) any { return c.IndexWorkers }, 0},
 		{"CHRONIK_DISABLE_REALTIME_INDEX", "false", nil, func(c Config) any { return c.RealtimeIndex }, true},
 		{"CHRONIK_AUTO_CREATE_TOPICS", "false", nil, func(c Config) any { return c.AutoCreateTopics }, false},
 		{"CHRONIK_DEFAULT_PARTITIONS", "12", nil, func(c Config) any { return c.DefaultPartitions }, int32(12)},
@@ -184,6 +186,7 @@ fsync: never
 fsync_batch_timeout_ms: 5
 tier3_url: minio://127.0.0.1:9000/chronik/archive
 realtime_index: true
+index_workers: 3
 auto_create_topics: false
 default_partitions: 3
 default_replication_factor: 3
@@ -215,6 +218,7 @@ log_format: json
 		FsyncBatchTimeout:        5 * time.Millisecond,
 		Tier3URL:                 "minio://127.0.0.1:9000/chronik/archive",
 		RealtimeIndex:            true,
+		IndexWorkers:             3,
 		AutoCreateTopics:         false,
 		DefaultPartitions:        3,
 		DefaultReplicationFactor: 3,
@@ -258,6 +262,7 @@ func TestDefaults(t *testing.T) {
 		WALProfile:               "medium",
 		Fsync:                    FsyncAlways,
 		Tier3URL:                 "file://" + filepath.ToSlash(abs),
+		IndexWorkers:             1,
 		AutoCreateTopics:         true,
 		DefaultPartitions:        1,
 		DefaultReplicationFactor: 1,

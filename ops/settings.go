@@ -144,6 +144,19 @@ var settings = []Setting{
 		set:     setBool(func(c *Config) *bool { return &c.RealtimeIndex }, false),
 	},
 	{
+		Flag: "index-workers", Env: "CHRONIK_INDEX_WORKERS", Key: "index_workers", Type: "int",
+		Default: "1",
+		Help:    "batch indexer workers building search indexes of archived segments; 0 turns the indexer off (search still covers everything, indexing on the fly)",
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 64 {
+				return fmt.Errorf("%q is not a number of workers from 0 to 64", v)
+			}
+			c.IndexWorkers = n
+			return nil
+		},
+	},
+	{
 		Env: "CHRONIK_DISABLE_REALTIME_INDEX", Key: "disable_realtime_index", Type: "bool",
 		Inverts: "CHRONIK_REALTIME_INDEX",
 		Help:    "the inverse of --realtime-index, accepted for configs written for the Rust Chronik",

@@ -66,6 +66,9 @@ type ChangeISR struct {
 	Leader      int32   `json:"leader"`
 	LeaderEpoch int32   `json:"leader_epoch"`
 	ISR         []int32 `json:"isr"`
+	// From is the ISR the leader based the change on: a change made on a
+	// stale view (a fence or another change applied since) is refused.
+	From []int32 `json:"from"`
 }
 
 // Result is what applying a command returned.
@@ -185,6 +188,13 @@ func (s *State) topic(ref TopicRef) (*TopicInfo, *Error) {
 // applyRegister records a (re)started or returning broker as live, and
 // gives it the partitions that had no leader and still list it in their ISR.
 func applyRegister(s *State, b *BrokerInfo) *State {
+	if cur := s.Brokers[b.ID]; cur != nil && !cur.Fenced && cur.Incarnation != b.Incarnation {
+		// Restarted within its session: the old incarnation is gone, and
+		// with it whatever it had not fsynced. Fence it first, so its
+		// partitions get new leaders and epochs and it rejoins ISRs only
+		// by catching up.
+		s = applyFence(s, b.ID)
+	}
 	n := s.clone()
 	nb := *b
 	nb.Fenced = false
@@ -267,12 +277,18 @@ func applyChangeISR(s *State, c *ChangeISR) (*State, Result) {
 		return s, Result{Err: errorf(CodeFencedLeaderEpoch, "leader %d epoch %d is no longer current (leader %d epoch %d)",
 			c.Leader, c.LeaderEpoch, p.Leader, p.LeaderEpoch)}
 	}
+	if !sameMembers(p.ISR, c.From) {
+		return s, Result{Err: errorf(CodeFencedLeaderEpoch, "the ISR changed to %v since the leader read %v", p.ISR, c.From)}
+	}
 	if len(c.ISR) == 0 || !slices.Contains(c.ISR, c.Leader) {
 		return s, Result{Err: errorf(CodeInvalidRequest, "an ISR must hold its leader")}
 	}
 	for _, r := range c.ISR {
 		if !slices.Contains(p.Replicas, r) {
 			return s, Result{Err: errorf(CodeInvalidRequest, "broker %d is not a replica", r)}
+		}
+		if !slices.Contains(p.ISR, r) && !s.Live(r) {
+			return s, Result{Err: errorf(CodeInvalidRequest, "broker %d is fenced and cannot join the ISR", r)}
 		}
 	}
 	n := s.clone()
@@ -328,4 +344,16 @@ func assign(s *State, count, rf int) ([]PartitionInfo, *Error) {
 		out[i] = PartitionInfo{Replicas: reps, ISR: slices.Clone(reps), Leader: reps[0]}
 	}
 	return out, nil
+}
+
+func sameMembers(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
 }

@@ -96,15 +96,26 @@ func TestChangeISRChecksLeaderEpoch(t *testing.T) {
 	s := threeBrokers(t)
 	ref := TopicRef{Name: "t", ID: TopicID{1}}
 	s = mustApply(t, s, &Command{CreateTopic: &TopicInfo{Name: "t", ID: ref.ID, Partitions: []PartitionInfo{{Replicas: []int32{1, 2, 3}, ISR: []int32{1, 2, 3}, Leader: 1}}}})
-	if _, res := apply(s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Leader: 1, LeaderEpoch: 3, ISR: []int32{1}}}); res.Err == nil || res.Err.Code != CodeFencedLeaderEpoch {
+	all := []int32{1, 2, 3}
+	if _, res := apply(s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Leader: 1, LeaderEpoch: 3, ISR: []int32{1}, From: all}}); res.Err == nil || res.Err.Code != CodeFencedLeaderEpoch {
 		t.Fatalf("stale epoch: got %v", res.Err)
 	}
-	if _, res := apply(s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Leader: 1, ISR: []int32{2}}}); res.Err == nil {
+	if _, res := apply(s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Leader: 1, ISR: []int32{2}, From: all}}); res.Err == nil {
 		t.Fatal("an ISR without its leader was accepted")
 	}
-	s = mustApply(t, s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Leader: 1, ISR: []int32{1, 3}}})
+	s = mustApply(t, s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Leader: 1, ISR: []int32{1, 3}, From: all}})
 	if got := s.Topics["t"].Partitions[0].ISR; !slices.Equal(got, []int32{1, 3}) {
 		t.Fatalf("ISR %v, want [1 3]", got)
+	}
+	// A change based on a stale ISR is refused: here the leader still
+	// believes 2 is in it.
+	if _, res := apply(s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Leader: 1, ISR: []int32{1, 2}, From: all}}); res.Err == nil {
+		t.Fatal("a change based on a stale ISR was accepted")
+	}
+	// A fenced broker cannot join.
+	s = mustApply(t, s, &Command{FenceBroker: &FenceBroker{ID: 2, Incarnation: "a"}})
+	if _, res := apply(s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Leader: 1, ISR: []int32{1, 2, 3}, From: []int32{1, 3}}}); res.Err == nil {
+		t.Fatal("a fenced broker joined the ISR")
 	}
 }
 
@@ -118,5 +129,19 @@ func TestCreateTopicRetryIsIdempotent(t *testing.T) {
 	other := &Command{CreateTopic: &TopicInfo{Name: "t", ID: TopicID{2}}}
 	if _, res := apply(s, other); res.Err == nil || res.Err.Code != CodeTopicAlreadyExists {
 		t.Fatalf("second topic of the same name: got %v", res.Err)
+	}
+}
+
+// A broker that restarts within its session (a new incarnation while still
+// unfenced) loses its leaderships and ISR places, as if it had been fenced.
+func TestQuickRestartIsFencedFirst(t *testing.T) {
+	s := threeBrokers(t)
+	s = mustApply(t, s, &Command{CreateTopic: &TopicInfo{Name: "t", ID: TopicID{1}, Partitions: []PartitionInfo{
+		{Replicas: []int32{1, 2, 3}, ISR: []int32{1, 2, 3}, Leader: 1},
+	}}})
+	s = mustApply(t, s, &Command{RegisterBroker: &BrokerInfo{ID: 1, Incarnation: "b"}})
+	p := s.Topics["t"].Partitions[0]
+	if p.Leader != 2 || p.LeaderEpoch != 1 || slices.Contains(p.ISR, 1) || !s.Live(1) {
+		t.Fatalf("after a quick restart of 1: %+v live %v; want leader 2, epoch 1, 1 out of the ISR but live", p, s.Live(1))
 	}
 }

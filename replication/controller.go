@@ -124,7 +124,8 @@ type Controller struct {
 	store *raftboltdb.BoltStore
 	peers map[int32]string
 
-	self atomic.Pointer[BrokerInfo] // set by Start; nil before
+	self     atomic.Pointer[BrokerInfo] // set by Start; nil before
+	stopping atomic.Bool                // controlled shutdown began: no more heartbeats
 
 	proposeMu   sync.Mutex  // serialises planning and committing on the leader
 	leaderReady atomic.Bool // leader, and its FSM has caught up (barrier)
@@ -215,7 +216,10 @@ func (c *Controller) openRaft() error {
 	rc.HeartbeatTimeout = c.cfg.RaftHeartbeatTimeout
 	rc.ElectionTimeout = c.cfg.RaftElectionTimeout
 	rc.LeaderLeaseTimeout = c.cfg.RaftHeartbeatTimeout / 2
-	rc.CommitTimeout = 5 * time.Millisecond
+	// How often the leader tells followers the commit index when idle: the
+	// delay before they apply a change (the default, 50 ms, slows metadata
+	// propagation; 5 ms costs several percent of a core while idle).
+	rc.CommitTimeout = 20 * time.Millisecond
 	rc.SnapshotThreshold = c.cfg.SnapshotThreshold
 	rc.SnapshotInterval = c.cfg.SnapshotInterval
 	rc.TrailingLogs = c.cfg.SnapshotThreshold
@@ -553,6 +557,9 @@ func (c *Controller) heartbeatLoop() {
 	t := time.NewTicker(c.cfg.HeartbeatInterval)
 	defer t.Stop()
 	for {
+		if c.stopping.Load() {
+			return // a heartbeat now would unfence this broker again
+		}
 		sent := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.SessionTimeout/2)
 		var resp callResponse
@@ -562,6 +569,12 @@ func (c *Controller) heartbeatLoop() {
 			c.leaseMu.Lock()
 			c.pendingSent, c.pendingIdx = sent, resp.Index
 			c.leaseMu.Unlock()
+			// The lease may just have become current: let the subscriber
+			// act on the state now rather than at its next tick.
+			select {
+			case c.fsm.changed <- struct{}{}:
+			default:
+			}
 		}
 		select {
 		case <-c.closing:
@@ -643,6 +656,7 @@ func newClusterID() string {
 func (c *Controller) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		c.stopping.Store(true)
 		if self := c.self.Load(); self != nil && len(c.peers) > 1 {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_, _ = c.Propose(ctx, &Request{Shutdown: &FenceBroker{ID: self.ID, Incarnation: self.Incarnation}})

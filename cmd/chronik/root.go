@@ -47,6 +47,7 @@ other commands, or with any Kafka client.`,
 		newTopicCmd(),
 		newGroupCmd(),
 		newBenchCmd(),
+		newSearchCmd(env),
 		newClusterCmd(),
 		newHealthCmd(env),
 	)

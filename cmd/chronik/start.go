@@ -5,11 +5,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/chronik-go/chronik/broker"
+	"github.com/chronik-go/chronik/indexer"
 	"github.com/chronik-go/chronik/ops"
 	"github.com/chronik-go/chronik/replication"
 	"github.com/chronik-go/chronik/tier1"
@@ -44,10 +50,6 @@ func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.
 	if err != nil {
 		return err
 	}
-	if cfg.RealtimeIndex {
-		log.Warn("the realtime index is not available in this build yet; the setting is accepted and has no effect",
-			"setting", cfg.Origin("CHRONIK_REALTIME_INDEX"))
-	}
 	if cfg.Fsync == ops.FsyncNever {
 		log.Warn("acknowledging produces before fsync: acknowledged records can be lost on power failure or kernel crash",
 			"setting", cfg.Origin("CHRONIK_FSYNC"))
@@ -71,10 +73,22 @@ func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.
 	defer hs.Close()
 	log.Info("http listener ready", "addr", hs.Addr().String(), "pprof", cfg.Pprof)
 
+	var ix atomic.Pointer[indexer.Indexer]
+	bcfg.SegmentArchived = func(topic string, partition int32) {
+		if x := ix.Load(); x != nil {
+			x.Notify(topic, partition)
+		}
+	}
 	b, err := broker.New(bcfg)
 	if err != nil {
 		return fmt.Errorf("open broker in %s=%q: %w", cfg.Origin("CHRONIK_DATA_DIR"), cfg.DataDir, err)
 	}
+	stopSearch, err := startSearch(cfg, b, bcfg, hs, reg, log, &ix)
+	if err != nil {
+		_ = b.Close()
+		return err
+	}
+	defer stopSearch()
 	if err := b.Start(); err != nil {
 		_ = b.Close()
 		return fmt.Errorf("kafka listener on %s=%q: %w", cfg.Origin("CHRONIK_KAFKA_ADDR"), cfg.KafkaAddr, err)
@@ -85,6 +99,7 @@ func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.
 
 	<-ctx.Done()
 	log.Info("shutting down")
+	stopSearch()
 	if err := b.Close(); err != nil { // from here on /readyz answers 503
 		return fmt.Errorf("close broker: %w", err)
 	}
@@ -96,9 +111,8 @@ func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.
 }
 
 // brokerConfig maps the node configuration onto the broker's. The HTTP
-// listener is the node's (runStart); settings of features the broker does
-// not have yet (realtime index) stay in ops.Config; Tier 3's store is
-// opened by runStart.
+// listener is the node's (runStart); the search settings (indexer workers,
+// realtime index) are startSearch's; Tier 3's store is opened by runStart.
 func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 	bc := broker.DefaultConfig()
 	bc.DataDir = cfg.DataDir
@@ -143,4 +157,63 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 		return broker.Config{}, err
 	}
 	return bc, nil
+}
+
+// startSearch runs the batch indexer (unless CHRONIK_INDEX_WORKERS is 0)
+// and serves the search API on the HTTP listener.
+func startSearch(cfg ops.Config, b *broker.Broker, bcfg broker.Config, hs *ops.HTTPServer, reg prometheus.Registerer,
+	log *slog.Logger, ix *atomic.Pointer[indexer.Indexer]) (func(), error) {
+	cache, err := indexer.OpenCache(filepath.Join(cfg.DataDir, "search-cache"), 2<<30, 64)
+	if err != nil {
+		return nil, err
+	}
+	sl := b.SearchLog()
+	eng, err := indexer.NewEngine(indexer.EngineConfig{Log: sl, Store: bcfg.Tier3, Cache: cache, Realtime: cfg.RealtimeIndex})
+	if err != nil {
+		cache.Close()
+		return nil, err
+	}
+	rtCtx, rtStop := context.WithCancel(context.Background())
+	rtDone := make(chan struct{})
+	go func() {
+		defer close(rtDone)
+		if cfg.RealtimeIndex {
+			log.Info("realtime index of the active tail on", "setting", cfg.Origin("CHRONIK_REALTIME_INDEX"))
+			eng.RunRealtime(rtCtx, sl.TopicNames, time.Second)
+		}
+	}()
+	hs.Handle("POST /api/v1/search", indexer.Handler(eng, 4))
+	var x *indexer.Indexer
+	if cfg.IndexWorkers > 0 && bcfg.Tier3 != nil {
+		x, err = indexer.NewIndexer(indexer.Config{Log: sl, Store: bcfg.Tier3, Topics: sl.TopicNames, Workers: cfg.IndexWorkers,
+			TempDir: filepath.Join(cfg.DataDir, "index-build"), Logger: log, Metrics: reg})
+		if err != nil {
+			rtStop()
+			<-rtDone
+			cache.Close()
+			return nil, err
+		}
+		ix.Store(x)
+		x.Start()
+	} else {
+		log.Info("batch indexer off; searches index archived segments on the fly", "setting", cfg.Origin("CHRONIK_INDEX_WORKERS"))
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			rtStop()
+			<-rtDone
+			stopIndexer(x, ix, cache)
+		})
+	}, nil
+}
+
+// stopIndexer stops the indexer (uploads in flight are abandoned and
+// redone by the next run) and closes the index cache.
+func stopIndexer(x *indexer.Indexer, ix *atomic.Pointer[indexer.Indexer], cache *indexer.Cache) {
+	if x != nil {
+		ix.Store(nil)
+		x.Close()
+	}
+	cache.Close()
 }

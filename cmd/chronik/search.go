@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/chronik-go/chronik/indexer"
+	"github.com/chronik-go/chronik/ops"
+	"github.com/chronik-go/chronik/tier3"
+)
+
+type searchOpts struct {
+	server, bucket, cacheDir string
+	topics                   []string
+	from, to, output, sort   string
+	limit, offset            int
+}
+
+func newSearchCmd(env ops.Env) *cobra.Command {
+	var o searchOpts
+	cmd := &cobra.Command{
+		Use:   "search [--server URL | --bucket URL] --topic T [flags] QUERY",
+		Short: "Search records, archived ones included",
+		Long: `Search a topic's records with a Bleve query string, through a broker's HTTP API
+(--server, the default) or straight from object storage with no broker
+running (--bucket, the same URL forms as CHRONIK_TIER3_URL).
+
+  city:paris                 a JSON field (dotted paths: order.total:>100)
+  +status:failed -region:eu  required and excluded clauses
+  note:"disk full"           a phrase
+  headers.source:billing     a header value
+  key:order-1                the whole key (key.text:order for its words)
+  timeout                    a bare word: every text field, headers and text values
+
+Hits are newest first (--sort time for oldest first, score for relevance).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runSearch(cmd.Context(), o, args[0], env, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.server, "server", "http://127.0.0.1:6092", "a broker's HTTP address")
+	f.StringVar(&o.bucket, "bucket", "", "search object storage directly: file:///path, s3://bucket/prefix or minio://host:port/bucket/prefix")
+	f.StringSliceVar(&o.topics, "topic", nil, "topic to search (repeat or comma-separate for several)")
+	f.StringVar(&o.from, "from", "", "earliest timestamp: RFC 3339 (2026-03-01T12:00:00.250Z) or relative (-15m)")
+	f.StringVar(&o.to, "to", "", "latest timestamp, same forms as --from")
+	f.IntVar(&o.limit, "limit", indexer.DefaultLimit, "hits to return")
+	f.IntVar(&o.offset, "offset", 0, "hits to skip (paging)")
+	f.StringVar(&o.sort, "sort", "-time", "-time (newest first), time, or score")
+	f.StringVarP(&o.output, "output", "o", "table", "table, json or jsonl")
+	f.StringVar(&o.cacheDir, "cache-dir", "", "index and chunk cache of --bucket searches (default: the user cache dir)")
+	_ = cmd.MarkFlagRequired("topic")
+	return cmd
+}
+
+func runSearch(ctx context.Context, o searchOpts, q string, env ops.Env, stdout, stderr io.Writer) error {
+	switch o.output {
+	case "table", "json", "jsonl":
+	default:
+		return fmt.Errorf("--output %q is not table, json or jsonl", o.output)
+	}
+	if o.limit < 1 || o.limit > indexer.MaxLimit {
+		return fmt.Errorf("--limit %d must be 1 to %d", o.limit, indexer.MaxLimit)
+	}
+	api := indexer.APIRequest{Topics: o.topics, Query: q, From: o.from, To: o.to, Limit: o.limit, Offset: o.offset, Sort: o.sort}
+	// Relative times are resolved here, so the server's clock does not matter.
+	now := time.Now()
+	req, err := api.ToRequest(now)
+	if err != nil {
+		return err
+	}
+	if !req.From.IsZero() {
+		api.From = req.From.Format(time.RFC3339Nano)
+	}
+	if !req.To.IsZero() {
+		api.To = req.To.Format(time.RFC3339Nano)
+	}
+	if _, err := indexer.ParseQuery(q); err != nil {
+		return queryError(err, stderr)
+	}
+	prog := newSearchProgress(stderr)
+	defer prog.done()
+	var res *indexer.Result
+	if o.bucket != "" {
+		res, err = searchBucket(ctx, o, req, env, prog)
+	} else {
+		res, err = searchServer(ctx, o.server, api, prog)
+	}
+	prog.done()
+	if err != nil {
+		return queryError(err, stderr)
+	}
+	return printResult(stdout, o.output, res)
+}
+
+func queryError(err error, stderr io.Writer) error {
+	var qe *indexer.QueryError
+	if errors.As(err, &qe) {
+		fmt.Fprintln(stderr, qe.Caret())
+	}
+	return err
+}
+
+func searchServer(ctx context.Context, server string, api indexer.APIRequest, prog *searchProgress) (*indexer.Result, error) {
+	body, err := json.Marshal(api)
+	if err != nil {
+		return nil, err
+	}
+	u := strings.TrimSuffix(server, "/") + "/api/v1/search"
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("--server %q: %w", server, err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	stop := prog.spin("searching")
+	resp, err := http.DefaultClient.Do(hreq)
+	stop()
+	if err != nil {
+		if ctx.Err() == nil {
+			return nil, fmt.Errorf("cannot reach the search API at %s: is `chronik start` running? (%v)", server, err)
+		}
+		return nil, fmt.Errorf("search through %s: %w", server, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var ae indexer.APIError
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &ae) != nil || ae.Error == "" {
+			return nil, fmt.Errorf("search through %s: %s: %s", server, resp.Status, strings.TrimSpace(string(b)))
+		}
+		if ae.End > 0 {
+			return nil, &indexer.QueryError{Query: api.Query, Pos: ae.Pos, End: ae.End, Msg: strings.TrimPrefix(ae.Error, "bad query: ")}
+		}
+		return nil, errors.New(ae.Error)
+	}
+	var res indexer.Result
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		return nil, fmt.Errorf("search through %s: answer: %w", server, err)
+	}
+	return &res, nil
+}
+
+func searchBucket(ctx context.Context, o searchOpts, req indexer.Request, _ ops.Env, prog *searchProgress) (*indexer.Result, error) {
+	store, err := tier3.Open(ctx, o.bucket)
+	if err != nil {
+		return nil, fmt.Errorf("--bucket %q: %w", o.bucket, err)
+	}
+	dir := o.cacheDir
+	if dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			base = os.TempDir()
+		}
+		dir = filepath.Join(base, "chronik", "search")
+	}
+	cache, err := indexer.OpenCache(filepath.Join(dir, "indexes"), 2<<30, 64)
+	if err != nil {
+		return nil, err
+	}
+	defer cache.Close()
+	chunks, err := tier3.NewCache(filepath.Join(dir, "chunks-"+strconv.Itoa(os.Getpid())), 1<<30)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(filepath.Join(dir, "chunks-"+strconv.Itoa(os.Getpid())))
+	arch, err := tier3.NewArchive(store, tier3.ArchiveConfig{Cache: chunks, ReadAhead: -1})
+	if err != nil {
+		return nil, err
+	}
+	defer arch.Close()
+	eng, err := indexer.NewEngine(indexer.EngineConfig{Log: indexer.NewBucketLog(store, arch), Store: store, Cache: cache})
+	if err != nil {
+		return nil, err
+	}
+	req.Progress = prog.update
+	return eng.Search(ctx, req)
+}
+
+func printResult(w io.Writer, output string, res *indexer.Result) error {
+	switch output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	case "jsonl":
+		enc := json.NewEncoder(w)
+		for i := range res.Hits {
+			if err := enc.Encode(&res.Hits[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIMESTAMP\tTOPIC\tPARTITION\tOFFSET\tKEY\tVALUE")
+	for _, h := range res.Hits {
+		key := ""
+		if h.Key != nil {
+			key = *h.Key
+		}
+		v := string(h.Value)
+		if s, err := strconv.Unquote(v); err == nil {
+			v = s
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", h.Timestamp.Format(time.RFC3339Nano), h.Topic, h.Partition, h.Offset,
+			clip(key, 40), clip(strings.ReplaceAll(v, "\n", " "), 100))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%d of %d hits in %.1f ms\n", len(res.Hits), res.Total, res.TookMs)
+	return err
+}
+
+func clip(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+// progress reports on stderr, only when it is a terminal.
+type searchProgress struct {
+	w   io.Writer
+	tty bool
+	on  bool
+}
+
+func newSearchProgress(w io.Writer) *searchProgress {
+	p := &searchProgress{w: w}
+	if f, ok := w.(*os.File); ok {
+		p.tty = term.IsTerminal(int(f.Fd()))
+	}
+	return p
+}
+
+func (p *searchProgress) update(ready, total int) {
+	if !p.tty || total < 2 {
+		return
+	}
+	p.on = true
+	fmt.Fprintf(p.w, "\rindexes ready: %d/%d", ready, total)
+}
+
+// spin shows elapsed time until stop is called.
+func (p *searchProgress) spin(what string) (stop func()) {
+	if !p.tty {
+		return func() {}
+	}
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				p.on = true
+				fmt.Fprintf(p.w, "\r%s… %.1fs", what, time.Since(start).Seconds())
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+func (p *searchProgress) done() {
+	if p.on {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.on = false
+	}
+}

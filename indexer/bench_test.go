@@ -1,0 +1,235 @@
+package indexer
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/blevesearch/bleve/v2"
+
+	"github.com/chronik-go/chronik/tier3"
+)
+
+var cities = []string{"paris", "berlin", "lisbon", "rome", "madrid", "oslo", "vienna"}
+
+// benchRecord is record k of the benchmark corpus: about 100-150 bytes,
+// half JSON log events (two strings, one number), half text.
+func benchRecord(k int) *Record {
+	var v []byte
+	if k%2 == 0 {
+		v = fmt.Appendf(nil, `{"level":"l%d","city":"%s","status":"s%d","latency_ms":%d,"msg":"order %d shipped"}`, k%3, cities[k%7], k%5, k%1000, k)
+	} else {
+		v = fmt.Appendf(nil, "event %d from %s level l%d", k, cities[k%7], k%3)
+	}
+	return &Record{Timestamp: t0 + int64(k), Key: []byte("k-" + strconv.Itoa(k)), Value: v,
+		Headers: []Header{{Key: "src", Value: []byte("h" + strconv.Itoa(k%4))}}}
+}
+
+// benchLog holds n records in 3 partitions, in batches of 100 records and
+// segments of segBatches batches.
+func benchLog(n, segBatches int) *memLog {
+	l := newMemLog()
+	l.addTopic("bench", 3, segBatches)
+	for i := 0; i < n; i += 300 {
+		for p := int32(0); p < 3; p++ {
+			var recs []*Record
+			for k := i + int(p); k < min(i+300, n); k += 3 {
+				recs = append(recs, benchRecord(k))
+			}
+			if len(recs) > 0 {
+				l.add("bench", p, recs)
+			}
+		}
+	}
+	return l
+}
+
+// BenchmarkIndexSegment measures indexing throughput: one partition's
+// 20,000 records into one on-disk segment index (what an indexer worker
+// does per segment, upload aside), on one core.
+func BenchmarkIndexSegment(b *testing.B) {
+	l := benchLog(60_000, 1<<30)
+	t, _ := l.Topic(context.Background(), "bench")
+	var bytes int64
+	for _, mb := range l.topics["bench"].parts[0] {
+		bytes += int64(len(mb.b))
+	}
+	b.SetBytes(bytes)
+	b.ReportAllocs()
+	recs := 0
+	for i := 0; b.Loop(); i++ {
+		d, err := newDiskBuilder(filepath.Join(b.TempDir(), strconv.Itoa(i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs = 0
+		if err := scan(context.Background(), l, t, 0, 0, 1<<62, func(r *Record) error { recs++; return d.add(r) }); err != nil {
+			b.Fatal(err)
+		}
+		if err := d.close(); err != nil {
+			b.Fatal(err)
+		}
+		if i == 0 {
+			b.ReportMetric(float64(dirSize(d.dir))/float64(recs), "index-bytes/record")
+		}
+	}
+	b.ReportMetric(float64(recs)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// searchQueries are selective (about 100 hits per million records) and
+// broad queries.
+var searchQueries = []string{"+status:s1 +latency_ms:>=990 +city:paris", "lisbon", `"level l2" +berlin`}
+
+// buildSegmentCopies builds one segment index of perSeg records and
+// hard-links its files into segs directories: the index side of segs x perSeg
+// archived records (every copy holds the same documents, so hits repeat,
+// but each search does the work of segs distinct indexes).
+func buildSegmentCopies(b *testing.B, dir string, perSeg, segs int) []string {
+	l := benchLog(perSeg, 1<<30)
+	t, _ := l.Topic(context.Background(), "bench")
+	first := filepath.Join(dir, "0")
+	d, err := newDiskBuilder(first)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for p := int32(0); p < 3; p++ {
+		if err := scan(context.Background(), l, t, p, 0, 1<<62, d.add); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := d.close(); err != nil {
+		b.Fatal(err)
+	}
+	dirs := []string{first}
+	for i := 1; i < segs; i++ {
+		to := filepath.Join(dir, strconv.Itoa(i))
+		if err := linkTree(first, to); err != nil {
+			b.Fatal(err)
+		}
+		dirs = append(dirs, to)
+	}
+	return dirs
+}
+
+// BenchmarkSearchIndexes measures the index side of a search over many
+// archived segments with their indexes cached and open: one alias search,
+// sorted newest first, top 100. CHRONIK_BENCH_SEGMENTS (100) segments of
+// 100,000 records: 10 M records by default.
+func BenchmarkSearchIndexes(b *testing.B) {
+	segs := 100
+	if v, err := strconv.Atoi(os.Getenv("CHRONIK_BENCH_SEGMENTS")); err == nil && v > 0 {
+		segs = v
+	}
+	dirs := buildSegmentCopies(b, b.TempDir(), 100_000, segs)
+	var idxs []bleve.Index
+	for _, d := range dirs {
+		idx, err := openDir(d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer idx.Close()
+		idxs = append(idxs, idx)
+	}
+	alias := bleve.NewIndexAlias(idxs...)
+	order, _ := sortOrder("-time")
+	for _, qs := range searchQueries {
+		q, err := ParseQuery(qs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("records=%dM/q=%s", segs/10, qs), func(b *testing.B) {
+			var lat []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				sr := bleve.NewSearchRequestOptions(q, 100, 0, false)
+				sr.SortByCustom(order)
+				if _, err := alias.Search(sr); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			reportLatency(b, lat)
+		})
+	}
+}
+
+func reportLatency(b *testing.B, lat []time.Duration) {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkSearch measures whole searches through the engine (plan,
+// indexes, one alias search, every hit's record read back) over 60,000
+// archived records in 6 segments: cached (indexes in the cache) and cold
+// (every index downloaded from the store and unpacked again).
+func BenchmarkSearch(b *testing.B) {
+	l := benchLog(60_000, 100) // 6 segments of 10,000 records
+	store := tier3.NewMemStore()
+	x := &Indexer{cfg: Config{Log: l, Store: store}, mans: map[partKey]*IndexManifest{}, m: newPoolMetrics(nil)}
+	x.cfg.TempDir = b.TempDir()
+	x.log = discardLogger()
+	for p := int32(0); p < 3; p++ {
+		if err := x.indexPartition(context.Background(), partKey{"bench", p}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	for _, cold := range []bool{false, true} {
+		for _, qs := range searchQueries {
+			b.Run(fmt.Sprintf("cold=%t/q=%s", cold, qs), func(b *testing.B) {
+				e := newBenchEngine(b, l, store)
+				if _, err := e.Search(ctx, Request{Topics: []string{"bench"}, Query: qs}); err != nil {
+					b.Fatal(err)
+				}
+				var lat []time.Duration
+				for b.Loop() {
+					if cold {
+						b.StopTimer()
+						e = newBenchEngine(b, l, store)
+						b.StartTimer()
+					}
+					start := time.Now()
+					r, err := e.Search(ctx, Request{Topics: []string{"bench"}, Query: qs, Limit: 100})
+					if err != nil || len(r.Hits) == 0 || r.Built > 0 {
+						b.Fatal(err, len(r.Hits), r.Built)
+					}
+					lat = append(lat, time.Since(start))
+				}
+				reportLatency(b, lat)
+			})
+		}
+	}
+}
+
+func newBenchEngine(b *testing.B, l Log, store tier3.Store) *Engine {
+	c, err := OpenCache(b.TempDir(), 4<<30, 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	e, err := NewEngine(EngineConfig{Log: l, Store: store, Cache: c})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+// linkTree recreates dir from as to with hard links (no extra disk).
+func linkTree(from, to string) error {
+	return filepath.WalkDir(from, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o755)
+		}
+		return os.Link(path, filepath.Join(to, rel))
+	})
+}

@@ -1,0 +1,509 @@
+package indexer
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/blevesearch/bleve/v2"
+	"github.com/blevesearch/bleve/v2/search"
+	"github.com/blevesearch/bleve/v2/search/query"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/tier2"
+	"github.com/chronik-go/chronik/tier3"
+)
+
+// ErrUnknownTopic is returned (wrapped) for a topic the log does not have.
+var ErrUnknownTopic = errors.New("indexer: unknown topic")
+
+// errBadRequest marks a request that is wrong whatever the data.
+var errBadRequest = errors.New("indexer: bad request")
+
+// Engine answers searches over a Log: per partition, every archived
+// segment's index (uploaded, else built on the fly and cached, so the
+// hits are the same whatever the indexer did) and the not yet archived
+// rest indexed in memory; one Bleve search over all of them; each hit's
+// record read back by offset from its tier.
+type Engine struct {
+	log   Log
+	store tier3.Store // nil: no uploaded indexes are looked for
+	cache *Cache
+	build chan struct{} // bounds indexes built or downloaded at once
+	tails *tails        // realtime tail indexes; nil when off
+}
+
+// EngineConfig configures an Engine.
+type EngineConfig struct {
+	Log   Log
+	Store tier3.Store // where uploaded indexes are; nil if none
+	Cache *Cache      // required
+	// Parallel bounds the indexes downloaded or built at once (GOMAXPROCS).
+	Parallel int
+	// Realtime keeps an in-memory index of each partition's tail
+	// (realtime.go) instead of indexing the tail at every search.
+	Realtime bool
+}
+
+// NewEngine returns an engine.
+func NewEngine(cfg EngineConfig) (*Engine, error) {
+	if cfg.Log == nil || cfg.Cache == nil {
+		return nil, errors.New("indexer: an engine needs a log and a cache")
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = runtime.GOMAXPROCS(0)
+	}
+	e := &Engine{log: cfg.Log, store: cfg.Store, cache: cfg.Cache, build: make(chan struct{}, cfg.Parallel)}
+	if cfg.Realtime {
+		e.tails = newTails(4096)
+	}
+	return e, nil
+}
+
+// Request is one search.
+type Request struct {
+	Topics []string
+	Query  string // Bleve query-string syntax; empty matches everything
+	// From and To bound record timestamps, both inclusive; zero is open.
+	From, To time.Time
+	Limit    int    // hits returned; 0 means DefaultLimit
+	Offset   int    // hits skipped first (paging)
+	Sort     string // "-time" (newest first, the default), "time", "score"
+	// Progress, when set, is called as indexes become ready.
+	Progress func(ready, total int)
+}
+
+// Limits of a request.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 10_000_000
+)
+
+// maxScoreHits bounds offset + limit of a search sorted by score.
+const maxScoreHits = 100_000
+
+// pageSize is the most hits one Bleve request collects; larger limits
+// page with SearchAfter.
+var pageSize = 10_000
+
+// Result is a search's answer.
+type Result struct {
+	Total    uint64        `json:"total"`
+	Hits     []Hit         `json:"hits"`
+	Took     time.Duration `json:"-"`
+	Indexes  int           `json:"indexes"`      // segment and tail indexes searched
+	Built    int           `json:"built_on_fly"` // of them built for this search
+	Fetched  int           `json:"fetched"`      // hits whose record was read
+	Missing  int           `json:"missing"`      // hits whose record is gone (retention)
+	TookMs   float64       `json:"took_ms"`
+	Sort     string        `json:"sort"`
+	Truncate bool          `json:"-"`
+}
+
+// Hit is one matching record (DESIGN.md's jsonl shape).
+type Hit struct {
+	Topic     string            `json:"topic"`
+	Partition int32             `json:"partition"`
+	Offset    int64             `json:"offset"`
+	Timestamp time.Time         `json:"timestamp"`
+	Key       *string           `json:"key"`
+	Headers   map[string]string `json:"headers"`
+	Value     json.RawMessage   `json:"value"`
+	Score     float64           `json:"score,omitempty"`
+}
+
+// unit is one index to search: an archived segment or a piece of the
+// local tail.
+type unit struct {
+	key  string
+	mem  bool
+	t    Topic
+	p    int32
+	seg  *tier3.SegmentEntry // archived segment
+	obj  *IndexEntry         // its uploaded index, if any
+	from int64               // local piece: offsets [from, to)
+	to   int64
+}
+
+func segmentKey(t Topic, p int32, e *tier3.SegmentEntry) string {
+	return "seg/" + hex.EncodeToString(t.ID[:]) + "/" + strconv.Itoa(int(p)) + "/" + e.LogSHA256 + "/" + strconv.Itoa(mappingVersion)
+}
+
+// Search runs req.
+func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
+	start := time.Now()
+	q, err := ParseQuery(req.Query)
+	if err != nil {
+		return nil, err
+	}
+	if req.Limit == 0 {
+		req.Limit = DefaultLimit
+	}
+	if req.Limit < 0 || req.Limit > MaxLimit || req.Offset < 0 {
+		return nil, fmt.Errorf("%w: limit %d must be 1 to %d and offset %d not negative", errBadRequest, req.Limit, MaxLimit, req.Offset)
+	}
+	order, err := sortOrder(req.Sort)
+	if err != nil {
+		return nil, err
+	}
+	if req.Sort == "score" && req.Limit+req.Offset > maxScoreHits {
+		return nil, fmt.Errorf("%w: sorted by score, offset + limit may be at most %d (sort by time pages further)", errBadRequest, maxScoreHits)
+	}
+	if len(req.Topics) == 0 {
+		return nil, fmt.Errorf("%w: no topic to search", errBadRequest)
+	}
+	if !req.From.IsZero() && !req.To.IsZero() && req.To.Before(req.From) {
+		return nil, fmt.Errorf("%w: the time range ends (%s) before it starts (%s)", errBadRequest, req.To.Format(time.RFC3339Nano), req.From.Format(time.RFC3339Nano))
+	}
+	var units []unit
+	topics := map[string]Topic{}
+	for _, name := range req.Topics {
+		t, err := e.log.Topic(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		topics[name] = t
+		us, err := e.plan(ctx, t, req.From)
+		if err != nil {
+			return nil, err
+		}
+		units = append(units, us...)
+	}
+	handles, built, err := e.open(ctx, units, req.Progress)
+	defer func() {
+		for _, h := range handles {
+			if h != nil {
+				h.Release()
+			}
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Indexes: len(units), Built: built, Sort: req.Sort}
+	if res.Sort == "" {
+		res.Sort = "-time"
+	}
+	if len(handles) > 0 {
+		if err := e.collect(ctx, handles, timeBound(q, req.From, req.To), order, req, res); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.fetch(ctx, topics, res); err != nil {
+		return nil, err
+	}
+	res.Took = time.Since(start)
+	res.TookMs = float64(res.Took.Microseconds()) / 1000
+	return res, nil
+}
+
+func sortOrder(s string) (search.SortOrder, error) {
+	ts := func(desc bool) search.SearchSort {
+		return &search.SortField{Field: fieldTimestamp, Desc: desc, Type: search.SortFieldAsDate}
+	}
+	off := func(desc bool) search.SearchSort {
+		return &search.SortField{Field: fieldOffset, Desc: desc, Type: search.SortFieldAsNumber}
+	}
+	// Ties of timestamp and offset (other partitions or topics) are
+	// broken by document ID, so every order is total and pages never
+	// overlap.
+	switch s {
+	case "", "-time":
+		return search.SortOrder{ts(true), off(true), &search.SortDocID{Desc: true}}, nil
+	case "time":
+		return search.SortOrder{ts(false), off(false), &search.SortDocID{}}, nil
+	case "score":
+		return search.SortOrder{&search.SortScore{Desc: true}, ts(true), off(true), &search.SortDocID{Desc: true}}, nil
+	}
+	return nil, fmt.Errorf("%w: sort %q is not one of -time, time, score", errBadRequest, s)
+}
+
+func timeBound(q query.Query, from, to time.Time) query.Query {
+	if from.IsZero() && to.IsZero() {
+		return q
+	}
+	incl := true
+	r := query.NewDateRangeInclusiveQuery(from, to, &incl, &incl)
+	r.SetField(fieldTimestamp)
+	return query.NewConjunctionQuery([]query.Query{q, r})
+}
+
+// plan lists the indexes covering t's partitions from the time from on.
+func (e *Engine) plan(ctx context.Context, t Topic, from time.Time) ([]unit, error) {
+	var units []unit
+	for p := int32(0); p < t.Partitions; p++ {
+		pi, err := e.log.Partition(ctx, t, p)
+		if err != nil {
+			return nil, err
+		}
+		var im *IndexManifest
+		if e.store != nil && len(pi.Archived) > 0 {
+			if im, err = LoadIndexManifest(ctx, e.store, t.ID, p); err != nil {
+				return nil, fmt.Errorf("indexer: index manifest of %s/%d: %w", t.Name, p, err)
+			}
+		}
+		for i := range pi.Archived {
+			s := &pi.Archived[i]
+			if s.Next <= pi.LogStart || s.Size == 0 || (!from.IsZero() && s.MaxTs < from.UnixMilli()) {
+				continue
+			}
+			u := unit{key: segmentKey(t, p, s), t: t, p: p, seg: s}
+			if im != nil {
+				if ie, ok := im.find(s); ok {
+					u.obj = ie
+				}
+			}
+			units = append(units, u)
+		}
+		if end := pi.ArchivedEnd(); end < pi.End {
+			units = append(units, unit{mem: true, t: t, p: p, from: end, to: pi.End,
+				key: "tail/" + hex.EncodeToString(t.ID[:]) + "/" + strconv.Itoa(int(p)) + "/" + strconv.FormatInt(end, 10) + "-" + strconv.FormatInt(pi.End, 10)})
+		}
+	}
+	return units, nil
+}
+
+// open gets every unit's index, downloading or building at most
+// Parallel at once. It returns how many it built.
+func (e *Engine) open(ctx context.Context, units []unit, progress func(int, int)) ([]*Handle, int, error) {
+	handles := make([]*Handle, len(units))
+	var mu sync.Mutex
+	var firstErr error
+	ready, built := 0, 0
+	var wg sync.WaitGroup
+	for i := range units {
+		u := &units[i]
+		select {
+		case e.build <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return handles, built, ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-e.build; wg.Done() }()
+			didBuild := false
+			var h *Handle
+			var err error
+			if u.mem && e.tails != nil {
+				h, err = e.tailHandle(ctx, u)
+			} else {
+				h, err = e.cache.Get(ctx, u.key, u.mem, func(dir string) (bleve.Index, error) {
+					if u.obj != nil {
+						idx, err := e.download(ctx, u, dir)
+						if err == nil {
+							return idx, nil
+						}
+						if ctx.Err() != nil {
+							return nil, err
+						}
+						// A damaged or missing index object: the segment is
+						// still searchable, indexed here.
+						_ = removeAll(dir)
+					}
+					didBuild = u.seg != nil
+					return e.buildUnit(ctx, u, dir)
+				})
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			handles[i] = h
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			ready++
+			if didBuild {
+				built++
+			}
+			if progress != nil {
+				progress(ready, len(units))
+			}
+		}()
+	}
+	wg.Wait()
+	return handles, built, firstErr
+}
+
+func (e *Engine) download(ctx context.Context, u *unit, dir string) (bleve.Index, error) {
+	rc, info, err := e.store.Get(ctx, tier3.PartitionPrefix(u.t.ID, u.p)+u.obj.Object)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	if info.SHA256 != "" && info.SHA256 != u.obj.SHA256 {
+		return nil, fmt.Errorf("%w: index %s is not the one its manifest names", tier3.ErrChecksum, u.obj.Object)
+	}
+	if err := unpack(rc, dir); err != nil {
+		return nil, err
+	}
+	return openDir(dir)
+}
+
+// buildUnit indexes a unit's records.
+func (e *Engine) buildUnit(ctx context.Context, u *unit, dir string) (bleve.Index, error) {
+	var b builder
+	var err error
+	if dir == "" {
+		b, err = newMemBuilder()
+	} else {
+		b, err = newDiskBuilder(dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	from, to := u.from, u.to
+	if u.seg != nil {
+		from, to = u.seg.Base, u.seg.Next
+	}
+	if err := scan(ctx, e.log, u.t, u.p, from, to, b.add); err != nil {
+		b.abort()
+		return nil, err
+	}
+	return b.finish()
+}
+
+// collect runs the search over every index and keeps the requested page.
+func (e *Engine) collect(ctx context.Context, handles []*Handle, q query.Query, order search.SortOrder, req Request, res *Result) error {
+	idxs := make([]bleve.Index, len(handles))
+	for i, h := range handles {
+		idxs[i] = h.Index()
+	}
+	alias := bleve.NewIndexAlias(idxs...)
+	var after []string
+	skip := req.Offset
+	page := pageSize
+	if req.Sort == "score" {
+		// SearchAfter does not resume a score order reliably across
+		// indexes: one request (limit checked in Search).
+		page = req.Limit
+	}
+	for len(res.Hits) < req.Limit {
+		size := min(page, req.Limit-len(res.Hits))
+		sr := bleve.NewSearchRequestOptions(q, size, 0, false)
+		if after == nil {
+			sr.From = skip
+		} else {
+			sr.SetSearchAfter(after)
+		}
+		sr.SortByCustom(order)
+		out, err := alias.SearchInContext(ctx, sr)
+		if err != nil {
+			return &QueryError{Query: req.Query, End: len(req.Query), Msg: err.Error()}
+		}
+		res.Total = out.Total
+		for _, m := range out.Hits {
+			topic, p, off, ok := ParseDocID(m.ID)
+			if !ok {
+				return fmt.Errorf("indexer: index holds a document named %q", m.ID)
+			}
+			res.Hits = append(res.Hits, Hit{Topic: topic, Partition: p, Offset: off, Score: m.Score})
+		}
+		if len(out.Hits) < size {
+			break
+		}
+		// Typed sort fields take their SearchAfter values decoded
+		// (RFC 3339, decimal), as DecodedSort holds them.
+		last := out.Hits[len(out.Hits)-1]
+		after = make([]string, len(order))
+		for i, so := range order {
+			switch {
+			case i < len(last.DecodedSort) && last.DecodedSort[i] != "":
+				after[i] = last.DecodedSort[i]
+			case so.RequiresScoring():
+				after[i] = strconv.FormatFloat(last.Score, 'g', -1, 64)
+			default:
+				after[i] = last.Sort[i]
+			}
+		}
+	}
+	if req.Sort != "score" {
+		for i := range res.Hits {
+			res.Hits[i].Score = 0
+		}
+	}
+	return nil
+}
+
+// fetch reads every hit's record from its tier, a batch at a time.
+func (e *Engine) fetch(ctx context.Context, topics map[string]Topic, res *Result) error {
+	type batchKey struct {
+		topic string
+		p     int32
+	}
+	type decoded struct {
+		first, last int64
+		recs        map[int64]*Record
+	}
+	recent := map[batchKey][]*decoded{}
+	kept := res.Hits[:0]
+	for _, h := range res.Hits {
+		bk := batchKey{h.Topic, h.Partition}
+		var r *Record
+		for _, d := range recent[bk] {
+			if h.Offset >= d.first && h.Offset <= d.last {
+				r = d.recs[h.Offset]
+				break
+			}
+		}
+		if r == nil {
+			t := topics[h.Topic]
+			b, err := e.log.Read(ctx, t, h.Partition, h.Offset, 1)
+			if err != nil {
+				return fmt.Errorf("indexer: read hit %s/%d@%d: %w", h.Topic, h.Partition, h.Offset, err)
+			}
+			d := &decoded{first: h.Offset, last: lastOffset(b), recs: map[int64]*Record{}}
+			err = tier2.EachBatchRecord(b, func(kr *kmsg.Record, off, ts int64) {
+				rec := &Record{Offset: off, Timestamp: ts, Key: kr.Key, Value: kr.Value}
+				for _, hd := range kr.Headers {
+					rec.Headers = append(rec.Headers, Header{Key: hd.Key, Value: hd.Value})
+				}
+				d.recs[off] = rec
+			})
+			if err != nil {
+				return fmt.Errorf("indexer: records of hit %s/%d@%d: %w", h.Topic, h.Partition, h.Offset, err)
+			}
+			l := append(recent[bk], d)
+			if len(l) > 16 {
+				l = l[1:]
+			}
+			recent[bk] = l
+			r = d.recs[h.Offset]
+		}
+		if r == nil {
+			res.Missing++
+			continue
+		}
+		fillHit(&h, r)
+		res.Fetched++
+		kept = append(kept, h)
+	}
+	res.Hits = kept
+	return nil
+}
+
+func fillHit(h *Hit, r *Record) {
+	h.Timestamp = time.UnixMilli(r.Timestamp).UTC()
+	if r.Key != nil {
+		k := string(validUTF8(r.Key))
+		h.Key = &k
+	}
+	h.Headers = make(map[string]string, len(r.Headers))
+	for _, hd := range r.Headers {
+		h.Headers[hd.Key] = string(validUTF8(hd.Value))
+	}
+	switch {
+	case r.Value == nil:
+		h.Value = json.RawMessage("null")
+	case len(r.Value) > 0 && r.Value[0] == '{' && json.Valid(r.Value):
+		h.Value = json.RawMessage(append([]byte(nil), r.Value...))
+	default:
+		b, _ := json.Marshal(string(validUTF8(r.Value)))
+		h.Value = b
+	}
+}

@@ -1,0 +1,347 @@
+package indexer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/chronik-go/chronik/tier3"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMilli()
+
+// mappingLog holds a few records of every kind.
+func mappingLog() *memLog {
+	l := newMemLog()
+	l.addTopic("orders", 2, 1)
+	l.add("orders", 0, []*Record{
+		{Timestamp: t0, Key: []byte("order-1"), Value: []byte(`{"city":"paris","order":{"total":120.5,"paid":true},"created":"2026-02-01T10:00:00.5Z","note":"disk full again","key":"inner"}`),
+			Headers: []Header{{Key: "source", Value: []byte("billing api")}}},
+		{Timestamp: t0 + 1000, Key: []byte("order-2"), Value: []byte(`{"city":"berlin","order":{"total":80,"paid":false},"tags":["urgent","eu"]}`)},
+	})
+	l.add("orders", 1, []*Record{
+		{Timestamp: t0 + 2000, Key: []byte("order-3"), Value: []byte(`plain text mentions paris and disk`)},
+		{Timestamp: t0 + 3000, Value: []byte(`{"city":"Paris","order":{"total":100}}`), Headers: []Header{{Key: "source", Value: []byte("web")}}},
+	})
+	l.add("orders", 1, []*Record{{Timestamp: t0 + 4000, Key: []byte("tail-1"), Value: []byte(`{"city":"rome"}`)}}) // tail
+	return l
+}
+
+func coords(r *Result) []string {
+	var out []string
+	for _, h := range r.Hits {
+		out = append(out, fmt.Sprintf("%d/%d", h.Partition, h.Offset))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestFieldMapping(t *testing.T) {
+	e := newTestEngine(t, mappingLog(), nil)
+	cases := []struct {
+		q    string
+		want []string
+	}{
+		{"city:paris", []string{"0/0", "1/1"}},               // text, lower-cased
+		{"paris", []string{"0/0", "1/0", "1/1"}},             // bare term: JSON and plain values
+		{`note:"disk full"`, []string{"0/0"}},                // phrase
+		{`"full disk"`, nil},                                 // word order counts
+		{"order.total:>=100", []string{"0/0", "1/1"}},        // numeric range on a dotted path
+		{"order.total:80", []string{"0/1"}},                  // numeric equality
+		{"order.paid:true", []string{"0/0"}},                 // boolean
+		{`created:>"2026-01-31T00:00:00Z"`, []string{"0/0"}}, // RFC 3339 string typed as a date
+		{"headers.source:billing", []string{"0/0"}},          // header value
+		{"billing", []string{"0/0"}},                         // headers are in the bare-term field
+		{"key:order-1", []string{"0/0"}},                     // key as one keyword
+		{"key:order", nil},                                   // ... not its words
+		{"key.text:order", []string{"0/0", "0/1", "1/0"}},    // key words
+		{"value.key:inner", []string{"0/0"}},                 // JSON member colliding with a record field
+		{"tags:urgent", []string{"0/1"}},                     // array element
+		{"+city:paris -headers.source:web", []string{"0/0"}},
+		{"city:rome", []string{"1/2"}},                                   // the tail, not archived
+		{"partition:1 offset:>=1", []string{"0/1", "1/0", "1/1", "1/2"}}, // OR
+		{"partition:1 +offset:>=1", []string{"0/1", "1/1", "1/2"}},       // optional beside a required clause
+		{"+partition:1 +offset:>=1", []string{"1/1", "1/2"}},
+		{"", []string{"0/0", "0/1", "1/0", "1/1", "1/2"}},
+	}
+	for _, c := range cases {
+		r, err := e.Search(context.Background(), Request{Topics: []string{"orders"}, Query: c.q, Limit: 100})
+		if err != nil {
+			t.Errorf("%q: %v", c.q, err)
+			continue
+		}
+		if d := cmp.Diff(c.want, coords(r)); d != "" {
+			t.Errorf("%q: hits (-want +got):\n%s", c.q, d)
+		}
+	}
+}
+
+func TestHitShape(t *testing.T) {
+	e := newTestEngine(t, mappingLog(), nil)
+	r, err := e.Search(context.Background(), Request{Topics: []string{"orders"}, Query: "key:order-1 OR key:order-3", Sort: "time"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Hits) != 2 || r.Total != 2 {
+		t.Fatalf("got %d hits of %d, want 2", len(r.Hits), r.Total)
+	}
+	h := r.Hits[0]
+	if h.Topic != "orders" || h.Partition != 0 || h.Offset != 0 || h.Timestamp.UnixMilli() != t0 || *h.Key != "order-1" ||
+		h.Headers["source"] != "billing api" || !strings.HasPrefix(string(h.Value), `{"city":"paris"`) {
+		t.Errorf("first hit %+v value %s", h, h.Value)
+	}
+	if string(r.Hits[1].Value) != `"plain text mentions paris and disk"` {
+		t.Errorf("a text value is a JSON string, got %s", r.Hits[1].Value)
+	}
+}
+
+func TestQueryErrors(t *testing.T) {
+	e := newTestEngine(t, mappingLog(), nil)
+	cases := []struct{ q, bad string }{
+		{`order.total:>5 city:"paris`, `city:"paris`},
+		{`city:paris timestamp:>"yesterday"`, `timestamp:>"yesterday"`},
+		{"city:paris order.total:>>5", "order.total:>>5"},
+	}
+	for _, c := range cases {
+		_, err := e.Search(context.Background(), Request{Topics: []string{"orders"}, Query: c.q})
+		var qe *QueryError
+		if !errors.As(err, &qe) {
+			t.Errorf("%q: got %v, want a query error", c.q, err)
+			continue
+		}
+		if c.bad != "" && qe.Query[qe.Pos:qe.End] != c.bad {
+			t.Errorf("%q: blamed %q, want %q", c.q, qe.Query[qe.Pos:qe.End], c.bad)
+		}
+		if !strings.Contains(qe.Caret(), "^") {
+			t.Errorf("%q: caret %q", c.q, qe.Caret())
+		}
+	}
+	if _, err := e.Search(context.Background(), Request{Topics: []string{"nope"}, Query: "x"}); !errors.Is(err, ErrUnknownTopic) {
+		t.Errorf("unknown topic: %v", err)
+	}
+	if _, err := e.Search(context.Background(), Request{Topics: []string{"orders"}, Sort: "size"}); err == nil {
+		t.Errorf("a bad sort was accepted")
+	}
+}
+
+// pagingLog: 3 partitions, 10 segments of 4 batches of 5 records each,
+// timestamps interleaved across partitions, and a tail.
+func pagingLog() (*memLog, int) {
+	l := newMemLog()
+	l.addTopic("events", 3, 4)
+	n := 0
+	for b := 0; b < 41; b++ {
+		for p := int32(0); p < 3; p++ {
+			var recs []*Record
+			for i := 0; i < 5; i++ {
+				ts := t0 + int64(n%97)*10 + int64(p) // duplicates across batches: ties broken by partition, offset
+				recs = append(recs, &Record{Timestamp: ts, Value: []byte(fmt.Sprintf(`{"n":%d,"word":"w%d"}`, n, n%3))})
+				n++
+			}
+			l.add("events", p, recs)
+		}
+	}
+	return l, n
+}
+
+func TestPagingAndMergeOrder(t *testing.T) {
+	l, _ := pagingLog()
+	e := newTestEngine(t, l, nil)
+	ctx := context.Background()
+	all, err := e.Search(ctx, Request{Topics: []string{"events"}, Query: "word:w1", Limit: 10000, Sort: "time"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int(all.Total) != len(all.Hits) || len(all.Hits) == 0 {
+		t.Fatalf("total %d, hits %d", all.Total, len(all.Hits))
+	}
+	for i := 1; i < len(all.Hits); i++ {
+		a, b := all.Hits[i-1], all.Hits[i]
+		if a.Timestamp.After(b.Timestamp) || a.Timestamp.Equal(b.Timestamp) && (a.Offset > b.Offset || a.Offset == b.Offset &&
+			DocID(a.Topic, a.Partition, a.Offset) >= DocID(b.Topic, b.Partition, b.Offset)) {
+			t.Fatalf("hits %d and %d out of order: %+v %+v", i-1, i, a, b)
+		}
+	}
+	// Limits above a Bleve page are collected page by page.
+	defer func(n int) { pageSize = n }(pageSize)
+	pageSize = 50
+	for _, sortBy := range []string{"time", "-time", "score"} {
+		one, err := e.Search(ctx, Request{Topics: []string{"events"}, Query: "word:w1", Limit: 10000, Sort: sortBy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(one.Hits) != int(one.Total) {
+			t.Errorf("sort %s: %d hits of %d with pages of %d", sortBy, len(one.Hits), one.Total, pageSize)
+		}
+		if sortBy == "time" {
+			if d := cmp.Diff(all.Hits, one.Hits); d != "" {
+				t.Errorf("paged collection differs:\n%s", d)
+			}
+		}
+	}
+	var paged []Hit
+	for off := 0; off < len(all.Hits); off += 37 {
+		r, err := e.Search(ctx, Request{Topics: []string{"events"}, Query: "word:w1", Limit: 37, Offset: off, Sort: "time"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		paged = append(paged, r.Hits...)
+	}
+	if d := cmp.Diff(all.Hits, paged); d != "" {
+		t.Errorf("pages differ from one search (-one +pages):\n%s", d)
+	}
+	desc, err := e.Search(ctx, Request{Topics: []string{"events"}, Query: "word:w1", Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Reverse(desc.Hits)
+	if d := cmp.Diff(all.Hits, desc.Hits); d != "" {
+		t.Errorf("-time is not time reversed:\n%s", d)
+	}
+	// A time range keeps what falls in it, bounds included.
+	from, to := time.UnixMilli(t0+100), time.UnixMilli(t0+200)
+	r, err := e.Search(ctx, Request{Topics: []string{"events"}, Limit: 10000, From: from, To: to, Sort: "time"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	all2, _ := e.Search(ctx, Request{Topics: []string{"events"}, Limit: 10000})
+	for _, h := range all2.Hits {
+		if !h.Timestamp.Before(from) && !h.Timestamp.After(to) {
+			want++
+		}
+	}
+	if len(r.Hits) != want || want == 0 {
+		t.Errorf("time range: %d hits, want %d", len(r.Hits), want)
+	}
+}
+
+// TestUploadedIndexesGiveTheSameHits: the indexer uploads an index per
+// archived segment; a search then downloads them instead of building, and
+// finds what a search over on-the-fly indexes finds. Retention dropping a
+// segment drops its index.
+func TestUploadedIndexesGiveTheSameHits(t *testing.T) {
+	l, _ := pagingLog()
+	store := tier3.NewMemStore()
+	x, err := NewIndexer(Config{Log: l, Store: store, Topics: func() []string { return []string{"events"} }, TempDir: t.TempDir(), Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for p := int32(0); p < 3; p++ {
+		if err := x.indexPartition(ctx, partKey{"events", p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pi, _ := l.Partition(ctx, Topic{Name: "events"}, 0)
+	im, err := LoadIndexManifest(ctx, store, l.topics["events"].t.ID, 0)
+	if err != nil || len(im.Indexes) != len(pi.Archived) || len(pi.Archived) < 2 {
+		t.Fatalf("index manifest %+v (%v) for %d segments", im, err, len(pi.Archived))
+	}
+	if segs, recs := x.Lag(); segs != 0 || recs != 0 {
+		t.Errorf("lag %d segments %d records after indexing", segs, recs)
+	}
+	uploaded := newTestEngine(t, l, store)
+	onTheFly := newTestEngine(t, l, nil)
+	for i, q := range []string{"word:w2", "n:>=100", ""} {
+		a, err := uploaded.Search(ctx, Request{Topics: []string{"events"}, Query: q, Limit: 10000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := onTheFly.Search(ctx, Request{Topics: []string{"events"}, Query: q, Limit: 10000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Built != 0 || (i == 0) != (b.Built > 0) {
+			t.Errorf("%q: built %d with uploaded indexes, %d without", q, a.Built, b.Built)
+		}
+		if d := cmp.Diff(b.Hits, a.Hits); d != "" || a.Total != b.Total {
+			t.Errorf("%q: uploaded indexes differ from on-the-fly ones:\n%s", q, d)
+		}
+	}
+	// A damaged index object is not used: the segment is indexed here.
+	key := tier3.PartitionPrefix(l.topics["events"].t.ID, 0) + im.Indexes[0].Object
+	if _, err := store.Put(ctx, key, strings.NewReader("garbage"), 7); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newTestEngine(t, l, store)
+	r, err := fresh.Search(ctx, Request{Topics: []string{"events"}, Query: "word:w2", Limit: 10000})
+	if err != nil || r.Built != 1 {
+		t.Errorf("damaged index: built %d, err %v", r.Built, err)
+	}
+}
+
+// TestRealtimeTail: with the realtime index, a search finds the same
+// records as without, as the tail grows and its front is archived.
+func TestRealtimeTail(t *testing.T) {
+	l := newMemLog()
+	l.addTopic("live", 1, 3)
+	c, err := OpenCache(t.TempDir(), 1<<30, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rt, err := NewEngine(EngineConfig{Log: l, Cache: c, Realtime: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := newTestEngine(t, l, nil)
+	ctx := context.Background()
+	n := 0
+	for step := 0; step < 7; step++ { // 7 batches: segments archive at 3 and 6
+		var recs []*Record
+		for i := 0; i < 10; i++ {
+			recs = append(recs, &Record{Timestamp: t0 + int64(n), Value: []byte(fmt.Sprintf(`{"n":%d,"w":"w%d"}`, n, n%4))})
+			n++
+		}
+		l.add("live", 0, recs)
+		if step == 4 {
+			// The background loop may run between searches.
+			loopCtx, cancel := context.WithCancel(ctx)
+			go rt.RunRealtime(loopCtx, func() []string { return []string{"live"} }, time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
+			cancel()
+		}
+		for _, q := range []string{"w:w1", "n:>=5", ""} {
+			a, err := rt.Search(ctx, Request{Topics: []string{"live"}, Query: q, Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := plain.Search(ctx, Request{Topics: []string{"live"}, Query: q, Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(b.Hits, a.Hits); d != "" || a.Total != b.Total {
+				t.Fatalf("step %d %q: realtime differs (-plain +realtime):\n%s", step, q, d)
+			}
+		}
+	}
+}
+
+// A topic with search.enabled=false is not indexed, and is still searched.
+func TestSearchDisabledTopicNotIndexed(t *testing.T) {
+	l, _ := pagingLog()
+	l.topics["events"].t.SearchEnabled = false
+	store := tier3.NewMemStore()
+	x, err := NewIndexer(Config{Log: l, Store: store, Topics: func() []string { return []string{"events"} }, TempDir: t.TempDir(), Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := x.indexPartition(ctx, partKey{"events", 0}); err != nil {
+		t.Fatal(err)
+	}
+	if objs, _ := store.List(ctx, ""); len(objs) != 0 {
+		t.Errorf("indexed a topic with search disabled: %v", objs)
+	}
+	r, err := newTestEngine(t, l, store).Search(ctx, Request{Topics: []string{"events"}, Query: "word:w1", Limit: 1})
+	if err != nil || r.Total == 0 {
+		t.Errorf("search of a topic with search disabled: %v, %d hits", err, r.Total)
+	}
+}

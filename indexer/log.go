@@ -1,0 +1,126 @@
+package indexer
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/tier2"
+	"github.com/chronik-go/chronik/tier3"
+)
+
+// Log is what the indexer and the search engine read partitions from: a
+// broker (every tier: the archive, local segments and the active tail) or
+// a bucket alone (BucketLog). Implementations are safe for concurrent use.
+type Log interface {
+	// Topic resolves a topic by name; an unknown topic is an error that
+	// wraps ErrUnknownTopic.
+	Topic(ctx context.Context, name string) (Topic, error)
+	// Partition describes one partition of t.
+	Partition(ctx context.Context, t Topic, partition int32) (Partition, error)
+	// Read returns whole stored batches from the one holding offset on,
+	// up to about maxBytes (the first batch whole, as a Kafka fetch), or
+	// nothing at the end of the log.
+	Read(ctx context.Context, t Topic, partition int32, offset int64, maxBytes int) ([]byte, error)
+}
+
+// Topic is a topic as the log knows it.
+type Topic struct {
+	Name       string
+	ID         [16]byte
+	Partitions int32
+	// SearchEnabled is the topic's search.enabled config: the indexer
+	// skips topics that have it false. Search reads them all the same.
+	SearchEnabled bool
+}
+
+// Partition is one partition's extent.
+type Partition struct {
+	// Archived lists the partition's archived segments (the Tier 3
+	// manifest), in offset order.
+	Archived []tier3.SegmentEntry
+	// LogStart is the first offset that may be read.
+	LogStart int64
+	// End is the offset after the last readable record: the high
+	// watermark through a broker, the archive's end in a bucket.
+	End int64
+	// Follower is set when this log is a replica that does not lead the
+	// partition: the leader, which uploads its segments, also indexes
+	// them (one writer per index manifest).
+	Follower bool
+}
+
+// ArchivedEnd returns the offset after the last archived segment, or
+// LogStart when nothing is archived.
+func (p *Partition) ArchivedEnd() int64 {
+	if len(p.Archived) == 0 {
+		return p.LogStart
+	}
+	return max(p.LogStart, p.Archived[len(p.Archived)-1].Next)
+}
+
+// readChunk bounds one Read of a scan.
+const readChunk = 4 << 20
+
+// scan calls fn with every record of t's partition whose offset is in
+// [from, to), in offset order. Records passed to fn share no buffers with
+// later ones, so fn may keep them.
+func scan(ctx context.Context, l Log, t Topic, partition int32, from, to int64, fn func(r *Record) error) error {
+	next := from
+	for next < to {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b, err := l.Read(ctx, t, partition, next, readChunk)
+		if err != nil {
+			return fmt.Errorf("read %s/%d at %d: %w", t.Name, partition, next, err)
+		}
+		if len(b) == 0 {
+			return nil
+		}
+		last := lastOffset(b)
+		if last < next {
+			return fmt.Errorf("read %s/%d at %d: the log returned offsets up to %d only", t.Name, partition, next, last)
+		}
+		var ferr error
+		err = tier2.EachBatchRecord(b, func(kr *kmsg.Record, off, ts int64) {
+			if off < next || off >= to {
+				return
+			}
+			r := &Record{Topic: t.Name, Partition: partition, Offset: off, Timestamp: ts, Key: kr.Key, Value: kr.Value}
+			if len(kr.Headers) > 0 {
+				r.Headers = make([]Header, len(kr.Headers))
+				for i, h := range kr.Headers {
+					r.Headers[i] = Header{Key: h.Key, Value: h.Value}
+				}
+			}
+			if ferr == nil {
+				ferr = fn(r)
+			}
+		})
+		if ferr != nil {
+			return ferr
+		}
+		if err != nil {
+			return fmt.Errorf("records of %s/%d at %d: %w", t.Name, partition, next, err)
+		}
+		next = last + 1
+	}
+	return nil
+}
+
+// lastOffset returns the last offset of the last whole batch in b, or -1.
+func lastOffset(b []byte) int64 {
+	last := int64(-1)
+	for len(b) >= 61 {
+		l := int64(int32(binary.BigEndian.Uint32(b[8:]))) + 12
+		if l < 61 || l > int64(len(b)) {
+			break
+		}
+		last = int64(binary.BigEndian.Uint64(b)) + int64(int32(binary.BigEndian.Uint32(b[23:])))
+		b = b[l:]
+	}
+	return last
+}
