@@ -4,7 +4,7 @@
 GO ?= go
 BIN := bin/chronik
 
-.PHONY: build test unit integration vet fmt bench-produce clean
+.PHONY: build test unit integration vet fmt bench-produce clean e2e
 
 # The MinIO server the Tier 3 tests start on 127.0.0.1 (DESIGN.md, "Real
 # components in tests"). AGPL: built from the Go module proxy into the
@@ -30,12 +30,20 @@ $(MINIO_STAMP):
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./tests/e2e/
 
 unit: tools/minio
 	$(GO) test -count=1 -race -timeout 20m $$($(GO) list ./... | grep -v /tests/)
 
 integration: tools/minio
 	$(GO) test -count=1 -timeout 40m ./tests/...
+
+# The docker compose cluster end to end (scripts/e2e.sh): builds every image
+# locally, starts compose.yaml, drives it from the host with franz-go, kcat
+# and `chronik search`, kills a broker, and always tears it down. Needs a
+# Docker engine with Compose (v1 or v2) and kcat; no image registry.
+e2e: tools/minio
+	scripts/e2e.sh
 
 clean:
 	rm -rf bin

@@ -17,9 +17,11 @@ import (
 // so the server rejects a body damaged in transit, and the SHA-256 as the
 // user metadata chronik-sha256, which Head and Get return and Get checks.
 type MinIOStore struct {
-	client *minio.Client
-	bucket string
-	prefix string // "" or ends in "/"
+	client       *minio.Client
+	bucket       string
+	prefix       string // "" or ends in "/"
+	region       string
+	createBucket bool
 }
 
 var _ Store = (*MinIOStore)(nil)
@@ -31,6 +33,10 @@ type MinIOOptions struct {
 	Bucket, Prefix       string
 	AccessKey, SecretKey string
 	Region               string
+	// CreateBucket makes a Put that finds the bucket missing create it and
+	// try once more, so a fresh MinIO (docker compose up) needs no setup
+	// step. Reads of a missing bucket still find nothing.
+	CreateBucket bool
 }
 
 // NewMinIOStore returns a store for the bucket; it does not contact the
@@ -50,7 +56,7 @@ func NewMinIOStore(o MinIOOptions) (*MinIOStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tier3: minio client for %s: %w", o.Endpoint, err)
 	}
-	return &MinIOStore{client: c, bucket: o.Bucket, prefix: normPrefix(o.Prefix)}, nil
+	return &MinIOStore{client: c, bucket: o.Bucket, prefix: normPrefix(o.Prefix), region: o.Region, createBucket: o.CreateBucket}, nil
 }
 
 // Client returns the minio-go client (tests use it to create buckets and
@@ -86,16 +92,42 @@ func (s *MinIOStore) Put(ctx context.Context, key string, body io.ReadSeeker, si
 	if err != nil {
 		return ObjectInfo{}, err
 	}
-	_, err = s.client.PutObject(ctx, s.bucket, s.prefix+key, body, size, minio.PutObjectOptions{
-		UserMetadata:   map[string]string{metaSHA256: sum},
-		SendContentMd5: true,
-		PartSize:       64 << 20,
-		ContentType:    "application/octet-stream",
-	})
+	put := func() error {
+		_, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, body, size, minio.PutObjectOptions{
+			UserMetadata:   map[string]string{metaSHA256: sum},
+			SendContentMd5: true,
+			PartSize:       64 << 20,
+			ContentType:    "application/octet-stream",
+		})
+		return err
+	}
+	err = put()
+	if err != nil && s.createBucket && minio.ToErrorResponse(err).Code == minio.NoSuchBucket {
+		if err = s.makeBucket(ctx); err == nil {
+			if _, err = body.Seek(0, io.SeekStart); err != nil {
+				return ObjectInfo{}, fmt.Errorf("tier3: rewind body: %w", err)
+			}
+			err = put()
+		}
+	}
 	if err != nil {
 		return ObjectInfo{}, s.wrap("put", key, err)
 	}
 	return ObjectInfo{Key: key, Size: size, SHA256: sum}, nil
+}
+
+// makeBucket creates the store's bucket. Several brokers sharing a fresh
+// bucket race to create it; losing that race is success.
+func (s *MinIOStore) makeBucket(ctx context.Context) error {
+	err := s.client.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{Region: s.region})
+	switch minio.ToErrorResponse(err).Code {
+	case minio.BucketAlreadyOwnedByYou, minio.BucketAlreadyExists:
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create bucket: %w", err)
+	}
+	return nil
 }
 
 // Get and GetRange use minio.Core: one request whose body is the object.

@@ -22,7 +22,9 @@ import (
 //	                                  ?secure=true; keys from AWS_ACCESS_KEY_ID
 //	                                  and AWS_SECRET_ACCESS_KEY, else
 //	                                  MINIO_ROOT_USER and MINIO_ROOT_PASSWORD;
-//	                                  region from AWS_REGION (optional)
+//	                                  region from AWS_REGION (optional); the
+//	                                  bucket is created by the first upload
+//	                                  that finds it missing
 func Open(ctx context.Context, rawURL string) (Store, error) {
 	return OpenEnv(ctx, rawURL, os.Getenv)
 }
@@ -71,6 +73,7 @@ func OpenEnv(ctx context.Context, rawURL string, getenv func(string) string) (St
 		return NewMinIOStore(MinIOOptions{
 			Endpoint: u.Host, Secure: secure, Bucket: bucket, Prefix: prefix,
 			AccessKey: ak, SecretKey: sk, Region: getenv("AWS_REGION"),
+			CreateBucket: true,
 		})
 	}
 	return nil, fmt.Errorf("tier3: %q has no supported scheme: use file://, s3:// or minio://", rawURL)

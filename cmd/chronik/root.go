@@ -49,6 +49,7 @@ other commands, or with any Kafka client.`,
 		newBenchCmd(),
 		newSearchCmd(env),
 		newClusterCmd(),
+		newHealthCmd(env),
 	)
 	return root
 }

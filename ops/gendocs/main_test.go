@@ -2,9 +2,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
+
+	"github.com/chronik-go/chronik/broker"
 )
 
 // docs/operations.md is exactly what the generator writes, so it cannot
@@ -25,5 +32,110 @@ func TestGroupDigits(t *testing.T) {
 		if got := groupDigits(n); got != want {
 			t.Errorf("groupDigits(%d) = %q; want %q", n, got, want)
 		}
+	}
+}
+
+// compose.yaml sets only real settings, and each broker advertises an
+// address that is published to the host on the same port it listens on
+// (so host clients and the other brokers, which share the network
+// namespace, both reach it), and is a controller voter.
+func TestComposeBrokers(t *testing.T) {
+	services, err := readCompose()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Compose substitutes ${VAR:-default}; check the defaults.
+	defaults := regexp.MustCompile(`\$\{[A-Za-z0-9_]+:-([^}]*)\}`)
+	expand := func(s string) string { return defaults.ReplaceAllString(s, "$1") }
+	ids := map[string]bool{}
+	brokers := 0
+	for name, svc := range services {
+		env := svc.Environment
+		if env["CHRONIK_NODE_ID"] == "" {
+			continue
+		}
+		brokers++
+		if ids[env["CHRONIK_NODE_ID"]] {
+			t.Errorf("%s repeats node id %s", name, env["CHRONIK_NODE_ID"])
+		}
+		ids[env["CHRONIK_NODE_ID"]] = true
+		_, kafkaPort, err := net.SplitHostPort(expand(env["CHRONIK_KAFKA_ADDR"]))
+		if err != nil {
+			t.Fatalf("%s: CHRONIK_KAFKA_ADDR: %v", name, err)
+		}
+		adv := expand(env["CHRONIK_ADVERTISED_ADDR"])
+		if _, advPort, err := net.SplitHostPort(adv); err != nil || advPort != kafkaPort {
+			t.Errorf("%s advertises %s but listens on port %s (%v)", name, adv, kafkaPort, err)
+		}
+		publisher := svc
+		if owner, ok := strings.CutPrefix(svc.NetworkMode, "service:"); ok {
+			publisher = services[owner]
+		}
+		var published []string
+		for _, p := range publisher.Ports {
+			published = append(published, expand(p))
+		}
+		if !slices.Contains(published, adv+":"+kafkaPort) {
+			t.Errorf("%s advertises %s but its namespace publishes %v, not %s:%s", name, adv, published, adv, kafkaPort)
+		}
+		voter := env["CHRONIK_NODE_ID"] + "@" + expand(env["CHRONIK_RAFT_ADDR"])
+		if !slices.Contains(strings.Split(env["CHRONIK_CLUSTER_PEERS"], ","), voter) {
+			t.Errorf("%s: %s is not in CHRONIK_CLUSTER_PEERS=%s", name, voter, env["CHRONIK_CLUSTER_PEERS"])
+		}
+	}
+	if brokers != 3 {
+		t.Errorf("compose.yaml has %d brokers, want 3", brokers)
+	}
+
+	if _, err := parseCompose([]byte("services:\n  b:\n    environment:\n      CHRONIK_NO_SUCH: x\n")); err == nil || !strings.Contains(err.Error(), "CHRONIK_NO_SUCH") {
+		t.Errorf("an unknown CHRONIK_ variable: %v", err)
+	}
+}
+
+// The Grafana dashboard queries only metrics the broker exports, so a
+// renamed metric fails here rather than as an empty panel.
+func TestGrafanaDashboardMetrics(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "grafana", "chronik-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("docs/grafana/chronik-dashboard.json: %v", err)
+	}
+	types := map[string]string{}
+	for _, m := range broker.MetricDocs() {
+		types[m.Name] = m.Type
+	}
+	name := regexp.MustCompile(`chronik_[a-z0-9_]+`)
+	queries := 0
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, q := range p.Targets {
+			queries++
+			for _, n := range name.FindAllString(q.Expr, -1) {
+				base := n
+				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+					if b, ok := strings.CutSuffix(n, suffix); ok && types[b] == "histogram" {
+						base = b
+					}
+				}
+				if types[base] == "" {
+					t.Errorf("panel %q queries %s, which the broker does not export", p.Title, n)
+				}
+			}
+		}
+	}
+	if queries == 0 {
+		t.Fatal("the dashboard has no queries")
 	}
 }
