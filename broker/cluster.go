@@ -5,8 +5,10 @@ import (
 	"errors"
 	"hash/fnv"
 	"maps"
+	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -67,7 +69,17 @@ func (b *Broker) startCluster() error {
 // controller; called once the Kafka listener is up.
 func (b *Broker) joinCluster() {
 	host, port := b.advertised()
-	b.ctl.Start(replication.BrokerInfo{Host: host, Port: port})
+	info := replication.BrokerInfo{Host: host, Port: port}
+	if a := b.cfg.InternalAddr; a != "" {
+		h, p, err := net.SplitHostPort(a)
+		n, perr := strconv.Atoi(p)
+		if err == nil && perr == nil {
+			info.InternalHost, info.InternalPort = h, int32(n)
+		} else {
+			b.log.Error("internal address is not host:port; the other brokers will dial the advertised one", "internal_addr", a)
+		}
+	}
+	b.ctl.Start(info)
 }
 
 func (b *Broker) reconcileLoop() {

@@ -19,7 +19,10 @@ type Config struct {
 	FS             vfs.FS // nil means vfs.Default
 	KafkaAddr      string // listen address
 	AdvertisedAddr string // host:port given to clients; empty means the bound listener address
-	NodeID         int32
+	// InternalAddr is the host:port other brokers dial (replica fetches);
+	// empty means AdvertisedAddr.
+	InternalAddr string
+	NodeID       int32
 
 	AutoCreateTopics         bool
 	DefaultPartitions        int32

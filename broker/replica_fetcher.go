@@ -3,9 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
-	"net"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -82,7 +80,7 @@ func (b *Broker) syncReplication(st *replication.State) {
 	}
 	for id, ft := range f.running {
 		bi := st.Brokers[id]
-		if len(want[id]) == 0 || bi == nil || ft.addr != net.JoinHostPort(bi.Host, strconv.Itoa(int(bi.Port))) {
+		if len(want[id]) == 0 || bi == nil || ft.addr != bi.InternalAddr() {
 			ft.cancel()
 			delete(f.running, id)
 		}
@@ -95,7 +93,7 @@ func (b *Broker) syncReplication(st *replication.State) {
 				continue
 			}
 			ctx, cancel := b.ctxUntilClose(context.Background())
-			ft = &fetcher{b: b, leader: id, addr: net.JoinHostPort(bi.Host, strconv.Itoa(int(bi.Port))), cancel: cancel, truncate: map[*partition]bool{}}
+			ft = &fetcher{b: b, leader: id, addr: bi.InternalAddr(), cancel: cancel, truncate: map[*partition]bool{}}
 			f.running[id] = ft
 			f.wg.Add(1)
 			go func() {

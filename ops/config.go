@@ -39,6 +39,7 @@ type Config struct {
 	DataDir        string
 	KafkaAddr      string
 	AdvertisedAddr string // empty: the bound listener address
+	InternalAddr   string // empty: AdvertisedAddr; what other brokers dial
 	HTTPAddr       string
 	Pprof          bool // serve /debug/pprof/ on HTTPAddr
 	NodeID         int32
@@ -336,6 +337,17 @@ func (c *Config) Validate() error {
 			bad("CHRONIK_ADVERTISED_ADDR", c.AdvertisedAddr, "is not an address clients can connect to: give a host name or IP they can reach")
 		case port == 0:
 			bad("CHRONIK_ADVERTISED_ADDR", c.AdvertisedAddr, "has port 0: give the port clients connect to")
+		}
+	}
+	if c.InternalAddr != "" {
+		host, port, err := splitHostPort(c.InternalAddr)
+		switch {
+		case err != nil:
+			bad("CHRONIK_INTERNAL_ADDR", c.InternalAddr, "is not host:port (%v): write the address other brokers connect to, e.g. chronik-1:9092", err)
+		case host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified():
+			bad("CHRONIK_INTERNAL_ADDR", c.InternalAddr, "is not an address other brokers can connect to: give a host name or IP they can reach")
+		case port == 0:
+			bad("CHRONIK_INTERNAL_ADDR", c.InternalAddr, "has port 0: give the port other brokers connect to")
 		}
 	}
 	if c.NodeID < 0 {

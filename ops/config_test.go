@@ -69,6 +69,7 @@ func TestSettingNamesMatchContract(t *testing.T) {
 		"CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS": "broker-heartbeat-interval",
 		"CHRONIK_BROKER_SESSION_TIMEOUT_MS":    "broker-session-timeout",
 		"CHRONIK_REPLICA_LAG_TIME_MAX_MS":      "replica-lag-time-max",
+		"CHRONIK_INTERNAL_ADDR":                "internal-addr",
 	}
 	got := make(map[string]string)
 	keys := make(map[string]bool)
@@ -133,6 +134,7 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS", "100", map[string]string{"CHRONIK_CLUSTER_PEERS": "1@a:1,2@b:1,3@c:1"},
 			func(c Config) any { return c.BrokerHeartbeatInterval }, 100 * time.Millisecond},
 		{"CHRONIK_BROKER_SESSION_TIMEOUT_MS", "9000", nil, func(c Config) any { return c.BrokerSessionTimeout }, 9 * time.Second},
+		{"CHRONIK_INTERNAL_ADDR", "chronik-1:9092", nil, func(c Config) any { return c.InternalAddr }, "chronik-1:9092"},
 		{"CHRONIK_REPLICA_LAG_TIME_MAX_MS", "30000", nil, func(c Config) any { return c.ReplicaLagTimeMax }, 30 * time.Second},
 		{"CHRONIK_MAX_REQUEST_BYTES", "2097152", nil, func(c Config) any { return c.MaxRequestBytes }, int32(2097152)},
 		{"CHRONIK_MESSAGE_MAX_BYTES", "4096", nil, func(c Config) any { return c.MessageMaxBytes }, int32(4096)},
@@ -173,6 +175,7 @@ func TestEveryFileKeyIsHonoured(t *testing.T) {
 data_dir: /srv/chronik
 kafka_addr: 127.0.0.1:19092
 advertised_addr: b1:9092
+internal_addr: b1.internal:9092
 http_addr: 127.0.0.1:16092
 pprof: true
 node_id: 2
@@ -205,6 +208,7 @@ log_format: json
 		DataDir:                  "/srv/chronik",
 		KafkaAddr:                "127.0.0.1:19092",
 		AdvertisedAddr:           "b1:9092",
+		InternalAddr:             "b1.internal:9092",
 		HTTPAddr:                 "127.0.0.1:16092",
 		Pprof:                    true,
 		NodeID:                   2,

@@ -65,6 +65,12 @@ var settings = []Setting{
 		set:        func(c *Config, v string) error { c.AdvertisedAddr = v; return nil },
 	},
 	{
+		Flag: "internal-addr", Env: "CHRONIK_INTERNAL_ADDR", Key: "internal_addr", Type: "host:port",
+		DefaultDoc: "the advertised address",
+		Help:       "host:port the other brokers reach this broker's Kafka listener at (followers fetch there), when clients use another address",
+		set:        func(c *Config, v string) error { c.InternalAddr = v; return nil },
+	},
+	{
 		Flag: "http-addr", Env: "CHRONIK_HTTP_ADDR", Key: "http_addr", Type: "host:port",
 		Default: "0.0.0.0:6092",
 		Help:    "metrics, health, search API and admin listener",

@@ -451,7 +451,8 @@ func (c *Controller) handleHeartbeat(b *BrokerInfo) callResponse {
 	c.hb[b.ID] = time.Now()
 	c.hbMu.Unlock()
 	cur := c.State().Brokers[b.ID]
-	if cur == nil || cur.Fenced || cur.Incarnation != b.Incarnation || cur.Host != b.Host || cur.Port != b.Port || cur.RaftAddr != b.RaftAddr {
+	if cur == nil || cur.Fenced || cur.Incarnation != b.Incarnation || cur.Host != b.Host || cur.Port != b.Port || cur.RaftAddr != b.RaftAddr ||
+		cur.InternalHost != b.InternalHost || cur.InternalPort != b.InternalPort {
 		res, notLeader := c.commit(&Command{RegisterBroker: b})
 		if notLeader || res.Err != nil {
 			return callResponse{NotLeader: true}

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"sort"
+	"strconv"
 )
 
 // State is the cluster metadata every broker applies from the Raft log:
@@ -33,12 +35,24 @@ type BrokerInfo struct {
 	Host     string `json:"host"`
 	Port     int32  `json:"port"`
 	RaftAddr string `json:"raft_addr"`
+	// InternalHost and InternalPort are where the other brokers reach its
+	// Kafka listener, when that differs from what clients are told.
+	InternalHost string `json:"internal_host,omitempty"`
+	InternalPort int32  `json:"internal_port,omitempty"`
 	// Incarnation changes every time the broker process starts, so the
 	// controller can tell a restart from a heartbeat.
 	Incarnation string `json:"incarnation"`
 	// Fenced brokers missed their heartbeats: they lead nothing, are out
 	// of every ISR and are not listed to clients.
 	Fenced bool `json:"fenced"`
+}
+
+// InternalAddr is where another broker dials this one's Kafka listener.
+func (b *BrokerInfo) InternalAddr() string {
+	if b.InternalHost != "" {
+		return net.JoinHostPort(b.InternalHost, strconv.Itoa(int(b.InternalPort)))
+	}
+	return net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port)))
 }
 
 // TopicInfo is a topic. Its fields are never mutated once published.

@@ -118,6 +118,7 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 	bc.DataDir = cfg.DataDir
 	bc.KafkaAddr = cfg.KafkaAddr
 	bc.AdvertisedAddr = cfg.AdvertisedAddr
+	bc.InternalAddr = cfg.InternalAddr
 	bc.NodeID = cfg.NodeID
 	bc.AutoCreateTopics = cfg.AutoCreateTopics
 	bc.DefaultPartitions = cfg.DefaultPartitions

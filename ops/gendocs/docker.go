@@ -135,10 +135,10 @@ func renderDocker(d *doc) {
 		}
 		d.p("")
 	}
-	d.p("The brokers share MinIO's network namespace and each listens on the port it is published on, so")
-	d.p("the address it advertises (`127.0.0.1:<port>`) reaches it from the host and from the other")
-	d.p("brokers, whose followers fetch from it (compose.yaml explains why). The first upload creates the")
-	d.p("MinIO bucket. `make e2e` (`scripts/e2e.sh`) builds both images locally from host-built static")
+	d.p("Clients on the host reach each broker at the address it advertises (`127.0.0.1:<port>`, published")
+	d.p("on the host); the brokers reach each other by service name on the compose network: followers")
+	d.p("fetch from `CHRONIK_INTERNAL_ADDR` and the Raft voters are `CHRONIK_CLUSTER_PEERS`. The first")
+	d.p("upload creates the MinIO bucket. `make e2e` (`scripts/e2e.sh`) builds both images locally from host-built static")
 	d.p("binaries, names them through `CHRONIK_IMAGE` and `CHRONIK_MINIO_IMAGE`, and runs `up --no-build`,")
 	d.p("so it needs no image registry.")
 	d.p("")
