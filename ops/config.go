@@ -328,28 +328,23 @@ func (c *Config) Validate() error {
 	checkAddr("CHRONIK_KAFKA_ADDR", c.KafkaAddr, "0.0.0.0:9092")
 	checkAddr("CHRONIK_HTTP_ADDR", c.HTTPAddr, "0.0.0.0:6092")
 	checkAddr("CHRONIK_RAFT_ADDR", c.RaftAddr, "0.0.0.0:9093")
-	if c.AdvertisedAddr != "" {
-		host, port, err := splitHostPort(c.AdvertisedAddr)
+	// Addresses others dial: a host they can reach and a real port.
+	checkDialAddr := func(env, addr, who, example string) {
+		if addr == "" {
+			return
+		}
+		host, port, err := splitHostPort(addr)
 		switch {
 		case err != nil:
-			bad("CHRONIK_ADVERTISED_ADDR", c.AdvertisedAddr, "is not host:port (%v): write the address clients connect to, e.g. broker1.example.com:9092", err)
+			bad(env, addr, "is not host:port (%v): write the address %s connect to, e.g. %s", err, who, example)
 		case host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified():
-			bad("CHRONIK_ADVERTISED_ADDR", c.AdvertisedAddr, "is not an address clients can connect to: give a host name or IP they can reach")
+			bad(env, addr, "is not an address %s can connect to: give a host name or IP they can reach", who)
 		case port == 0:
-			bad("CHRONIK_ADVERTISED_ADDR", c.AdvertisedAddr, "has port 0: give the port clients connect to")
+			bad(env, addr, "has port 0: give the port %s connect to", who)
 		}
 	}
-	if c.InternalAddr != "" {
-		host, port, err := splitHostPort(c.InternalAddr)
-		switch {
-		case err != nil:
-			bad("CHRONIK_INTERNAL_ADDR", c.InternalAddr, "is not host:port (%v): write the address other brokers connect to, e.g. chronik-1:9092", err)
-		case host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified():
-			bad("CHRONIK_INTERNAL_ADDR", c.InternalAddr, "is not an address other brokers can connect to: give a host name or IP they can reach")
-		case port == 0:
-			bad("CHRONIK_INTERNAL_ADDR", c.InternalAddr, "has port 0: give the port other brokers connect to")
-		}
-	}
+	checkDialAddr("CHRONIK_ADVERTISED_ADDR", c.AdvertisedAddr, "clients", "broker1.example.com:9092")
+	checkDialAddr("CHRONIK_INTERNAL_ADDR", c.InternalAddr, "other brokers", "chronik-1:9092")
 	if c.NodeID < 0 {
 		bad("CHRONIK_NODE_ID", c.NodeID, "is negative: broker ids start at 0")
 	}
