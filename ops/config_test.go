@@ -261,7 +261,7 @@ func TestDefaults(t *testing.T) {
 		NodeID:                   1,
 		RaftAddr:                 "0.0.0.0:9093",
 		BrokerHeartbeatInterval:  200 * time.Millisecond,
-		BrokerSessionTimeout:     2 * time.Second,
+		BrokerSessionTimeout:     1500 * time.Millisecond,
 		ReplicaLagTimeMax:        10 * time.Second,
 		WALProfile:               "medium",
 		Fsync:                    FsyncAlways,

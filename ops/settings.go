@@ -108,7 +108,7 @@ var settings = []Setting{
 	},
 	{
 		Flag: "broker-session-timeout", Env: "CHRONIK_BROKER_SESSION_TIMEOUT_MS", Key: "broker_session_timeout_ms", Type: "ms",
-		Default: "2000",
+		Default: "1500",
 		Help:    "a broker silent this long is fenced and its partitions get new leaders (cluster mode), in milliseconds; at least 3 heartbeat intervals",
 		set:     setMillis(func(c *Config) *time.Duration { return &c.BrokerSessionTimeout }),
 	},

@@ -54,7 +54,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		HeartbeatInterval:    200 * time.Millisecond,
-		SessionTimeout:       2 * time.Second,
+		SessionTimeout:       1500 * time.Millisecond,
 		RaftHeartbeatTimeout: 500 * time.Millisecond,
 		RaftElectionTimeout:  500 * time.Millisecond,
 		SnapshotThreshold:    1024,
