@@ -139,11 +139,8 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 			if max <= 0 {
 				max = 1 << 20
 			}
-			fromReplica := isFollower && p.isReplicaID(replica)
-			if fromReplica {
-				// The fetch offset is what the follower has fsynced.
-				p.followerFetched(replica, rp.FetchOffset, now)
-			}
+			// The fetch offset is what the follower has fsynced.
+			fromReplica := isFollower && p.followerFetched(replica, rp.FetchOffset, now)
 			slots = append(slots, fetchSlot{p: p, offset: rp.FetchOffset, max: max, sp: sp, replica: fromReplica})
 		}
 	}

@@ -99,24 +99,20 @@ func (p *partition) notifyLocked() {
 	}
 }
 
-// isReplicaID reports whether broker id holds a replica of p.
-func (p *partition) isReplicaID(id int32) bool {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return slices.Contains(p.repl.replicas, id) && id != p.repl.me
-}
-
-// followerFetched records a follower's fetch at offset (its durable end)
-// and returns the high watermark to tell it.
-func (p *partition) followerFetched(id int32, offset int64, now time.Time) int64 {
+// followerFetched records a follower's fetch at offset (its durable end).
+// It reports false when id holds no replica of p: the fetch is then served
+// as a consumer's.
+func (p *partition) followerFetched(id int32, offset int64, now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := &p.repl
-	if !slices.Contains(r.replicas, id) || id == r.me || offset < 0 || offset > p.hw {
-		// Not a replica, or an offset this leader never wrote (a
-		// follower that diverged asks past our end): no progress to
-		// record.
-		return r.hwm
+	if !slices.Contains(r.replicas, id) || id == r.me {
+		return false
+	}
+	if offset < 0 || offset > p.hw {
+		// An offset this leader never wrote (a follower that diverged
+		// asks past our end): no progress to record.
+		return true
 	}
 	if r.followers == nil {
 		r.followers = map[int32]*follower{}
@@ -134,7 +130,7 @@ func (p *partition) followerFetched(id int32, offset int64, now time.Time) int64
 	}
 	f.leo, f.prevEnd, f.prevFetch = offset, p.hw, now
 	p.recomputeHWLocked()
-	return r.hwm
+	return true
 }
 
 // setLeadership applies the controller's view of this partition. It returns
@@ -144,6 +140,10 @@ func (p *partition) setLeadership(me, leader, epoch int32, isr, replicas []int32
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := &p.repl
+	if r.synced && r.me == me && r.leader == (leader == me) && r.epoch == epoch && r.minISR == minISR &&
+		slices.Equal(r.isr, isr) && slices.Equal(r.replicas, replicas) {
+		return false // the reconciler runs often; nothing to wake anyone for
+	}
 	first, wasLeader, oldEpoch := !r.synced, r.leader, r.epoch
 	r.synced, r.me, r.isr, r.replicas, r.minISR = true, me, isr, replicas, minISR
 	r.leader, r.epoch = leader == me, epoch

@@ -567,14 +567,18 @@ func (c *Controller) heartbeatLoop() {
 		err := c.callLeader(ctx, &callRequest{Heartbeat: c.self.Load()}, &resp)
 		cancel()
 		if err == nil {
+			wasCurrent := c.Current()
 			c.leaseMu.Lock()
 			c.pendingSent, c.pendingIdx = sent, resp.Index
 			c.leaseMu.Unlock()
-			// The lease may just have become current: let the subscriber
-			// act on the state now rather than at its next tick.
-			select {
-			case c.fsm.changed <- struct{}{}:
-			default:
+			if !wasCurrent {
+				// The lease may just have become current: let the
+				// subscriber act on the state now rather than at its
+				// next tick.
+				select {
+				case c.fsm.changed <- struct{}{}:
+				default:
+				}
 			}
 		}
 		select {
