@@ -48,6 +48,9 @@ type cacheEntry struct {
 	idx   bleve.Index   // nil while closed on disk
 	err   error
 	el    *list.Element
+
+	cmu       sync.Mutex
+	docCoords *docCoords // read on first use by a search sorted by time
 }
 
 const markerName = "chronik-index.json"

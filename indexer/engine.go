@@ -32,11 +32,12 @@ var errBadRequest = errors.New("indexer: bad request")
 // rest indexed in memory; one Bleve search over all of them; each hit's
 // record read back by offset from its tier.
 type Engine struct {
-	log   Log
-	store tier3.Store // nil: no uploaded indexes are looked for
-	cache *Cache
-	build chan struct{} // bounds indexes built or downloaded at once
-	tails *tails        // realtime tail indexes; nil when off
+	log      Log
+	store    tier3.Store // nil: no uploaded indexes are looked for
+	cache    *Cache
+	build    chan struct{} // bounds indexes built or downloaded at once
+	parallel int           // indexes searched at once
+	tails    *tails        // realtime tail indexes; nil when off
 }
 
 // EngineConfig configures an Engine.
@@ -59,7 +60,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = runtime.GOMAXPROCS(0)
 	}
-	e := &Engine{log: cfg.Log, store: cfg.Store, cache: cfg.Cache, build: make(chan struct{}, cfg.Parallel)}
+	e := &Engine{log: cfg.Log, store: cfg.Store, cache: cfg.Cache, build: make(chan struct{}, cfg.Parallel), parallel: cfg.Parallel}
 	if cfg.Realtime {
 		e.tails = newTails(4096)
 	}
@@ -75,6 +76,10 @@ type Request struct {
 	Limit    int    // hits returned; 0 means DefaultLimit
 	Offset   int    // hits skipped first (paging)
 	Sort     string // "-time" (newest first, the default), "time", "score"
+	// ExactTotal counts every match even where no index could add a
+	// hit to the page (sorted by time, such indexes are skipped and
+	// Result.Total is a lower bound).
+	ExactTotal bool
 	// Progress, when set, is called as indexes become ready.
 	Progress func(ready, total int)
 }
@@ -94,16 +99,20 @@ var pageSize = 10_000
 
 // Result is a search's answer.
 type Result struct {
-	Total    uint64        `json:"total"`
-	Hits     []Hit         `json:"hits"`
-	Took     time.Duration `json:"-"`
-	Indexes  int           `json:"indexes"`      // segment and tail indexes searched
-	Built    int           `json:"built_on_fly"` // of them built for this search
-	Fetched  int           `json:"fetched"`      // hits whose record was read
-	Missing  int           `json:"missing"`      // hits whose record is gone (retention)
-	TookMs   float64       `json:"took_ms"`
-	Sort     string        `json:"sort"`
-	Truncate bool          `json:"-"`
+	Total uint64 `json:"total"`
+	// TotalExact: Total counts every match; false when it is a lower
+	// bound (a time-sorted search that skipped indexes it did not need
+	// for the page; Request.ExactTotal counts them).
+	TotalExact bool          `json:"total_exact"`
+	Hits       []Hit         `json:"hits"`
+	Took       time.Duration `json:"-"`
+	Indexes    int           `json:"indexes"`      // segment and tail indexes searched
+	Built      int           `json:"built_on_fly"` // of them built for this search
+	Fetched    int           `json:"fetched"`      // hits whose record was read
+	Missing    int           `json:"missing"`      // hits whose record is gone (retention)
+	TookMs     float64       `json:"took_ms"`
+	Sort       string        `json:"sort"`
+	Truncate   bool          `json:"-"`
 }
 
 // Hit is one matching record (DESIGN.md's jsonl shape).
@@ -190,8 +199,14 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 	if res.Sort == "" {
 		res.Sort = "-time"
 	}
-	if len(handles) > 0 {
+	switch {
+	case len(handles) == 0:
+	case req.Sort == "score":
 		if err := e.collect(ctx, handles, timeBound(q, req.From, req.To), order, req, res); err != nil {
+			return nil, err
+		}
+	default:
+		if err := e.collectByTime(ctx, handles, units, q, req, res); err != nil {
 			return nil, err
 		}
 	}
@@ -396,7 +411,7 @@ func (e *Engine) collect(ctx context.Context, handles []*Handle, q query.Query, 
 		if err != nil {
 			return &QueryError{Query: req.Query, End: len(req.Query), Msg: err.Error()}
 		}
-		res.Total = out.Total
+		res.Total, res.TotalExact = out.Total, true
 		for _, m := range out.Hits {
 			topic, p, off, ok := ParseDocID(m.ID)
 			if !ok {

@@ -345,3 +345,106 @@ func TestSearchDisabledTopicNotIndexed(t *testing.T) {
 		t.Errorf("search of a topic with search disabled: %v, %d hits", err, r.Total)
 	}
 }
+
+// TestTimeOrderMatchesOracle: searches sorted by time visit indexes
+// newest (or oldest) first and only count those that cannot reach the
+// page; pages, totals and time ranges must equal a brute-force sort of the
+// matching records, with timestamps that jitter across segment bounds
+// and tie across partitions.
+func TestTimeOrderMatchesOracle(t *testing.T) {
+	l := newMemLog()
+	l.addTopic("jitter", 3, 3) // segments of 3 batches of 10 records
+	var all []*Record
+	for b := 0; b < 40; b++ {
+		for p := int32(0); p < 3; p++ {
+			var recs []*Record
+			for i := 0; i < 10; i++ {
+				n := len(all) + len(recs)
+				ts := t0 + int64(n/3)*10 + int64((n*7919)%400) - 200 // mostly rising, out of order by up to 400 ms
+				recs = append(recs, &Record{Timestamp: ts, Value: []byte(fmt.Sprintf("w%d x%d", n%4, n%5))})
+			}
+			l.add("jitter", p, recs)
+			all = append(all, recs...)
+		}
+	}
+	e := newTestEngine(t, l, nil)
+	ctx := context.Background()
+	type key struct {
+		ts, off int64
+		p       int32
+	}
+	for _, tc := range []struct {
+		q        string
+		match    func(r *Record) bool
+		from, to int64 // ms, 0: open
+	}{
+		{"w1", func(r *Record) bool { return strings.Contains(string(r.Value), "w1 ") }, 0, 0},
+		{"+w2 +x3", func(r *Record) bool { return strings.Contains(string(r.Value), "w2 x3") }, 0, 0},
+		{"", func(*Record) bool { return true }, t0 + 500, t0 + 2500},
+		{"x0", func(r *Record) bool { return strings.HasSuffix(string(r.Value), "x0") }, t0 + 1000, 0},
+	} {
+		var want []key
+		for _, r := range all {
+			if tc.match(r) && (tc.from == 0 || r.Timestamp >= tc.from) && (tc.to == 0 || r.Timestamp <= tc.to) {
+				want = append(want, key{r.Timestamp, r.Offset, r.Partition})
+			}
+		}
+		for _, sortBy := range []string{"time", "-time"} {
+			sorted := slices.Clone(want)
+			slices.SortFunc(sorted, func(a, b key) int {
+				c := cmpInt(a.ts, b.ts)
+				if c == 0 {
+					c = cmpInt(a.off, b.off)
+				}
+				if c == 0 {
+					c = cmpInt(int64(a.p), int64(b.p))
+				}
+				if sortBy == "-time" {
+					return -c
+				}
+				return c
+			})
+			for _, page := range [][2]int{{1, 0}, {10, 0}, {10, 25}, {100, 3}, {5000, 0}, {10, 5000}} {
+				req := Request{Topics: []string{"jitter"}, Query: tc.q, Sort: sortBy, Limit: page[0], Offset: page[1]}
+				if tc.from != 0 {
+					req.From = time.UnixMilli(tc.from)
+				}
+				if tc.to != 0 {
+					req.To = time.UnixMilli(tc.to)
+				}
+				exp := sorted[min(page[1], len(sorted)):min(page[1]+page[0], len(sorted))]
+				for _, exact := range []bool{false, true} {
+					req.ExactTotal = exact
+					r, err := e.Search(ctx, req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var got []key
+					for _, h := range r.Hits {
+						got = append(got, key{h.Timestamp.UnixMilli(), h.Offset, h.Partition})
+					}
+					// Without ExactTotal the total may be a lower bound,
+					// never below the hits up to the page's end.
+					totalOK := int(r.Total) == len(want) && r.TotalExact
+					if !exact && !r.TotalExact {
+						totalOK = int(r.Total) < len(want) && int(r.Total) >= page[1]+len(exp)
+					}
+					if !totalOK || !slices.Equal(got, exp) {
+						t.Errorf("%q sort %s limit %d offset %d exact %t: total %d (exact %t) want %d; hits %v want %v",
+							tc.q, sortBy, page[0], page[1], exact, r.Total, r.TotalExact, len(want), got, exp)
+					}
+				}
+			}
+		}
+	}
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

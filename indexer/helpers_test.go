@@ -28,7 +28,8 @@ type memLog struct {
 type memTopic struct {
 	t     Topic
 	parts [][]memBatch
-	seg   int // batches per archived segment; the last partial group is the tail
+	seg   int                 // batches per archived segment; the last partial group is the tail
+	infos map[int32]Partition // Partition's answers until the next add
 }
 
 type memBatch struct {
@@ -78,6 +79,7 @@ func (l *memLog) add(topic string, p int32, recs []*Record) {
 	b[8], b[9], b[10], b[11] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
 	c := crc32.Checksum(b[21:], crc32c)
 	b[17], b[18], b[19], b[20] = byte(c>>24), byte(c>>16), byte(c>>8), byte(c)
+	delete(mt.infos, p)
 	mt.parts[p] = append(mt.parts[p], memBatch{base: base, last: base + int64(len(recs)) - 1, maxTs: maxTs, b: b})
 }
 
@@ -95,6 +97,9 @@ func (l *memLog) Partition(_ context.Context, t Topic, p int32) (Partition, erro
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	mt := l.topics[t.Name]
+	if pi, ok := mt.infos[p]; ok {
+		return pi, nil
+	}
 	bs := mt.parts[p]
 	var pi Partition
 	for i := 0; i+mt.seg <= len(bs); i += mt.seg {
@@ -112,6 +117,10 @@ func (l *memLog) Partition(_ context.Context, t Topic, p int32) (Partition, erro
 	if len(bs) > 0 {
 		pi.End = bs[len(bs)-1].last + 1
 	}
+	if mt.infos == nil {
+		mt.infos = map[int32]Partition{}
+	}
+	mt.infos[p] = pi
 	return pi, nil
 }
 

@@ -19,6 +19,8 @@ type APIRequest struct {
 	Limit  int      `json:"limit,omitempty"`
 	Offset int      `json:"offset,omitempty"`
 	Sort   string   `json:"sort,omitempty"`
+	// ExactTotal counts every match (Request.ExactTotal).
+	ExactTotal bool `json:"exact_total,omitempty"`
 }
 
 // APIError is the body of an error answer.
@@ -32,7 +34,7 @@ type APIError struct {
 
 // ToRequest checks an API request and turns it into a Request.
 func (a *APIRequest) ToRequest(now time.Time) (Request, error) {
-	r := Request{Topics: a.Topics, Query: a.Query, Limit: a.Limit, Offset: a.Offset, Sort: a.Sort}
+	r := Request{Topics: a.Topics, Query: a.Query, Limit: a.Limit, Offset: a.Offset, Sort: a.Sort, ExactTotal: a.ExactTotal}
 	var err error
 	if a.From != "" {
 		if r.From, err = ParseTime(a.From, now); err != nil {

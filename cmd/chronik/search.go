@@ -28,6 +28,7 @@ type searchOpts struct {
 	topics                   []string
 	from, to, output, sort   string
 	limit, offset            int
+	exactTotal               bool
 }
 
 func newSearchCmd(env ops.Env) *cobra.Command {
@@ -61,6 +62,7 @@ Hits are newest first (--sort time for oldest first, score for relevance).`,
 	f.IntVar(&o.limit, "limit", indexer.DefaultLimit, "hits to return")
 	f.IntVar(&o.offset, "offset", 0, "hits to skip (paging)")
 	f.StringVar(&o.sort, "sort", "-time", "-time (newest first), time, or score")
+	f.BoolVar(&o.exactTotal, "exact-total", false, "count every match (sorted by time, indexes that cannot reach the page are skipped and the total is a lower bound)")
 	f.StringVarP(&o.output, "output", "o", "table", "table, json or jsonl")
 	f.StringVar(&o.cacheDir, "cache-dir", "", "index and chunk cache of --bucket searches (default: the user cache dir)")
 	_ = cmd.MarkFlagRequired("topic")
@@ -76,7 +78,7 @@ func runSearch(ctx context.Context, o searchOpts, q string, env ops.Env, stdout,
 	if o.limit < 1 || o.limit > indexer.MaxLimit {
 		return fmt.Errorf("--limit %d must be 1 to %d", o.limit, indexer.MaxLimit)
 	}
-	api := indexer.APIRequest{Topics: o.topics, Query: q, From: o.from, To: o.to, Limit: o.limit, Offset: o.offset, Sort: o.sort}
+	api := indexer.APIRequest{Topics: o.topics, Query: q, From: o.from, To: o.to, Limit: o.limit, Offset: o.offset, Sort: o.sort, ExactTotal: o.exactTotal}
 	// Relative times are resolved here, so the server's clock does not matter.
 	now := time.Now()
 	req, err := api.ToRequest(now)
@@ -222,7 +224,11 @@ func printResult(w io.Writer, output string, res *indexer.Result) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%d of %d hits in %.1f ms\n", len(res.Hits), res.Total, res.TookMs)
+	atLeast := ""
+	if !res.TotalExact {
+		atLeast = "at least "
+	}
+	_, err := fmt.Fprintf(w, "%d of %s%d hits in %.1f ms\n", len(res.Hits), atLeast, res.Total, res.TookMs)
 	return err
 }
 

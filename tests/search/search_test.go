@@ -126,12 +126,16 @@ func TestSearchMatchesOracle(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := testharness.Start(t, testharness.Options{Env: append(srv.Env(), "CHRONIK_TIER3_URL="+e.url(), "CHRONIK_INDEX_WORKERS=1")})
+	start := time.Now()
+	phase := func(what string) { t.Logf("%s done at %s", what, time.Since(start).Round(time.Millisecond)) }
 	id := e.produce(b.Addr())
+	phase(fmt.Sprintf("produce of %d records", e.n))
 	bin := testharness.Binary(t)
 
 	// Through the broker: archived segments (indexed by the indexer) and
 	// the local tail alike.
 	e.waitIndexed(id)
+	phase("indexing by the batch indexer")
 	for _, q := range queries() {
 		got := e.searchHTTP(b.HTTPAddr(), q)
 		e.compare("http "+q.q, q, got, e.n)
@@ -139,6 +143,7 @@ func TestSearchMatchesOracle(t *testing.T) {
 	q := queries()[2]
 	e.compare("cli --server "+q.q, q, e.searchCLI(bin, []string{"--server", "http://" + b.HTTPAddr()}, q, ""), e.n)
 
+	phase("searches through the broker")
 	// From the bucket, the broker stopped: what is archived.
 	archived := e.archivedRecords(id)
 	if err := b.Stop(); err != nil {
@@ -149,6 +154,7 @@ func TestSearchMatchesOracle(t *testing.T) {
 		e.compare("bucket "+q.q, q, e.searchCLI(bin, []string{"--bucket", e.url(), "--cache-dir", cacheDir}, q, ""), archived)
 	}
 
+	phase("searches of the bucket")
 	// No uploaded index at all (the indexer never ran): the same hits.
 	objs, err := e.store.List(context.Background(), "topics/")
 	if err != nil {
@@ -165,6 +171,7 @@ func TestSearchMatchesOracle(t *testing.T) {
 	for _, q := range queries() {
 		e.compare("unindexed bucket "+q.q, q, e.searchCLI(bin, []string{"--bucket", e.url(), "--cache-dir", fresh}, q, ""), archived)
 	}
+	phase("searches of the bucket without indexes")
 	// And through a broker whose indexer is off, its index cache emptied.
 	if err := os.RemoveAll(filepath.Join(b.DataDir(), "search-cache")); err != nil {
 		t.Fatal(err)
@@ -173,6 +180,7 @@ func TestSearchMatchesOracle(t *testing.T) {
 	for _, q := range queries() {
 		e.compare("indexer off, http "+q.q, q, e.searchHTTP(b2.HTTPAddr(), q), e.n)
 	}
+	phase("searches through a broker without indexer")
 	// A bad query names its bad part.
 	cmd := exec.Command(bin, "search", "--server", "http://"+b2.HTTPAddr(), "--topic", topic, `status:failed amount:>>5`)
 	out, err := cmd.CombinedOutput()
