@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blevesearch/bleve/v2"
-
 	"github.com/chronik-go/chronik/tier3"
 )
 
@@ -85,79 +83,6 @@ func BenchmarkIndexSegment(b *testing.B) {
 // broad queries.
 var searchQueries = []string{"+status:s1 +latency_ms:>=990 +city:paris", "lisbon", `"level l2" +berlin`}
 
-// buildSegmentCopies builds one segment index of perSeg records and
-// hard-links its files into segs directories: the index side of segs x perSeg
-// archived records (every copy holds the same documents, so hits repeat,
-// but each search does the work of segs distinct indexes).
-func buildSegmentCopies(b *testing.B, dir string, perSeg, segs int) []string {
-	l := benchLog(perSeg, 1<<30)
-	t, _ := l.Topic(context.Background(), "bench")
-	first := filepath.Join(dir, "0")
-	d, err := newDiskBuilder(first)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for p := int32(0); p < 3; p++ {
-		if err := scan(context.Background(), l, t, p, 0, 1<<62, d.add); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := d.close(); err != nil {
-		b.Fatal(err)
-	}
-	dirs := []string{first}
-	for i := 1; i < segs; i++ {
-		to := filepath.Join(dir, strconv.Itoa(i))
-		if err := linkTree(first, to); err != nil {
-			b.Fatal(err)
-		}
-		dirs = append(dirs, to)
-	}
-	return dirs
-}
-
-// BenchmarkSearchIndexes measures the index side of a search over many
-// archived segments with their indexes cached and open: one alias search,
-// sorted newest first, top 100. CHRONIK_BENCH_SEGMENTS (100) segments of
-// 100,000 records: 10 M records by default.
-func BenchmarkSearchIndexes(b *testing.B) {
-	segs := 100
-	if v, err := strconv.Atoi(os.Getenv("CHRONIK_BENCH_SEGMENTS")); err == nil && v > 0 {
-		segs = v
-	}
-	dirs := buildSegmentCopies(b, b.TempDir(), 100_000, segs)
-	var idxs []bleve.Index
-	for _, d := range dirs {
-		idx, err := openDir(d)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer idx.Close()
-		idxs = append(idxs, idx)
-	}
-	alias := bleve.NewIndexAlias(idxs...)
-	order, _ := sortOrder("-time")
-	for _, qs := range searchQueries {
-		q, err := ParseQuery(qs)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Run(fmt.Sprintf("records=%dM/q=%s", segs/10, qs), func(b *testing.B) {
-			var lat []time.Duration
-			for b.Loop() {
-				start := time.Now()
-				sr := bleve.NewSearchRequestOptions(q, 100, 0, false)
-				sr.SortByCustom(order)
-				if _, err := alias.Search(sr); err != nil {
-					b.Fatal(err)
-				}
-				lat = append(lat, time.Since(start))
-			}
-			reportLatency(b, lat)
-		})
-	}
-}
-
 func reportLatency(b *testing.B, lat []time.Duration) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
@@ -218,20 +143,6 @@ func newBenchEngine(b *testing.B, l Log, store tier3.Store) *Engine {
 		b.Fatal(err)
 	}
 	return e
-}
-
-// linkTree recreates dir from as to with hard links (no extra disk).
-func linkTree(from, to string) error {
-	return filepath.WalkDir(from, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(to, rel), 0o755)
-		}
-		return os.Link(path, filepath.Join(to, rel))
-	})
 }
 
 // BenchmarkSearchArchive measures whole searches through the engine

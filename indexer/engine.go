@@ -93,10 +93,6 @@ const (
 // maxScoreHits bounds offset + limit of a search sorted by score.
 const maxScoreHits = 100_000
 
-// pageSize is the most hits one Bleve request collects; larger limits
-// page with SearchAfter.
-var pageSize = 10_000
-
 // Result is a search's answer.
 type Result struct {
 	Total uint64 `json:"total"`
@@ -202,7 +198,7 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 	switch {
 	case len(handles) == 0:
 	case req.Sort == "score":
-		if err := e.collect(ctx, handles, timeBound(q, req.From, req.To), order, req, res); err != nil {
+		if err := e.collectByScore(ctx, handles, timeBound(q, req.From, req.To), order, req, res); err != nil {
 			return nil, err
 		}
 	default:
@@ -383,64 +379,26 @@ func (e *Engine) buildUnit(ctx context.Context, u *unit, dir string) (bleve.Inde
 	return b.finish()
 }
 
-// collect runs the search over every index and keeps the requested page.
-func (e *Engine) collect(ctx context.Context, handles []*Handle, q query.Query, order search.SortOrder, req Request, res *Result) error {
+// collectByScore runs a search sorted by score: one Bleve search over
+// every index (an alias), which scores every match.
+func (e *Engine) collectByScore(ctx context.Context, handles []*Handle, q query.Query, order search.SortOrder, req Request, res *Result) error {
 	idxs := make([]bleve.Index, len(handles))
 	for i, h := range handles {
 		idxs[i] = h.Index()
 	}
-	alias := bleve.NewIndexAlias(idxs...)
-	var after []string
-	skip := req.Offset
-	page := pageSize
-	if req.Sort == "score" {
-		// SearchAfter does not resume a score order reliably across
-		// indexes: one request (limit checked in Search).
-		page = req.Limit
+	sr := bleve.NewSearchRequestOptions(q, req.Limit, req.Offset, false)
+	sr.SortByCustom(order)
+	out, err := bleve.NewIndexAlias(idxs...).SearchInContext(ctx, sr)
+	if err != nil {
+		return &QueryError{Query: req.Query, End: len(req.Query), Msg: err.Error()}
 	}
-	for len(res.Hits) < req.Limit {
-		size := min(page, req.Limit-len(res.Hits))
-		sr := bleve.NewSearchRequestOptions(q, size, 0, false)
-		if after == nil {
-			sr.From = skip
-		} else {
-			sr.SetSearchAfter(after)
+	res.Total, res.TotalExact = out.Total, true
+	for _, m := range out.Hits {
+		topic, p, off, ok := ParseDocID(m.ID)
+		if !ok {
+			return fmt.Errorf("indexer: index holds a document named %q", m.ID)
 		}
-		sr.SortByCustom(order)
-		out, err := alias.SearchInContext(ctx, sr)
-		if err != nil {
-			return &QueryError{Query: req.Query, End: len(req.Query), Msg: err.Error()}
-		}
-		res.Total, res.TotalExact = out.Total, true
-		for _, m := range out.Hits {
-			topic, p, off, ok := ParseDocID(m.ID)
-			if !ok {
-				return fmt.Errorf("indexer: index holds a document named %q", m.ID)
-			}
-			res.Hits = append(res.Hits, Hit{Topic: topic, Partition: p, Offset: off, Score: m.Score})
-		}
-		if len(out.Hits) < size {
-			break
-		}
-		// Typed sort fields take their SearchAfter values decoded
-		// (RFC 3339, decimal), as DecodedSort holds them.
-		last := out.Hits[len(out.Hits)-1]
-		after = make([]string, len(order))
-		for i, so := range order {
-			switch {
-			case i < len(last.DecodedSort) && last.DecodedSort[i] != "":
-				after[i] = last.DecodedSort[i]
-			case so.RequiresScoring():
-				after[i] = strconv.FormatFloat(last.Score, 'g', -1, 64)
-			default:
-				after[i] = last.Sort[i]
-			}
-		}
-	}
-	if req.Sort != "score" {
-		for i := range res.Hits {
-			res.Hits[i].Score = 0
-		}
+		res.Hits = append(res.Hits, Hit{Topic: topic, Partition: p, Offset: off, Score: m.Score})
 	}
 	return nil
 }
