@@ -161,15 +161,19 @@ func BenchmarkSearchArchive(b *testing.B) {
 	if dir == "" {
 		dir = b.TempDir()
 	}
-	c, err := OpenCache(dir, 1<<40, 64)
-	if err != nil {
-		b.Fatal(err)
+	open := func() (*Cache, *Engine) {
+		c, err := OpenCache(dir, 1<<40, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e, err := NewEngine(EngineConfig{Log: l, Cache: c})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return c, e
 	}
-	defer c.Close()
-	e, err := NewEngine(EngineConfig{Log: l, Cache: c})
-	if err != nil {
-		b.Fatal(err)
-	}
+	c, e := open()
+	defer func() { c.Close() }()
 	ctx := context.Background()
 	start := time.Now()
 	r, err := e.Search(ctx, Request{Topics: []string{"bench"}, Query: searchQueries[0]})
@@ -195,5 +199,24 @@ func BenchmarkSearchArchive(b *testing.B) {
 				b.ReportMetric(float64(total), "matches")
 			})
 		}
+	} // After a restart: the indexes on disk, closed, their coordinates
+	// not read yet.
+	for _, qs := range searchQueries {
+		b.Run(fmt.Sprintf("reopened/q=%s", qs), func(b *testing.B) {
+			var lat []time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				c.Close()
+				c, e = open()
+				b.StartTimer()
+				start := time.Now()
+				r, err := e.Search(ctx, Request{Topics: []string{"bench"}, Query: qs})
+				if err != nil || len(r.Hits) == 0 || r.Built > 0 {
+					b.Fatal(err, r)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			reportLatency(b, lat)
+		})
 	}
 }
