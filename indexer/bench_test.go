@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -181,14 +182,16 @@ func BenchmarkSearchArchive(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Logf("%d records, %d indexes (%d built) ready in %s", n, r.Indexes, r.Built, time.Since(start).Round(time.Millisecond))
-	for _, sortBy := range []string{"-time", "score"} {
+	// "-time/exact": newest first, every match counted (ExactTotal).
+	for _, sortBy := range []string{"-time", "-time/exact", "score"} {
 		for _, qs := range searchQueries {
 			b.Run(fmt.Sprintf("sort=%s/q=%s", sortBy, qs), func(b *testing.B) {
 				var lat []time.Duration
 				var total uint64
+				req := Request{Topics: []string{"bench"}, Query: qs, Sort: strings.TrimSuffix(sortBy, "/exact"), ExactTotal: strings.HasSuffix(sortBy, "/exact")}
 				for b.Loop() {
 					start := time.Now()
-					r, err := e.Search(ctx, Request{Topics: []string{"bench"}, Query: qs, Sort: sortBy})
+					r, err := e.Search(ctx, req)
 					if err != nil || len(r.Hits) == 0 || r.Built > 0 {
 						b.Fatal(err, r)
 					}

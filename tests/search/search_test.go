@@ -229,7 +229,8 @@ func (e *env) produce(addr string) [16]byte {
 // waitIndexed waits until every partition has archived segments and an
 // index of each.
 func (e *env) waitIndexed(id [16]byte) {
-	testharness.CheckFor(e.t, 10*time.Minute, 500*time.Millisecond, func() error {
+	// One worker indexes a few thousand records a second on a busy core.
+	testharness.CheckFor(e.t, 10*time.Minute+time.Duration(e.n)*time.Millisecond, 500*time.Millisecond, func() error {
 		for p := int32(0); p < partitions; p++ {
 			m, err := tier3.LoadManifest(context.Background(), e.store, id, p)
 			if err != nil {
