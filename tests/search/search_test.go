@@ -281,8 +281,8 @@ func (e *env) searchHTTP(addr string, q query) []indexer.Hit {
 	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&res) != nil {
 		e.t.Fatalf("%s: status %s", q.q, resp.Status)
 	}
-	if int(res.Total) != len(res.Hits) {
-		e.t.Errorf("%s: total %d but %d hits", q.q, res.Total, len(res.Hits))
+	if int(res.Total) != len(res.Hits) || !res.TotalExact {
+		e.t.Errorf("%s: total %d (exact %t) but %d hits", q.q, res.Total, res.TotalExact, len(res.Hits))
 	}
 	return res.Hits
 }
