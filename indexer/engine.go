@@ -1,12 +1,14 @@
 package indexer
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -403,56 +405,81 @@ func (e *Engine) collectByScore(ctx context.Context, handles []*Handle, q query.
 	return nil
 }
 
-// fetch reads every hit's record from its tier, a batch at a time.
+// Read sizes of fetch: a read returns at least the batch holding the
+// offset asked for, and more while it fits.
+const (
+	minHitRead = 1
+	maxHitRead = 4 << 20
+)
+
+// fetch reads every hit's record from its tier: per partition in offset
+// order, each read as large as the hits it serves warrant (doubling
+// while a read serves hits beyond its first, halving while it does not),
+// so dense hits cost a few large reads and sparse ones a batch each.
 func (e *Engine) fetch(ctx context.Context, topics map[string]Topic, res *Result) error {
-	type batchKey struct {
+	type partKey struct {
 		topic string
 		p     int32
 	}
-	type decoded struct {
-		first, last int64
-		recs        map[int64]*Record
+	byPart := map[partKey][]int{} // indexes into res.Hits
+	for i, h := range res.Hits {
+		k := partKey{h.Topic, h.Partition}
+		byPart[k] = append(byPart[k], i)
 	}
-	recent := map[batchKey][]*decoded{}
-	kept := res.Hits[:0]
-	for _, h := range res.Hits {
-		bk := batchKey{h.Topic, h.Partition}
-		var r *Record
-		for _, d := range recent[bk] {
-			if h.Offset >= d.first && h.Offset <= d.last {
-				r = d.recs[h.Offset]
-				break
+	found := make([]bool, len(res.Hits))
+	for k, idx := range byPart {
+		slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(res.Hits[a].Offset, res.Hits[b].Offset) })
+		t := topics[k.topic]
+		size := 64 << 10
+		for i := 0; i < len(idx); {
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-		}
-		if r == nil {
-			t := topics[h.Topic]
-			b, err := e.log.Read(ctx, t, h.Partition, h.Offset, 1)
+			first := res.Hits[idx[i]].Offset
+			b, err := e.log.Read(ctx, t, k.p, first, size)
 			if err != nil {
-				return fmt.Errorf("indexer: read hit %s/%d@%d: %w", h.Topic, h.Partition, h.Offset, err)
+				return fmt.Errorf("indexer: read hit %s/%d@%d: %w", k.topic, k.p, first, err)
 			}
-			d := &decoded{first: h.Offset, last: lastOffset(b), recs: map[int64]*Record{}}
+			last := lastOffset(b)
+			if last < first {
+				break // nothing at or after first: the rest are gone
+			}
+			j := i
 			err = tier2.EachBatchRecord(b, func(kr *kmsg.Record, off, ts int64) {
-				rec := &Record{Offset: off, Timestamp: ts, Key: kr.Key, Value: kr.Value}
+				for j < len(idx) && res.Hits[idx[j]].Offset < off {
+					j++
+				}
+				if j == len(idx) || res.Hits[idx[j]].Offset != off {
+					return
+				}
+				rec := Record{Offset: off, Timestamp: ts, Key: kr.Key, Value: kr.Value}
 				for _, hd := range kr.Headers {
 					rec.Headers = append(rec.Headers, Header{Key: hd.Key, Value: hd.Value})
 				}
-				d.recs[off] = rec
+				fillHit(&res.Hits[idx[j]], &rec)
+				found[idx[j]] = true
 			})
 			if err != nil {
-				return fmt.Errorf("indexer: records of hit %s/%d@%d: %w", h.Topic, h.Partition, h.Offset, err)
+				return fmt.Errorf("indexer: records of hit %s/%d@%d: %w", k.topic, k.p, first, err)
 			}
-			l := append(recent[bk], d)
-			if len(l) > 16 {
-				l = l[1:]
+			served := 0
+			for i < len(idx) && res.Hits[idx[i]].Offset <= last {
+				i++
+				served++
 			}
-			recent[bk] = l
-			r = d.recs[h.Offset]
+			if served > 1 {
+				size = min(size*2, maxHitRead)
+			} else {
+				size = max(size/2, minHitRead)
+			}
 		}
-		if r == nil {
+	}
+	kept := res.Hits[:0]
+	for i, h := range res.Hits {
+		if !found[i] {
 			res.Missing++
 			continue
 		}
-		fillHit(&h, r)
 		res.Fetched++
 		kept = append(kept, h)
 	}
