@@ -107,7 +107,7 @@ func benchArchivedRead(b *testing.B, overKafka bool) {
 		wg.Wait()
 		return time.Since(start)
 	}
-	var raw, read time.Duration
+	var raw, read, wait time.Duration
 	var rawCPU, readCPU cpuUse
 	b.SetBytes(total)
 	b.ResetTimer()
@@ -153,6 +153,7 @@ func benchArchivedRead(b *testing.B, overKafka bool) {
 		}
 		read += time.Since(start)
 		readCPU = readCPU.add(cpuNow().sub(c0))
+		wait += br.tier.arch.ReadStats().Wait
 		if cl != nil {
 			cl.Close()
 		}
@@ -165,6 +166,8 @@ func benchArchivedRead(b *testing.B, overKafka bool) {
 	b.ReportMetric(rawCPU.minio/k, "rawGET-minio-cpu-s")
 	b.ReportMetric(readCPU.self/k, "read-cpu-s")
 	b.ReportMetric(readCPU.minio/k, "read-minio-cpu-s")
+	// Time the reader waited for GETs per pass: the pipeline's stalls.
+	b.ReportMetric(wait.Seconds()/k, "read-wait-s")
 }
 
 // cpuUse is CPU time used, in seconds, by this process and by its MinIO
