@@ -311,14 +311,14 @@ func (a *Archive) Read(ctx context.Context, prefix string, segs []SegmentEntry, 
 func (a *Archive) ReadVec(ctx context.Context, prefix string, segs []SegmentEntry, offset int64, limit int, dst [][]byte) ([][]byte, int, error) {
 	start, total := len(dst), 0
 	i := sort.Search(len(segs), func(i int) bool { return segs[i].Next > offset })
-	if i < len(segs) && a.sequential(prefix, offset) {
+	seq := i < len(segs) && a.sequential(prefix, offset)
+	if seq {
 		a.mu.Lock()
 		a.cursor[prefix] = readCursor{segs: segs[i:], offset: offset}
 		a.mu.Unlock()
-		a.readAhead(prefix, segs[i:], offset)
 	}
 	next := int64(-1)
-	for ; i < len(segs); i++ {
+	for first := i; i < len(segs); i++ {
 		e := &segs[i]
 		left := limit - total
 		if total > 0 && left <= 0 {
@@ -327,6 +327,17 @@ func (a *Archive) ReadVec(ctx context.Context, prefix string, segs []SegmentEntr
 		x, err := a.index(ctx, prefix, e)
 		if err != nil {
 			return dst[:start], 0, err
+		}
+		if i == first {
+			// Read ahead once the index places offset in a chunk: a whole
+			// window for a read continuing an earlier one; one GET's worth
+			// for any other, whose GET then also brings the chunks the
+			// reader's next read is likely to need.
+			budget := a.cfg.ReadAheadGET
+			if seq {
+				budget = a.cfg.ReadAhead
+			}
+			a.readAhead(prefix, segs[i:], offset, min(budget, a.cfg.ReadAhead))
 		}
 		var n int
 		var end int64
@@ -391,18 +402,17 @@ func (a *Archive) continueAhead(prefix string) {
 	c, ok := a.cursor[prefix]
 	a.mu.Unlock()
 	if ok && a.ctx.Err() == nil {
-		a.readAhead(prefix, c.segs, c.offset)
+		a.readAhead(prefix, c.segs, c.offset, a.cfg.ReadAhead)
 	}
 }
 
-// readAhead fetches, in the background, the chunks covering ReadAhead
-// bytes from offset's chunk on, skipping those in memory, in flight or on
+// readAhead fetches, in the background, the chunks covering budget bytes
+// from offset's chunk on, skipping those in memory, in flight or on
 // disk: consecutive missing chunks of a segment are fetched by one GET of
 // up to ReadAheadGET bytes, at most ReadAheadParallel GETs at once. It
 // also loads the indexes of the later segments it reaches, so a reader
 // does not wait for them at a segment boundary. It never waits for a slot.
-func (a *Archive) readAhead(prefix string, segs []SegmentEntry, offset int64) {
-	budget := a.cfg.ReadAhead
+func (a *Archive) readAhead(prefix string, segs []SegmentEntry, offset, budget int64) {
 	for i := range segs {
 		e := &segs[i]
 		if budget <= 0 {
