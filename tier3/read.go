@@ -493,6 +493,7 @@ func (a *Archive) cachedIndex(key string) (*tier2.Index, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if el, ok := a.idx[key]; ok {
+		a.idxLRU.MoveToFront(el)
 		return el.Value.(*idxEntry).x, true
 	}
 	return nil, false
@@ -510,7 +511,7 @@ func (a *Archive) BatchAt(ctx context.Context, prefix string, e *SegmentEntry, p
 // FindTimestampFrom returns the position of the first batch of the
 // archived segment whose last offset is >= from and max timestamp >= ts.
 func (a *Archive) FindTimestampFrom(ctx context.Context, prefix string, e *SegmentEntry, ts, from int64) (int64, bool, error) {
-	x, err := a.index(ctx, prefix, e)
+	x, err := a.timeIndex(ctx, prefix, e)
 	if err != nil {
 		return 0, false, err
 	}

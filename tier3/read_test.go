@@ -172,3 +172,38 @@ func TestReadVecAndCacheAdmission(t *testing.T) {
 		t.Fatalf("reading a damaged object: %v, want a checksum error", err)
 	}
 }
+
+// Reads by offset use only the offset index: a segment whose .timeindex
+// is damaged in the store reads in full, and the damage shows at the first
+// timestamp lookup, which fails rather than use it.
+func TestTimeIndexFetchedForTimestampsOnly(t *testing.T) {
+	s, log := testSegment(t, 100)
+	store := tier3.NewMemStore()
+	cache, err := tier3.NewCache(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := tier3.NewArchive(store, tier3.ArchiveConfig{Cache: cache, ChunkSize: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	e, err := upload(t, a, s, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Corrupt("p/"+e.TimeIndex, 20); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	got, err := a.Read(ctx, "p/", []tier3.SegmentEntry{e}, 0, len(log), nil)
+	if err != nil {
+		t.Fatalf("read with a damaged .timeindex: %v", err)
+	}
+	if !bytes.Equal(got, log) {
+		t.Fatalf("read %d bytes, not the segment's %d", len(got), len(log))
+	}
+	if _, _, err := a.FindTimestampFrom(ctx, "p/", &e, 1000, 0); !errors.Is(err, tier3.ErrChecksum) {
+		t.Fatalf("timestamp lookup with a damaged .timeindex: %v, want a checksum error", err)
+	}
+}
