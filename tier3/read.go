@@ -413,6 +413,7 @@ func (a *Archive) continueAhead(prefix string) {
 // also loads the indexes of the later segments it reaches, so a reader
 // does not wait for them at a segment boundary. It never waits for a slot.
 func (a *Archive) readAhead(prefix string, segs []SegmentEntry, offset, budget int64) {
+	initial := budget
 	for i := range segs {
 		e := &segs[i]
 		if budget <= 0 {
@@ -448,6 +449,17 @@ func (a *Archive) readAhead(prefix string, segs []SegmentEntry, offset, budget i
 					c0 = ci + 1
 					budget -= e.ChunkSize
 					continue
+				}
+				if len(flights) == 0 && budget < initial {
+					// A run cut short by the window's edge would take a GET
+					// for part of what one GET brings when the window has
+					// moved on: leave it for then.
+					left := (e.Size - ci*e.ChunkSize + e.ChunkSize - 1) / e.ChunkSize
+					if budget < min(maxRun, left)*e.ChunkSize {
+						a.mu.Unlock()
+						<-a.raSem
+						return
+					}
 				}
 				budget -= e.ChunkSize
 				f, _ := a.flightLocked(ck, false)
