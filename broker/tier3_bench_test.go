@@ -141,11 +141,13 @@ func benchArchivedRead(b *testing.B, overKafka bool) {
 				continue
 			}
 			var err error
-			_, views, err = br.readPartitionVec(p, next, 4<<20, nil, views[:0])
+			var hold tier3.Hold
+			_, views, err = br.readPartitionVec(p, next, 4<<20, nil, views[:0], &hold)
 			if err != nil {
 				b.Fatal(err)
 			}
 			last, ok := lastViewOffset(views)
+			hold.Release() // as Fetch does once the views are written
 			if !ok {
 				b.Fatalf("nothing read at %d", next)
 			}

@@ -30,6 +30,7 @@ type Archive struct {
 	raSem chan struct{}  // bounds read-ahead GETs in flight
 	raWG  sync.WaitGroup // read-ahead goroutines and the disk writer; Close waits for them
 	diskQ chan diskWrite // chunks to copy into the disk cache; bounded, dropped when full
+	pool  bufPool        // free chunk buffers
 	st    readCounters
 
 	mu       sync.Mutex // guards the following
@@ -70,7 +71,7 @@ type ArchiveConfig struct {
 type flight struct {
 	used bool // a reader waits for it (not only read-ahead); guarded by Archive.mu
 	done chan struct{}
-	data []byte
+	c    *chunk // landed: its reference passed to the LRU, or kept for good
 	err  error
 }
 
@@ -109,6 +110,9 @@ func NewArchive(store Store, cfg ArchiveConfig) (*Archive, error) {
 	a := &Archive{store: store, cfg: cfg, ctx: ctx, stop: stop, raSem: make(chan struct{}, cfg.ReadAheadParallel),
 		diskQ: make(chan diskWrite, diskQueue), inflight: make(map[string]*flight), idx: make(map[string]*list.Element),
 		seq: make(map[string][]int64), cursor: make(map[string]readCursor), hot: make(map[string]*list.Element), ghosts: make(map[string]struct{})}
+	// Buffers flow from the LRU's evictions to the next GETs; more free ones
+	// than one GET fills would be memory kept for nothing.
+	a.pool = bufPool{size: cfg.ChunkSize, max: int(max(2, cfg.ReadAheadGET/cfg.ChunkSize))}
 	a.raWG.Add(1)
 	go a.diskWriter()
 	return a, nil
