@@ -219,6 +219,7 @@ func BenchmarkCatchUpRead(b *testing.B) {
 	b.ReportMetric(fetchCPU.minio/k, "fetch-minio-cpu-s")
 	b.ReportMetric(fetchCPU.broker/k, "fetch-broker-cpu-s")
 	b.ReportMetric(fetchCPU.self/k, "fetch-client-cpu-s")
+	b.ReportMetric(fetchCPU.brokerFaults/k, "fetch-broker-minflt")
 	b.Logf("%d records, %d archived segments, %.1f MB: raw GET %.0f MB/s (1 stream) %.0f MB/s (4 streams); "+
 		"catch-up: franz-go consumer %.0f MB/s (ratio %.2f), raw Fetch %.0f MB/s (ratio %.2f); "+
 		"every chunk in memory: consumer %.0f MB/s, raw Fetch %.0f MB/s",
@@ -229,13 +230,16 @@ func BenchmarkCatchUpRead(b *testing.B) {
 // by its MinIO and broker children, read from /proc (0 where that is not
 // available). A broker restarted between two readings is not counted
 // right: read both within one run of it.
-type cpuUse struct{ self, minio, broker float64 }
+// brokerFaults counts the broker's minor page faults (memory it touches
+// for the first time).
+type cpuUse struct{ self, minio, broker, brokerFaults float64 }
 
 func (c cpuUse) add(d cpuUse) cpuUse {
-	return cpuUse{c.self + d.self, c.minio + d.minio, c.broker + d.broker}
+	return cpuUse{c.self + d.self, c.minio + d.minio, c.broker + d.broker, c.brokerFaults + d.brokerFaults}
 }
+
 func (c cpuUse) sub(d cpuUse) cpuUse {
-	return cpuUse{c.self - d.self, c.minio - d.minio, c.broker - d.broker}
+	return cpuUse{c.self - d.self, c.minio - d.minio, c.broker - d.broker, c.brokerFaults - d.brokerFaults}
 }
 
 func cpuNow() cpuUse {
@@ -264,6 +268,8 @@ func cpuNow() cpuUse {
 				c.minio += (u + s) / 100
 			case bytes.Contains(stat, []byte("(chronik)")):
 				c.broker += (u + s) / 100
+				minflt, _ := strconv.ParseFloat(f[7], 64)
+				c.brokerFaults += minflt
 			}
 		}
 	}
