@@ -56,7 +56,8 @@ type ArchiveConfig struct {
 	// (64 MiB), by at most ReadAheadParallel GETs at once (4), each of at
 	// most ReadAheadGET bytes (16 MiB; consecutive chunks of a segment).
 	// A window larger than ReadAheadParallel x ReadAheadGET keeps every
-	// GET slot busy while the reader waits for the oldest one.
+	// GET slot busy while the reader waits for the oldest one. Any other
+	// read fetches ReadAheadGET bytes from its chunk (at most ReadAhead).
 	ReadAhead         int64
 	ReadAheadParallel int
 	ReadAheadGET      int64
@@ -64,7 +65,8 @@ type ArchiveConfig struct {
 	IndexCacheBytes int64
 	// HotBytes bounds the verified chunks kept in memory (2 x ReadAhead,
 	// at least 2 chunks). Fetch responses hold views of these chunks until
-	// they are written, so a chunk evicted meanwhile lives on until then.
+	// they are written, so a chunk evicted meanwhile lives on until then;
+	// its buffer is reused after that (see read.go).
 	HotBytes int64
 }
 

@@ -36,7 +36,10 @@ import (
 // (fetch-ratio; the broker's side). The -cached measures repeat both with
 // every chunk already in the broker's memory (it keeps 128 MiB): the
 // Fetch path's and the consumer's own ceilings, which bound the archived
-// ones.
+// ones. CPU seconds per pass are reported for the 4-stream raw GET and the
+// cold Fetch pass (MinIO, broker, client), with the broker's minor page
+// faults. The topic is not searchable (search.enabled=false): the batch
+// indexer would compete with the passes for the cores.
 //
 //	go test ./tests/tier3 -run '^$' -bench CatchUp -benchtime 3x
 //	CHRONIK_TIER3_RECORDS=2000000 go test ./tests/tier3 -run '^$' -bench CatchUp -benchtime 3x
