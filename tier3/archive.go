@@ -71,10 +71,15 @@ type ArchiveConfig struct {
 }
 
 type flight struct {
-	used bool // a reader waits for it (not only read-ahead); guarded by Archive.mu
-	done chan struct{}
-	c    *chunk // landed: its reference passed to the LRU, or kept for good
-	err  error
+	// Guarded by Archive.mu: used is set when a reader waits for it (not
+	// only read-ahead); waiters counts the readers waiting, each of whom
+	// gets a reference when it lands.
+	used    bool
+	waiters int32
+	landed  bool
+	done    chan struct{}
+	c       *chunk // landed: its reference passed to the LRU, or kept for good
+	err     error
 }
 
 type idxEntry struct {

@@ -265,10 +265,6 @@ func (r *chunkReader) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// errReused is a chunk that landed and was dropped from memory, its buffer
-// reused, before a reader waiting for it took a reference: look again.
-var errReused = errors.New("tier3: chunk reused before it was taken")
-
 // chunkData returns chunk ci of the object for a reader, with a reference
 // the reader owns: from memory, else the disk cache (checked again against
 // its CRC-32C), else a GET.
@@ -277,8 +273,7 @@ func (a *Archive) chunkData(ctx context.Context, key string, e *SegmentEntry, ci
 		return nil, fmt.Errorf("%w: %s has no chunk %d", ErrChecksum, key, ci)
 	}
 	ck := chunkKey(key, ci)
-	retried := false
-	for attempt := 0; ; attempt++ {
+	for retried := false; ; retried = true {
 		if c, ok := a.hotChunk(ck); ok {
 			a.st.memHits.Add(1)
 			return c, nil
@@ -300,29 +295,23 @@ func (a *Archive) chunkData(ctx context.Context, key string, e *SegmentEntry, ci
 		}
 		a.st.diskMisses.Add(1)
 		start := time.Now()
-		c, err := a.chunk(ctx, key, e, ci, true)
+		c, err := a.chunk(ctx, key, e, ci)
 		a.st.waitNanos.Add(int64(time.Since(start)))
-		switch {
-		case err == nil:
-			return c, nil
-		case errors.Is(err, errReused) && attempt < 8:
-			continue
-		case !retried && !errors.Is(err, ErrChecksum) && !errors.Is(err, errReused) && ctx.Err() == nil:
-			// The GET may have been read-ahead's, failed midway; try once more.
-			retried = true
-			continue
+		if err == nil || retried || errors.Is(err, ErrChecksum) || ctx.Err() != nil {
+			return c, err
 		}
-		return nil, err
+		// The GET may have been read-ahead's, failed midway; try once more.
 	}
 }
 
-// chunk returns chunk ci of the object from one ranged GET shared by
-// everyone who wants it meanwhile, checked against its CRC-32C before
-// anyone sees it. used is false for read-ahead.
-func (a *Archive) chunk(ctx context.Context, key string, e *SegmentEntry, ci int64, used bool) (*chunk, error) {
+// chunk returns chunk ci of the object, with a reference for the caller,
+// from one ranged GET shared by everyone who wants it meanwhile, checked
+// against its CRC-32C before anyone sees it.
+func (a *Archive) chunk(ctx context.Context, key string, e *SegmentEntry, ci int64) (*chunk, error) {
 	ck := chunkKey(key, ci)
 	a.mu.Lock()
-	f, owner := a.flightLocked(ck, used)
+	f, owner := a.flightLocked(ck, true)
+	f.waiters++
 	a.mu.Unlock()
 	if owner {
 		// Other readers may be waiting on this fetch: their requests must not
@@ -334,15 +323,18 @@ func (a *Archive) chunk(ctx context.Context, key string, e *SegmentEntry, ci int
 	select {
 	case <-f.done:
 	case <-ctx.Done():
+		a.mu.Lock()
+		landed := f.landed
+		if !landed {
+			f.waiters--
+		}
+		a.mu.Unlock()
+		if landed && f.err == nil {
+			a.release(f.c) // the reference land took for this caller
+		}
 		return nil, ctx.Err()
 	}
-	if f.err != nil {
-		return nil, f.err
-	}
-	if !f.c.acquire() {
-		return nil, errReused
-	}
-	return f.c, nil
+	return f.c, f.err // on success, land took the reference for this caller
 }
 
 // flightLocked returns chunk ck's flight, starting one (owner) when none
@@ -362,8 +354,11 @@ func (a *Archive) flightLocked(ck string, used bool) (f *flight, owner bool) {
 // so nobody fetches it again meanwhile.
 func (a *Archive) land(ck string, f *flight, c *chunk, err error) {
 	a.mu.Lock()
-	f.c, f.err = c, err
+	f.c, f.err, f.landed = c, err, true
 	if err == nil {
+		// A reference for each reader waiting, taken before the chunk can
+		// leave memory and its buffer be reused.
+		c.refs.Add(f.waiters)
 		if _, ghost := a.ghosts[ck]; ghost {
 			delete(a.ghosts, ck) // read before and fetched again: worth a disk copy
 			a.queueDiskLocked(ck, c)

@@ -294,3 +294,63 @@ func TestHoldKeepsViewsUntilRelease(t *testing.T) {
 		t.Fatal("no chunk buffer reused after the holds were released")
 	}
 }
+
+// Readers sharing GETs, with memory for a few chunks only, so chunks are
+// evicted and their buffers reused while other readers wait for them or
+// hold views of them: every read returns the log's bytes.
+func TestConcurrentReadersWithReusedBuffers(t *testing.T) {
+	s, log := testSegment(t, 400)
+	store := tier3.NewMemStore()
+	cache, err := tier3.NewCache(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := tier3.NewArchive(store, tier3.ArchiveConfig{Cache: cache, ChunkSize: 4 << 10, ReadAhead: 16 << 10,
+		ReadAheadGET: 8 << 10, HotBytes: 12 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	e, err := upload(t, a, s, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs := []tier3.SegmentEntry{e}
+	errs := make(chan error, 8)
+	for r := range 8 {
+		go func() {
+			var got []byte
+			for next := int64(0); next < s.Next; {
+				var h tier3.Hold
+				views, _, err := a.ReadVec(context.Background(), "p/", segs, next, 2000+100*r, nil, &h)
+				if err != nil {
+					errs <- err
+					return
+				}
+				start := len(got)
+				for _, v := range views {
+					got = append(got, v...)
+				}
+				h.Release()
+				for rest := got[start:]; len(rest) >= 61; {
+					l := int(binary.BigEndian.Uint32(rest[8:])) + 12
+					next = int64(binary.BigEndian.Uint64(rest)) + int64(binary.BigEndian.Uint32(rest[23:])) + 1
+					rest = rest[l:]
+				}
+			}
+			if !bytes.Equal(got, log) {
+				errs <- fmt.Errorf("reader %d read %d bytes that are not the log", r, len(got))
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.ReadStats().BufferReuses == 0 {
+		t.Fatal("no chunk buffer reused")
+	}
+}
