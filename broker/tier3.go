@@ -400,7 +400,8 @@ func (b *Broker) readPartition(p *partition, offset int64, maxBytes int, dst []b
 // readPartitionVec is readPartition where archived bytes are not copied:
 // given views (non-nil), an archived read appends read-only views of the
 // archive's verified chunks to it instead of bytes to dst (see
-// tier3.Archive.ReadVec); a local read appends to dst as ever.
+// tier3.Archive.ReadVec), valid until hold is released (nil: for as long
+// as they are referenced); a local read appends to dst as ever.
 func (b *Broker) readPartitionVec(p *partition, offset int64, maxBytes int, dst []byte, views [][]byte, hold *tier3.Hold) ([]byte, [][]byte, error) {
 	if b.tier.arch == nil {
 		out, err := p.readFrom(b.wal, offset, maxBytes, dst)
