@@ -6,6 +6,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/tier3"
 )
 
 // Fetch: v0-17
@@ -69,8 +71,9 @@ type fetchSlot struct {
 	offset  int64
 	max     int
 	sp      *kmsg.FetchResponseTopicPartition
-	views   [][]byte // archived record bytes, written after sp's encoding (fetchReply)
-	replica bool     // a follower's fetch: reads up to the durable end
+	views   [][]byte   // archived record bytes, written after sp's encoding (fetchReply)
+	hold    tier3.Hold // keeps the views' chunks until the response is written
+	replica bool       // a follower's fetch: reads up to the durable end
 }
 
 func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
@@ -199,6 +202,7 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 		sp := s.sp
 		sp.RecordBatches = sp.RecordBatches[:0]
 		s.views = s.views[:0]
+		s.hold.Release()
 		sp.ErrorCode = 0
 		s.p.mu.RLock()
 		logStart, hw, durable := s.p.logStart, s.p.visibleEndLocked(), s.p.hw
@@ -235,12 +239,13 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 		if s.views == nil {
 			s.views = make([][]byte, 0, 4)
 		}
-		data, views, err := b.readPartitionVec(s.p, s.offset, max(limit, 1), sp.RecordBatches, s.views)
+		data, views, err := b.readPartitionVec(s.p, s.offset, max(limit, 1), sp.RecordBatches, s.views, &s.hold)
 		if err != nil {
 			b.log.Error("fetch read failed", "topic", s.p.topic.name, "partition", s.p.index, "offset", s.offset, "err", err)
 			sp.ErrorCode = kerr.KafkaStorageError.Code
 			sp.RecordBatches = sp.RecordBatches[:0]
 			s.views = s.views[:0]
+			s.hold.Release()
 			stop = true
 			continue
 		}

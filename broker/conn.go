@@ -171,7 +171,7 @@ func (c *conn) writeLoop(queue <-chan inflight) {
 			// waits behind a fetch.
 			if err := bw.Flush(); err != nil {
 				c.nc.Close()
-				f.reply()
+				releaseReply(f.reply())
 				c.b.reqBytes.Release(f.held)
 				break
 			}
@@ -192,6 +192,7 @@ func (c *conn) writeLoop(queue <-chan inflight) {
 			// Large record bytes go straight from their buffers (fetch_write.go).
 			_, err = pieces.WriteTo(c.nc)
 		}
+		releaseReply(resp) // its bytes are in the socket or in buf
 		if err != nil {
 			c.nc.Close()
 			break
@@ -212,7 +213,7 @@ func (c *conn) writeLoop(queue <-chan inflight) {
 	// each reply still runs so its request's bytes are released only once
 	// its work (a produce's WAL write) no longer needs them.
 	for f := range queue {
-		f.reply()
+		releaseReply(f.reply())
 		c.b.reqBytes.Release(f.held)
 	}
 }

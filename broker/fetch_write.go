@@ -36,10 +36,13 @@ var fetchMarker = func() []byte {
 }()
 
 // vecFetch is a Fetch response some of whose record bytes are archive
-// views held beside it, by partition, rather than in RecordBatches.
+// views held beside it, by partition, rather than in RecordBatches. The
+// views' chunks are held until releaseReply, once the response is written
+// or dropped.
 type vecFetch struct {
 	*kmsg.FetchResponse
 	views map[*kmsg.FetchResponseTopicPartition][][]byte
+	slots []fetchSlot // their holds
 }
 
 // fetchReply returns what Fetch answers: resp, with the slots' archive
@@ -55,9 +58,23 @@ func fetchReply(resp *kmsg.FetchResponse, slots []fetchSlot) kmsg.Response {
 		}
 	}
 	if views == nil {
+		for i := range slots {
+			slots[i].hold.Release()
+		}
 		return resp
 	}
-	return &vecFetch{FetchResponse: resp, views: views}
+	return &vecFetch{FetchResponse: resp, views: views, slots: slots}
+}
+
+// releaseReply lets go of what a reply held for its writing: call it once
+// the reply is written or dropped.
+func releaseReply(resp kmsg.Response) {
+	if v, ok := resp.(*vecFetch); ok {
+		for i := range v.slots {
+			v.slots[i].hold.Release()
+		}
+		v.slots = nil
+	}
 }
 
 func viewsLen(views [][]byte) int {

@@ -393,15 +393,16 @@ func archiveCtx() (context.Context, context.CancelFunc) {
 // readPartition is partition.readFrom with offsets below the local log
 // start read from the archive.
 func (b *Broker) readPartition(p *partition, offset int64, maxBytes int, dst []byte) ([]byte, error) {
-	out, _, err := b.readPartitionVec(p, offset, maxBytes, dst, nil)
+	out, _, err := b.readPartitionVec(p, offset, maxBytes, dst, nil, nil)
 	return out, err
 }
 
 // readPartitionVec is readPartition where archived bytes are not copied:
 // given views (non-nil), an archived read appends read-only views of the
 // archive's verified chunks to it instead of bytes to dst (see
-// tier3.Archive.ReadVec); a local read appends to dst as ever.
-func (b *Broker) readPartitionVec(p *partition, offset int64, maxBytes int, dst []byte, views [][]byte) ([]byte, [][]byte, error) {
+// tier3.Archive.ReadVec), valid until hold is released (nil: for as long
+// as they are referenced); a local read appends to dst as ever.
+func (b *Broker) readPartitionVec(p *partition, offset int64, maxBytes int, dst []byte, views [][]byte, hold *tier3.Hold) ([]byte, [][]byte, error) {
 	if b.tier.arch == nil {
 		out, err := p.readFrom(b.wal, offset, maxBytes, dst)
 		return out, views, err
@@ -430,7 +431,7 @@ func (b *Broker) readPartitionVec(p *partition, offset int64, maxBytes int, dst 
 		var n int
 		var err error
 		if views != nil {
-			views, n, err = b.tier.arch.ReadVec(ctx, b.archivePrefix(p), segs, offset, maxBytes, views)
+			views, n, err = b.tier.arch.ReadVec(ctx, b.archivePrefix(p), segs, offset, maxBytes, views, hold)
 		} else {
 			dst, err = b.tier.arch.Read(ctx, b.archivePrefix(p), segs, offset, maxBytes, dst)
 			n = len(dst) - start

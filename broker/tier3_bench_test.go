@@ -107,7 +107,7 @@ func benchArchivedRead(b *testing.B, overKafka bool) {
 		wg.Wait()
 		return time.Since(start)
 	}
-	var raw, read time.Duration
+	var raw, read, wait time.Duration
 	var rawCPU, readCPU cpuUse
 	b.SetBytes(total)
 	b.ResetTimer()
@@ -141,11 +141,13 @@ func benchArchivedRead(b *testing.B, overKafka bool) {
 				continue
 			}
 			var err error
-			_, views, err = br.readPartitionVec(p, next, 4<<20, nil, views[:0])
+			var hold tier3.Hold
+			_, views, err = br.readPartitionVec(p, next, 4<<20, nil, views[:0], &hold)
 			if err != nil {
 				b.Fatal(err)
 			}
 			last, ok := lastViewOffset(views)
+			hold.Release() // as Fetch does once the views are written
 			if !ok {
 				b.Fatalf("nothing read at %d", next)
 			}
@@ -153,6 +155,7 @@ func benchArchivedRead(b *testing.B, overKafka bool) {
 		}
 		read += time.Since(start)
 		readCPU = readCPU.add(cpuNow().sub(c0))
+		wait += br.tier.arch.ReadStats().Wait
 		if cl != nil {
 			cl.Close()
 		}
@@ -165,6 +168,8 @@ func benchArchivedRead(b *testing.B, overKafka bool) {
 	b.ReportMetric(rawCPU.minio/k, "rawGET-minio-cpu-s")
 	b.ReportMetric(readCPU.self/k, "read-cpu-s")
 	b.ReportMetric(readCPU.minio/k, "read-minio-cpu-s")
+	// Time the reader waited for GETs per pass: the pipeline's stalls.
+	b.ReportMetric(wait.Seconds()/k, "read-wait-s")
 }
 
 // cpuUse is CPU time used, in seconds, by this process and by its MinIO

@@ -15,41 +15,74 @@ import (
 // .log through an io.ReaderAt that issues ranged GETs. The lookups below
 // are the local segment's, over that ReaderAt.
 
-// Index is a segment's verified offset and time index.
+// Index is a segment's verified offset and time index. An Index parsed
+// from the offset index alone (ParseOffsetIndex) serves every lookup; its
+// time index (WithTimeIndex) only narrows timestamp searches.
 type Index struct {
 	Base, Next, Size int64
 	MaxTs            int64 // -1 when empty
 	MaxTsPos         int64 // position of the first batch holding MaxTs
 	idx              []offEntry
 	tidx             []timeEntry
+	hasTime          bool
 }
 
 // ParseIndex verifies the bytes of a segment's .index and .timeindex
 // (headers, kinds, entry CRCs, agreement with each other) and returns the
 // index they describe.
 func ParseIndex(index, timeindex []byte) (*Index, error) {
+	x, err := ParseOffsetIndex(index)
+	if err != nil {
+		return nil, err
+	}
+	return x.WithTimeIndex(timeindex)
+}
+
+// ParseOffsetIndex verifies the bytes of a segment's .index (header, kind,
+// entry CRC) and returns the index they describe, without a time index.
+func ParseOffsetIndex(index []byte) (*Index, error) {
 	oh, err := parseIndexHeader(index)
 	if err != nil {
 		return nil, err
 	}
+	oe := index[idxHeaderSize:]
+	switch {
+	case oh.kind != kindOffset:
+		return nil, fmt.Errorf("%w: offset index of kind %d", ErrCorrupt, oh.kind)
+	case int64(len(oe)) != int64(oh.count)*offEntrySize:
+		return nil, fmt.Errorf("%w: offset index entry count does not match its size", ErrCorrupt)
+	case crc32Sum(oe) != oh.ecrc:
+		return nil, fmt.Errorf("%w: offset index entries crc mismatch", ErrCorrupt)
+	}
+	return &Index{Base: oh.base, Next: oh.next, Size: oh.logSize, MaxTs: oh.maxTs, MaxTsPos: oh.maxTsPos,
+		idx: parseOffEntries(oe)}, nil
+}
+
+// WithTimeIndex verifies the bytes of the segment's .timeindex (header,
+// kind, entry CRC, agreement with x) and returns a copy of x that uses it.
+func (x *Index) WithTimeIndex(timeindex []byte) (*Index, error) {
 	th, err := parseIndexHeader(timeindex)
 	if err != nil {
 		return nil, err
 	}
-	oe, te := index[idxHeaderSize:], timeindex[idxHeaderSize:]
+	te := timeindex[idxHeaderSize:]
 	switch {
-	case oh.kind != kindOffset || th.kind != kindTime:
-		return nil, fmt.Errorf("%w: index kinds %d and %d", ErrCorrupt, oh.kind, th.kind)
-	case oh.base != th.base || oh.next != th.next || oh.logSize != th.logSize:
+	case th.kind != kindTime:
+		return nil, fmt.Errorf("%w: time index of kind %d", ErrCorrupt, th.kind)
+	case th.base != x.Base || th.next != x.Next || th.logSize != x.Size:
 		return nil, fmt.Errorf("%w: .index and .timeindex disagree", ErrCorrupt)
-	case int64(len(oe)) != int64(oh.count)*offEntrySize || int64(len(te)) != int64(th.count)*timeEntrySize:
-		return nil, fmt.Errorf("%w: index entry counts do not match their sizes", ErrCorrupt)
-	case crc32Sum(oe) != oh.ecrc || crc32Sum(te) != th.ecrc:
-		return nil, fmt.Errorf("%w: index entries crc mismatch", ErrCorrupt)
+	case int64(len(te)) != int64(th.count)*timeEntrySize:
+		return nil, fmt.Errorf("%w: time index entry count does not match its size", ErrCorrupt)
+	case crc32Sum(te) != th.ecrc:
+		return nil, fmt.Errorf("%w: time index entries crc mismatch", ErrCorrupt)
 	}
-	return &Index{Base: oh.base, Next: oh.next, Size: oh.logSize, MaxTs: oh.maxTs, MaxTsPos: oh.maxTsPos,
-		idx: parseOffEntries(oe), tidx: parseTimeEntries(te)}, nil
+	y := *x
+	y.tidx, y.hasTime = parseTimeEntries(te), true
+	return &y, nil
 }
+
+// HasTimeIndex reports whether x has its time index.
+func (x *Index) HasTimeIndex() bool { return x.hasTime }
 
 // IndexBytes returns the bytes of the segment's .index and .timeindex,
 // verified against the segment; an index that fails is rebuilt from the

@@ -30,6 +30,7 @@ type Archive struct {
 	raSem chan struct{}  // bounds read-ahead GETs in flight
 	raWG  sync.WaitGroup // read-ahead goroutines and the disk writer; Close waits for them
 	diskQ chan diskWrite // chunks to copy into the disk cache; bounded, dropped when full
+	pool  bufPool        // free chunk buffers
 	st    readCounters
 
 	mu       sync.Mutex // guards the following
@@ -55,7 +56,8 @@ type ArchiveConfig struct {
 	// (64 MiB), by at most ReadAheadParallel GETs at once (4), each of at
 	// most ReadAheadGET bytes (16 MiB; consecutive chunks of a segment).
 	// A window larger than ReadAheadParallel x ReadAheadGET keeps every
-	// GET slot busy while the reader waits for the oldest one.
+	// GET slot busy while the reader waits for the oldest one. Any other
+	// read fetches ReadAheadGET bytes from its chunk (at most ReadAhead).
 	ReadAhead         int64
 	ReadAheadParallel int
 	ReadAheadGET      int64
@@ -63,15 +65,21 @@ type ArchiveConfig struct {
 	IndexCacheBytes int64
 	// HotBytes bounds the verified chunks kept in memory (2 x ReadAhead,
 	// at least 2 chunks). Fetch responses hold views of these chunks until
-	// they are written, so a chunk evicted meanwhile lives on until then.
+	// they are written, so a chunk evicted meanwhile lives on until then;
+	// its buffer is reused after that (see read.go).
 	HotBytes int64
 }
 
 type flight struct {
-	used bool // a reader waits for it (not only read-ahead); guarded by Archive.mu
-	done chan struct{}
-	data []byte
-	err  error
+	// Guarded by Archive.mu: used is set when a reader waits for it (not
+	// only read-ahead); waiters counts the readers waiting, each of whom
+	// gets a reference when it lands.
+	used    bool
+	waiters int32
+	landed  bool
+	done    chan struct{}
+	c       *chunk // landed: its reference passed to the LRU, or kept for good
+	err     error
 }
 
 type idxEntry struct {
@@ -109,6 +117,9 @@ func NewArchive(store Store, cfg ArchiveConfig) (*Archive, error) {
 	a := &Archive{store: store, cfg: cfg, ctx: ctx, stop: stop, raSem: make(chan struct{}, cfg.ReadAheadParallel),
 		diskQ: make(chan diskWrite, diskQueue), inflight: make(map[string]*flight), idx: make(map[string]*list.Element),
 		seq: make(map[string][]int64), cursor: make(map[string]readCursor), hot: make(map[string]*list.Element), ghosts: make(map[string]struct{})}
+	// Buffers flow from the LRU's evictions to the next GETs; more free ones
+	// than one GET fills would be memory kept for nothing.
+	a.pool = bufPool{size: cfg.ChunkSize, max: int(max(2, cfg.ReadAheadGET/cfg.ChunkSize))}
 	a.raWG.Add(1)
 	go a.diskWriter()
 	return a, nil
@@ -247,47 +258,77 @@ func (a *Archive) DeletePrefix(ctx context.Context, prefix string) error {
 	return nil
 }
 
-// index returns e's parsed index, fetched whole and verified on first use.
+// index returns e's parsed offset index, fetched whole and verified on
+// first use. The time index is left in the store until a timestamp lookup
+// needs it (timeIndex): reads by offset, a catch-up's, never do.
 func (a *Archive) index(ctx context.Context, prefix string, e *SegmentEntry) (*tier2.Index, error) {
 	key := prefix + e.Log
-	a.mu.Lock()
-	if el, ok := a.idx[key]; ok {
-		a.idxLRU.MoveToFront(el)
-		a.mu.Unlock()
-		return el.Value.(*idxEntry).x, nil
+	if x, ok := a.cachedIndex(key); ok {
+		return x, nil
 	}
-	a.mu.Unlock()
 	ib, ii, err := ReadAll(ctx, a.store, prefix+e.Index)
 	if err != nil {
 		return nil, err
 	}
+	if ii.SHA256 != e.IndexSHA256 {
+		return nil, fmt.Errorf("%w: index of %s is not the one the manifest names", ErrChecksum, key)
+	}
+	x, err := tier2.ParseOffsetIndex(ib)
+	if err != nil {
+		return nil, fmt.Errorf("%w: index of %s: %v", ErrChecksum, key, err)
+	}
+	if x.Base != e.Base || x.Next != e.Next || x.Size != e.Size {
+		return nil, fmt.Errorf("%w: index of %s describes another segment", ErrChecksum, key)
+	}
+	return a.cacheIndex(key, x, int64(len(ib)), false), nil
+}
+
+// timeIndex returns e's parsed index with its time index, fetching the
+// .timeindex on first use.
+func (a *Archive) timeIndex(ctx context.Context, prefix string, e *SegmentEntry) (*tier2.Index, error) {
+	x, err := a.index(ctx, prefix, e)
+	if err != nil || x.HasTimeIndex() {
+		return x, err
+	}
+	key := prefix + e.Log
 	tb, ti, err := ReadAll(ctx, a.store, prefix+e.TimeIndex)
 	if err != nil {
 		return nil, err
 	}
-	if ii.SHA256 != e.IndexSHA256 || ti.SHA256 != e.TimeIndexSHA256 {
-		return nil, fmt.Errorf("%w: indexes of %s are not the ones the manifest names", ErrChecksum, key)
+	if ti.SHA256 != e.TimeIndexSHA256 {
+		return nil, fmt.Errorf("%w: time index of %s is not the one the manifest names", ErrChecksum, key)
 	}
-	x, err := tier2.ParseIndex(ib, tb)
-	if err != nil {
-		return nil, fmt.Errorf("%w: indexes of %s: %v", ErrChecksum, key, err)
+	if x, err = x.WithTimeIndex(tb); err != nil {
+		return nil, fmt.Errorf("%w: time index of %s: %v", ErrChecksum, key, err)
 	}
-	if x.Base != e.Base || x.Next != e.Next || x.Size != e.Size {
-		return nil, fmt.Errorf("%w: indexes of %s describe another segment", ErrChecksum, key)
-	}
+	return a.cacheIndex(key, x, int64(len(tb)), true), nil
+}
+
+// cacheIndex keeps x as key's index, adding size bytes to its entry, and
+// returns the index to use: x, or the one cached meanwhile by another
+// reader unless x adds the time index it lacks.
+func (a *Archive) cacheIndex(key string, x *tier2.Index, size int64, withTime bool) *tier2.Index {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ok := a.idx[key]; !ok {
-		size := int64(len(ib) + len(tb))
+	if el, ok := a.idx[key]; ok {
+		ie := el.Value.(*idxEntry)
+		a.idxLRU.MoveToFront(el)
+		if !withTime || ie.x.HasTimeIndex() {
+			return ie.x
+		}
+		ie.x = x
+		ie.size += size
+		a.idxBytes += size
+	} else {
 		a.idx[key] = a.idxLRU.PushFront(&idxEntry{key: key, x: x, size: size})
 		a.idxBytes += size
-		for a.idxBytes > a.cfg.IndexCacheBytes && a.idxLRU.Len() > 1 {
-			el := a.idxLRU.Back()
-			ie := el.Value.(*idxEntry)
-			a.idxLRU.Remove(el)
-			delete(a.idx, ie.key)
-			a.idxBytes -= ie.size
-		}
 	}
-	return x, nil
+	for a.idxBytes > a.cfg.IndexCacheBytes && a.idxLRU.Len() > 1 {
+		el := a.idxLRU.Back()
+		ie := el.Value.(*idxEntry)
+		a.idxLRU.Remove(el)
+		delete(a.idx, ie.key)
+		a.idxBytes -= ie.size
+	}
+	return x
 }

@@ -43,8 +43,9 @@
 // # Archived reads
 //
 // Archive.ReadVec finds the manifest entry holding an offset, fetches the
-// segment's .index and .timeindex whole (verified, parsed by tier2 and kept
-// in a bounded in-memory LRU), and returns read-only views of verified
+// segment's .index whole (verified, parsed by tier2 and kept in a bounded
+// in-memory LRU; the .timeindex joins it when a timestamp lookup first
+// needs it), and returns read-only views of verified
 // chunks of the .log (read.go): a Fetch response writes them to its socket
 // without copying them. Chunks live in a bounded in-memory LRU (HotBytes);
 // the bounded on-disk cache, emptied at startup, is a second level fed
@@ -53,5 +54,7 @@
 // starts where an earlier read of the partition ended is sequential: the
 // ReadAhead bytes after it, across segment boundaries, are fetched in the
 // background by at most ReadAheadParallel GETs of up to ReadAheadGET bytes
-// each, and read-ahead continues whenever one of them ends.
+// each, and read-ahead continues whenever one of them ends. Any other
+// read fetches its chunk by a GET of ReadAheadGET bytes from it. Chunks
+// are checked against their CRC-32C as they arrive, in pieces.
 package tier3

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,8 +22,14 @@ import (
 // when it arrives from the store or the disk cache, and is never modified
 // afterwards: readers take views of it (ReadVec) that a Fetch response
 // writes to its socket without copying, while the chunk stays in the
-// in-memory LRU (HotBytes) for the next reader. Views outlive eviction;
-// the garbage collector frees a chunk once no response holds it.
+// in-memory LRU (HotBytes) for the next reader. Views outlive eviction.
+//
+// Chunk buffers come from a bounded pool and go back to it when nobody
+// holds the chunk any more: the in-memory LRU, the disk writer and each
+// reader that passed a Hold (released once its views are written) hold a
+// reference. Reusing buffers spares the page faults and garbage of a
+// fresh 4 MiB buffer per chunk. A reader without a Hold keeps its
+// reference for good: that chunk's buffer is left to the garbage collector.
 //
 // The disk cache is a second level fed off the read path by one writer
 // goroutine through a bounded queue (a full queue drops the write: the
@@ -35,13 +42,115 @@ import (
 // hotChunk is a verified chunk in memory.
 type hotChunk struct {
 	key  string
-	data []byte
-	used bool // a reader took it; read-ahead alone leaves it false
+	c    *chunk // the LRU's reference
+	used bool   // a reader took it; read-ahead alone leaves it false
 }
 
 type diskWrite struct {
-	key  string
+	key string
+	c   *chunk // the writer's reference
+}
+
+// chunk is a verified chunk's bytes, never written after the check, and
+// the count of references to it (see the top of this file).
+type chunk struct {
+	buf  []byte // from the pool; data is its start
 	data []byte
+	refs atomic.Int32
+}
+
+// acquire adds a reference unless the chunk has none left (its buffer may
+// already be reused).
+func (c *chunk) acquire() bool {
+	for {
+		n := c.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if c.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (a *Archive) release(c *chunk) {
+	switch n := c.refs.Add(-1); {
+	case n == 0:
+		a.pool.put(c.buf)
+	case n < 0:
+		panic("tier3: chunk released more often than acquired")
+	}
+}
+
+// Hold keeps the chunks a read's views point into from being reused until
+// Release. The zero Hold is ready to use.
+type Hold struct {
+	a      *Archive
+	chunks []*chunk
+}
+
+func (h *Hold) add(a *Archive, c *chunk) {
+	h.a = a
+	h.chunks = append(h.chunks, c)
+}
+
+// Release lets go of the chunks: views taken under h must no longer be
+// used. h can be used again.
+func (h *Hold) Release() {
+	if h == nil {
+		return
+	}
+	for i, c := range h.chunks {
+		h.a.release(c)
+		h.chunks[i] = nil
+	}
+	h.chunks = h.chunks[:0]
+}
+
+// bufPool keeps free chunk buffers of one size, at most max of them.
+type bufPool struct {
+	size int64
+	max  int
+
+	mu     sync.Mutex
+	free   [][]byte
+	reuses atomic.Int64
+}
+
+// get returns a buffer of n bytes (its contents are old bytes).
+func (p *bufPool) get(n int64) []byte {
+	if n > p.size {
+		return make([]byte, n)
+	}
+	p.mu.Lock()
+	if k := len(p.free); k > 0 {
+		b := p.free[k-1]
+		p.free[k-1] = nil
+		p.free = p.free[:k-1]
+		p.mu.Unlock()
+		p.reuses.Add(1)
+		return b[:n]
+	}
+	p.mu.Unlock()
+	return make([]byte, n, p.size)
+}
+
+func (p *bufPool) put(b []byte) {
+	if int64(cap(b)) != p.size {
+		return
+	}
+	p.mu.Lock()
+	if len(p.free) < p.max {
+		p.free = append(p.free, b[:p.size])
+	}
+	p.mu.Unlock()
+}
+
+// newChunk wraps a verified buffer from the pool with refs references.
+func newChunk(buf []byte, refs int32) *chunk {
+	c := &chunk{buf: buf, data: buf[:len(buf):len(buf)]}
+	c.refs.Store(refs)
+	return c
 }
 
 const (
@@ -59,6 +168,7 @@ type readCounters struct {
 	memHits, memMisses      atomic.Int64
 	diskHits, diskMisses    atomic.Int64
 	diskWrites, diskDropped atomic.Int64
+	waitNanos               atomic.Int64
 }
 
 // ReadStats are an Archive's read counters since it was created.
@@ -72,6 +182,12 @@ type ReadStats struct {
 	// DiskWrites are chunks copied into the disk cache; DiskDropped are
 	// admissions dropped because the writer was busy.
 	DiskWrites, DiskDropped int64
+	// Wait is the time readers spent waiting for GETs (a pipeline stall
+	// when read-ahead is behind).
+	Wait time.Duration
+	// BufferReuses are chunks received into a buffer from the pool rather
+	// than a new one.
+	BufferReuses int64
 }
 
 // ReadStats returns the read counters.
@@ -81,6 +197,7 @@ func (a *Archive) ReadStats() ReadStats {
 		MemHits: a.st.memHits.Load(), MemMisses: a.st.memMisses.Load(),
 		DiskHits: a.st.diskHits.Load(), DiskMisses: a.st.diskMisses.Load(),
 		DiskWrites: a.st.diskWrites.Load(), DiskDropped: a.st.diskDropped.Load(),
+		Wait: time.Duration(a.st.waitNanos.Load()), BufferReuses: a.pool.reuses.Load(),
 	}
 }
 
@@ -92,10 +209,11 @@ func chunkLen(e *SegmentEntry, ci int64) int64 { return min(e.ChunkSize, e.Size-
 // implements tier2.SliceReader. It remembers the last chunk it used, so
 // a read walking one chunk looks it up once.
 type chunkReader struct {
-	a   *Archive
-	ctx context.Context
-	key string
-	e   *SegmentEntry
+	a    *Archive
+	ctx  context.Context
+	key  string
+	e    *SegmentEntry
+	hold *Hold // takes the reference to each chunk used; nil keeps them
 
 	ci   int64
 	data []byte // chunk ci, or nil
@@ -106,11 +224,14 @@ var _ tier2.SliceReader = (*chunkReader)(nil)
 func (r *chunkReader) chunkAt(pos int64) ([]byte, int64, error) {
 	ci := pos / r.e.ChunkSize
 	if r.data == nil || r.ci != ci {
-		data, err := r.a.chunkData(r.ctx, r.key, r.e, ci)
+		c, err := r.a.chunkData(r.ctx, r.key, r.e, ci)
 		if err != nil {
 			return nil, 0, err
 		}
-		r.ci, r.data = ci, data
+		if r.hold != nil {
+			r.hold.add(r.a, c)
+		}
+		r.ci, r.data = ci, c.data
 	}
 	return r.data, pos - ci*r.e.ChunkSize, nil
 }
@@ -144,46 +265,53 @@ func (r *chunkReader) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// chunkData returns chunk ci of the object for a reader: from memory, else
-// the disk cache (checked again against its CRC-32C), else a GET.
-func (a *Archive) chunkData(ctx context.Context, key string, e *SegmentEntry, ci int64) ([]byte, error) {
+// chunkData returns chunk ci of the object for a reader, with a reference
+// the reader owns: from memory, else the disk cache (checked again against
+// its CRC-32C), else a GET.
+func (a *Archive) chunkData(ctx context.Context, key string, e *SegmentEntry, ci int64) (*chunk, error) {
 	if ci < 0 || ci >= int64(len(e.ChunkCRC32C)) {
 		return nil, fmt.Errorf("%w: %s has no chunk %d", ErrChecksum, key, ci)
 	}
 	ck := chunkKey(key, ci)
-	if data, ok := a.hotChunk(ck); ok {
-		a.st.memHits.Add(1)
-		return data, nil
-	}
-	a.st.memMisses.Add(1)
-	if a.cfg.Cache.Has(ck) {
-		buf := make([]byte, chunkLen(e, ci))
-		ok, err := a.cfg.Cache.ReadAt(ck, buf, 0)
-		if ok && err == nil && crc32.Checksum(buf, crcTable) == e.ChunkCRC32C[ci] {
-			a.st.diskHits.Add(1)
-			a.keepHot(ck, buf, true)
-			return buf, nil
+	for retried := false; ; retried = true {
+		if c, ok := a.hotChunk(ck); ok {
+			a.st.memHits.Add(1)
+			return c, nil
 		}
-		if ok {
-			a.cfg.Cache.Drop(ck) // damaged on local disk: fetch it again
+		a.st.memMisses.Add(1)
+		if a.cfg.Cache.Has(ck) {
+			buf := a.pool.get(chunkLen(e, ci))
+			ok, err := a.cfg.Cache.ReadAt(ck, buf, 0)
+			if ok && err == nil && crc32.Checksum(buf, crcTable) == e.ChunkCRC32C[ci] {
+				a.st.diskHits.Add(1)
+				c := newChunk(buf, 2) // the reader's and the LRU's
+				a.keepHot(ck, c, true)
+				return c, nil
+			}
+			a.pool.put(buf)
+			if ok {
+				a.cfg.Cache.Drop(ck) // damaged on local disk: fetch it again
+			}
 		}
-	}
-	a.st.diskMisses.Add(1)
-	data, err := a.chunk(ctx, key, e, ci, true)
-	if err != nil && !errors.Is(err, ErrChecksum) && ctx.Err() == nil {
+		a.st.diskMisses.Add(1)
+		start := time.Now()
+		c, err := a.chunk(ctx, key, e, ci)
+		a.st.waitNanos.Add(int64(time.Since(start)))
+		if err == nil || retried || errors.Is(err, ErrChecksum) || ctx.Err() != nil {
+			return c, err
+		}
 		// The GET may have been read-ahead's, failed midway; try once more.
-		data, err = a.chunk(ctx, key, e, ci, true)
 	}
-	return data, err
 }
 
-// chunk returns chunk ci of the object from one ranged GET shared by
-// everyone who wants it meanwhile, checked against its CRC-32C before
-// anyone sees it. used is false for read-ahead.
-func (a *Archive) chunk(ctx context.Context, key string, e *SegmentEntry, ci int64, used bool) ([]byte, error) {
+// chunk returns chunk ci of the object, with a reference for the caller,
+// from one ranged GET shared by everyone who wants it meanwhile, checked
+// against its CRC-32C before anyone sees it.
+func (a *Archive) chunk(ctx context.Context, key string, e *SegmentEntry, ci int64) (*chunk, error) {
 	ck := chunkKey(key, ci)
 	a.mu.Lock()
-	f, owner := a.flightLocked(ck, used)
+	f, owner := a.flightLocked(ck, true)
+	f.waiters++
 	a.mu.Unlock()
 	if owner {
 		// Other readers may be waiting on this fetch: their requests must not
@@ -195,9 +323,18 @@ func (a *Archive) chunk(ctx context.Context, key string, e *SegmentEntry, ci int
 	select {
 	case <-f.done:
 	case <-ctx.Done():
+		a.mu.Lock()
+		landed := f.landed
+		if !landed {
+			f.waiters--
+		}
+		a.mu.Unlock()
+		if landed && f.err == nil {
+			a.release(f.c) // the reference land took for this caller
+		}
 		return nil, ctx.Err()
 	}
-	return f.data, f.err
+	return f.c, f.err // on success, land took the reference for this caller
 }
 
 // flightLocked returns chunk ck's flight, starting one (owner) when none
@@ -215,15 +352,18 @@ func (a *Archive) flightLocked(ck string, used bool) (f *flight, owner bool) {
 // land ends a flight: a verified chunk goes to memory (and to disk when it
 // was read before and dropped), before the flight stops being findable,
 // so nobody fetches it again meanwhile.
-func (a *Archive) land(ck string, f *flight, data []byte, err error) {
+func (a *Archive) land(ck string, f *flight, c *chunk, err error) {
 	a.mu.Lock()
-	f.data, f.err = data, err
+	f.c, f.err, f.landed = c, err, true
 	if err == nil {
-		a.keepHotLocked(ck, data, f.used)
+		// A reference for each reader waiting, taken before the chunk can
+		// leave memory and its buffer be reused.
+		c.refs.Add(f.waiters)
 		if _, ghost := a.ghosts[ck]; ghost {
 			delete(a.ghosts, ck) // read before and fetched again: worth a disk copy
-			a.queueDiskLocked(ck, data)
+			a.queueDiskLocked(ck, c)
 		}
+		a.keepHotLocked(ck, c, f.used) // takes the flight's reference
 	}
 	delete(a.inflight, ck)
 	a.mu.Unlock()
@@ -247,27 +387,40 @@ func (a *Archive) fetchRun(ctx context.Context, key string, e *SegmentEntry, c0 
 	}
 	for k, f := range flights {
 		ci := c0 + int64(k)
-		var data []byte
+		var c *chunk
 		if err == nil {
-			data, err = a.readChunk(rc, key, e, ci)
+			c, err = a.readChunk(rc, key, e, ci)
 		}
-		a.land(chunkKey(key, ci), f, data, err)
+		a.land(chunkKey(key, ci), f, c, err)
 	}
 }
 
-// readChunk reads chunk ci from a GET's body and checks its CRC-32C.
-func (a *Archive) readChunk(body io.Reader, key string, e *SegmentEntry, ci int64) ([]byte, error) {
-	data := make([]byte, chunkLen(e, ci))
-	got, err := io.ReadFull(body, data)
-	a.st.getBytes.Add(int64(got))
-	if err != nil {
-		return nil, fmt.Errorf("tier3: read %s chunk %d: %w", key, ci, err)
+// crcPiece is how much of a chunk is received before it is added to the
+// chunk's CRC-32C: small enough to be checked while still in the CPU's
+// cache, rather than read back from memory once the chunk is whole.
+const crcPiece = 256 << 10
+
+// readChunk reads chunk ci from a GET's body into a buffer from the pool
+// and checks its CRC-32C; the chunk returned has one reference.
+func (a *Archive) readChunk(body io.Reader, key string, e *SegmentEntry, ci int64) (*chunk, error) {
+	data := a.pool.get(chunkLen(e, ci))
+	var crc uint32
+	for got := 0; got < len(data); {
+		n, err := io.ReadFull(body, data[got:min(got+crcPiece, len(data))])
+		crc = crc32.Update(crc, crcTable, data[got:got+n])
+		got += n
+		a.st.getBytes.Add(int64(n))
+		if err != nil {
+			a.pool.put(data)
+			return nil, fmt.Errorf("tier3: read %s chunk %d: %w", key, ci, err)
+		}
 	}
-	if crc32.Checksum(data, crcTable) != e.ChunkCRC32C[ci] {
+	if crc != e.ChunkCRC32C[ci] {
+		a.pool.put(data)
 		off := ci * e.ChunkSize
 		return nil, fmt.Errorf("%w: %s bytes %d-%d", ErrChecksum, key, off, off+int64(len(data)))
 	}
-	return data, nil
+	return newChunk(data, 1), nil
 }
 
 // Read appends the archived batches from the one holding offset on, up to
@@ -276,7 +429,9 @@ func (a *Archive) readChunk(body io.Reader, key string, e *SegmentEntry, ci int6
 // where an earlier one ended fetches ReadAhead bytes ahead in the
 // background.
 func (a *Archive) Read(ctx context.Context, prefix string, segs []SegmentEntry, offset int64, limit int, dst []byte) ([]byte, error) {
-	views, n, err := a.ReadVec(ctx, prefix, segs, offset, limit, nil)
+	var h Hold
+	defer h.Release()
+	views, n, err := a.ReadVec(ctx, prefix, segs, offset, limit, nil, &h)
 	if err != nil {
 		return dst, err
 	}
@@ -289,19 +444,21 @@ func (a *Archive) Read(ctx context.Context, prefix string, segs []SegmentEntry, 
 
 // ReadVec is Read without copying: it appends to dst read-only views of
 // verified chunks holding the batches, and returns how many bytes they
-// hold. The views stay valid for as long as they are referenced and must
-// never be written or appended to.
-func (a *Archive) ReadVec(ctx context.Context, prefix string, segs []SegmentEntry, offset int64, limit int, dst [][]byte) ([][]byte, int, error) {
+// hold. The views must never be written or appended to. With a Hold they
+// stay valid until its Release (call it once they are written: their
+// buffers are then reused); with a nil one, for as long as they are
+// referenced.
+func (a *Archive) ReadVec(ctx context.Context, prefix string, segs []SegmentEntry, offset int64, limit int, dst [][]byte, h *Hold) ([][]byte, int, error) {
 	start, total := len(dst), 0
 	i := sort.Search(len(segs), func(i int) bool { return segs[i].Next > offset })
-	if i < len(segs) && a.sequential(prefix, offset) {
+	seq := i < len(segs) && a.sequential(prefix, offset)
+	if seq {
 		a.mu.Lock()
 		a.cursor[prefix] = readCursor{segs: segs[i:], offset: offset}
 		a.mu.Unlock()
-		a.readAhead(prefix, segs[i:], offset)
 	}
 	next := int64(-1)
-	for ; i < len(segs); i++ {
+	for first := i; i < len(segs); i++ {
 		e := &segs[i]
 		left := limit - total
 		if total > 0 && left <= 0 {
@@ -311,10 +468,21 @@ func (a *Archive) ReadVec(ctx context.Context, prefix string, segs []SegmentEntr
 		if err != nil {
 			return dst[:start], 0, err
 		}
+		if i == first {
+			// Read ahead once the index places offset in a chunk: a whole
+			// window for a read continuing an earlier one; one GET's worth
+			// for any other, whose GET then also brings the chunks the
+			// reader's next read is likely to need.
+			budget := a.cfg.ReadAheadGET
+			if seq {
+				budget = a.cfg.ReadAhead
+			}
+			a.readAhead(prefix, segs[i:], offset, min(budget, a.cfg.ReadAhead))
+		}
 		var n int
 		var end int64
 		var atEnd bool
-		dst, n, end, atEnd, err = x.ReadVec(&chunkReader{a: a, ctx: ctx, key: prefix + e.Log, e: e}, offset, left, dst, total == 0, !e.BatchesChecked)
+		dst, n, end, atEnd, err = x.ReadVec(&chunkReader{a: a, ctx: ctx, key: prefix + e.Log, e: e, hold: h}, offset, left, dst, total == 0, !e.BatchesChecked)
 		if err != nil {
 			return dst[:start], 0, fmt.Errorf("tier3: read %s%s: %w", prefix, e.Log, err)
 		}
@@ -374,18 +542,18 @@ func (a *Archive) continueAhead(prefix string) {
 	c, ok := a.cursor[prefix]
 	a.mu.Unlock()
 	if ok && a.ctx.Err() == nil {
-		a.readAhead(prefix, c.segs, c.offset)
+		a.readAhead(prefix, c.segs, c.offset, a.cfg.ReadAhead)
 	}
 }
 
-// readAhead fetches, in the background, the chunks covering ReadAhead
-// bytes from offset's chunk on, skipping those in memory, in flight or on
+// readAhead fetches, in the background, the chunks covering budget bytes
+// from offset's chunk on, skipping those in memory, in flight or on
 // disk: consecutive missing chunks of a segment are fetched by one GET of
 // up to ReadAheadGET bytes, at most ReadAheadParallel GETs at once. It
 // also loads the indexes of the later segments it reaches, so a reader
 // does not wait for them at a segment boundary. It never waits for a slot.
-func (a *Archive) readAhead(prefix string, segs []SegmentEntry, offset int64) {
-	budget := a.cfg.ReadAhead
+func (a *Archive) readAhead(prefix string, segs []SegmentEntry, offset, budget int64) {
+	initial := budget
 	for i := range segs {
 		e := &segs[i]
 		if budget <= 0 {
@@ -421,6 +589,17 @@ func (a *Archive) readAhead(prefix string, segs []SegmentEntry, offset int64) {
 					c0 = ci + 1
 					budget -= e.ChunkSize
 					continue
+				}
+				if len(flights) == 0 && budget < initial {
+					// A run cut short by the window's edge would take a GET
+					// for part of what one GET brings when the window has
+					// moved on: leave it for then.
+					left := (e.Size - ci*e.ChunkSize + e.ChunkSize - 1) / e.ChunkSize
+					if budget < min(maxRun, left)*e.ChunkSize {
+						a.mu.Unlock()
+						<-a.raSem
+						return
+					}
 				}
 				budget -= e.ChunkSize
 				f, _ := a.flightLocked(ck, false)
@@ -466,6 +645,7 @@ func (a *Archive) cachedIndex(key string) (*tier2.Index, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if el, ok := a.idx[key]; ok {
+		a.idxLRU.MoveToFront(el)
 		return el.Value.(*idxEntry).x, true
 	}
 	return nil, false
@@ -477,59 +657,72 @@ func (a *Archive) BatchAt(ctx context.Context, prefix string, e *SegmentEntry, p
 	if err != nil {
 		return nil, err
 	}
-	return x.BatchAt(&chunkReader{a: a, ctx: ctx, key: prefix + e.Log, e: e}, pos, nil)
+	var h Hold
+	defer h.Release()
+	return x.BatchAt(&chunkReader{a: a, ctx: ctx, key: prefix + e.Log, e: e, hold: &h}, pos, nil)
 }
 
 // FindTimestampFrom returns the position of the first batch of the
 // archived segment whose last offset is >= from and max timestamp >= ts.
 func (a *Archive) FindTimestampFrom(ctx context.Context, prefix string, e *SegmentEntry, ts, from int64) (int64, bool, error) {
-	x, err := a.index(ctx, prefix, e)
+	x, err := a.timeIndex(ctx, prefix, e)
 	if err != nil {
 		return 0, false, err
 	}
-	return x.FindTimestampFrom(&chunkReader{a: a, ctx: ctx, key: prefix + e.Log, e: e}, ts, from)
+	var h Hold
+	defer h.Release()
+	return x.FindTimestampFrom(&chunkReader{a: a, ctx: ctx, key: prefix + e.Log, e: e, hold: &h}, ts, from)
 }
 
-func (a *Archive) hotChunk(ck string) ([]byte, bool) {
+// hotChunk returns chunk ck from memory with a reference for the caller.
+func (a *Archive) hotChunk(ck string) (*chunk, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if el, ok := a.hot[ck]; ok {
 		a.hotLRU.MoveToFront(el)
 		h := el.Value.(*hotChunk)
-		h.used = true
-		return h.data, true
+		if h.c.acquire() { // always: the LRU's reference is live
+			h.used = true
+			return h.c, true
+		}
 	}
 	return nil, false
 }
 
-func (a *Archive) keepHot(ck string, data []byte, used bool) {
+func (a *Archive) keepHot(ck string, c *chunk, used bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.keepHotLocked(ck, data, used)
+	a.keepHotLocked(ck, c, used)
 }
 
-// keepHotLocked adds a verified chunk to memory and evicts the least
-// recently used beyond HotBytes, admitting to the disk cache those that
-// would otherwise be lost (see the top of this file). mu must be held.
-func (a *Archive) keepHotLocked(ck string, data []byte, used bool) {
-	if _, ok := a.hot[ck]; ok || int64(len(data)) > a.cfg.HotBytes {
+// keepHotLocked adds a verified chunk to memory, taking over one of its
+// references, and evicts the least recently used beyond HotBytes,
+// admitting to the disk cache those that would otherwise be lost (see the
+// top of this file). mu must be held.
+func (a *Archive) keepHotLocked(ck string, c *chunk, used bool) {
+	if int64(len(c.data)) > a.cfg.HotBytes {
+		return // never in memory: the reference is kept for good, so readers waiting for it can take theirs
+	}
+	if _, ok := a.hot[ck]; ok {
+		a.release(c)
 		return
 	}
-	a.hot[ck] = a.hotLRU.PushFront(&hotChunk{key: ck, data: data, used: used})
-	a.hotBytes += int64(len(data))
+	a.hot[ck] = a.hotLRU.PushFront(&hotChunk{key: ck, c: c, used: used})
+	a.hotBytes += int64(len(c.data))
 	for a.hotBytes > a.cfg.HotBytes {
 		el := a.hotLRU.Back()
 		h := el.Value.(*hotChunk)
 		a.hotLRU.Remove(el)
 		delete(a.hot, h.key)
-		a.hotBytes -= int64(len(h.data))
+		a.hotBytes -= int64(len(h.c.data))
 		switch {
 		case a.cfg.Cache.Has(h.key):
 		case !h.used:
-			a.queueDiskLocked(h.key, h.data) // fetched ahead of a reader that has not come yet
+			a.queueDiskLocked(h.key, h.c) // fetched ahead of a reader that has not come yet
 		default:
 			a.addGhostLocked(h.key)
 		}
+		a.release(h.c)
 	}
 }
 
@@ -547,10 +740,15 @@ func (a *Archive) addGhostLocked(ck string) {
 
 // queueDiskLocked hands a chunk to the disk writer, or drops it when the
 // writer is behind. mu must be held.
-func (a *Archive) queueDiskLocked(ck string, data []byte) {
+func (a *Archive) queueDiskLocked(ck string, c *chunk) {
+	if len(a.diskQ) == cap(a.diskQ) || !c.acquire() {
+		a.st.diskDropped.Add(1)
+		return
+	}
 	select {
-	case a.diskQ <- diskWrite{key: ck, data: data}:
+	case a.diskQ <- diskWrite{key: ck, c: c}:
 	default:
+		a.release(c)
 		a.st.diskDropped.Add(1)
 	}
 }
@@ -563,9 +761,10 @@ func (a *Archive) diskWriter() {
 			return
 		case w := <-a.diskQ:
 			// A chunk that cannot be cached is still good to serve.
-			if err := a.cfg.Cache.Put(w.key, w.data); err == nil {
+			if err := a.cfg.Cache.Put(w.key, w.c.data); err == nil {
 				a.st.diskWrites.Add(1)
 			}
+			a.release(w.c)
 		}
 	}
 }

@@ -117,7 +117,7 @@ func TestReadVecAndCacheAdmission(t *testing.T) {
 		for next := int64(0); next < s.Next; {
 			var n int
 			before := len(views)
-			views, n, err = a.ReadVec(ctx, "p/", segs, next, step, views)
+			views, n, err = a.ReadVec(ctx, "p/", segs, next, step, views, nil)
 			if err != nil || n == 0 {
 				t.Fatalf("ReadVec(%d): %d bytes, %v", next, n, err)
 			}
@@ -168,7 +168,189 @@ func TestReadVecAndCacheAdmission(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, _, err := b.ReadVec(ctx, "p/", segs, 0, len(log), nil); !errors.Is(err, tier3.ErrChecksum) {
+	if _, _, err := b.ReadVec(ctx, "p/", segs, 0, len(log), nil, nil); !errors.Is(err, tier3.ErrChecksum) {
 		t.Fatalf("reading a damaged object: %v, want a checksum error", err)
+	}
+}
+
+// Reads by offset use only the offset index: a segment whose .timeindex
+// is damaged in the store reads in full, and the damage shows at the first
+// timestamp lookup, which fails rather than use it.
+func TestTimeIndexFetchedForTimestampsOnly(t *testing.T) {
+	s, log := testSegment(t, 100)
+	store := tier3.NewMemStore()
+	cache, err := tier3.NewCache(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := tier3.NewArchive(store, tier3.ArchiveConfig{Cache: cache, ChunkSize: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	e, err := upload(t, a, s, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Corrupt("p/"+e.TimeIndex, 20); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	got, err := a.Read(ctx, "p/", []tier3.SegmentEntry{e}, 0, len(log), nil)
+	if err != nil {
+		t.Fatalf("read with a damaged .timeindex: %v", err)
+	}
+	if !bytes.Equal(got, log) {
+		t.Fatalf("read %d bytes, not the segment's %d", len(got), len(log))
+	}
+	if _, _, err := a.FindTimestampFrom(ctx, "p/", &e, 1000, 0); !errors.Is(err, tier3.ErrChecksum) {
+		t.Fatalf("timestamp lookup with a damaged .timeindex: %v, want a checksum error", err)
+	}
+}
+
+// Views taken under a Hold stay intact while their chunks leave memory and
+// other chunks are fetched; once released, the chunks' buffers are reused.
+func TestHoldKeepsViewsUntilRelease(t *testing.T) {
+	s, log := testSegment(t, 400)
+	store := tier3.NewMemStore()
+	cache, err := tier3.NewCache(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := tier3.NewArchive(store, tier3.ArchiveConfig{Cache: cache, ChunkSize: 4 << 10, ReadAhead: -1, HotBytes: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	e, err := upload(t, a, s, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs := []tier3.SegmentEntry{e}
+	ctx := context.Background()
+	// Every read's views are kept, held, until the whole log is read: the
+	// log is 10 times the memory bound, so chunks are evicted under them.
+	type held struct {
+		views [][]byte
+		h     *tier3.Hold
+	}
+	var reads []held
+	var got []byte
+	for next := int64(0); next < s.Next; {
+		h := new(tier3.Hold)
+		views, n, err := a.ReadVec(ctx, "p/", segs, next, 3000, nil, h)
+		if err != nil || n == 0 {
+			t.Fatalf("read at %d: %d bytes, %v", next, n, err)
+		}
+		reads = append(reads, held{views, h})
+		var buf []byte
+		for _, v := range views {
+			buf = append(buf, v...)
+		}
+		for rest := buf; len(rest) >= 61; {
+			l := int(binary.BigEndian.Uint32(rest[8:])) + 12
+			next = int64(binary.BigEndian.Uint64(rest)) + int64(binary.BigEndian.Uint32(rest[23:])) + 1
+			rest = rest[l:]
+		}
+	}
+	for _, r := range reads {
+		for _, v := range r.views {
+			got = append(got, v...)
+		}
+	}
+	if !bytes.Equal(got, log) {
+		t.Fatal("views held across evictions do not join into the log")
+	}
+	if n := a.ReadStats().BufferReuses; n != 0 {
+		t.Fatalf("%d buffers reused while every chunk was held", n)
+	}
+	for _, r := range reads {
+		r.h.Release()
+	}
+	// Read again, releasing each read's hold before the next: evicted
+	// chunks' buffers go back to the pool and are received into again.
+	got = got[:0]
+	for next := int64(0); next < s.Next; {
+		var h tier3.Hold
+		views, _, err := a.ReadVec(ctx, "p/", segs, next, 3000, nil, &h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := len(got)
+		for _, v := range views {
+			got = append(got, v...)
+		}
+		h.Release()
+		for rest := got[start:]; len(rest) >= 61; {
+			l := int(binary.BigEndian.Uint32(rest[8:])) + 12
+			next = int64(binary.BigEndian.Uint64(rest)) + int64(binary.BigEndian.Uint32(rest[23:])) + 1
+			rest = rest[l:]
+		}
+	}
+	if !bytes.Equal(got, log) {
+		t.Fatal("second read does not return the log")
+	}
+	if a.ReadStats().BufferReuses == 0 {
+		t.Fatal("no chunk buffer reused after the holds were released")
+	}
+}
+
+// Readers sharing GETs, with memory for a few chunks only, so chunks are
+// evicted and their buffers reused while other readers wait for them or
+// hold views of them: every read returns the log's bytes.
+func TestConcurrentReadersWithReusedBuffers(t *testing.T) {
+	s, log := testSegment(t, 400)
+	store := tier3.NewMemStore()
+	cache, err := tier3.NewCache(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := tier3.NewArchive(store, tier3.ArchiveConfig{Cache: cache, ChunkSize: 4 << 10, ReadAhead: 16 << 10,
+		ReadAheadGET: 8 << 10, HotBytes: 12 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	e, err := upload(t, a, s, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs := []tier3.SegmentEntry{e}
+	errs := make(chan error, 8)
+	for r := range 8 {
+		go func() {
+			var got []byte
+			for next := int64(0); next < s.Next; {
+				var h tier3.Hold
+				views, _, err := a.ReadVec(context.Background(), "p/", segs, next, 2000+100*r, nil, &h)
+				if err != nil {
+					errs <- err
+					return
+				}
+				start := len(got)
+				for _, v := range views {
+					got = append(got, v...)
+				}
+				h.Release()
+				for rest := got[start:]; len(rest) >= 61; {
+					l := int(binary.BigEndian.Uint32(rest[8:])) + 12
+					next = int64(binary.BigEndian.Uint64(rest)) + int64(binary.BigEndian.Uint32(rest[23:])) + 1
+					rest = rest[l:]
+				}
+			}
+			if !bytes.Equal(got, log) {
+				errs <- fmt.Errorf("reader %d read %d bytes that are not the log", r, len(got))
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.ReadStats().BufferReuses == 0 {
+		t.Fatal("no chunk buffer reused")
 	}
 }

@@ -1,11 +1,17 @@
 package tier3_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,7 +36,10 @@ import (
 // (fetch-ratio; the broker's side). The -cached measures repeat both with
 // every chunk already in the broker's memory (it keeps 128 MiB): the
 // Fetch path's and the consumer's own ceilings, which bound the archived
-// ones.
+// ones. CPU seconds per pass are reported for the 4-stream raw GET and the
+// cold Fetch pass (MinIO, broker, client), with the broker's minor page
+// faults. The topic is not searchable (search.enabled=false): the batch
+// indexer would compete with the passes for the cores.
 //
 //	go test ./tests/tier3 -run '^$' -bench CatchUp -benchtime 3x
 //	CHRONIK_TIER3_RECORDS=2000000 go test ./tests/tier3 -run '^$' -bench CatchUp -benchtime 3x
@@ -41,6 +50,7 @@ func BenchmarkCatchUpRead(b *testing.B) {
 	br := testharness.Start(b, testharness.Options{DataDir: dataDir, Env: e.brokerEnv()})
 	id := createTopic(b, br.Addr(), "bench", map[string]string{
 		"segment.bytes": "16777216", "local.retention.bytes": "0", "retention.ms": "-1", "segment.ms": "1000",
+		"search.enabled": "false", // no batch indexing competing for the 2 cores
 	})
 	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(br.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -175,13 +185,19 @@ func BenchmarkCatchUpRead(b *testing.B) {
 	}
 
 	var raw1, raw4, cu, cuWarm, rf, warm float64
+	var rawCPU, fetchCPU cpuUse
 	b.SetBytes(total)
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
 		raw1 += rawGet(1)
+		c0 := cpuNow()
 		raw4 += rawGet(4)
-		rf += rawFetch(true)
+		rawCPU = rawCPU.add(cpuNow().sub(c0))
+		br.Restart()
+		c0 = cpuNow()
+		rf += rawFetch(false) // cold: just restarted
+		fetchCPU = fetchCPU.add(cpuNow().sub(c0))
 		warm += rawFetch(false) // every chunk now in the broker's memory
 		b.StartTimer()
 		cu += catchUp(true)
@@ -199,8 +215,66 @@ func BenchmarkCatchUpRead(b *testing.B) {
 	b.ReportMetric(warm, "fetch-cached-MB/s")
 	b.ReportMetric(cu/max(raw1, raw4), "ratio")
 	b.ReportMetric(rf/max(raw1, raw4), "fetch-ratio")
+	// CPU seconds per pass: raw GET by 4 streams (MinIO, the GET client)
+	// and the cold Fetch pass (MinIO, broker, Fetch client).
+	b.ReportMetric(rawCPU.minio/k, "rawGET4-minio-cpu-s")
+	b.ReportMetric(rawCPU.self/k, "rawGET4-client-cpu-s")
+	b.ReportMetric(fetchCPU.minio/k, "fetch-minio-cpu-s")
+	b.ReportMetric(fetchCPU.broker/k, "fetch-broker-cpu-s")
+	b.ReportMetric(fetchCPU.self/k, "fetch-client-cpu-s")
+	b.ReportMetric(fetchCPU.brokerFaults/k, "fetch-broker-minflt")
 	b.Logf("%d records, %d archived segments, %.1f MB: raw GET %.0f MB/s (1 stream) %.0f MB/s (4 streams); "+
 		"catch-up: franz-go consumer %.0f MB/s (ratio %.2f), raw Fetch %.0f MB/s (ratio %.2f); "+
 		"every chunk in memory: consumer %.0f MB/s, raw Fetch %.0f MB/s",
 		n, len(m.Segments), float64(total)/1e6, raw1, raw4, cu, cu/max(raw1, raw4), rf, rf/max(raw1, raw4), cuWarm, warm)
+}
+
+// cpuUse is CPU time used, in seconds, by this process (the clients) and
+// by its MinIO and broker children, read from /proc (0 where that is not
+// available). A broker restarted between two readings is not counted
+// right: read both within one run of it.
+// brokerFaults counts the broker's minor page faults (memory it touches
+// for the first time).
+type cpuUse struct{ self, minio, broker, brokerFaults float64 }
+
+func (c cpuUse) add(d cpuUse) cpuUse {
+	return cpuUse{c.self + d.self, c.minio + d.minio, c.broker + d.broker, c.brokerFaults + d.brokerFaults}
+}
+
+func (c cpuUse) sub(d cpuUse) cpuUse {
+	return cpuUse{c.self - d.self, c.minio - d.minio, c.broker - d.broker, c.brokerFaults - d.brokerFaults}
+}
+
+func cpuNow() cpuUse {
+	var c cpuUse
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		c.self = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	}
+	// Children are listed by the thread that started them.
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", os.Getpid()))
+	for _, t := range tasks {
+		b, _ := os.ReadFile(t)
+		for _, pid := range strings.Fields(string(b)) {
+			stat, err := os.ReadFile("/proc/" + pid + "/stat")
+			if err != nil {
+				continue
+			}
+			f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+			if len(f) <= 12 {
+				continue
+			}
+			u, _ := strconv.ParseFloat(f[11], 64) // utime, clock ticks (USER_HZ, 100 on Linux)
+			s, _ := strconv.ParseFloat(f[12], 64)
+			switch {
+			case bytes.Contains(stat, []byte("(minio)")):
+				c.minio += (u + s) / 100
+			case bytes.Contains(stat, []byte("(chronik)")):
+				c.broker += (u + s) / 100
+				minflt, _ := strconv.ParseFloat(f[7], 64)
+				c.brokerFaults += minflt
+			}
+		}
+	}
+	return c
 }
