@@ -63,6 +63,11 @@ type Config struct {
 	Workers, QueueLen int
 	// TempDir is where indexes are built before upload.
 	TempDir string
+	// BuildCommand, when set, builds each index in a child process (see
+	// child.go): the program BuildCommand[0] is run with the rest and the
+	// index directory as arguments, and must call BuildChild (chronik's
+	// hidden index-build command does). Empty builds in this process.
+	BuildCommand []string
 	// ResyncInterval is how often every partition is looked at (1 min).
 	ResyncInterval time.Duration
 	Logger         *slog.Logger
@@ -73,6 +78,9 @@ type Config struct {
 func NewIndexer(cfg Config) (*Indexer, error) {
 	if cfg.Log == nil || cfg.Store == nil || cfg.TempDir == "" || cfg.Topics == nil {
 		return nil, errors.New("indexer: needs a log, a store, a topic list and a temp dir")
+	}
+	if len(cfg.BuildCommand) > 0 && !filepath.IsAbs(cfg.BuildCommand[0]) {
+		return nil, fmt.Errorf("indexer: the build command %q is not an absolute path", cfg.BuildCommand[0])
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 1
@@ -345,17 +353,13 @@ func (x *Indexer) indexSegment(ctx context.Context, t Topic, p int32, s *tier3.S
 		return IndexEntry{}, err
 	}
 	defer os.RemoveAll(dir)
-	b, err := newDiskBuilder(filepath.Join(dir, "index"))
-	if err != nil {
-		return IndexEntry{}, err
-	}
 	var n int64
-	err = scan(ctx, x.cfg.Log, t, p, s.Base, s.Next, func(r *Record) error { n++; return b.add(r) })
-	if err != nil {
-		b.abort()
-		return IndexEntry{}, err
+	if len(x.cfg.BuildCommand) > 0 {
+		n, err = buildInChild(ctx, x.cfg.BuildCommand, x.cfg.Log, t, p, s.Base, s.Next, filepath.Join(dir, "index"))
+	} else {
+		n, err = buildLocal(ctx, x.cfg.Log, t, p, s.Base, s.Next, filepath.Join(dir, "index"))
 	}
-	if err := b.close(); err != nil {
+	if err != nil {
 		return IndexEntry{}, err
 	}
 	tarPath := filepath.Join(dir, "index.tar")
