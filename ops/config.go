@@ -60,6 +60,7 @@ type Config struct {
 	Tier3URL      string
 	RealtimeIndex bool
 	IndexWorkers  int // batch indexer workers; 0: off
+	IndexNice     int // nice value of the index build processes (0-19)
 
 	AutoCreateTopics         bool
 	DefaultPartitions        int32

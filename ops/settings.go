@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -159,6 +160,19 @@ var settings = []Setting{
 				return fmt.Errorf("%q is not a number of workers from 0 to 64", v)
 			}
 			c.IndexWorkers = n
+			return nil
+		},
+	},
+	{
+		Flag: "index-nice", Env: "CHRONIK_INDEX_NICE", Key: "index_nice", Type: "int",
+		Default: "19",
+		Help:    "CPU priority (Linux nice value, 0 to 19) of the batch indexer's build processes; 19 yields the CPU to producers and consumers, 0 keeps the broker's priority",
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n < 0 || n > 19 {
+				return errors.New("is not a nice value from 0 to 19")
+			}
+			c.IndexNice = n
 			return nil
 		},
 	},
