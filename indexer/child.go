@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -77,12 +78,22 @@ func buildLocal(ctx context.Context, l Log, t Topic, p int32, from, to int64, di
 	return n, nil
 }
 
+// childConfig says how build children run.
+type childConfig struct {
+	command []string // the program and its arguments; the index directory is appended
+	// yieldCPU pauses the child while this process uses more than that
+	// many cores (see throttle); 0 never pauses.
+	yieldCPU float64
+	paused   func(bool) // told when the child is paused and resumed; may be nil
+}
+
 // buildInChild builds the same index as buildLocal in a child process
-// run from command (dir appended to its arguments): this process reads
+// run from c.command (dir appended to its arguments): this process reads
 // the batches and feeds them to the child. Cancelling ctx kills the
 // child; a child that fails or is killed leaves dir half built, for the
 // caller to remove.
-func buildInChild(ctx context.Context, command []string, l Log, t Topic, p int32, from, to int64, dir string) (int64, error) {
+func buildInChild(ctx context.Context, c childConfig, l Log, t Topic, p int32, from, to int64, dir string) (int64, error) {
+	command := c.command
 	cmd := exec.CommandContext(ctx, command[0], append(command[1:len(command):len(command)], dir)...)
 	cmd.WaitDelay = childWait
 	killWithParent(cmd)
@@ -97,6 +108,14 @@ func buildInChild(ctx context.Context, command []string, l Log, t Topic, p int32
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start index build child %s: %w", command[0], err)
 	}
+	done := make(chan struct{})
+	throttled := make(chan struct{})
+	go func() {
+		defer close(throttled)
+		if c.yieldCPU > 0 {
+			throttle(cmd.Process, c.yieldCPU, done, c.paused)
+		}
+	}()
 	w := bufio.NewWriterSize(in, 64<<10)
 	feedErr := feedChild(ctx, w, l, t, p, from, to)
 	if feedErr == nil {
@@ -104,6 +123,8 @@ func buildInChild(ctx context.Context, command []string, l Log, t Topic, p int32
 	}
 	in.Close()
 	waitErr := cmd.Wait()
+	close(done)
+	<-throttled
 	if ctx.Err() != nil {
 		return 0, ctx.Err()
 	}
@@ -122,6 +143,63 @@ func buildInChild(ctx context.Context, command []string, l Log, t Topic, p int32
 		return 0, fmt.Errorf("index build child: result %q: %w", stdout.String(), err)
 	}
 	return res.Records, nil
+}
+
+// Pausing. Even at the lowest priority a build is not free for the produce
+// path: on a 2-core machine, any process that fills the gaps the broker
+// leaves (a build child at nice 19, or even in the SCHED_IDLE class) costs a
+// producer running flat out 15 to 30 % of its throughput (docs/benchmarks.md),
+// through wake-up latency and the caches the two share. So while the broker
+// itself is busy, its build children are stopped (SIGSTOP) outright, and
+// continued once it has been quiet for a while: the indexer falls behind
+// under load and catches up when the broker idles. Searches stay complete
+// meanwhile (segments without an index are indexed on the fly).
+const (
+	yieldTick  = 100 * time.Millisecond // how often this process's CPU use is looked at
+	yieldQuiet = 10                     // quiet ticks in a row before a paused child continues
+)
+
+// throttle stops child while this process used more than limit cores in
+// the last tick, and continues it after yieldQuiet quiet ticks, until done
+// is closed (the child was waited for).
+func throttle(child *os.Process, limit float64, done <-chan struct{}, paused func(bool)) {
+	tick := time.NewTicker(yieldTick)
+	defer tick.Stop()
+	last, lastAt := processCPU(), time.Now()
+	stopped, quiet := false, 0
+	set := func(stop bool) {
+		if pauseProcess(child, stop) == nil {
+			stopped = stop
+			if paused != nil {
+				paused(stop)
+			}
+		}
+	}
+	for {
+		select {
+		case <-done:
+			if stopped && paused != nil {
+				paused(false)
+			}
+			return
+		case now := <-tick.C:
+			cpu := processCPU()
+			busy := float64(cpu-last) > limit*float64(now.Sub(lastAt))
+			last, lastAt = cpu, now
+			switch {
+			case busy:
+				quiet = 0
+				if !stopped {
+					set(true)
+				}
+			case stopped:
+				if quiet++; quiet >= yieldQuiet {
+					quiet = 0
+					set(false)
+				}
+			}
+		}
+	}
 }
 
 // feedChild writes a build child's whole input to w.

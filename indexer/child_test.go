@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -191,7 +192,7 @@ func TestChildBuildsTheSameIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 		child := filepath.Join(t.TempDir(), "index")
-		n2, err := buildInChild(ctx, childCommand(t, "--nice", "19"), l, tp, 0, s.Base, s.Next, child)
+		n2, err := buildInChild(ctx, childConfig{command: childCommand(t, "--nice", "19")}, l, tp, 0, s.Base, s.Next, child)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -254,7 +255,7 @@ func TestChildThreadsRunNiced(t *testing.T) {
 		hold := t.TempDir()
 		done := make(chan error, 1)
 		go func() {
-			_, err := buildInChild(ctx, childCommand(t, "--nice", strconv.Itoa(nice), "--hold", hold), l, tp, 0, s.Base, s.Next,
+			_, err := buildInChild(ctx, childConfig{command: childCommand(t, "--nice", strconv.Itoa(nice), "--hold", hold)}, l, tp, 0, s.Base, s.Next,
 				filepath.Join(t.TempDir(), "index"))
 			done <- err
 		}()
@@ -274,6 +275,75 @@ func TestChildThreadsRunNiced(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("nice %d: %v", nice, err)
 		}
+	}
+}
+
+// processState reads the state letter of pid (field 3 of /proc/<pid>/stat):
+// T when stopped.
+func processState(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", err
+	}
+	s := string(b)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[0], nil
+}
+
+// A build child is stopped while this process is busy and continues once
+// it is quiet again.
+func TestBusyParentPausesBuildChild(t *testing.T) {
+	ctx := context.Background()
+	l := mixedLog()
+	tp, _ := l.Topic(ctx, "mix")
+	hold := t.TempDir()
+	var mu sync.Mutex
+	var events []bool
+	c := childConfig{command: childCommand(t, "--hold", hold), yieldCPU: 0.05, paused: func(p bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, p)
+	}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := buildInChild(ctx, c, l, tp, 0, 0, 1<<62, filepath.Join(t.TempDir(), "index"))
+		done <- err
+	}()
+	pid := waitHeld(t, hold, 1)[0]
+	stop := make(chan struct{})
+	for range 2 {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		}()
+	}
+	waitFor(t, "the child stopped while this process is busy", func() error {
+		if s, err := processState(pid); err != nil || s != "T" {
+			return fmt.Errorf("state %q, %v", s, err)
+		}
+		return nil
+	})
+	close(stop)
+	waitFor(t, "the child continued once this process is quiet", func() error {
+		if s, err := processState(pid); err != nil || s == "T" {
+			return fmt.Errorf("state %q, %v", s, err)
+		}
+		return nil
+	})
+	if err := os.WriteFile(filepath.Join(hold, "release"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) < 2 || !events[0] || events[len(events)-1] {
+		t.Errorf("pause events %v, want paused first and resumed last", events)
 	}
 }
 
@@ -363,7 +433,7 @@ func TestChildErrors(t *testing.T) {
 	ctx := context.Background()
 	l := mixedLog()
 	tp, _ := l.Topic(ctx, "mix")
-	_, err := buildInChild(ctx, childCommand(t, "--nice", "20"), l, tp, 0, 0, 10, filepath.Join(t.TempDir(), "index"))
+	_, err := buildInChild(ctx, childConfig{command: childCommand(t, "--nice", "20")}, l, tp, 0, 0, 10, filepath.Join(t.TempDir(), "index"))
 	if err == nil || !strings.Contains(err.Error(), "nice 20 is not from 0 to 19") {
 		t.Errorf("nice 20: %v", err)
 	}

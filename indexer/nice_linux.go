@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 // lowerPriority raises the nice value of every thread of this process to
@@ -51,6 +52,24 @@ func lowerPriority(nice int) error {
 			return nil
 		}
 	}
+}
+
+// processCPU returns the CPU time this process has used (every thread,
+// user and system).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// pauseProcess stops (SIGSTOP) or continues (SIGCONT) p.
+func pauseProcess(p *os.Process, stop bool) error {
+	if stop {
+		return p.Signal(syscall.SIGSTOP)
+	}
+	return p.Signal(syscall.SIGCONT)
 }
 
 // killWithParent has the kernel kill the child when this process dies,

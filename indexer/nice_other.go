@@ -4,7 +4,9 @@ package indexer
 
 import (
 	"errors"
+	"os"
 	"os/exec"
+	"time"
 )
 
 // lowerPriority is implemented for Linux only, where brokers run.
@@ -13,6 +15,13 @@ func lowerPriority(nice int) error {
 		return nil
 	}
 	return errors.New("setting the nice value of every thread needs Linux")
+}
+
+// processCPU is not measured here: builds are never paused.
+func processCPU() time.Duration { return 0 }
+
+func pauseProcess(*os.Process, bool) error {
+	return errors.New("pausing a process needs Linux")
 }
 
 // killWithParent has no portable form: a build child of a broker that

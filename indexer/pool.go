@@ -68,6 +68,11 @@ type Config struct {
 	// index directory as arguments, and must call BuildChild (chronik's
 	// hidden index-build command does). Empty builds in this process.
 	BuildCommand []string
+	// YieldCPU pauses build children while this process uses more than
+	// this many cores (0.5: half a core's time), and continues them once
+	// it has been below for a second (child.go, "Pausing"). Zero never
+	// pauses. Only with BuildCommand.
+	YieldCPU float64
 	// ResyncInterval is how often every partition is looked at (1 min).
 	ResyncInterval time.Duration
 	Logger         *slog.Logger
@@ -355,7 +360,14 @@ func (x *Indexer) indexSegment(ctx context.Context, t Topic, p int32, s *tier3.S
 	defer os.RemoveAll(dir)
 	var n int64
 	if len(x.cfg.BuildCommand) > 0 {
-		n, err = buildInChild(ctx, x.cfg.BuildCommand, x.cfg.Log, t, p, s.Base, s.Next, filepath.Join(dir, "index"))
+		c := childConfig{command: x.cfg.BuildCommand, yieldCPU: x.cfg.YieldCPU, paused: func(p bool) {
+			if p {
+				x.m.paused.Add(1)
+			} else {
+				x.m.paused.Add(-1)
+			}
+		}}
+		n, err = buildInChild(ctx, c, x.cfg.Log, t, p, s.Base, s.Next, filepath.Join(dir, "index"))
 	} else {
 		n, err = buildLocal(ctx, x.cfg.Log, t, p, s.Base, s.Next, filepath.Join(dir, "index"))
 	}
@@ -434,6 +446,7 @@ type poolMetrics struct {
 	segments, records, bytes, failures prometheus.Counter
 	seconds                            prometheus.Histogram
 	lagSegs, lagRecs                   prometheus.GaugeFunc
+	paused                             prometheus.Gauge
 }
 
 func newPoolMetrics(x *Indexer) *poolMetrics {
@@ -451,11 +464,13 @@ func newPoolMetrics(x *Indexer) *poolMetrics {
 			Help: "Archived segments not indexed yet."}, func() float64 { s, _ := x.Lag(); return float64(s) }),
 		lagRecs: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chronik_indexer_lag_records",
 			Help: "Records of archived segments not indexed yet."}, func() float64 { _, r := x.Lag(); return float64(r) }),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{Name: "chronik_indexer_builds_paused",
+			Help: "Index builds paused now because the broker is busy (CHRONIK_INDEX_YIELD_CPU)."}),
 	}
 }
 
 func (m *poolMetrics) all() []prometheus.Collector {
-	return []prometheus.Collector{m.segments, m.records, m.bytes, m.failures, m.seconds, m.lagSegs, m.lagRecs}
+	return []prometheus.Collector{m.segments, m.records, m.bytes, m.failures, m.seconds, m.lagSegs, m.lagRecs, m.paused}
 }
 
 func (m *poolMetrics) register(r prometheus.Registerer) error {

@@ -177,6 +177,19 @@ var settings = []Setting{
 		},
 	},
 	{
+		Flag: "index-yield-cpu", Env: "CHRONIK_INDEX_YIELD_CPU", Key: "index_yield_cpu", Type: "cores",
+		Default: "0.5",
+		Help:    "index builds pause while the broker itself uses more CPU than this many cores (0.5: half a core), and continue after a second below; 0 never pauses them",
+		set: func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || f < 0 || f > 1024 || math.IsNaN(f) {
+				return errors.New("is not a number of cores from 0 to 1024 (e.g. 0.5)")
+			}
+			c.IndexYieldCPU = f
+			return nil
+		},
+	},
+	{
 		Env: "CHRONIK_DISABLE_REALTIME_INDEX", Key: "disable_realtime_index", Type: "bool",
 		Inverts: "CHRONIK_REALTIME_INDEX",
 		Help:    "the inverse of --realtime-index, accepted for configs written for the Rust Chronik",

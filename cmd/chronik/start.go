@@ -194,7 +194,7 @@ func startSearch(cfg ops.Config, b *broker.Broker, bcfg broker.Config, hs *ops.H
 		if exe, err = os.Executable(); err == nil {
 			x, err = indexer.NewIndexer(indexer.Config{Log: sl, Store: bcfg.Tier3, Topics: sl.TopicNames, Workers: cfg.IndexWorkers,
 				TempDir: filepath.Join(cfg.DataDir, "index-build"), Logger: log, Metrics: reg,
-				BuildCommand: []string{exe, "index-build", "--nice", strconv.Itoa(cfg.IndexNice)}})
+				BuildCommand: []string{exe, "index-build", "--nice", strconv.Itoa(cfg.IndexNice)}, YieldCPU: cfg.IndexYieldCPU})
 		}
 		if err != nil {
 			rtStop()
@@ -204,7 +204,7 @@ func startSearch(cfg ops.Config, b *broker.Broker, bcfg broker.Config, hs *ops.H
 		}
 		ix.Store(x)
 		x.Start()
-		log.Info("batch indexer on", "workers", cfg.IndexWorkers, "build_nice", cfg.IndexNice)
+		log.Info("batch indexer on", "workers", cfg.IndexWorkers, "build_nice", cfg.IndexNice, "yield_cpu", cfg.IndexYieldCPU)
 	} else {
 		log.Info("batch indexer off; searches index archived segments on the fly", "setting", cfg.Origin("CHRONIK_INDEX_WORKERS"))
 	}
