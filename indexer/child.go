@@ -85,6 +85,9 @@ type childConfig struct {
 	// many cores (see throttle); 0 never pauses.
 	yieldCPU float64
 	paused   func(bool) // told when the child is paused and resumed; may be nil
+	// done, if set, is given a successful child's exit state (its CPU
+	// time and peak memory).
+	done func(*os.ProcessState)
 }
 
 // buildInChild builds the same index as buildLocal in a child process
@@ -119,7 +122,9 @@ func buildInChild(ctx context.Context, c childConfig, l Log, t Topic, p int32, f
 	w := bufio.NewWriterSize(in, 64<<10)
 	feedErr := feedChild(ctx, w, l, t, p, from, to)
 	if feedErr == nil {
-		feedErr = w.Flush()
+		if err := w.Flush(); err != nil {
+			feedErr = &childInputError{err}
+		}
 	}
 	in.Close()
 	waitErr := cmd.Wait()
@@ -127,6 +132,10 @@ func buildInChild(ctx context.Context, c childConfig, l Log, t Topic, p int32, f
 	<-throttled
 	if ctx.Err() != nil {
 		return 0, ctx.Err()
+	}
+	var pipeErr *childInputError
+	if feedErr != nil && !errors.As(feedErr, &pipeErr) {
+		return 0, feedErr // reading the log failed; the child only saw its input end
 	}
 	if waitErr != nil {
 		msg := strings.TrimSpace(stderr.String())
@@ -141,6 +150,9 @@ func buildInChild(ctx context.Context, c childConfig, l Log, t Topic, p int32, f
 	var res buildResult
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
 		return 0, fmt.Errorf("index build child: result %q: %w", stdout.String(), err)
+	}
+	if c.done != nil {
+		c.done(cmd.ProcessState)
 	}
 	return res.Records, nil
 }
@@ -202,6 +214,13 @@ func throttle(child *os.Process, limit float64, done <-chan struct{}, paused fun
 	}
 }
 
+// childInputError is a failed write to a build child's stdin: the child
+// exited, and its own error says why.
+type childInputError struct{ err error }
+
+func (e *childInputError) Error() string { return "write to the index build child: " + e.err.Error() }
+func (e *childInputError) Unwrap() error { return e.err }
+
 // feedChild writes a build child's whole input to w.
 func feedChild(ctx context.Context, w io.Writer, l Log, t Topic, p int32, from, to int64) error {
 	req, err := json.Marshal(buildRequest{Topic: t.Name, Partition: p, From: from, To: to})
@@ -227,10 +246,12 @@ func writeFrame(w io.Writer, b []byte) error {
 	var h [4]byte
 	binary.BigEndian.PutUint32(h[:], uint32(len(b)))
 	if _, err := w.Write(h[:]); err != nil {
-		return err
+		return &childInputError{err}
 	}
-	_, err := w.Write(b)
-	return err
+	if _, err := w.Write(b); err != nil {
+		return &childInputError{err}
+	}
+	return nil
 }
 
 // readFrame reads one frame; an empty one is the end of the input.

@@ -437,6 +437,15 @@ func TestChildErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "nice 20 is not from 0 to 19") {
 		t.Errorf("nice 20: %v", err)
 	}
+	// A log that fails mid-segment: the error is the log's, not the
+	// child's complaint that its input ended.
+	bad := &failingLog{Log: l, from: 4}
+	pi, _ := l.Partition(ctx, tp, 0)
+	s := pi.Archived[0]
+	_, err = buildInChild(ctx, childConfig{command: childCommand(t)}, bad, tp, 0, s.Base, s.Next, filepath.Join(t.TempDir(), "index"))
+	if err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Errorf("failing log: %v", err)
+	}
 	cases := map[string]string{
 		"":                           "input ended before its last frame",
 		"\x00\x00\x00\x02{}":         "not a build request",
@@ -449,4 +458,17 @@ func TestChildErrors(t *testing.T) {
 			t.Errorf("input %q: %v, want an error with %q", in, err, want)
 		}
 	}
+}
+
+// failingLog fails every Read at or past offset from.
+type failingLog struct {
+	Log
+	from int64
+}
+
+func (l *failingLog) Read(ctx context.Context, t Topic, p int32, offset int64, maxBytes int) ([]byte, error) {
+	if offset >= l.from {
+		return nil, errors.New("disk on fire")
+	}
+	return l.Log.Read(ctx, t, p, offset, 1)
 }

@@ -72,6 +72,14 @@ func pauseProcess(p *os.Process, stop bool) error {
 	return p.Signal(syscall.SIGCONT)
 }
 
+// maxRSS returns the peak resident memory of an exited child, in bytes.
+func maxRSS(ps *os.ProcessState) int64 {
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss << 10 // Linux reports KiB
+	}
+	return 0
+}
+
 // killWithParent has the kernel kill the child when this process dies,
 // so a crashed broker leaves no build running. (The signal follows the
 // thread that started the child; the Go runtime does not end threads

@@ -24,6 +24,9 @@ func pauseProcess(*os.Process, bool) error {
 	return errors.New("pausing a process needs Linux")
 }
 
+// maxRSS is not measured here.
+func maxRSS(*os.ProcessState) int64 { return 0 }
+
 // killWithParent has no portable form: a build child of a broker that
 // crashed runs until its input ends, which fails the build.
 func killWithParent(*exec.Cmd) {}

@@ -366,6 +366,9 @@ func (x *Indexer) indexSegment(ctx context.Context, t Topic, p int32, s *tier3.S
 			} else {
 				x.m.paused.Add(-1)
 			}
+		}, done: func(ps *os.ProcessState) {
+			x.log.Debug("index build child finished", "topic", t.Name, "partition", p, "base", s.Base,
+				"cpu", (ps.UserTime() + ps.SystemTime()).Round(time.Millisecond), "max_rss_mib", maxRSS(ps)>>20)
 		}}
 		n, err = buildInChild(ctx, c, x.cfg.Log, t, p, s.Base, s.Next, filepath.Join(dir, "index"))
 	} else {
