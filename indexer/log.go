@@ -68,6 +68,14 @@ const readChunk = 4 << 20
 // [from, to), in offset order. Records passed to fn share no buffers with
 // later ones, so fn may keep them.
 func scan(ctx context.Context, l Log, t Topic, partition int32, from, to int64, fn func(r *Record) error) error {
+	rs := recordStream{topic: t.Name, partition: partition, next: from, to: to}
+	return readBatches(ctx, l, t, partition, from, to, func(b []byte) error { return rs.feed(b, fn) })
+}
+
+// readBatches calls fn with the whole stored batches that hold the
+// partition's offsets [from, to), a Read at a time (each b a buffer of its
+// own). The first and last batches may hold offsets outside the range.
+func readBatches(ctx context.Context, l Log, t Topic, partition int32, from, to int64, fn func(b []byte) error) error {
 	next := from
 	for next < to {
 		if err := ctx.Err(); err != nil {
@@ -84,29 +92,44 @@ func scan(ctx context.Context, l Log, t Topic, partition int32, from, to int64, 
 		if last < next {
 			return fmt.Errorf("read %s/%d at %d: the log returned offsets up to %d only", t.Name, partition, next, last)
 		}
-		var ferr error
-		err = tier2.EachBatchRecord(b, func(kr *kmsg.Record, off, ts int64) {
-			if off < next || off >= to {
-				return
-			}
-			r := &Record{Topic: t.Name, Partition: partition, Offset: off, Timestamp: ts, Key: kr.Key, Value: kr.Value}
-			if len(kr.Headers) > 0 {
-				r.Headers = make([]Header, len(kr.Headers))
-				for i, h := range kr.Headers {
-					r.Headers[i] = Header{Key: h.Key, Value: h.Value}
-				}
-			}
-			if ferr == nil {
-				ferr = fn(r)
-			}
-		})
-		if ferr != nil {
-			return ferr
-		}
-		if err != nil {
-			return fmt.Errorf("records of %s/%d at %d: %w", t.Name, partition, next, err)
+		if err := fn(b); err != nil {
+			return err
 		}
 		next = last + 1
+	}
+	return nil
+}
+
+// recordStream turns a partition's batches, as readBatches passes them,
+// into the records of [next, to): a record below next (already passed on,
+// or before the range) or from to on is skipped.
+type recordStream struct {
+	topic     string
+	partition int32
+	next, to  int64
+}
+
+func (s *recordStream) feed(b []byte, fn func(r *Record) error) error {
+	var ferr error
+	err := tier2.EachBatchRecord(b, func(kr *kmsg.Record, off, ts int64) {
+		if ferr != nil || off < s.next || off >= s.to {
+			return
+		}
+		r := &Record{Topic: s.topic, Partition: s.partition, Offset: off, Timestamp: ts, Key: kr.Key, Value: kr.Value}
+		if len(kr.Headers) > 0 {
+			r.Headers = make([]Header, len(kr.Headers))
+			for i, h := range kr.Headers {
+				r.Headers[i] = Header{Key: h.Key, Value: h.Value}
+			}
+		}
+		s.next = off + 1
+		ferr = fn(r)
+	})
+	if ferr != nil {
+		return ferr
+	}
+	if err != nil {
+		return fmt.Errorf("records of %s/%d before %d: %w", s.topic, s.partition, s.next, err)
 	}
 	return nil
 }

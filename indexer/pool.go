@@ -63,6 +63,16 @@ type Config struct {
 	Workers, QueueLen int
 	// TempDir is where indexes are built before upload.
 	TempDir string
+	// BuildCommand, when set, builds each index in a child process (see
+	// child.go): the program BuildCommand[0] is run with the rest and the
+	// index directory as arguments, and must call BuildChild (chronik's
+	// hidden index-build command does). Empty builds in this process.
+	BuildCommand []string
+	// YieldCPU pauses build children while this process uses more than
+	// this many cores (0.5: half a core's time), and continues them once
+	// it has been below for a second (child.go, "Pausing"). Zero never
+	// pauses. Only with BuildCommand.
+	YieldCPU float64
 	// ResyncInterval is how often every partition is looked at (1 min).
 	ResyncInterval time.Duration
 	Logger         *slog.Logger
@@ -73,6 +83,9 @@ type Config struct {
 func NewIndexer(cfg Config) (*Indexer, error) {
 	if cfg.Log == nil || cfg.Store == nil || cfg.TempDir == "" || cfg.Topics == nil {
 		return nil, errors.New("indexer: needs a log, a store, a topic list and a temp dir")
+	}
+	if len(cfg.BuildCommand) > 0 && !filepath.IsAbs(cfg.BuildCommand[0]) {
+		return nil, fmt.Errorf("indexer: the build command %q is not an absolute path", cfg.BuildCommand[0])
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 1
@@ -345,17 +358,23 @@ func (x *Indexer) indexSegment(ctx context.Context, t Topic, p int32, s *tier3.S
 		return IndexEntry{}, err
 	}
 	defer os.RemoveAll(dir)
-	b, err := newDiskBuilder(filepath.Join(dir, "index"))
-	if err != nil {
-		return IndexEntry{}, err
-	}
 	var n int64
-	err = scan(ctx, x.cfg.Log, t, p, s.Base, s.Next, func(r *Record) error { n++; return b.add(r) })
-	if err != nil {
-		b.abort()
-		return IndexEntry{}, err
+	if len(x.cfg.BuildCommand) > 0 {
+		c := childConfig{command: x.cfg.BuildCommand, yieldCPU: x.cfg.YieldCPU, paused: func(p bool) {
+			if p {
+				x.m.paused.Add(1)
+			} else {
+				x.m.paused.Add(-1)
+			}
+		}, done: func(ps *os.ProcessState) {
+			x.log.Debug("index build child finished", "topic", t.Name, "partition", p, "base", s.Base,
+				"cpu", (ps.UserTime() + ps.SystemTime()).Round(time.Millisecond), "max_rss_mib", maxRSS(ps)>>20)
+		}}
+		n, err = buildInChild(ctx, c, x.cfg.Log, t, p, s.Base, s.Next, filepath.Join(dir, "index"))
+	} else {
+		n, err = buildLocal(ctx, x.cfg.Log, t, p, s.Base, s.Next, filepath.Join(dir, "index"))
 	}
-	if err := b.close(); err != nil {
+	if err != nil {
 		return IndexEntry{}, err
 	}
 	tarPath := filepath.Join(dir, "index.tar")
@@ -430,6 +449,7 @@ type poolMetrics struct {
 	segments, records, bytes, failures prometheus.Counter
 	seconds                            prometheus.Histogram
 	lagSegs, lagRecs                   prometheus.GaugeFunc
+	paused                             prometheus.Gauge
 }
 
 func newPoolMetrics(x *Indexer) *poolMetrics {
@@ -447,11 +467,13 @@ func newPoolMetrics(x *Indexer) *poolMetrics {
 			Help: "Archived segments not indexed yet."}, func() float64 { s, _ := x.Lag(); return float64(s) }),
 		lagRecs: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chronik_indexer_lag_records",
 			Help: "Records of archived segments not indexed yet."}, func() float64 { _, r := x.Lag(); return float64(r) }),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{Name: "chronik_indexer_builds_paused",
+			Help: "Index builds paused now because the broker is busy (CHRONIK_INDEX_YIELD_CPU)."}),
 	}
 }
 
 func (m *poolMetrics) all() []prometheus.Collector {
-	return []prometheus.Collector{m.segments, m.records, m.bytes, m.failures, m.seconds, m.lagSegs, m.lagRecs}
+	return []prometheus.Collector{m.segments, m.records, m.bytes, m.failures, m.seconds, m.lagSegs, m.lagRecs, m.paused}
 }
 
 func (m *poolMetrics) register(r prometheus.Registerer) error {

@@ -59,7 +59,9 @@ type Config struct {
 
 	Tier3URL      string
 	RealtimeIndex bool
-	IndexWorkers  int // batch indexer workers; 0: off
+	IndexWorkers  int     // batch indexer workers; 0: off
+	IndexNice     int     // nice value of the index build processes (0-19)
+	IndexYieldCPU float64 // cores of broker CPU above which index builds pause; 0: never
 
 	AutoCreateTopics         bool
 	DefaultPartitions        int32

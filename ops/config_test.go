@@ -55,6 +55,8 @@ func TestSettingNamesMatchContract(t *testing.T) {
 		"CHRONIK_REALTIME_INDEX":             "realtime-index",
 		"CHRONIK_DISABLE_REALTIME_INDEX":     "",
 		"CHRONIK_INDEX_WORKERS":              "index-workers",
+		"CHRONIK_INDEX_NICE":                 "index-nice",
+		"CHRONIK_INDEX_YIELD_CPU":            "index-yield-cpu",
 		"CHRONIK_AUTO_CREATE_TOPICS":         "auto-create-topics",
 		"CHRONIK_DEFAULT_PARTITIONS":         "default-partitions",
 		"CHRONIK_DEFAULT_REPLICATION_FACTOR": "default-replication-factor",
@@ -124,6 +126,8 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_TIER3_URL", "s3://bucket/prefix", nil, func(c Config) any { return c.Tier3URL }, "s3://bucket/prefix"},
 		{"CHRONIK_REALTIME_INDEX", "true", nil, func(c Config) any { return c.RealtimeIndex }, true},
 		{"CHRONIK_INDEX_WORKERS", "0", nil, func(c Config) any { return c.IndexWorkers }, 0},
+		{"CHRONIK_INDEX_NICE", "5", nil, func(c Config) any { return c.IndexNice }, 5},
+		{"CHRONIK_INDEX_YIELD_CPU", "1.5", nil, func(c Config) any { return c.IndexYieldCPU }, 1.5},
 		{"CHRONIK_DISABLE_REALTIME_INDEX", "false", nil, func(c Config) any { return c.RealtimeIndex }, true},
 		{"CHRONIK_AUTO_CREATE_TOPICS", "false", nil, func(c Config) any { return c.AutoCreateTopics }, false},
 		{"CHRONIK_DEFAULT_PARTITIONS", "12", nil, func(c Config) any { return c.DefaultPartitions }, int32(12)},
@@ -190,6 +194,8 @@ fsync_batch_timeout_ms: 5
 tier3_url: minio://127.0.0.1:9000/chronik/archive
 realtime_index: true
 index_workers: 3
+index_nice: 10
+index_yield_cpu: 0
 auto_create_topics: false
 default_partitions: 3
 default_replication_factor: 3
@@ -223,6 +229,7 @@ log_format: json
 		Tier3URL:                 "minio://127.0.0.1:9000/chronik/archive",
 		RealtimeIndex:            true,
 		IndexWorkers:             3,
+		IndexNice:                10,
 		AutoCreateTopics:         false,
 		DefaultPartitions:        3,
 		DefaultReplicationFactor: 3,
@@ -267,6 +274,8 @@ func TestDefaults(t *testing.T) {
 		Fsync:                    FsyncAlways,
 		Tier3URL:                 "file://" + filepath.ToSlash(abs),
 		IndexWorkers:             1,
+		IndexNice:                19,
+		IndexYieldCPU:            0.5,
 		AutoCreateTopics:         true,
 		DefaultPartitions:        1,
 		DefaultReplicationFactor: 1,
@@ -431,6 +440,9 @@ func TestBadValues(t *testing.T) {
 			[]string{`CHRONIK_TIER3_URL="ftp://x/y" has no supported scheme: use file://, s3:// or minio://`}},
 		{"tier3 minio", nil, map[string]string{"CHRONIK_TIER3_URL": "minio://host/bucket"},
 			[]string{`CHRONIK_TIER3_URL="minio://host/bucket" does not start with the MinIO host:port`}},
+		{"index yield cpu", nil, map[string]string{"CHRONIK_INDEX_YIELD_CPU": "half"},
+			[]string{`CHRONIK_INDEX_YIELD_CPU="half" is not a number of cores from 0 to 1024 (e.g. 0.5)`}},
+		{"index nice", nil, map[string]string{"CHRONIK_INDEX_NICE": "-5"}, []string{`CHRONIK_INDEX_NICE="-5" is not a nice value from 0 to 19`}},
 		{"bool", nil, map[string]string{"CHRONIK_AUTO_CREATE_TOPICS": "sure"},
 			[]string{`CHRONIK_AUTO_CREATE_TOPICS="sure" is not a boolean (write true or false)`}},
 		{"partitions", nil, map[string]string{"CHRONIK_DEFAULT_PARTITIONS": "0"}, []string{`CHRONIK_DEFAULT_PARTITIONS=0 must be at least 1`}},

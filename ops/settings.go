@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -159,6 +160,32 @@ var settings = []Setting{
 				return fmt.Errorf("%q is not a number of workers from 0 to 64", v)
 			}
 			c.IndexWorkers = n
+			return nil
+		},
+	},
+	{
+		Flag: "index-nice", Env: "CHRONIK_INDEX_NICE", Key: "index_nice", Type: "int",
+		Default: "19",
+		Help:    "CPU priority (Linux nice value, 0 to 19) of the batch indexer's build processes; 19 yields the CPU to producers and consumers, 0 keeps the broker's priority",
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n < 0 || n > 19 {
+				return errors.New("is not a nice value from 0 to 19")
+			}
+			c.IndexNice = n
+			return nil
+		},
+	},
+	{
+		Flag: "index-yield-cpu", Env: "CHRONIK_INDEX_YIELD_CPU", Key: "index_yield_cpu", Type: "cores",
+		Default: "0.5",
+		Help:    "index builds pause while the broker itself uses more CPU than this many cores (0.5: half a core), and continue after a second below; 0 never pauses them",
+		set: func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || f < 0 || f > 1024 || math.IsNaN(f) {
+				return errors.New("is not a number of cores from 0 to 1024 (e.g. 0.5)")
+			}
+			c.IndexYieldCPU = f
 			return nil
 		},
 	},

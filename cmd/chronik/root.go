@@ -50,6 +50,7 @@ other commands, or with any Kafka client.`,
 		newSearchCmd(env),
 		newClusterCmd(),
 		newHealthCmd(env),
+		newIndexBuildCmd(),
 	)
 	return root
 }

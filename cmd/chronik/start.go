@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,8 +188,14 @@ func startSearch(cfg ops.Config, b *broker.Broker, bcfg broker.Config, hs *ops.H
 	hs.Handle("POST /api/v1/search", indexer.Handler(eng, 4))
 	var x *indexer.Indexer
 	if cfg.IndexWorkers > 0 && bcfg.Tier3 != nil {
-		x, err = indexer.NewIndexer(indexer.Config{Log: sl, Store: bcfg.Tier3, Topics: sl.TopicNames, Workers: cfg.IndexWorkers,
-			TempDir: filepath.Join(cfg.DataDir, "index-build"), Logger: log, Metrics: reg})
+		// Index builds run in child processes of this binary at low
+		// priority, off the broker's cores and heap (indexer/child.go).
+		var exe string
+		if exe, err = os.Executable(); err == nil {
+			x, err = indexer.NewIndexer(indexer.Config{Log: sl, Store: bcfg.Tier3, Topics: sl.TopicNames, Workers: cfg.IndexWorkers,
+				TempDir: filepath.Join(cfg.DataDir, "index-build"), Logger: log, Metrics: reg,
+				BuildCommand: []string{exe, "index-build", "--nice", strconv.Itoa(cfg.IndexNice)}, YieldCPU: cfg.IndexYieldCPU})
+		}
 		if err != nil {
 			rtStop()
 			<-rtDone
@@ -196,6 +204,7 @@ func startSearch(cfg ops.Config, b *broker.Broker, bcfg broker.Config, hs *ops.H
 		}
 		ix.Store(x)
 		x.Start()
+		log.Info("batch indexer on", "workers", cfg.IndexWorkers, "build_nice", cfg.IndexNice, "yield_cpu", cfg.IndexYieldCPU)
 	} else {
 		log.Info("batch indexer off; searches index archived segments on the fly", "setting", cfg.Origin("CHRONIK_INDEX_WORKERS"))
 	}
