@@ -127,13 +127,19 @@ func buildInChild(ctx context.Context, c childConfig, l Log, t Topic, p int32, f
 		}
 	}
 	in.Close()
+	var pipeErr *childInputError
+	if feedErr != nil && !errors.As(feedErr, &pipeErr) {
+		// Reading the log failed: the build is lost, and a child the
+		// throttle has stopped would not see its input end until the
+		// broker is quiet.
+		_ = cmd.Process.Kill()
+	}
 	waitErr := cmd.Wait()
 	close(done)
 	<-throttled
 	if ctx.Err() != nil {
 		return 0, ctx.Err()
 	}
-	var pipeErr *childInputError
 	if feedErr != nil && !errors.As(feedErr, &pipeErr) {
 		return 0, feedErr // reading the log failed; the child only saw its input end
 	}

@@ -355,7 +355,6 @@ func (e *Engine) collectByTime(ctx context.Context, handles []*Handle, units []u
 	if err != nil {
 		return err
 	}
-	res.TotalExact = true
 	for _, tu := range tus {
 		res.Total += tu.total
 		if tu.skipped {
@@ -402,12 +401,22 @@ func (e *Engine) eachInOrder(ctx context.Context, tus []*timeUnit, fn func(*time
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := fn(tu); err != nil {
+			fail := func(err error) {
 				mu.Lock()
 				if firstErr == nil {
 					firstErr = err
 				}
 				mu.Unlock()
+			}
+			// A panic in Bleve on one search must not end the broker:
+			// the HTTP server recovers only its handlers' goroutines.
+			defer func() {
+				if r := recover(); r != nil {
+					fail(fmt.Errorf("indexer: search of %s failed: %v", tu.u.key, r))
+				}
+			}()
+			if err := fn(tu); err != nil {
+				fail(err)
 			}
 		}()
 	}

@@ -152,8 +152,8 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 	if req.Limit == 0 {
 		req.Limit = DefaultLimit
 	}
-	if req.Limit < 0 || req.Limit > MaxLimit || req.Offset < 0 {
-		return nil, fmt.Errorf("%w: limit %d must be 1 to %d and offset %d not negative", errBadRequest, req.Limit, MaxLimit, req.Offset)
+	if req.Limit < 0 || req.Limit > MaxLimit || req.Offset < 0 || req.Offset > MaxLimit {
+		return nil, fmt.Errorf("%w: limit %d must be 1 to %d and offset %d from 0 to %d", errBadRequest, req.Limit, MaxLimit, req.Offset, MaxLimit)
 	}
 	order, err := sortOrder(req.Sort)
 	if err != nil {
@@ -193,7 +193,7 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Indexes: len(units), Built: built, Sort: req.Sort}
+	res := &Result{Indexes: len(units), Built: built, Sort: req.Sort, TotalExact: true}
 	if res.Sort == "" {
 		res.Sort = "-time"
 	}

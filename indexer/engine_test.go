@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -128,6 +129,20 @@ func TestQueryErrors(t *testing.T) {
 	}
 	if _, err := e.Search(context.Background(), Request{Topics: []string{"orders"}, Sort: "size"}); err == nil {
 		t.Errorf("a bad sort was accepted")
+	}
+	// Offsets that would overflow offset + limit are refused, in every order.
+	for _, sortBy := range []string{"-time", "time", "score"} {
+		for _, off := range []int{math.MaxInt, math.MaxInt - 50, MaxLimit + 1} {
+			_, err := e.Search(context.Background(), Request{Topics: []string{"orders"}, Sort: sortBy, Offset: off, Limit: 100})
+			if !errors.Is(err, errBadRequest) {
+				t.Errorf("sort %s offset %d: %v, want a bad request", sortBy, off, err)
+			}
+		}
+	}
+	// Nothing to search is an exact 0.
+	r, err := e.Search(context.Background(), Request{Topics: []string{"orders"}, Query: "nomatchword"})
+	if err != nil || r.Total != 0 || !r.TotalExact {
+		t.Errorf("no match: %v, total %d exact %t", err, r.Total, r.TotalExact)
 	}
 }
 

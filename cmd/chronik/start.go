@@ -190,8 +190,14 @@ func startSearch(cfg ops.Config, b *broker.Broker, bcfg broker.Config, hs *ops.H
 	if cfg.IndexWorkers > 0 && bcfg.Tier3 != nil {
 		// Index builds run in child processes of this binary at low
 		// priority, off the broker's cores and heap (indexer/child.go).
-		var exe string
-		if exe, err = os.Executable(); err == nil {
+		// /proc/self/exe is the running image even after the file was
+		// replaced by an upgrade: children build what this broker's
+		// mapping version says.
+		exe := "/proc/self/exe"
+		if _, err = os.Stat(exe); err != nil {
+			exe, err = os.Executable()
+		}
+		if err == nil {
 			x, err = indexer.NewIndexer(indexer.Config{Log: sl, Store: bcfg.Tier3, Topics: sl.TopicNames, Workers: cfg.IndexWorkers,
 				TempDir: filepath.Join(cfg.DataDir, "index-build"), Logger: log, Metrics: reg,
 				BuildCommand: []string{exe, "index-build", "--nice", strconv.Itoa(cfg.IndexNice)}, YieldCPU: cfg.IndexYieldCPU})
