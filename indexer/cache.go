@@ -233,6 +233,22 @@ func (c *Cache) fill(e *cacheEntry, load func(dir string) (bleve.Index, error)) 
 	return idx, size, nil
 }
 
+// grow counts n more bytes in a disk entry (a file added beside its
+// index) and keeps the marker in step, so a later run counts them too.
+func (c *Cache) grow(e *cacheEntry, n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[e.key]; !ok || e.dir == "" {
+		return
+	}
+	e.size += n
+	c.bytes += n
+	if b, err := json.Marshal(marker{Key: e.key, Size: e.size}); err == nil {
+		_ = os.WriteFile(filepath.Join(e.dir, markerName), b, 0o644)
+	}
+	c.evictLocked()
+}
+
 // open opens a disk entry found from an earlier run.
 func (c *Cache) open(e *cacheEntry) error {
 	c.mu.Lock()

@@ -1,12 +1,16 @@
 package indexer
 
 import (
+	"bytes"
 	"cmp"
 	"container/heap"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 
@@ -207,15 +211,93 @@ func (h *Handle) coordsOf(ctx context.Context, r index.IndexReader) (*docCoords,
 	}
 	h.e.cmu.Lock()
 	defer h.e.cmu.Unlock()
-	if h.e.docCoords == nil {
-		c, err := readCoords(ctx, r)
-		if err != nil {
-			return nil, err
-		}
-		h.e.docCoords = c
+	if h.e.docCoords != nil {
+		return h.e.docCoords, nil
 	}
-	return h.e.docCoords, nil
+	n, err := r.DocCount()
+	if err != nil {
+		return nil, err
+	}
+	var file string
+	if h.e.dir != "" {
+		file = filepath.Join(h.e.dir, coordsFile)
+		if c, err := loadCoords(file, n); err == nil {
+			h.e.docCoords = c
+			return c, nil
+		}
+	}
+	c, err := readCoords(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if file != "" && c.scorch {
+		// Best effort: without the file the next open reads doc values
+		// again.
+		if size, err := saveCoords(file, c); err == nil {
+			h.c.grow(h.e, size)
+		}
+	}
+	h.e.docCoords = c
+	return c, nil
 }
+
+// coordsFile keeps a disk entry's coordinates for the next run: a magic
+// number, the document count, the timestamps, the offsets (little endian)
+// and a CRC-32C of all that.
+const coordsFile = "coords"
+
+var coordsMagic = []byte("CHRCRD01")
+
+func saveCoords(path string, c *docCoords) (int64, error) {
+	b := make([]byte, 0, 16+16*len(c.ts)+4)
+	b = append(b, coordsMagic...)
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(c.ts)))
+	for _, v := range c.ts {
+		b = binary.LittleEndian.AppendUint64(b, uint64(v))
+	}
+	for _, v := range c.off {
+		b = binary.LittleEndian.AppendUint64(b, uint64(v))
+	}
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return 0, err
+	}
+	return int64(len(b)), nil
+}
+
+// loadCoords reads what saveCoords wrote for an index of n documents.
+func loadCoords(path string, n uint64) (*docCoords, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if uint64(len(b)) != 16+16*n+4 || !bytes.Equal(b[:8], coordsMagic) || binary.LittleEndian.Uint64(b[8:]) != n ||
+		crc32.Checksum(b[:len(b)-4], castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
+		return nil, fmt.Errorf("indexer: %s is damaged or of another index", path)
+	}
+	c := &docCoords{scorch: true, ts: make([]int64, n), off: make([]int64, n), minTs: math.MaxInt64, maxTs: math.MinInt64}
+	if n == 0 {
+		c.minTs, c.maxTs = 0, -1
+	}
+	p := b[16:]
+	for i := range c.ts {
+		c.ts[i] = int64(binary.LittleEndian.Uint64(p[8*i:]))
+		c.minTs = min(c.minTs, c.ts[i])
+		c.maxTs = max(c.maxTs, c.ts[i])
+	}
+	p = p[8*n:]
+	for i := range c.off {
+		c.off[i] = int64(binary.LittleEndian.Uint64(p[8*i:]))
+	}
+	return c, nil
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // timeUnit is one index of a search sorted by time.
 type timeUnit struct {

@@ -1,17 +1,21 @@
 package indexer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/chronik-go/chronik/tier3"
 )
@@ -512,5 +516,58 @@ func TestFetchReadsHitsAndCountsMissing(t *testing.T) {
 		if r.Missing != gone || r.Fetched != len(all.Hits)-gone || len(r.Hits) != r.Fetched || gone == 0 {
 			t.Errorf("%q: %d missing, %d fetched, %d hits; want %d missing of %d", q, r.Missing, r.Fetched, len(r.Hits), gone, len(all.Hits))
 		}
+	}
+}
+
+// TestCoordsKeptAcrossRuns: a cached index's coordinates are written
+// beside it and read back by the next run; a damaged file is read again
+// from the index, with the same hits either way.
+func TestCoordsKeptAcrossRuns(t *testing.T) {
+	l, n := pagingLog()
+	dir := t.TempDir()
+	search := func() *Result {
+		c, err := OpenCache(dir, 1<<30, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		e, err := NewEngine(EngineConfig{Log: l, Cache: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := e.Search(context.Background(), Request{Topics: []string{"events"}, Query: "word:w2", Limit: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	first := search()
+	files, _ := filepath.Glob(filepath.Join(dir, "*", coordsFile))
+	if len(files) != 30 {
+		t.Fatalf("%d coordinate files, want one per segment index (30)", len(files))
+	}
+	before, err := os.Stat(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(first, search(), cmpopts.IgnoreFields(Result{}, "Took", "TookMs", "Built")); d != "" {
+		t.Errorf("second run differs:\n%s", d)
+	}
+	if after, err := os.Stat(files[0]); err != nil || !os.SameFile(before, after) {
+		t.Errorf("the second run wrote the coordinates again instead of reading them: %v", err)
+	}
+	b, err := os.ReadFile(files[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[40] ^= 0xff
+	if err := os.WriteFile(files[3], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(first, search(), cmpopts.IgnoreFields(Result{}, "Took", "TookMs", "Built")); d != "" {
+		t.Errorf("run with a damaged coordinate file differs:\n%s", d)
+	}
+	if b2, _ := os.ReadFile(files[3]); bytes.Equal(b, b2) {
+		t.Errorf("the damaged coordinate file was not written again")
 	}
 }
