@@ -62,6 +62,34 @@ func upload(t *testing.T, a *tier3.Archive, s *tier2.Segment, log []byte) (tier3
 		MaxTs: s.MaxTs, Log: bytes.NewReader(log), Index: ib, TimeIndex: tb})
 }
 
+// uploaded is an archive over a memory store and a fresh disk cache
+// holding one uploaded segment of the given batches.
+type uploaded struct {
+	a     *tier3.Archive
+	store *tier3.MemStore
+	s     *tier2.Segment
+	log   []byte
+	e     tier3.SegmentEntry
+}
+
+func newUploaded(t *testing.T, batches int, cfg tier3.ArchiveConfig) *uploaded {
+	t.Helper()
+	u := &uploaded{store: tier3.NewMemStore()}
+	u.s, u.log = testSegment(t, batches)
+	var err error
+	if cfg.Cache, err = tier3.NewCache(t.TempDir(), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if u.a, err = tier3.NewArchive(u.store, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.a.Close() })
+	if u.e, err = upload(t, u.a, u.s, u.log); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
 // A segment whose bytes fail a batch CRC on the way up is not archived:
 // the chunk CRCs computed from it would vouch for the damage.
 func TestUploadRefusesDamagedBatch(t *testing.T) {
@@ -177,21 +205,8 @@ func TestReadVecAndCacheAdmission(t *testing.T) {
 // is damaged in the store reads in full, and the damage shows at the first
 // timestamp lookup, which fails rather than use it.
 func TestTimeIndexFetchedForTimestampsOnly(t *testing.T) {
-	s, log := testSegment(t, 100)
-	store := tier3.NewMemStore()
-	cache, err := tier3.NewCache(t.TempDir(), 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := tier3.NewArchive(store, tier3.ArchiveConfig{Cache: cache, ChunkSize: 4 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	e, err := upload(t, a, s, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := newUploaded(t, 100, tier3.ArchiveConfig{ChunkSize: 4 << 10})
+	a, store, log, e := u.a, u.store, u.log, u.e
 	if err := store.Corrupt("p/"+e.TimeIndex, 20); err != nil {
 		t.Fatal(err)
 	}
@@ -211,21 +226,8 @@ func TestTimeIndexFetchedForTimestampsOnly(t *testing.T) {
 // Views taken under a Hold stay intact while their chunks leave memory and
 // other chunks are fetched; once released, the chunks' buffers are reused.
 func TestHoldKeepsViewsUntilRelease(t *testing.T) {
-	s, log := testSegment(t, 400)
-	store := tier3.NewMemStore()
-	cache, err := tier3.NewCache(t.TempDir(), 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := tier3.NewArchive(store, tier3.ArchiveConfig{Cache: cache, ChunkSize: 4 << 10, ReadAhead: -1, HotBytes: 16 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	e, err := upload(t, a, s, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := newUploaded(t, 400, tier3.ArchiveConfig{ChunkSize: 4 << 10, ReadAhead: -1, HotBytes: 16 << 10})
+	a, s, log, e := u.a, u.s, u.log, u.e
 	segs := []tier3.SegmentEntry{e}
 	ctx := context.Background()
 	// Every read's views are kept, held, until the whole log is read: the
@@ -299,22 +301,9 @@ func TestHoldKeepsViewsUntilRelease(t *testing.T) {
 // evicted and their buffers reused while other readers wait for them or
 // hold views of them: every read returns the log's bytes.
 func TestConcurrentReadersWithReusedBuffers(t *testing.T) {
-	s, log := testSegment(t, 400)
-	store := tier3.NewMemStore()
-	cache, err := tier3.NewCache(t.TempDir(), 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := tier3.NewArchive(store, tier3.ArchiveConfig{Cache: cache, ChunkSize: 4 << 10, ReadAhead: 16 << 10,
+	u := newUploaded(t, 400, tier3.ArchiveConfig{ChunkSize: 4 << 10, ReadAhead: 16 << 10,
 		ReadAheadGET: 8 << 10, HotBytes: 12 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	e, err := upload(t, a, s, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, s, log, e := u.a, u.s, u.log, u.e
 	segs := []tier3.SegmentEntry{e}
 	errs := make(chan error, 8)
 	for r := range 8 {
