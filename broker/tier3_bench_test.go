@@ -6,13 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/chronik-go/chronik/tier3"
 	"github.com/chronik-go/chronik/tier3/miniotest"
+	"github.com/chronik-go/chronik/tier3/tier3test"
 )
 
 // BenchmarkArchivedRead reads a partition whose every segment is only in
@@ -81,31 +80,16 @@ func benchArchivedRead(b *testing.B, overKafka bool) {
 	// MinIO's raw GET of the same objects, whole, by as many streams as
 	// read-ahead runs GETs (4), measured before each pass: the ratio's
 	// baseline on a machine whose speed varies.
+	keys := make([]string, len(segs))
+	for i, s := range segs {
+		keys[i] = tier3.PartitionPrefix(p.topic.id, 0) + s.Log
+	}
 	rawGet := func() time.Duration {
-		start := time.Now()
-		work := make(chan string, len(segs))
-		for _, s := range segs {
-			work <- tier3.PartitionPrefix(p.topic.id, 0) + s.Log
+		d, err := tier3test.RawGet(context.Background(), store, keys, 4)
+		if err != nil {
+			b.Fatal(err)
 		}
-		close(work)
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for key := range work {
-					rc, err := store.GetRange(context.Background(), key, 0, 1<<40)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					io.Copy(io.Discard, rc)
-					rc.Close()
-				}
-			}()
-		}
-		wg.Wait()
-		return time.Since(start)
+		return d
 	}
 	var raw, read, wait time.Duration
 	var rawCPU, readCPU cpuUse

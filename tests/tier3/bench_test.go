@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/chronik-go/chronik/internal/testharness"
 	"github.com/chronik-go/chronik/tier3"
+	"github.com/chronik-go/chronik/tier3/tier3test"
 )
 
 // BenchmarkCatchUpRead compares, in one run against the same MinIO
@@ -93,31 +93,16 @@ func BenchmarkCatchUpRead(b *testing.B) {
 	}
 	pp := tier3.PartitionPrefix(id, 0)
 
+	keys := make([]string, len(m.Segments))
+	for i, s := range m.Segments {
+		keys[i] = pp + s.Log
+	}
 	rawGet := func(streams int) float64 {
-		start := time.Now()
-		work := make(chan string, len(m.Segments))
-		for _, s := range m.Segments {
-			work <- pp + s.Log
+		d, err := tier3test.RawGet(context.Background(), e.store, keys, streams)
+		if err != nil {
+			b.Fatal(err)
 		}
-		close(work)
-		var wg sync.WaitGroup
-		for range streams {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for key := range work {
-					rc, err := e.store.GetRange(context.Background(), key, 0, 1<<40)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					io.Copy(io.Discard, rc)
-					rc.Close()
-				}
-			}()
-		}
-		wg.Wait()
-		return float64(total) / time.Since(start).Seconds() / 1e6
+		return float64(total) / d.Seconds() / 1e6
 	}
 	catchUp := func(cold bool) float64 {
 		if cold {
