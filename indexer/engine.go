@@ -110,7 +110,6 @@ type Result struct {
 	Missing    int           `json:"missing"`      // hits whose record is gone (retention)
 	TookMs     float64       `json:"took_ms"`
 	Sort       string        `json:"sort"`
-	Truncate   bool          `json:"-"`
 }
 
 // Hit is one matching record (DESIGN.md's jsonl shape).
@@ -155,9 +154,10 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 	if req.Limit < 0 || req.Limit > MaxLimit || req.Offset < 0 || req.Offset > MaxLimit {
 		return nil, fmt.Errorf("%w: limit %d must be 1 to %d and offset %d from 0 to %d", errBadRequest, req.Limit, MaxLimit, req.Offset, MaxLimit)
 	}
-	order, err := sortOrder(req.Sort)
-	if err != nil {
-		return nil, err
+	switch req.Sort {
+	case "", "-time", "time", "score":
+	default:
+		return nil, fmt.Errorf("%w: sort %q is not one of -time, time, score", errBadRequest, req.Sort)
 	}
 	if req.Sort == "score" && req.Limit+req.Offset > maxScoreHits {
 		return nil, fmt.Errorf("%w: sorted by score, offset + limit may be at most %d (sort by time pages further)", errBadRequest, maxScoreHits)
@@ -200,7 +200,7 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 	switch {
 	case len(handles) == 0:
 	case req.Sort == "score":
-		if err := e.collectByScore(ctx, handles, timeBound(q, req.From, req.To), order, req, res); err != nil {
+		if err := e.collectByScore(ctx, handles, timeBound(q, req.From, req.To), req, res); err != nil {
 			return nil, err
 		}
 	default:
@@ -216,25 +216,17 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 	return res, nil
 }
 
-func sortOrder(s string) (search.SortOrder, error) {
-	ts := func(desc bool) search.SearchSort {
-		return &search.SortField{Field: fieldTimestamp, Desc: desc, Type: search.SortFieldAsDate}
+// scoreOrder returns the score order: ties (equal scores) newest first,
+// then by document ID, so the order is total. A fresh one per search:
+// Bleve's sort fields hold per-search state. Time orders are
+// collectByTime's.
+func scoreOrder() search.SortOrder {
+	return search.SortOrder{
+		&search.SortScore{Desc: true},
+		&search.SortField{Field: fieldTimestamp, Desc: true, Type: search.SortFieldAsDate},
+		&search.SortField{Field: fieldOffset, Desc: true, Type: search.SortFieldAsNumber},
+		&search.SortDocID{Desc: true},
 	}
-	off := func(desc bool) search.SearchSort {
-		return &search.SortField{Field: fieldOffset, Desc: desc, Type: search.SortFieldAsNumber}
-	}
-	// Ties of timestamp and offset (other partitions or topics) are
-	// broken by document ID, so every order is total and pages never
-	// overlap.
-	switch s {
-	case "", "-time":
-		return search.SortOrder{ts(true), off(true), &search.SortDocID{Desc: true}}, nil
-	case "time":
-		return search.SortOrder{ts(false), off(false), &search.SortDocID{}}, nil
-	case "score":
-		return search.SortOrder{&search.SortScore{Desc: true}, ts(true), off(true), &search.SortDocID{Desc: true}}, nil
-	}
-	return nil, fmt.Errorf("%w: sort %q is not one of -time, time, score", errBadRequest, s)
 }
 
 func timeBound(q query.Query, from, to time.Time) query.Query {
@@ -383,13 +375,13 @@ func (e *Engine) buildUnit(ctx context.Context, u *unit, dir string) (bleve.Inde
 
 // collectByScore runs a search sorted by score: one Bleve search over
 // every index (an alias), which scores every match.
-func (e *Engine) collectByScore(ctx context.Context, handles []*Handle, q query.Query, order search.SortOrder, req Request, res *Result) error {
+func (e *Engine) collectByScore(ctx context.Context, handles []*Handle, q query.Query, req Request, res *Result) error {
 	idxs := make([]bleve.Index, len(handles))
 	for i, h := range handles {
 		idxs[i] = h.Index()
 	}
 	sr := bleve.NewSearchRequestOptions(q, req.Limit, req.Offset, false)
-	sr.SortByCustom(order)
+	sr.SortByCustom(scoreOrder())
 	out, err := bleve.NewIndexAlias(idxs...).SearchInContext(ctx, sr)
 	if err != nil {
 		return &QueryError{Query: req.Query, End: len(req.Query), Msg: err.Error()}
