@@ -63,12 +63,9 @@ func readCoords(ctx context.Context, r index.IndexReader) (*docCoords, error) {
 		return nil, err
 	}
 	_, isScorch := r.(*scorch.IndexSnapshot)
-	c := &docCoords{scorch: isScorch, ts: make([]int64, 0, n), off: make([]int64, 0, n), minTs: math.MaxInt64, maxTs: math.MinInt64}
+	c := &docCoords{scorch: isScorch, ts: make([]int64, 0, n), off: make([]int64, 0, n)}
 	if !isScorch {
 		c.byID = make(map[string]int, n)
-	}
-	if n == 0 {
-		c.minTs, c.maxTs = 0, -1
 	}
 	ids, err := r.DocIDReaderAll()
 	if err != nil {
@@ -128,10 +125,19 @@ func readCoords(ctx context.Context, r index.IndexReader) (*docCoords, error) {
 		}
 		c.ts = append(c.ts, ts)
 		c.off = append(c.off, off)
-		c.minTs = min(c.minTs, ts)
-		c.maxTs = max(c.maxTs, ts)
 	}
+	c.setBounds()
 	return c, nil
+}
+
+// setBounds sets minTs and maxTs from ts (0 and -1 when empty: no
+// timestamp is in range).
+func (c *docCoords) setBounds() {
+	if len(c.ts) == 0 {
+		c.minTs, c.maxTs = 0, -1
+		return
+	}
+	c.minTs, c.maxTs = slices.Min(c.ts), slices.Max(c.ts)
 }
 
 func docNumID(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
@@ -280,20 +286,16 @@ func loadCoords(path string, n uint64) (*docCoords, error) {
 		crc32.Checksum(b[:len(b)-4], castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
 		return nil, fmt.Errorf("indexer: %s is damaged or of another index", path)
 	}
-	c := &docCoords{scorch: true, ts: make([]int64, n), off: make([]int64, n), minTs: math.MaxInt64, maxTs: math.MinInt64}
-	if n == 0 {
-		c.minTs, c.maxTs = 0, -1
-	}
+	c := &docCoords{scorch: true, ts: make([]int64, n), off: make([]int64, n)}
 	p := b[16:]
 	for i := range c.ts {
 		c.ts[i] = int64(binary.LittleEndian.Uint64(p[8*i:]))
-		c.minTs = min(c.minTs, c.ts[i])
-		c.maxTs = max(c.maxTs, c.ts[i])
 	}
 	p = p[8*n:]
 	for i := range c.off {
 		c.off[i] = int64(binary.LittleEndian.Uint64(p[8*i:]))
 	}
+	c.setBounds()
 	return c, nil
 }
 
