@@ -443,6 +443,7 @@ func TestBadValues(t *testing.T) {
 		{"index yield cpu", nil, map[string]string{"CHRONIK_INDEX_YIELD_CPU": "half"},
 			[]string{`CHRONIK_INDEX_YIELD_CPU="half" is not a number of cores from 0 to 1024 (e.g. 0.5)`}},
 		{"index nice", nil, map[string]string{"CHRONIK_INDEX_NICE": "-5"}, []string{`CHRONIK_INDEX_NICE="-5" is not a nice value from 0 to 19`}},
+		{"index workers", nil, map[string]string{"CHRONIK_INDEX_WORKERS": "abc"}, []string{`CHRONIK_INDEX_WORKERS="abc" is not a number of workers from 0 to 64`}},
 		{"bool", nil, map[string]string{"CHRONIK_AUTO_CREATE_TOPICS": "sure"},
 			[]string{`CHRONIK_AUTO_CREATE_TOPICS="sure" is not a boolean (write true or false)`}},
 		{"partitions", nil, map[string]string{"CHRONIK_DEFAULT_PARTITIONS": "0"}, []string{`CHRONIK_DEFAULT_PARTITIONS=0 must be at least 1`}},

@@ -157,7 +157,7 @@ var settings = []Setting{
 		set: func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 || n > 64 {
-				return fmt.Errorf("%q is not a number of workers from 0 to 64", v)
+				return errors.New("is not a number of workers from 0 to 64")
 			}
 			c.IndexWorkers = n
 			return nil
