@@ -70,7 +70,8 @@ type member struct {
 	badAt  int      // line number of the last of them
 	lines  int
 
-	killed atomic.Bool // ended by SIGKILL: its uncommitted records may be re-read
+	killed      atomic.Bool  // ended by SIGKILL: its uncommitted records may be re-read
+	redelivered atomic.Int64 // records the client delivered twice in a row (dropped by the worker)
 }
 
 // pacer limits how fast each member's output is read; zero means no limit.
@@ -117,6 +118,11 @@ func (g *group) start() *member {
 	}
 	m.cmd = exec.Command(bin, args...)
 	m.logPath = filepath.Join(t.TempDir(), m.name+".stderr")
+	// CHRONIK_GROUPS_LOG_DIR keeps every member's stderr (with
+	// CHRONIK_GROUPS_RDKAFKA_DEBUG, librdkafka's debug log) after the test.
+	if d := os.Getenv("CHRONIK_GROUPS_LOG_DIR"); d != "" {
+		m.logPath = filepath.Join(d, fmt.Sprintf("%s-%d.stderr", m.name, time.Now().UnixNano()))
+	}
 	logf, err := os.Create(m.logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -160,6 +166,7 @@ type outputLine struct {
 		Partition int32 `json:"partition"`
 		Offset    int64 `json:"offset"`
 	} `json:"committed"`
+	Redelivered *struct{} `json:"redelivered"` // confluentworker: a client repeat it dropped
 }
 
 func (m *member) read(r io.Reader, g *group) {
@@ -178,7 +185,7 @@ func (m *member) read(r io.Reader, g *group) {
 		m.mu.Lock()
 		m.lines++
 		m.mu.Unlock()
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || (l.Partition == nil && l.Committed == nil) {
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || (l.Partition == nil && l.Committed == nil && l.Redelivered == nil) {
 			m.mu.Lock()
 			if len(m.bad) < 5 {
 				m.bad = append(m.bad, sc.Text())
@@ -189,6 +196,10 @@ func (m *member) read(r io.Reader, g *group) {
 		}
 		if l.Committed != nil {
 			add(event{commit: true, partition: l.Committed.Partition, offset: l.Committed.Offset})
+			continue
+		}
+		if l.Redelivered != nil {
+			m.redelivered.Add(1)
 			continue
 		}
 		add(event{partition: *l.Partition, offset: l.Offset})
@@ -306,9 +317,11 @@ func (g *group) coverage(ends map[int32]int64) (missing int64, where string) {
 // least k-1 of its processings uncovered and made by a disrupted member:
 // otherwise a record below a committed offset was processed again, or a
 // member that was not killed handed over a partition without committing
-// what it had processed.
+// what it had processed. Records confluentworker drops as librdkafka's
+// repeat of the record it delivered last are counted apart (redelivered).
 type verdict struct {
 	records, distinct, missing, dups int64
+	redelivered                      int64            // client repeats the workers dropped, not in records
 	window                           map[string]int64 // uncovered events of each disrupted member
 	violations                       []string
 }
@@ -332,6 +345,7 @@ func (g *group) verify(ends map[int32]int64, disrupted func(*member) bool) verdi
 			v.violations = append(v.violations, fmt.Sprintf("%s printed unparsable lines, e.g. %q", m.name, m.bad[0]))
 		}
 		m.mu.Unlock()
+		v.redelivered += m.redelivered.Load()
 		dis := disrupted(m)
 		covered := coveredEvents(events)
 		for i, e := range events {
@@ -360,15 +374,42 @@ func (g *group) verify(ends map[int32]int64, disrupted func(*member) bool) verdi
 			}
 		}
 	}
+	bad := map[key][]string{} // who processed each unexplained duplicate (the first 10)
+	unexplained := 0
 	for k, o := range occs {
 		v.dups += int64(o.total - 1)
 		if o.excused < o.total-1 {
-			if len(v.violations) < 10 {
-				v.violations = append(v.violations, fmt.Sprintf("partition %d offset %d processed %d times, only %d of them by a disrupted member after its last commit", k.p, k.o, o.total, o.excused))
-			} else {
-				v.violations[9] = "... (more)"
+			if unexplained++; len(bad) < 10 {
+				bad[k] = nil
 			}
 		}
+	}
+	if len(bad) == 0 {
+		return v
+	}
+	for _, m := range g.members {
+		m.mu.Lock()
+		events := m.events
+		m.mu.Unlock()
+		covered := coveredEvents(events)
+		for i, e := range events {
+			k := key{e.partition, e.offset}
+			if by, ok := bad[k]; ok && !e.commit {
+				how := "committed past it later"
+				if !covered[i] {
+					how = "not committed past it"
+				}
+				bad[k] = append(by, fmt.Sprintf("%s (%s)", m.name, how))
+			}
+		}
+	}
+	for k, by := range bad {
+		o := occs[k]
+		v.violations = append(v.violations, fmt.Sprintf("partition %d offset %d processed %d times, only %d of them by a disrupted member after its last commit: by %s",
+			k.p, k.o, o.total, o.excused, strings.Join(by, ", ")))
+	}
+	if unexplained > len(bad) {
+		v.violations = append(v.violations, fmt.Sprintf("... and %d more such records", unexplained-len(bad)))
 	}
 	return v
 }
@@ -418,5 +459,8 @@ func (v verdict) String() string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%d records processed, %d distinct, %d missing, %d duplicates; uncommitted windows of disrupted members [%s]",
 		v.records, v.distinct, v.missing, v.dups, strings.Join(w, " "))
+	if v.redelivered > 0 {
+		fmt.Fprintf(&b, "; dropped by the workers as the client's repeats of the record it delivered last: %d", v.redelivered)
+	}
 	return b.String()
 }
