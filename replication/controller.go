@@ -1,7 +1,6 @@
 package replication
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -120,6 +119,7 @@ type Controller struct {
 	raft  *raft.Raft
 	fsm   *fsm
 	mux   *mux
+	calls *callConns // to the leader: heartbeats and forwarded proposals
 	trans *raft.NetworkTransport
 	store *raftboltdb.BoltStore
 	peers map[int32]string
@@ -169,7 +169,7 @@ func Open(cfg Config) (*Controller, error) {
 	if cfg.SessionTimeout < 3*cfg.HeartbeatInterval {
 		return nil, fmt.Errorf("replication: session timeout %v must be at least 3 heartbeat intervals (%v)", cfg.SessionTimeout, cfg.HeartbeatInterval)
 	}
-	c := &Controller{cfg: cfg, log: cfg.Logger, fsm: newFSM(), peers: map[int32]string{}, hb: map[int32]time.Time{}, closing: make(chan struct{})}
+	c := &Controller{cfg: cfg, log: cfg.Logger, fsm: newFSM(), calls: newCallConns(), peers: map[int32]string{}, hb: map[int32]time.Time{}, closing: make(chan struct{})}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -379,7 +379,7 @@ func (c *Controller) callLeader(ctx context.Context, req *callRequest, resp *cal
 			if addr == raft.ServerAddress(c.peers[c.cfg.NodeID]) {
 				*resp = c.handle(ctx, req)
 			} else {
-				err = call(ctx, string(addr), req, resp)
+				err = c.calls.call(ctx, string(addr), req, resp)
 			}
 			if err == nil && !resp.NotLeader {
 				return nil
@@ -400,27 +400,33 @@ func (c *Controller) callLeader(ctx context.Context, req *callRequest, resp *cal
 	}
 }
 
-// serveCall answers one call from another node.
+// serveCall answers the calls another node sends on one connection, until
+// it closes the connection, stays idle for callIdleTimeout, or the mux
+// closes.
 func (c *Controller) serveCall(nc net.Conn) {
 	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(nc)
-	b, err := readFrame(r)
-	if err != nil {
-		return
+	for {
+		nc.SetReadDeadline(time.Now().Add(callIdleTimeout))
+		b, err := readFrame(nc)
+		if err != nil {
+			return
+		}
+		var req callRequest
+		if err := json.Unmarshal(b, &req); err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+		resp := c.handle(ctx, &req)
+		cancel()
+		out, err := json.Marshal(&resp)
+		if err != nil {
+			return
+		}
+		nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := nc.Write(appendFrame(make([]byte, 0, 4+len(out)), out)); err != nil {
+			return
+		}
 	}
-	var req callRequest
-	if err := json.Unmarshal(b, &req); err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
-	defer cancel()
-	resp := c.handle(ctx, &req)
-	out, err := json.Marshal(&resp)
-	if err != nil {
-		return
-	}
-	_ = writeFrame(nc, out)
 }
 
 // handle runs a call on this node, which must be the ready leader.
@@ -675,6 +681,7 @@ func (c *Controller) Close() error {
 		err = c.raft.Shutdown().Error()
 		c.trans.Close()
 		c.mux.Close()
+		c.calls.close()
 		if cerr := c.store.Close(); err == nil {
 			err = cerr
 		}

@@ -107,6 +107,7 @@ func TestQuorumProposesFromAnyNodeAndFencesTheSilent(t *testing.T) {
 	killed.raft.Shutdown().Error()
 	killed.trans.Close()
 	killed.mux.Close()
+	killed.calls.close()
 	killed.store.Close()
 	killed.closeOnce.Do(func() {})
 

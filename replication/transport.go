@@ -1,7 +1,6 @@
 package replication
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -10,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -23,7 +23,14 @@ const (
 	connCall byte = 'C'
 
 	maxCallBytes = 4 << 20 // a call or reply larger than this is refused
+
+	maxIdleCallConns = 2 // idle call connections kept per controller address
 )
+
+// callIdleTimeout is how long a node keeps a call connection open with no
+// call on it (a variable for tests). Heartbeats keep a broker's connection
+// to the leader busy several times a second.
+var callIdleTimeout = time.Minute
 
 // mux accepts on the controller listener and splits connections by their
 // first byte: Raft's go to the stream layer's Accept, calls to serveCall.
@@ -35,6 +42,10 @@ type mux struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+
+	callsMu  sync.Mutex
+	calls    map[net.Conn]struct{} // open call connections, closed with the mux
+	accepted atomic.Int64          // call connections accepted, ever
 }
 
 func newMux(ln net.Listener, advertise string, serveCall func(net.Conn)) (*mux, error) {
@@ -42,7 +53,8 @@ func newMux(ln net.Listener, advertise string, serveCall func(net.Conn)) (*mux, 
 	if err != nil {
 		return nil, fmt.Errorf("replication: advertised raft address %q: %w", advertise, err)
 	}
-	m := &mux{ln: ln, advertise: adv, raftConns: make(chan net.Conn, 16), serveCall: serveCall, closed: make(chan struct{})}
+	m := &mux{ln: ln, advertise: adv, raftConns: make(chan net.Conn, 16), serveCall: serveCall, closed: make(chan struct{}),
+		calls: map[net.Conn]struct{}{}}
 	m.wg.Add(1)
 	go m.acceptLoop()
 	return m, nil
@@ -85,7 +97,21 @@ func (m *mux) route(nc net.Conn) {
 			nc.Close()
 		}
 	case connCall:
+		m.callsMu.Lock()
+		select {
+		case <-m.closed:
+			m.callsMu.Unlock()
+			nc.Close()
+			return
+		default:
+		}
+		m.calls[nc] = struct{}{}
+		m.callsMu.Unlock()
+		m.accepted.Add(1)
 		m.serveCall(nc)
+		m.callsMu.Lock()
+		delete(m.calls, nc)
+		m.callsMu.Unlock()
 	default:
 		nc.Close()
 	}
@@ -104,7 +130,12 @@ func (m *mux) Accept() (net.Conn, error) {
 // Close implements net.Listener.
 func (m *mux) Close() error {
 	m.closeOnce.Do(func() {
+		m.callsMu.Lock()
 		close(m.closed)
+		for nc := range m.calls {
+			nc.Close()
+		}
+		m.callsMu.Unlock()
 		m.ln.Close()
 	})
 	return nil
@@ -127,47 +158,113 @@ func (m *mux) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, er
 	return nc, nil
 }
 
-// call sends one request to a controller node and decodes its reply. One
-// connection per call: calls are rare (heartbeats, admin operations).
-func call(ctx context.Context, addr string, req *callRequest, resp *callResponse) error {
+// callConns keeps idle call connections per controller address: a broker
+// heartbeats several times a second, and one kept connection spares a dial
+// (and a socket in TIME_WAIT) per beat.
+type callConns struct {
+	mu     sync.Mutex
+	idle   map[string][]net.Conn
+	closed bool
+}
+
+func newCallConns() *callConns { return &callConns{idle: map[string][]net.Conn{}} }
+
+func (p *callConns) get(addr string) net.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	conns := p.idle[addr]
+	if len(conns) == 0 {
+		return nil
+	}
+	nc := conns[len(conns)-1]
+	p.idle[addr] = conns[:len(conns)-1]
+	return nc
+}
+
+func (p *callConns) put(addr string, nc net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.idle[addr]) >= maxIdleCallConns {
+		nc.Close()
+		return
+	}
+	p.idle[addr] = append(p.idle[addr], nc)
+}
+
+// close closes the idle connections; later ones are closed when returned.
+func (p *callConns) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, conns := range p.idle {
+		for _, nc := range conns {
+			nc.Close()
+		}
+	}
+	clear(p.idle)
+}
+
+// call sends one request to a controller node and decodes its reply, on an
+// idle connection to addr if there is one. A kept connection the other side
+// has closed meanwhile (idle timeout, restart) fails at once; the call is
+// then sent once more on a new connection. Calls may therefore arrive twice,
+// which heartbeats and proposals (idempotent or checked) allow.
+func (p *callConns) call(ctx context.Context, addr string, req *callRequest, resp *callResponse) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	if nc := p.get(addr); nc != nil {
+		if err := exchange(ctx, nc, false, body, resp); err == nil {
+			p.put(addr, nc)
+			return nil
+		}
+		nc.Close()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 	d := net.Dialer{Timeout: 2 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	if err := exchange(ctx, nc, true, body, resp); err != nil {
+		nc.Close()
+		return err
+	}
+	p.put(addr, nc)
+	return nil
+}
+
+// exchange writes one call, after the kind byte on a new connection, and
+// reads its reply within ctx's deadline.
+func exchange(ctx context.Context, nc net.Conn, fresh bool, body []byte, resp *callResponse) error {
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
 	} else {
 		nc.SetDeadline(time.Now().Add(10 * time.Second))
 	}
-	body, err := json.Marshal(req)
+	buf := make([]byte, 0, 5+len(body))
+	if fresh {
+		buf = append(buf, connCall)
+	}
+	if _, err := nc.Write(appendFrame(buf, body)); err != nil {
+		return err
+	}
+	b, err := readFrame(nc)
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriter(nc)
-	w.WriteByte(connCall)
-	if err := writeFrame(w, body); err != nil {
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	b, err := readFrame(bufio.NewReader(nc))
-	if err != nil {
-		return err
-	}
+	nc.SetDeadline(time.Time{})
+	*resp = callResponse{}
 	return json.Unmarshal(b, resp)
 }
 
-func writeFrame(w io.Writer, body []byte) error {
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(body)))
-	if _, err := w.Write(n[:]); err != nil {
-		return err
-	}
-	_, err := w.Write(body)
-	return err
+// appendFrame appends body to dst after its 4-byte big-endian length.
+func appendFrame(dst, body []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(body)))
+	return append(dst, body...)
 }
 
 func readFrame(r io.Reader) ([]byte, error) {
