@@ -28,8 +28,9 @@ const (
 )
 
 // callIdleTimeout is how long a node keeps a call connection open with no
-// call on it (a variable for tests). Heartbeats keep a broker's connection
-// to the leader busy several times a second.
+// call on it (a variable for tests); callers drop theirs after half of it.
+// Heartbeats keep a broker's connection to the leader busy several times a
+// second.
 var callIdleTimeout = time.Minute
 
 // mux accepts on the controller listener and splits connections by their
@@ -163,22 +164,34 @@ func (m *mux) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, er
 // (and a socket in TIME_WAIT) per beat.
 type callConns struct {
 	mu     sync.Mutex
-	idle   map[string][]net.Conn
+	idle   map[string][]idleConn
 	closed bool
 }
 
-func newCallConns() *callConns { return &callConns{idle: map[string][]net.Conn{}} }
+type idleConn struct {
+	net.Conn
+	since time.Time
+}
 
+func newCallConns() *callConns { return &callConns{idle: map[string][]idleConn{}} }
+
+// get returns the most recently used idle connection to addr, closing those
+// idle for half of callIdleTimeout or more: the other side may be about to
+// close them.
 func (p *callConns) get(addr string) net.Conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	conns := p.idle[addr]
-	if len(conns) == 0 {
-		return nil
+	for len(conns) > 0 {
+		ic := conns[len(conns)-1]
+		conns = conns[:len(conns)-1]
+		p.idle[addr] = conns
+		if time.Since(ic.since) < callIdleTimeout/2 {
+			return ic.Conn
+		}
+		ic.Close()
 	}
-	nc := conns[len(conns)-1]
-	p.idle[addr] = conns[:len(conns)-1]
-	return nc
+	return nil
 }
 
 func (p *callConns) put(addr string, nc net.Conn) {
@@ -188,7 +201,7 @@ func (p *callConns) put(addr string, nc net.Conn) {
 		nc.Close()
 		return
 	}
-	p.idle[addr] = append(p.idle[addr], nc)
+	p.idle[addr] = append(p.idle[addr], idleConn{nc, time.Now()})
 }
 
 // close closes the idle connections; later ones are closed when returned.
@@ -205,28 +218,36 @@ func (p *callConns) close() {
 }
 
 // call sends one request to a controller node and decodes its reply, on an
-// idle connection to addr if there is one. A kept connection the other side
-// has closed meanwhile (idle timeout, restart) fails at once; the call is
-// then sent once more on a new connection. Calls may therefore arrive twice,
-// which heartbeats and proposals (idempotent or checked) allow.
+// idle connection to addr if there is one. When a kept connection fails
+// before ctx's deadline (the node restarted, say), the call is sent once
+// more on a new connection, as callLeader would retry it anyway. Like a
+// retry after a lost reply, that can deliver a call the node had already
+// carried out: heartbeats repeat harmlessly; a repeated proposal is refused
+// by its checks (an ISR change based on an ISR that has moved, a topic that
+// exists) rather than applied twice, and a repeated producer-ID allocation
+// skips a block.
 func (p *callConns) call(ctx context.Context, addr string, req *callRequest, resp *callResponse) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
+	var kept error
 	if nc := p.get(addr); nc != nil {
-		if err := exchange(ctx, nc, false, body, resp); err == nil {
+		if kept = exchange(ctx, nc, false, body, resp); kept == nil {
 			p.put(addr, nc)
 			return nil
 		}
 		nc.Close()
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return kept
 		}
 	}
 	d := net.Dialer{Timeout: 2 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
+		if kept != nil {
+			return fmt.Errorf("%w (and on the kept connection: %v)", err, kept)
+		}
 		return err
 	}
 	if err := exchange(ctx, nc, true, body, resp); err != nil {
@@ -238,7 +259,7 @@ func (p *callConns) call(ctx context.Context, addr string, req *callRequest, res
 }
 
 // exchange writes one call, after the kind byte on a new connection, and
-// reads its reply within ctx's deadline.
+// reads its reply within ctx's deadline (10 s when ctx has none).
 func exchange(ctx context.Context, nc net.Conn, fresh bool, body []byte, resp *callResponse) error {
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
