@@ -12,9 +12,10 @@ import (
 // echoCalls starts a mux whose call server answers each heartbeat with its
 // broker ID as the index, closing the connection after perConn calls (0:
 // never), as a peer restarted would. It answers broker ID slow only after
-// half a second.
-func echoCalls(t *testing.T, perConn int, slow int32) *mux {
+// half a second, and then closes lateSent.
+func echoCalls(t *testing.T, perConn int, slow int32) (m *mux, lateSent chan struct{}) {
 	t.Helper()
+	lateSent = make(chan struct{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -35,17 +36,21 @@ func echoCalls(t *testing.T, perConn int, slow int32) *mux {
 				time.Sleep(500 * time.Millisecond)
 			}
 			out, _ := json.Marshal(callResponse{Index: uint64(req.Heartbeat.ID)})
-			if _, err := nc.Write(appendFrame(nil, out)); err != nil || n == perConn {
+			_, err = nc.Write(appendFrame(nil, out))
+			if req.Heartbeat.ID == slow {
+				close(lateSent)
+			}
+			if err != nil || n == perConn {
 				return
 			}
 		}
 	}
-	m, err := newMux(ln, ln.Addr().String(), serve)
+	m, err = newMux(ln, ln.Addr().String(), serve)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	return m
+	return m, lateSent
 }
 
 func heartbeatCalls(t *testing.T, p *callConns, addr string, n int) {
@@ -73,7 +78,7 @@ func heartbeatCall(p *callConns, addr string, id int32, timeout time.Duration) e
 
 // Calls to one node share one connection.
 func TestCallsReuseAConnection(t *testing.T) {
-	m := echoCalls(t, 0, 0)
+	m, _ := echoCalls(t, 0, 0)
 	p := newCallConns()
 	defer p.close()
 	heartbeatCalls(t, p, m.Addr().String(), 50)
@@ -85,7 +90,7 @@ func TestCallsReuseAConnection(t *testing.T) {
 // A kept connection the other side closed is replaced within the call that
 // finds it closed: no call fails.
 func TestCallsRedialAClosedConnection(t *testing.T) {
-	m := echoCalls(t, 1, 0)
+	m, _ := echoCalls(t, 1, 0)
 	p := newCallConns()
 	defer p.close()
 	heartbeatCalls(t, p, m.Addr().String(), 5)
@@ -97,7 +102,7 @@ func TestCallsRedialAClosedConnection(t *testing.T) {
 // Closing the mux closes the call connections it serves, so a node that
 // stops leaves no peer waiting on it.
 func TestMuxCloseEndsCallConnections(t *testing.T) {
-	m := echoCalls(t, 0, 0)
+	m, _ := echoCalls(t, 0, 0)
 	p := newCallConns()
 	defer p.close()
 	addr := m.Addr().String()
@@ -117,7 +122,7 @@ func TestMuxCloseEndsCallConnections(t *testing.T) {
 // A call that timed out never leaves its late reply for the next call on
 // the same connection.
 func TestCallsAfterATimeoutGetTheirOwnReply(t *testing.T) {
-	m := echoCalls(t, 0, 7)
+	m, lateSent := echoCalls(t, 0, 7)
 	p := newCallConns()
 	defer p.close()
 	addr := m.Addr().String()
@@ -125,7 +130,7 @@ func TestCallsAfterATimeoutGetTheirOwnReply(t *testing.T) {
 	if err := heartbeatCall(p, addr, 7, 100*time.Millisecond); err == nil {
 		t.Fatal("a call answered after 500ms succeeded within 100ms")
 	}
-	time.Sleep(600 * time.Millisecond) // the late reply is on the wire by now
+	<-lateSent // written to the closed connection, or to one that would be reused
 	heartbeatCalls(t, p, addr, 3)
 }
 
@@ -134,7 +139,7 @@ func TestCallsAfterATimeoutGetTheirOwnReply(t *testing.T) {
 func TestCallsDropConnectionsIdleTooLong(t *testing.T) {
 	defer func(d time.Duration) { callIdleTimeout = d }(callIdleTimeout)
 	callIdleTimeout = 200 * time.Millisecond
-	m := echoCalls(t, 0, 0)
+	m, _ := echoCalls(t, 0, 0)
 	p := newCallConns()
 	defer p.close()
 	addr := m.Addr().String()
