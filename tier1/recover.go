@@ -209,21 +209,27 @@ func (w *WAL) createSegment(seq uint64) (*segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
+	// A segment that could not be made whole is removed, so the next try
+	// (after a full disk, say) can create it again.
+	abandon := func(err error) (*segment, error) {
+		f.Close()
+		if rerr := w.fs.Remove(path); rerr != nil {
+			return nil, fmt.Errorf("%w (removing it: %v)", err, rerr)
+		}
+		return nil, err
+	}
 	hdr := appendSegHeader(make([]byte, 0, segHeaderSize), seq, s.salt)
 	if n, err := f.Write(hdr); err != nil || n != len(hdr) {
-		f.Close()
 		if err == nil {
 			err = io.ErrShortWrite
 		}
-		return nil, fmt.Errorf("write segment %d header: %w", seq, err)
+		return abandon(fmt.Errorf("%w segment %d header: %w", errWrite, seq, err))
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("fsync segment %d: %w", seq, err)
+		return abandon(fmt.Errorf("fsync segment %d: %w", seq, err))
 	}
 	if err := w.fs.SyncDir(w.dir); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("sync wal dir: %w", err)
+		return abandon(fmt.Errorf("sync wal dir: %w", err))
 	}
 	s.f = f
 	s.size = segHeaderSize
