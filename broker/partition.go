@@ -47,6 +47,7 @@ type partition struct {
 	hw          int64            // offset after the last durable record: what consumers may read
 	logStart    int64
 	failed      error                      // sticky storage error
+	diskFull    error                      // appends failed on a full disk; cleared by resumeAppendsLocked
 	deleted     bool                       // topic deleted
 	waiters     map[chan struct{}]struct{} // long-polling fetches
 	archSegs    []tier3.SegmentEntry       // Tier 3 manifest's segments (tier3.go); replaced, never mutated
@@ -193,6 +194,10 @@ func (p *partition) append(ctx context.Context, wal *tier1.WAL, batch []byte, h 
 		out.err = kerrf(kerr.KafkaStorageError, "%v", failed)
 		return out, false
 	}
+	if err := p.resumeAppendsLocked(wal); err != nil {
+		out.err = kerrf(kerr.KafkaStorageError, "%v", err)
+		return out, false
+	}
 
 	if h.ProducerID >= 0 {
 		if dup, err := p.checkSequenceLocked(h); err != nil || dup != nil {
@@ -259,15 +264,21 @@ var closedResult = func() *appendResult {
 	return r
 }()
 
-// commit publishes a durable batch, or makes a storage failure sticky. It
-// runs on the WAL's commit goroutine and must not block.
+// commit publishes a durable batch, or records a failure: a full disk
+// until the next append resumes the partition, any other storage error for
+// good. It runs on the WAL's commit goroutine and must not block.
 func (p *partition) commit(m batchMeta, err error) {
 	p.mu.Lock()
-	if err != nil {
+	switch {
+	case errors.Is(err, tier1.ErrDiskFull):
+		if p.diskFull == nil {
+			p.diskFull = err
+		}
+	case err != nil:
 		if p.failed == nil {
 			p.failed = err
 		}
-	} else if m.base >= p.hw {
+	case m.base >= p.hw:
 		if len(p.batches) == 0 {
 			p.activeSince = time.Now().UnixMilli()
 		}
@@ -303,6 +314,39 @@ func (p *partition) markDeleted() {
 	p.mu.Unlock()
 }
 
+// resumeAppendsLocked lets the partition append again after appends failed
+// on a full disk. The WAL undid them and failed everything queued behind
+// them, so nothing of this partition is in flight: the offsets they were
+// given (from the log end on) and their idempotence entries are taken
+// back. It returns the disk-full error while the WAL is still failing
+// them; appendMu must be held.
+func (p *partition) resumeAppendsLocked(wal *tier1.WAL) error {
+	p.mu.RLock()
+	full, end := p.diskFull, p.hw
+	p.mu.RUnlock()
+	if full == nil {
+		return nil
+	}
+	if !wal.Reset(p.tp) {
+		return full
+	}
+	p.nextOffset = end
+	for _, ps := range p.producers {
+		for ps.n > 0 {
+			i := (ps.head - 1 + producerWindow) % producerWindow
+			if ps.recent[i].baseOffset < end {
+				break
+			}
+			ps.recent[i] = seqEntry{}
+			ps.head, ps.n = i, ps.n-1
+		}
+	}
+	p.mu.Lock()
+	p.diskFull = nil
+	p.mu.Unlock()
+	return nil
+}
+
 // checkSequenceLocked applies Kafka's idempotent producer rules. It returns
 // the original entry for a duplicate batch. appendMu must be held.
 func (p *partition) checkSequenceLocked(h batchHeader) (*seqEntry, error) {
@@ -318,6 +362,9 @@ func (p *partition) checkSequenceLocked(h batchHeader) (*seqEntry, error) {
 			return nil, kerrf(kerr.OutOfOrderSequenceNumber, "producer %d started epoch %d at sequence %d instead of 0", h.ProducerID, h.ProducerEpoch, h.BaseSequence)
 		}
 		return nil, nil
+	}
+	if ps.n == 0 {
+		return nil, nil // every batch in its window was taken back (resumeAppendsLocked)
 	}
 	last := h.lastSequence()
 	for i := 0; i < ps.n; i++ {

@@ -239,6 +239,9 @@ func (p *partition) appendReplica(ctx context.Context, wal *tier1.WAL, records [
 		// or follows someone else after truncating): drop it.
 		return nil, errStaleFetch
 	}
+	if err := p.resumeAppendsLocked(wal); err != nil {
+		return nil, err
+	}
 	var last *appendResult
 	for len(records) >= batchHeaderLen {
 		n := int(binary.BigEndian.Uint32(records[offBatchLength:])) + 12
@@ -321,6 +324,9 @@ func parseTruncMarker(b []byte) (int64, bool) {
 func (p *partition) truncateTo(ctx context.Context, wal *tier1.WAL, offset int64) error {
 	p.appendMu.Lock()
 	defer p.appendMu.Unlock()
+	if err := p.resumeAppendsLocked(wal); err != nil {
+		return err
+	}
 	p.mu.Lock()
 	offset = max(offset, p.segsEndLocked(), p.logStart)
 	if offset >= p.nextOffset {
@@ -334,6 +340,14 @@ func (p *partition) truncateTo(ctx context.Context, wal *tier1.WAL, offset int64
 	}
 	select {
 	case err := <-done:
+		if errors.Is(err, tier1.ErrDiskFull) {
+			// The WAL fenced the partition: the next append resumes it.
+			p.mu.Lock()
+			if p.diskFull == nil {
+				p.diskFull = err
+			}
+			p.mu.Unlock()
+		}
 		if err != nil {
 			return err
 		}
