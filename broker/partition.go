@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -38,6 +39,11 @@ type partition struct {
 	appendMu   sync.Mutex // guards the following
 	nextOffset int64      // log end offset including appends not yet durable
 	producers  map[int64]*producerState
+	// resumes counts resumptions after a full disk (resumeAppendsLocked,
+	// under appendMu and mu); an append's disk-full failure counts only if
+	// none happened since the append began, so a late callback cannot mark
+	// the partition again.
+	resumes atomic.Uint64
 
 	mu          sync.RWMutex     // guards the following
 	batches     []batchMeta      // durable batches not yet sealed, in offset order
@@ -99,6 +105,9 @@ type producerState struct {
 	recent [producerWindow]seqEntry // ring; recent[(head-1)%N] is newest
 	head   int
 	n      int
+	// next is the sequence expected while the window is empty because
+	// its batches failed on a full disk and were taken back.
+	next int32
 }
 
 type seqEntry struct {
@@ -194,10 +203,7 @@ func (p *partition) append(ctx context.Context, wal *tier1.WAL, batch []byte, h 
 		out.err = kerrf(kerr.KafkaStorageError, "%v", failed)
 		return out, false
 	}
-	if err := p.resumeAppendsLocked(wal); err != nil {
-		out.err = kerrf(kerr.KafkaStorageError, "%v", err)
-		return out, false
-	}
+	p.resumeAppendsLocked(wal)
 
 	if h.ProducerID >= 0 {
 		if dup, err := p.checkSequenceLocked(h); err != nil || dup != nil {
@@ -235,13 +241,15 @@ func (p *partition) append(ctx context.Context, wal *tier1.WAL, batch []byte, h 
 	}
 	res := &appendResult{done: make(chan struct{})}
 	m := batchMeta{base: base, lastDelta: h.LastOffsetDelta, maxTs: h.MaxTimestamp}
+	gen := p.resumes.Load()
 	waited, err := wal.Append(ctx, p.tp, batch, func(pos tier1.Position, err error) {
 		m.pos = pos
-		p.commit(m, err)
+		p.commit(m, err, gen)
 		res.err = err
 		close(res.done)
 	})
 	if err != nil {
+		p.noteDiskFull(err, gen)
 		if ctx.Err() != nil {
 			out.err = kerrf(kerr.RequestTimedOut, "the write-ahead log stayed full for the whole request timeout")
 		} else {
@@ -267,13 +275,11 @@ var closedResult = func() *appendResult {
 // commit publishes a durable batch, or records a failure: a full disk
 // until the next append resumes the partition, any other storage error for
 // good. It runs on the WAL's commit goroutine and must not block.
-func (p *partition) commit(m batchMeta, err error) {
+func (p *partition) commit(m batchMeta, err error, gen uint64) {
 	p.mu.Lock()
 	switch {
 	case errors.Is(err, tier1.ErrDiskFull):
-		if p.diskFull == nil {
-			p.diskFull = err
-		}
+		p.noteDiskFullLocked(err, gen)
 	case err != nil:
 		if p.failed == nil {
 			p.failed = err
@@ -314,22 +320,43 @@ func (p *partition) markDeleted() {
 	p.mu.Unlock()
 }
 
+// noteDiskFull records an ErrDiskFull from the WAL, whether a callback or
+// Append reported it, for an append begun at resumption gen: the WAL has
+// fenced the partition, and the next append must resume it
+// (resumeAppendsLocked). The failure of an append older than the last
+// resumption was already taken back by it.
+func (p *partition) noteDiskFull(err error, gen uint64) {
+	if errors.Is(err, tier1.ErrDiskFull) {
+		p.mu.Lock()
+		p.noteDiskFullLocked(err, gen)
+		p.mu.Unlock()
+	}
+}
+
+func (p *partition) noteDiskFullLocked(err error, gen uint64) {
+	if p.diskFull == nil && gen == p.resumes.Load() {
+		p.diskFull = err
+	}
+}
+
 // resumeAppendsLocked lets the partition append again after appends failed
-// on a full disk. The WAL undid them and failed everything queued behind
-// them, so nothing of this partition is in flight: the offsets they were
-// given (from the log end on) and their idempotence entries are taken
-// back. It returns the disk-full error while the WAL is still failing
-// them; appendMu must be held.
-func (p *partition) resumeAppendsLocked(wal *tier1.WAL) error {
-	p.mu.RLock()
+// on a full disk. The WAL undid them and took everything queued behind
+// them, so nothing of this partition is left in the WAL (some callbacks
+// may still be on their way): the offsets they were given (from the
+// durable end on) and their idempotence entries are taken back.
+// appendMu must be held.
+func (p *partition) resumeAppendsLocked(wal *tier1.WAL) {
+	p.mu.Lock()
 	full, end := p.diskFull, p.hw
-	p.mu.RUnlock()
+	if full != nil {
+		p.resumes.Add(1) // before clearing: late callbacks of the failed appends are ignored
+		p.diskFull = nil
+	}
+	p.mu.Unlock()
 	if full == nil {
-		return nil
+		return
 	}
-	if !wal.Reset(p.tp) {
-		return full
-	}
+	wal.Reset(p.tp)
 	p.nextOffset = end
 	for _, ps := range p.producers {
 		for ps.n > 0 {
@@ -337,14 +364,11 @@ func (p *partition) resumeAppendsLocked(wal *tier1.WAL) error {
 			if ps.recent[i].baseOffset < end {
 				break
 			}
+			ps.next = ps.recent[i].first
 			ps.recent[i] = seqEntry{}
 			ps.head, ps.n = i, ps.n-1
 		}
 	}
-	p.mu.Lock()
-	p.diskFull = nil
-	p.mu.Unlock()
-	return nil
 }
 
 // checkSequenceLocked applies Kafka's idempotent producer rules. It returns
@@ -363,8 +387,11 @@ func (p *partition) checkSequenceLocked(h batchHeader) (*seqEntry, error) {
 		}
 		return nil, nil
 	}
-	if ps.n == 0 {
-		return nil, nil // every batch in its window was taken back (resumeAppendsLocked)
+	if ps.n == 0 { // every batch in its window was taken back (resumeAppendsLocked)
+		if h.BaseSequence != ps.next {
+			return nil, kerrf(kerr.OutOfOrderSequenceNumber, "producer %d sent sequence %d; expected %d", h.ProducerID, h.BaseSequence, ps.next)
+		}
+		return nil, nil
 	}
 	last := h.lastSequence()
 	for i := 0; i < ps.n; i++ {

@@ -164,6 +164,49 @@ func TestDiskFullFailsProducesAndRecovers(t *testing.T) {
 	check(testBroker(t, dir, nil))
 }
 
+// An idempotent producer whose batches were all taken back after a full
+// disk must resend them from the first one's sequence.
+func TestDiskFullKeepsSequenceOrder(t *testing.T) {
+	efs := vfs.NewErrorFS(vfs.Default)
+	var full atomic.Bool
+	efs.SetHook(func(op vfs.Op, path string) error {
+		if full.Load() && op == vfs.OpWrite && strings.Contains(path, "wal") {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	b := testBroker(t, t.TempDir(), func(c *Config) { c.FS = efs })
+	createTopic(t, b, "ordered", nil)
+	c := dialRaw(t, b)
+	const pid = 77
+	if sp := produceRaw(t, c, "ordered", makeBatch(2, pid, 0, 0, 1)); sp.ErrorCode != 0 {
+		t.Fatalf("first batch: %v", kerr.ErrorForCode(sp.ErrorCode))
+	}
+	full.Store(true)
+	if sp := produceRaw(t, c, "ordered", makeBatch(2, pid, 0, 2, 1)); sp.ErrorCode != kerr.KafkaStorageError.Code {
+		t.Fatalf("batch on a full disk: %v, want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(sp.ErrorCode))
+	}
+	full.Store(false)
+	if sp := produceRaw(t, c, "ordered", makeBatch(2, pid, 0, 4, 1)); sp.ErrorCode != kerr.OutOfOrderSequenceNumber.Code {
+		t.Fatalf("batch skipping the failed one: %v, want OUT_OF_ORDER_SEQUENCE_NUMBER", kerr.ErrorForCode(sp.ErrorCode))
+	}
+	if sp := produceRaw(t, c, "ordered", makeBatch(2, pid, 0, 2, 1)); sp.ErrorCode != 0 || sp.BaseOffset != 2 {
+		t.Fatalf("the failed batch resent: %v at %d, want offset 2", kerr.ErrorForCode(sp.ErrorCode), sp.BaseOffset)
+	}
+	// A producer with no batch left at all must start from its first one.
+	full.Store(true)
+	if sp := produceRaw(t, c, "ordered", makeBatch(1, pid+1, 0, 0, 1)); sp.ErrorCode != kerr.KafkaStorageError.Code {
+		t.Fatalf("new producer on a full disk: %v, want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(sp.ErrorCode))
+	}
+	full.Store(false)
+	if sp := produceRaw(t, c, "ordered", makeBatch(1, pid+1, 0, 1, 1)); sp.ErrorCode != kerr.OutOfOrderSequenceNumber.Code {
+		t.Fatalf("new producer skipping its failed first batch: %v, want OUT_OF_ORDER_SEQUENCE_NUMBER", kerr.ErrorForCode(sp.ErrorCode))
+	}
+	if sp := produceRaw(t, c, "ordered", makeBatch(1, pid+1, 0, 0, 1)); sp.ErrorCode != 0 || sp.BaseOffset != 4 {
+		t.Fatalf("new producer's first batch resent: %v at %d, want offset 4", kerr.ErrorForCode(sp.ErrorCode), sp.BaseOffset)
+	}
+}
+
 // A produce with acks=0 gets no response, yet the record is stored.
 func TestAcksZero(t *testing.T) {
 	b := testBroker(t, t.TempDir(), nil)

@@ -244,7 +244,7 @@ func TestDiskFullUndoesTheGroupAndRecovers(t *testing.T) {
 	if _, err := w.Append(context.Background(), tpOf(0), []byte("x"), nil); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("Append before Reset = %v, want the fence", err)
 	}
-	waitFor(t, "Reset", func() bool { return w.Reset(tpOf(0)) })
+	w.Reset(tpOf(0))
 	for id := uint64(100); id < 110; id++ {
 		must(t, c.append(t, w, id))
 	}
@@ -282,78 +282,123 @@ func TestDiskFullUndoesTheGroupAndRecovers(t *testing.T) {
 	}
 }
 
-// A group that meets a full disk after rolling to a new segment removes the
-// new segment and its frames in the old one.
+// fillUntil appends 100-byte entries (the collector's size) to tpOf(0), one
+// group each, until only room more such frames fit in the active segment,
+// and returns their ids.
+func fillUntil(t *testing.T, w *WAL, room int64) []uint64 {
+	t.Helper()
+	var ids []uint64
+	for id := uint64(0); w.active.size+(room+1)*frameSize(100) <= w.segBytes; id++ {
+		if _, err := appendWait(t, w, tpOf(0), batchFor(0, id, 100)); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// replayedIDs reopens the WAL and returns the ids it replays, checking that
+// recovery found nothing to truncate.
+func replayedIDs(t *testing.T, cfg Config) []uint64 {
+	t.Helper()
+	w, rep, rec := mustOpen(t, cfg)
+	defer w.Close()
+	if rep.TruncatedBytes != 0 || len(rep.Corruptions) != 0 {
+		t.Fatalf("report %+v: want nothing to truncate and no corruption", rep)
+	}
+	var ids []uint64
+	for _, e := range rec.entries {
+		_, id := idOf(e.batch)
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// A group that meets a full disk in the segment it rolled to is undone in
+// both: the new segment is removed and the frames it had sealed into the
+// old one are truncated away.
 func TestDiskFullUndoesARoll(t *testing.T) {
 	mem := vfs.NewMemFS()
 	efs := vfs.NewErrorFS(mem)
 	cfg := testConfig(efs)
 	cfg.SegmentBytes = 4 << 10
 	w, _, _ := mustOpen(t, cfg)
-	var acked []uint64
-	id := uint64(0)
-	for ; w.ActiveSegment() == 1; id++ {
-		if _, err := appendWait(t, w, tpOf(0), batchFor(0, id, 300)); err != nil {
-			t.Fatal(err)
+	acked := fillUntil(t, w, 2)
+
+	// Entry 100 takes one of the two frames left and is held in its fsync
+	// while 101 and 102 queue behind it; they then form one group: 101
+	// fills segment 1, which is sealed, and 102 goes to segment 2, whose
+	// first frame write fails.
+	gate := newSyncGate()
+	second := segmentName(2)
+	var writes atomic.Int64
+	efs.SetHook(func(op vfs.Op, path string) error {
+		if op == vfs.OpWrite && filepath.Base(path) == second && writes.Add(1) == 2 {
+			return syscall.ENOSPC
+		}
+		return gate.hook(op, path)
+	})
+	c := newCollector()
+	must(t, c.append(t, w, 100))
+	gate.waitEntered(t)
+	must(t, c.append(t, w, 101))
+	must(t, c.append(t, w, 102))
+	gate.mu.Lock()
+	gate.open = true
+	gate.mu.Unlock()
+	gate.release <- nil
+	c.wg.Wait()
+	if c.errs[100] != nil || !errors.Is(c.errs[101], ErrDiskFull) || !errors.Is(c.errs[102], ErrDiskFull) {
+		t.Fatalf("entries 100-102: %v, %v, %v; want the first acknowledged and the group failing with ErrDiskFull",
+			c.errs[100], c.errs[101], c.errs[102])
+	}
+	if w.ActiveSegment() != 1 {
+		t.Fatalf("active segment %d after the undo, want 1 again", w.ActiveSegment())
+	}
+	if _, err := mem.OpenFile(filepath.Join(memDir, second), os.O_RDONLY, 0); err == nil {
+		t.Fatal("the segment the failed group created is still there")
+	}
+	acked = append(acked, 100)
+	efs.SetHook(nil)
+	w.Reset(tpOf(0))
+	for _, id := range []uint64{101, 102} { // the producer's retries
+		if _, err := appendWait(t, w, tpOf(0), batchFor(0, id, 100)); err != nil {
+			t.Fatalf("append after the undone roll: %v", err)
 		}
 		acked = append(acked, id)
 	}
-	// Segment 2 is active. Fail the first frame written to segment 3,
-	// after the group has sealed segment 2 with its first entries.
-	third := segmentName(3)
-	var writes atomic.Int64
+	w.Close()
+	if got := replayedIDs(t, cfg); !slices.Equal(got, acked) {
+		t.Fatalf("replayed %v, want the acknowledged %v", got, acked)
+	}
+}
+
+// A roll that cannot create its segment for want of space (or inodes) is
+// undone like a write that finds the disk full.
+func TestDiskFullCreatingASegment(t *testing.T) {
+	efs := vfs.NewErrorFS(vfs.NewMemFS())
+	cfg := testConfig(efs)
+	cfg.SegmentBytes = 4 << 10
+	w, _, _ := mustOpen(t, cfg)
+	acked := fillUntil(t, w, 0)
+	second := segmentName(2)
 	efs.SetHook(func(op vfs.Op, path string) error {
-		if op == vfs.OpWrite && filepath.Base(path) == third && writes.Add(1) == 2 {
+		if op == vfs.OpOpen && filepath.Base(path) == second {
 			return syscall.ENOSPC
 		}
 		return nil
 	})
-	c := newCollector()
-	for range 30 { // several segments' worth, in as few groups as come
-		must(t, c.append(t, w, id))
-		id++
-	}
-	c.wg.Wait()
-	if writes.Load() < 2 {
-		t.Fatal("no group wrote into segment 3")
+	if _, err := appendWait(t, w, tpOf(0), batchFor(0, 100, 100)); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("append that rolls onto a full disk: %v, want ErrDiskFull", err)
 	}
 	efs.SetHook(nil)
-	failedIDs := 0
-	for _, err := range c.errs {
-		if err != nil {
-			if !errors.Is(err, ErrDiskFull) {
-				t.Fatalf("append: %v, want ErrDiskFull", err)
-			}
-			failedIDs++
-		}
-	}
-	if failedIDs == 0 {
-		t.Fatal("no append failed")
-	}
-	waitFor(t, "Reset", func() bool { return w.Reset(tpOf(0)) })
-	if _, err := appendWait(t, w, tpOf(0), batchFor(0, 1000, 300)); err != nil {
-		t.Fatalf("append after the undone roll: %v", err)
+	w.Reset(tpOf(0))
+	if _, err := appendWait(t, w, tpOf(0), batchFor(0, 100, 100)); err != nil {
+		t.Fatalf("append once space returned: %v", err)
 	}
 	w.Close()
-	w, rep, rec := mustOpen(t, cfg)
-	defer w.Close()
-	if rep.TruncatedBytes != 0 || len(rep.Corruptions) != 0 {
-		t.Fatalf("report %+v: want nothing to truncate and no corruption", rep)
-	}
-	for id, err := range c.errs {
-		if err == nil {
-			acked = append(acked, id)
-		}
-	}
-	slices.Sort(acked)
-	acked = append(acked, 1000)
-	var got []uint64
-	for _, e := range rec.entries {
-		_, id := idOf(e.batch)
-		got = append(got, id)
-	}
-	if !slices.Equal(got, acked) {
-		t.Fatalf("replayed %v, want the acknowledged %v", got, acked)
+	if got := replayedIDs(t, cfg); !slices.Equal(got, append(acked, 100)) {
+		t.Fatalf("replayed %v, want the acknowledged %v", got, append(acked, 100))
 	}
 }
 

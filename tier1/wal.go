@@ -41,11 +41,9 @@ type WAL struct {
 	closed     bool
 	err        error // sticky; wraps ErrFailed
 	// fenced holds the partitions whose appends failed with ErrDiskFull:
-	// their callers must roll back the offsets they assigned before
-	// appending again (Reset). failing is set while a failed group's
-	// callbacks run, when Reset must wait.
-	fenced  map[TopicPartition]error
-	failing bool
+	// their callers must take back the offsets they assigned before
+	// appending again (Reset).
+	fenced map[TopicPartition]error
 
 	wake   chan struct{} // capacity 1: nudges an idle commit goroutine
 	exited chan struct{} // closed when the commit goroutine returns
@@ -207,16 +205,13 @@ func (w *WAL) Append(ctx context.Context, tp TopicPartition, batch []byte, done 
 }
 
 // Reset lets tp append again after an ErrDiskFull, once its caller has
-// rolled back what it assigned to the failed appends. It reports false
-// while the failed group's callbacks are still running; try again later.
-func (w *WAL) Reset(tp TopicPartition) bool {
+// taken back what it assigned to the failed appends. None of them is in
+// the WAL any more, though some of their callbacks may still be about to
+// run: the caller must tell those apart from failures of later appends.
+func (w *WAL) Reset(tp TopicPartition) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.failing {
-		return false
-	}
 	delete(w.fenced, tp)
-	return true
+	w.mu.Unlock()
 }
 
 func (w *WAL) nudge() {
@@ -327,7 +322,7 @@ func (w *WAL) flush(seg *segment, buf []byte, sync bool) error {
 			err = io.ErrShortWrite
 		}
 		if err != nil {
-			return fmt.Errorf("%w segment %d: %w", errWrite, seg.seq, err)
+			return undoable{fmt.Errorf("write segment %d: %w", seg.seq, err)}
 		}
 	}
 	if sync {
@@ -400,14 +395,19 @@ func (w *WAL) finishGroup(err error) {
 	clear(group)
 }
 
-// errWrite marks a failed write(2), as opposed to a failed fsync.
-var errWrite = errors.New("write")
+// undoable marks an error of a write or of a file creation, as opposed to
+// an fsync: the group can be undone if it failed for want of space.
+type undoable struct{ error }
 
-// isDiskFull reports a write that failed for want of space. Only a write:
-// after a failed fsync the kernel may have dropped dirty pages of earlier
-// groups too (see doc.go), so that stays fatal whatever its errno.
+func (u undoable) Unwrap() error { return u.error }
+
+// isDiskFull reports a write or a file creation that failed for want of
+// space (or of inodes, or quota). Never an fsync: after a failed fsync the
+// kernel may have dropped dirty pages of earlier groups too (see doc.go),
+// so that stays fatal whatever its errno.
 func isDiskFull(err error) bool {
-	return errors.Is(err, errWrite) && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT))
+	var u undoable
+	return errors.As(err, &u) && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT))
 }
 
 // undoGroup removes what the failed group wrote: the segments it created,
@@ -415,7 +415,8 @@ func isDiskFull(err error) bool {
 // The truncation is fsynced, so no frame of the group can come back at
 // recovery; the bytes before it were durable before the group began.
 func (w *WAL) undoGroup() error {
-	for _, s := range w.groupNew {
+	// Newest first: a crash part-way leaves no hole in the sequence.
+	for _, s := range slices.Backward(w.groupNew) {
 		w.segMu.Lock()
 		delete(w.segments, s.seq)
 		w.segMu.Unlock()
@@ -461,7 +462,6 @@ func (w *WAL) failGroup(err error) {
 			w.fenced[q[i].tp] = err
 		}
 	}
-	w.failing = true
 	w.mu.Unlock()
 	if w.fullGroups++; w.fullGroups == 1 {
 		w.log.Warn("wal appends fail: the disk is full; each failed group is undone, and appends succeed again once there is space",
@@ -474,9 +474,6 @@ func (w *WAL) failGroup(err error) {
 			}
 		}
 	}
-	w.mu.Lock()
-	w.failing = false
-	w.mu.Unlock()
 	clear(group)
 }
 
