@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -38,6 +39,11 @@ type partition struct {
 	appendMu   sync.Mutex // guards the following
 	nextOffset int64      // log end offset including appends not yet durable
 	producers  map[int64]*producerState
+	// resumes counts resumptions after a full disk (resumeAppendsLocked,
+	// under appendMu and mu); an append's disk-full failure counts only if
+	// none happened since the append began, so a late callback cannot mark
+	// the partition again.
+	resumes atomic.Uint64
 
 	mu          sync.RWMutex     // guards the following
 	batches     []batchMeta      // durable batches not yet sealed, in offset order
@@ -47,6 +53,7 @@ type partition struct {
 	hw          int64            // offset after the last durable record: what consumers may read
 	logStart    int64
 	failed      error                      // sticky storage error
+	diskFull    error                      // appends failed on a full disk; cleared by resumeAppendsLocked
 	deleted     bool                       // topic deleted
 	waiters     map[chan struct{}]struct{} // long-polling fetches
 	archSegs    []tier3.SegmentEntry       // Tier 3 manifest's segments (tier3.go); replaced, never mutated
@@ -98,6 +105,9 @@ type producerState struct {
 	recent [producerWindow]seqEntry // ring; recent[(head-1)%N] is newest
 	head   int
 	n      int
+	// next is the sequence expected while the window is empty because
+	// its batches failed on a full disk and were taken back.
+	next int32
 }
 
 type seqEntry struct {
@@ -193,6 +203,7 @@ func (p *partition) append(ctx context.Context, wal *tier1.WAL, batch []byte, h 
 		out.err = kerrf(kerr.KafkaStorageError, "%v", failed)
 		return out, false
 	}
+	p.resumeAppendsLocked(wal)
 
 	if h.ProducerID >= 0 {
 		if dup, err := p.checkSequenceLocked(h); err != nil || dup != nil {
@@ -230,13 +241,15 @@ func (p *partition) append(ctx context.Context, wal *tier1.WAL, batch []byte, h 
 	}
 	res := &appendResult{done: make(chan struct{})}
 	m := batchMeta{base: base, lastDelta: h.LastOffsetDelta, maxTs: h.MaxTimestamp}
+	gen := p.resumes.Load()
 	waited, err := wal.Append(ctx, p.tp, batch, func(pos tier1.Position, err error) {
 		m.pos = pos
-		p.commit(m, err)
+		p.commit(m, err, gen)
 		res.err = err
 		close(res.done)
 	})
 	if err != nil {
+		p.noteDiskFull(err, gen)
 		if ctx.Err() != nil {
 			out.err = kerrf(kerr.RequestTimedOut, "the write-ahead log stayed full for the whole request timeout")
 		} else {
@@ -259,15 +272,19 @@ var closedResult = func() *appendResult {
 	return r
 }()
 
-// commit publishes a durable batch, or makes a storage failure sticky. It
-// runs on the WAL's commit goroutine and must not block.
-func (p *partition) commit(m batchMeta, err error) {
+// commit publishes a durable batch, or records a failure: a full disk
+// until the next append resumes the partition, any other storage error for
+// good. It runs on the WAL's commit goroutine and must not block.
+func (p *partition) commit(m batchMeta, err error, gen uint64) {
 	p.mu.Lock()
-	if err != nil {
+	switch {
+	case errors.Is(err, tier1.ErrDiskFull):
+		p.noteDiskFullLocked(err, gen)
+	case err != nil:
 		if p.failed == nil {
 			p.failed = err
 		}
-	} else if m.base >= p.hw {
+	case m.base >= p.hw:
 		if len(p.batches) == 0 {
 			p.activeSince = time.Now().UnixMilli()
 		}
@@ -303,6 +320,57 @@ func (p *partition) markDeleted() {
 	p.mu.Unlock()
 }
 
+// noteDiskFull records an ErrDiskFull from the WAL, whether a callback or
+// Append reported it, for an append begun at resumption gen: the WAL has
+// fenced the partition, and the next append must resume it
+// (resumeAppendsLocked). The failure of an append older than the last
+// resumption was already taken back by it.
+func (p *partition) noteDiskFull(err error, gen uint64) {
+	if errors.Is(err, tier1.ErrDiskFull) {
+		p.mu.Lock()
+		p.noteDiskFullLocked(err, gen)
+		p.mu.Unlock()
+	}
+}
+
+func (p *partition) noteDiskFullLocked(err error, gen uint64) {
+	if p.diskFull == nil && gen == p.resumes.Load() {
+		p.diskFull = err
+	}
+}
+
+// resumeAppendsLocked lets the partition append again after appends failed
+// on a full disk. The WAL undid them and took everything queued behind
+// them, so nothing of this partition is left in the WAL (some callbacks
+// may still be on their way): the offsets they were given (from the
+// durable end on) and their idempotence entries are taken back.
+// appendMu must be held.
+func (p *partition) resumeAppendsLocked(wal *tier1.WAL) {
+	p.mu.Lock()
+	full, end := p.diskFull, p.hw
+	if full != nil {
+		p.resumes.Add(1) // before clearing: late callbacks of the failed appends are ignored
+		p.diskFull = nil
+	}
+	p.mu.Unlock()
+	if full == nil {
+		return
+	}
+	wal.Reset(p.tp)
+	p.nextOffset = end
+	for _, ps := range p.producers {
+		for ps.n > 0 {
+			i := (ps.head - 1 + producerWindow) % producerWindow
+			if ps.recent[i].baseOffset < end {
+				break
+			}
+			ps.next = ps.recent[i].first
+			ps.recent[i] = seqEntry{}
+			ps.head, ps.n = i, ps.n-1
+		}
+	}
+}
+
 // checkSequenceLocked applies Kafka's idempotent producer rules. It returns
 // the original entry for a duplicate batch. appendMu must be held.
 func (p *partition) checkSequenceLocked(h batchHeader) (*seqEntry, error) {
@@ -316,6 +384,12 @@ func (p *partition) checkSequenceLocked(h batchHeader) (*seqEntry, error) {
 	case h.ProducerEpoch > ps.epoch:
 		if h.BaseSequence != 0 {
 			return nil, kerrf(kerr.OutOfOrderSequenceNumber, "producer %d started epoch %d at sequence %d instead of 0", h.ProducerID, h.ProducerEpoch, h.BaseSequence)
+		}
+		return nil, nil
+	}
+	if ps.n == 0 { // every batch in its window was taken back (resumeAppendsLocked)
+		if h.BaseSequence != ps.next {
+			return nil, kerrf(kerr.OutOfOrderSequenceNumber, "producer %d sent sequence %d; expected %d", h.ProducerID, h.BaseSequence, ps.next)
 		}
 		return nil, nil
 	}

@@ -239,6 +239,8 @@ func (p *partition) appendReplica(ctx context.Context, wal *tier1.WAL, records [
 		// or follows someone else after truncating): drop it.
 		return nil, errStaleFetch
 	}
+	p.resumeAppendsLocked(wal)
+	gen := p.resumes.Load()
 	var last *appendResult
 	for len(records) >= batchHeaderLen {
 		n := int(binary.BigEndian.Uint32(records[offBatchLength:])) + 12
@@ -270,10 +272,11 @@ func (p *partition) appendReplica(ctx context.Context, wal *tier1.WAL, records [
 		m := batchMeta{base: base, lastDelta: h.LastOffsetDelta, maxTs: h.MaxTimestamp}
 		if _, err := wal.Append(ctx, p.tp, batch, func(pos tier1.Position, err error) {
 			m.pos = pos
-			p.commit(m, err)
+			p.commit(m, err, gen)
 			res.err = err
 			close(res.done)
 		}); err != nil {
+			p.noteDiskFull(err, gen)
 			return last, err
 		}
 		p.nextOffset = m.last() + 1
@@ -321,6 +324,8 @@ func parseTruncMarker(b []byte) (int64, bool) {
 func (p *partition) truncateTo(ctx context.Context, wal *tier1.WAL, offset int64) error {
 	p.appendMu.Lock()
 	defer p.appendMu.Unlock()
+	p.resumeAppendsLocked(wal)
+	gen := p.resumes.Load()
 	p.mu.Lock()
 	offset = max(offset, p.segsEndLocked(), p.logStart)
 	if offset >= p.nextOffset {
@@ -329,7 +334,13 @@ func (p *partition) truncateTo(ctx context.Context, wal *tier1.WAL, offset int64
 	}
 	p.mu.Unlock()
 	done := make(chan error, 1)
-	if _, err := wal.Append(ctx, p.tp, truncMarker(offset), func(_ tier1.Position, err error) { done <- err }); err != nil {
+	// A marker that meets a full disk is noted in its callback: the wait
+	// below may give up before it runs.
+	if _, err := wal.Append(ctx, p.tp, truncMarker(offset), func(_ tier1.Position, err error) {
+		p.noteDiskFull(err, gen)
+		done <- err
+	}); err != nil {
+		p.noteDiskFull(err, gen)
 		return err
 	}
 	select {

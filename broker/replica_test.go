@@ -3,6 +3,9 @@ package broker
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,7 +24,11 @@ func replicaBatch(base int64, n int, epoch int32, producerID int64, seq int32) [
 
 func replicaPartition(t *testing.T) (*partition, *tier1.WAL) {
 	t.Helper()
-	fs := vfs.NewMemFS()
+	return replicaPartitionOn(t, vfs.NewMemFS())
+}
+
+func replicaPartitionOn(t *testing.T, fs vfs.FS) (*partition, *tier1.WAL) {
+	t.Helper()
 	tp := &topic{name: "t", id: [16]byte{1}, fs: fs, cluster: true, segRoot: "/segments", sealKick: make(chan struct{}, 1), configs: map[string]string{}}
 	tp.segmentBytes.Store(1 << 30)
 	p := newPartition(tp, 0)
@@ -96,6 +103,49 @@ func TestFollowerAppendKeepsOffsetsAndEpochs(t *testing.T) {
 	es, ok, err := tier2.ReadLeaderEpochs(p.topic.fs, p.dir)
 	if err != nil || !ok || len(es) != 2 || es[1] != (tier2.EpochStart{Epoch: 3, Start: 5}) {
 		t.Fatalf("checkpointed epochs %v %v %v", es, ok, err)
+	}
+}
+
+// A follower whose append meets a full disk fetches the same batches again
+// and appends them at the same offsets once there is space.
+func TestFollowerResumesAfterDiskFull(t *testing.T) {
+	efs := vfs.NewErrorFS(vfs.NewMemFS())
+	var full atomic.Bool
+	efs.SetHook(func(op vfs.Op, path string) error {
+		if full.Load() && op == vfs.OpWrite && strings.HasPrefix(path, "/wal") {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	p, wal := replicaPartitionOn(t, efs)
+	p.setLeadership(2, 1, 3, []int32{1, 2}, []int32{1, 2}, 1)
+	ctx := context.Background()
+	res, err := p.appendReplica(ctx, wal, replicaBatch(0, 5, 3, 7, 0), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDurable(t, res)
+	full.Store(true)
+	for range 2 { // the fetcher retries from the durable end while the disk is full
+		res, err := p.appendReplica(ctx, wal, replicaBatch(5, 5, 3, 7, 5), 3)
+		if err == nil {
+			<-res.done
+			err = res.err
+		}
+		if !errors.Is(err, tier1.ErrDiskFull) {
+			t.Fatalf("append on a full disk: %v, want ErrDiskFull", err)
+		}
+	}
+	full.Store(false)
+	var last *appendResult
+	waitFor(t, 5*time.Second, func() error {
+		res, err := p.appendReplica(ctx, wal, replicaBatch(5, 5, 3, 7, 5), 3)
+		last = res
+		return err // ErrDiskFull while the WAL still fails the group's callbacks
+	})
+	waitDurable(t, last)
+	if p.hw != 10 || p.nextOffset != 10 {
+		t.Fatalf("durable end %d, next %d after space returned; want 10", p.hw, p.nextOffset)
 	}
 }
 

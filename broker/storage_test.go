@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -87,6 +88,122 @@ func TestFsyncErrorFailsProducesAndIsSticky(t *testing.T) {
 	c2 := dialRaw(t, b2)
 	if sp := produceRaw(t, c2, "fragile", makeBatch(2, -1, -1, -1, 1)); sp.ErrorCode != 0 {
 		t.Fatalf("produce after restart: %v", kerr.ErrorForCode(sp.ErrorCode))
+	}
+}
+
+// A full disk fails produces with KAFKA_STORAGE_ERROR and leaves no trace
+// of them; once space returns the same broker takes produces again at the
+// next offset, an idempotent producer that kept retrying lands its batch
+// exactly once, and a restart serves the same log.
+func TestDiskFullFailsProducesAndRecovers(t *testing.T) {
+	dir := t.TempDir()
+	efs := vfs.NewErrorFS(vfs.Default)
+	var full atomic.Bool
+	var refused atomic.Int64
+	efs.SetHook(func(op vfs.Op, path string) error {
+		if full.Load() && op == vfs.OpWrite && strings.Contains(path, "wal") {
+			refused.Add(1)
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	b := testBroker(t, dir, func(c *Config) { c.FS = efs })
+	createTopic(t, b, "cramped", nil)
+	c := dialRaw(t, b)
+	for i := 0; i < 10; i++ {
+		if sp := produceRaw(t, c, "cramped", makeBatch(2, -1, -1, -1, 1)); sp.ErrorCode != 0 {
+			t.Fatalf("produce %d before the disk filled: %v", i, kerr.ErrorForCode(sp.ErrorCode))
+		}
+	}
+	full.Store(true)
+	for i := 0; i < 3; i++ {
+		if sp := produceRaw(t, c, "cramped", makeBatch(2, -1, -1, -1, 1)); sp.ErrorCode != kerr.KafkaStorageError.Code {
+			t.Fatalf("produce %d on a full disk: %v, want KAFKA_STORAGE_ERROR", i, kerr.ErrorForCode(sp.ErrorCode))
+		}
+	}
+	// An idempotent producer retries its batch until the disk has room.
+	cl := testClient(t, b, kgo.DefaultProduceTopic("cramped"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	acked := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		acked <- cl.ProduceSync(ctx, &kgo.Record{Partition: 0, Value: []byte("retried")}).FirstErr()
+	}()
+	before := refused.Load()
+	waitFor(t, 10*time.Second, func() error {
+		if refused.Load() == before {
+			return errors.New("the idempotent producer's batch has not met the full disk yet")
+		}
+		return nil
+	})
+	full.Store(false)
+	if err := <-acked; err != nil {
+		t.Fatalf("idempotent produce across the full disk: %v", err)
+	}
+	sp := produceRaw(t, c, "cramped", makeBatch(2, -1, -1, -1, 1))
+	if sp.ErrorCode != 0 || sp.BaseOffset != 21 {
+		t.Fatalf("produce once space returned: %v at offset %d, want offset 21", kerr.ErrorForCode(sp.ErrorCode), sp.BaseOffset)
+	}
+	check := func(b *Broker) {
+		t.Helper()
+		recs := consumeAll(t, b.Addr().String(), "cramped", 23)
+		if len(recs) != 23 {
+			t.Fatalf("consumed %d records, want 23", len(recs))
+		}
+		for i, r := range recs {
+			if r.Offset != int64(i) {
+				t.Fatalf("record %d at offset %d: the log has a gap or a repeat", i, r.Offset)
+			}
+		}
+		if string(recs[20].Value) != "retried" {
+			t.Fatalf("offset 20 holds %q, want the idempotent producer's record", recs[20].Value)
+		}
+	}
+	check(b)
+	b.Close()
+	check(testBroker(t, dir, nil))
+}
+
+// An idempotent producer whose batches were all taken back after a full
+// disk must resend them from the first one's sequence.
+func TestDiskFullKeepsSequenceOrder(t *testing.T) {
+	efs := vfs.NewErrorFS(vfs.Default)
+	var full atomic.Bool
+	efs.SetHook(func(op vfs.Op, path string) error {
+		if full.Load() && op == vfs.OpWrite && strings.Contains(path, "wal") {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	b := testBroker(t, t.TempDir(), func(c *Config) { c.FS = efs })
+	createTopic(t, b, "ordered", nil)
+	c := dialRaw(t, b)
+	const pid = 77
+	if sp := produceRaw(t, c, "ordered", makeBatch(2, pid, 0, 0, 1)); sp.ErrorCode != 0 {
+		t.Fatalf("first batch: %v", kerr.ErrorForCode(sp.ErrorCode))
+	}
+	full.Store(true)
+	if sp := produceRaw(t, c, "ordered", makeBatch(2, pid, 0, 2, 1)); sp.ErrorCode != kerr.KafkaStorageError.Code {
+		t.Fatalf("batch on a full disk: %v, want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(sp.ErrorCode))
+	}
+	full.Store(false)
+	if sp := produceRaw(t, c, "ordered", makeBatch(2, pid, 0, 4, 1)); sp.ErrorCode != kerr.OutOfOrderSequenceNumber.Code {
+		t.Fatalf("batch skipping the failed one: %v, want OUT_OF_ORDER_SEQUENCE_NUMBER", kerr.ErrorForCode(sp.ErrorCode))
+	}
+	if sp := produceRaw(t, c, "ordered", makeBatch(2, pid, 0, 2, 1)); sp.ErrorCode != 0 || sp.BaseOffset != 2 {
+		t.Fatalf("the failed batch resent: %v at %d, want offset 2", kerr.ErrorForCode(sp.ErrorCode), sp.BaseOffset)
+	}
+	// A producer with no batch left at all must start from its first one.
+	full.Store(true)
+	if sp := produceRaw(t, c, "ordered", makeBatch(1, pid+1, 0, 0, 1)); sp.ErrorCode != kerr.KafkaStorageError.Code {
+		t.Fatalf("new producer on a full disk: %v, want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(sp.ErrorCode))
+	}
+	full.Store(false)
+	if sp := produceRaw(t, c, "ordered", makeBatch(1, pid+1, 0, 1, 1)); sp.ErrorCode != kerr.OutOfOrderSequenceNumber.Code {
+		t.Fatalf("new producer skipping its failed first batch: %v, want OUT_OF_ORDER_SEQUENCE_NUMBER", kerr.ErrorForCode(sp.ErrorCode))
+	}
+	if sp := produceRaw(t, c, "ordered", makeBatch(1, pid+1, 0, 0, 1)); sp.ErrorCode != 0 || sp.BaseOffset != 4 {
+		t.Fatalf("new producer's first batch resent: %v at %d, want offset 4", kerr.ErrorForCode(sp.ErrorCode), sp.BaseOffset)
 	}
 }
 

@@ -18,6 +18,11 @@ var (
 	// ErrFailed wraps the sticky I/O error after a failed write or fsync:
 	// every later Append returns it.
 	ErrFailed = errors.New("tier1: wal failed")
+	// ErrDiskFull wraps ENOSPC (or EDQUOT) from a write the WAL undid: it
+	// truncated what it had written of the group, the group and the queue
+	// behind it failed, and the WAL stays usable. Their partitions'
+	// appends then fail with it until Reset.
+	ErrDiskFull = errors.New("tier1: disk full")
 	// ErrUnsupported means a verified segment or frame carries a format
 	// version or entry type this release does not know; Open refuses to
 	// skip it.

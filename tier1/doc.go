@@ -117,13 +117,24 @@
 // continues the group there. An entry is never split; an entry larger than
 // SegmentBytes gets a segment of its own.
 //
-// A failed write or fsync is sticky: every entry of the group and every
-// queued entry fails with the error wrapped in [ErrFailed], and so does every
-// later Append. The WAL never retries an fsync, since after a failed fsync
-// the kernel may have dropped the dirty pages and a second fsync can succeed
-// without the data being on disk. To recover (for example once a full disk
-// has space again) the owner closes the WAL and opens it again; recovery
-// trims whatever the failed group left behind.
+// A write that fails for want of space (ENOSPC, EDQUOT) is undone: the
+// commit goroutine removes the segments the group created, truncates the
+// segment it started in back to where the group began and fsyncs that, so
+// no frame of the group can come back at recovery (the bytes before it were
+// durable before the group began). Every entry of the group and every queued
+// entry then fails with the error wrapped in [ErrDiskFull], and their
+// partitions are fenced: their Appends fail the same way until the owner,
+// having taken back the offsets it gave the failed entries, calls
+// [WAL.Reset]. Other partitions append as before, and everything succeeds
+// again once there is space.
+//
+// Any other failed write or fsync, or an undo that fails, is sticky: every
+// entry of the group and every queued entry fails with the error wrapped in
+// [ErrFailed], and so does every later Append. The WAL never retries an
+// fsync, since after a failed fsync the kernel may have dropped the dirty
+// pages and a second fsync can succeed without the data being on disk. To
+// recover the owner closes the WAL and opens it again; recovery trims
+// whatever the failed group left behind.
 //
 // # Recovery
 //

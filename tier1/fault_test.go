@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -192,7 +193,11 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func TestDiskFullFailsWithoutCorruption(t *testing.T) {
+// A full disk fails the group and the appends queued behind it, undoes
+// what the group wrote, and fences its partitions until Reset; once space
+// returns the same WAL appends again, and a reopen replays exactly the
+// acknowledged entries.
+func TestDiskFullUndoesTheGroupAndRecovers(t *testing.T) {
 	mem := vfs.NewMemFS()
 	efs := vfs.NewErrorFS(mem)
 	w, _, _ := mustOpen(t, testConfig(efs))
@@ -203,53 +208,197 @@ func TestDiskFullFailsWithoutCorruption(t *testing.T) {
 	}
 	// Room for one and a half more frames: the write tears a frame.
 	efs.FailWritesAfter(frameSize(100)*3/2, syscall.ENOSPC)
+	var fenced error
 	for id := uint64(10); id < 30; id++ {
-		if err := c.append(t, w, id); err != nil {
-			if !errors.Is(err, ErrFailed) || !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("Append after disk full = %v", err)
-			}
+		if fenced = c.append(t, w, id); fenced != nil {
 			break
 		}
+		c.wg.Wait() // one entry a group, so the fence comes from a failed one
 	}
 	c.wg.Wait()
+	if !errors.Is(fenced, ErrDiskFull) || !errors.Is(fenced, syscall.ENOSPC) || errors.Is(fenced, ErrFailed) {
+		t.Fatalf("Append after a failed one = %v, want ErrDiskFull wrapping ENOSPC, not ErrFailed", fenced)
+	}
 	var acked, failed int
 	for id, err := range c.errs {
 		switch {
 		case err == nil:
 			acked++
-		case errors.Is(err, ErrFailed) && errors.Is(err, syscall.ENOSPC):
+		case errors.Is(err, ErrDiskFull) && errors.Is(err, syscall.ENOSPC):
 			failed++
 		default:
-			t.Fatalf("entry %d: %v, want ErrFailed wrapping ENOSPC", id, err)
+			t.Fatalf("entry %d: %v, want ErrDiskFull wrapping ENOSPC", id, err)
 		}
 	}
-	if failed == 0 {
-		t.Fatal("no append failed after the disk filled")
+	if failed != 1 {
+		t.Fatalf("%d appends failed, want the one that met the full disk", failed)
 	}
-	if _, err := w.Append(context.Background(), tpOf(0), []byte("x"), nil); !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("Append after disk full = %v, want the sticky ENOSPC", err)
+	// Another partition is not fenced; with the disk still full, its append
+	// fails the same way.
+	if _, err := appendWait(t, w, tpOf(1), batchFor(1, 0, 100)); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("another partition's append on a full disk = %v, want ErrDiskFull", err)
+	}
+
+	// Space is back: after Reset, the same WAL appends again.
+	efs.FailWritesAfter(0, nil)
+	if _, err := w.Append(context.Background(), tpOf(0), []byte("x"), nil); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("Append before Reset = %v, want the fence", err)
+	}
+	w.Reset(tpOf(0))
+	for id := uint64(100); id < 110; id++ {
+		must(t, c.append(t, w, id))
+	}
+	c.wg.Wait()
+	for id := uint64(100); id < 110; id++ {
+		if err := c.errs[id]; err != nil {
+			t.Fatalf("entry %d after space returned: %v", id, err)
+		}
 	}
 	w.Close()
 
-	// Space is back: reopening trims the torn frame and keeps every ack.
-	efs.FailWritesAfter(0, nil)
+	// The undone frames are gone for good: the reopen truncates nothing and
+	// replays the acknowledged entries only, in order.
 	w, rep, rec := mustOpen(t, testConfig(efs))
 	defer w.Close()
-	if rep.TruncatedBytes == 0 || len(rep.Corruptions) != 0 {
-		t.Fatalf("report %+v: want the torn frame truncated, no corruption", rep)
+	if rep.TruncatedBytes != 0 || len(rep.Corruptions) != 0 {
+		t.Fatalf("report %+v: want nothing to truncate and no corruption", rep)
 	}
-	seen := map[uint64]bool{}
+	var got []uint64
 	for _, e := range rec.entries {
+		if e.tp != tpOf(0) {
+			t.Fatalf("replayed an entry of %v, whose only append failed", e.tp)
+		}
 		_, id := idOf(e.batch)
-		seen[id] = true
+		got = append(got, id)
 	}
-	for id, err := range c.errs {
-		if err == nil && !seen[id] {
-			t.Fatalf("acked entry %d lost", id)
+	var want []uint64
+	for id := range uint64(110) {
+		if err, ok := c.errs[id]; ok && err == nil {
+			want = append(want, id)
 		}
 	}
-	if _, err := appendWait(t, w, tpOf(0), []byte("space again")); err != nil {
+	if !slices.Equal(got, want) {
+		t.Fatalf("replayed %v, want the acknowledged %v", got, want)
+	}
+}
+
+// fillUntil appends 100-byte entries (the collector's size) to tpOf(0), one
+// group each, until only room more such frames fit in the active segment,
+// and returns their ids.
+func fillUntil(t *testing.T, w *WAL, room int64) []uint64 {
+	t.Helper()
+	var ids []uint64
+	for id := uint64(0); w.active.size+(room+1)*frameSize(100) <= w.segBytes; id++ {
+		if _, err := appendWait(t, w, tpOf(0), batchFor(0, id, 100)); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// replayedIDs reopens the WAL and returns the ids it replays, checking that
+// recovery found nothing to truncate.
+func replayedIDs(t *testing.T, cfg Config) []uint64 {
+	t.Helper()
+	w, rep, rec := mustOpen(t, cfg)
+	defer w.Close()
+	if rep.TruncatedBytes != 0 || len(rep.Corruptions) != 0 {
+		t.Fatalf("report %+v: want nothing to truncate and no corruption", rep)
+	}
+	var ids []uint64
+	for _, e := range rec.entries {
+		_, id := idOf(e.batch)
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// A group that meets a full disk in the segment it rolled to is undone in
+// both: the new segment is removed and the frames it had sealed into the
+// old one are truncated away.
+func TestDiskFullUndoesARoll(t *testing.T) {
+	mem := vfs.NewMemFS()
+	efs := vfs.NewErrorFS(mem)
+	cfg := testConfig(efs)
+	cfg.SegmentBytes = 4 << 10
+	w, _, _ := mustOpen(t, cfg)
+	acked := fillUntil(t, w, 2)
+
+	// Entry 100 takes one of the two frames left and is held in its fsync
+	// while 101 and 102 queue behind it; they then form one group: 101
+	// fills segment 1, which is sealed, and 102 goes to segment 2, whose
+	// first frame write fails.
+	gate := newSyncGate()
+	second := segmentName(2)
+	var writes atomic.Int64
+	efs.SetHook(func(op vfs.Op, path string) error {
+		if op == vfs.OpWrite && filepath.Base(path) == second && writes.Add(1) == 2 {
+			return syscall.ENOSPC
+		}
+		return gate.hook(op, path)
+	})
+	c := newCollector()
+	must(t, c.append(t, w, 100))
+	gate.waitEntered(t)
+	must(t, c.append(t, w, 101))
+	must(t, c.append(t, w, 102))
+	gate.mu.Lock()
+	gate.open = true
+	gate.mu.Unlock()
+	gate.release <- nil
+	c.wg.Wait()
+	if c.errs[100] != nil || !errors.Is(c.errs[101], ErrDiskFull) || !errors.Is(c.errs[102], ErrDiskFull) {
+		t.Fatalf("entries 100-102: %v, %v, %v; want the first acknowledged and the group failing with ErrDiskFull",
+			c.errs[100], c.errs[101], c.errs[102])
+	}
+	if w.ActiveSegment() != 1 {
+		t.Fatalf("active segment %d after the undo, want 1 again", w.ActiveSegment())
+	}
+	if _, err := mem.OpenFile(filepath.Join(memDir, second), os.O_RDONLY, 0); err == nil {
+		t.Fatal("the segment the failed group created is still there")
+	}
+	acked = append(acked, 100)
+	efs.SetHook(nil)
+	w.Reset(tpOf(0))
+	for _, id := range []uint64{101, 102} { // the producer's retries
+		if _, err := appendWait(t, w, tpOf(0), batchFor(0, id, 100)); err != nil {
+			t.Fatalf("append after the undone roll: %v", err)
+		}
+		acked = append(acked, id)
+	}
+	w.Close()
+	if got := replayedIDs(t, cfg); !slices.Equal(got, acked) {
+		t.Fatalf("replayed %v, want the acknowledged %v", got, acked)
+	}
+}
+
+// A roll that cannot create its segment for want of space (or inodes) is
+// undone like a write that finds the disk full.
+func TestDiskFullCreatingASegment(t *testing.T) {
+	efs := vfs.NewErrorFS(vfs.NewMemFS())
+	cfg := testConfig(efs)
+	cfg.SegmentBytes = 4 << 10
+	w, _, _ := mustOpen(t, cfg)
+	acked := fillUntil(t, w, 0)
+	second := segmentName(2)
+	efs.SetHook(func(op vfs.Op, path string) error {
+		if op == vfs.OpOpen && filepath.Base(path) == second {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	if _, err := appendWait(t, w, tpOf(0), batchFor(0, 100, 100)); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("append that rolls onto a full disk: %v, want ErrDiskFull", err)
+	}
+	efs.SetHook(nil)
+	w.Reset(tpOf(0))
+	if _, err := appendWait(t, w, tpOf(0), batchFor(0, 100, 100)); err != nil {
 		t.Fatalf("append once space returned: %v", err)
+	}
+	w.Close()
+	if got := replayedIDs(t, cfg); !slices.Equal(got, append(acked, 100)) {
+		t.Fatalf("replayed %v, want the acknowledged %v", got, append(acked, 100))
 	}
 }
 
@@ -666,5 +815,24 @@ func TestOpenSurvivesGarbageFiles(t *testing.T) {
 			t.Fatalf("round %d: ReadAt = %q, %v", round, b, err)
 		}
 		must(t, w.Close())
+	}
+}
+
+// ENOSPC from fsync is not undone: the kernel may have dropped dirty pages
+// of earlier groups with it, so the WAL fails for good, as on any fsync
+// error.
+func TestDiskFullAtFsyncIsSticky(t *testing.T) {
+	efs := vfs.NewErrorFS(vfs.NewMemFS())
+	w, _, _ := mustOpen(t, testConfig(efs))
+	defer w.Close()
+	if _, err := appendWait(t, w, tpOf(0), batchFor(0, 0, 100)); err != nil {
+		t.Fatal(err)
+	}
+	efs.FailNextSync(syscall.ENOSPC)
+	if _, err := appendWait(t, w, tpOf(0), batchFor(0, 1, 100)); !errors.Is(err, ErrFailed) || errors.Is(err, ErrDiskFull) {
+		t.Fatalf("append whose fsync met ENOSPC = %v, want ErrFailed", err)
+	}
+	if _, err := w.Append(context.Background(), tpOf(1), []byte("x"), nil); !errors.Is(err, ErrFailed) {
+		t.Fatalf("later append on another partition = %v, want the sticky ErrFailed", err)
 	}
 }

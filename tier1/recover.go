@@ -207,23 +207,30 @@ func (w *WAL) createSegment(seq uint64) (*segment, error) {
 	path := filepath.Join(w.dir, segmentName(seq))
 	f, err := w.fs.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("create segment: %w", err)
+		return nil, undoable{fmt.Errorf("create segment: %w", err)}
+	}
+	// A segment that could not be made whole is removed, so the next try
+	// (after a full disk, say) can create it again. If it cannot be
+	// removed, that next try would fail: the error is then not undoable.
+	abandon := func(err error) (*segment, error) {
+		f.Close()
+		if rerr := w.fs.Remove(path); rerr != nil {
+			return nil, fmt.Errorf("%v (removing it: %w)", err, rerr)
+		}
+		return nil, err
 	}
 	hdr := appendSegHeader(make([]byte, 0, segHeaderSize), seq, s.salt)
 	if n, err := f.Write(hdr); err != nil || n != len(hdr) {
-		f.Close()
 		if err == nil {
 			err = io.ErrShortWrite
 		}
-		return nil, fmt.Errorf("write segment %d header: %w", seq, err)
+		return abandon(undoable{fmt.Errorf("write segment %d header: %w", seq, err)})
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("fsync segment %d: %w", seq, err)
+		return abandon(fmt.Errorf("fsync segment %d: %w", seq, err))
 	}
 	if err := w.fs.SyncDir(w.dir); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("sync wal dir: %w", err)
+		return abandon(fmt.Errorf("sync wal dir: %w", err))
 	}
 	s.f = f
 	s.size = segHeaderSize

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/chronik-go/chronik/internal/vfs"
@@ -39,6 +40,10 @@ type WAL struct {
 	room       chan struct{} // closed when room frees up; nil while nobody waits
 	closed     bool
 	err        error // sticky; wraps ErrFailed
+	// fenced holds the partitions whose appends failed with ErrDiskFull:
+	// their callers must take back the offsets they assigned before
+	// appending again (Reset).
+	fenced map[TopicPartition]error
 
 	wake   chan struct{} // capacity 1: nudges an idle commit goroutine
 	exited chan struct{} // closed when the commit goroutine returns
@@ -52,6 +57,14 @@ type WAL struct {
 	// onGroup.
 	groupBytes int64
 	groupFsync time.Duration
+	// Where the group started (segment and size) and the segments it
+	// created, to undo it after ENOSPC.
+	groupSeg  *segment
+	groupSize int64
+	groupNew  []*segment
+	// fullGroups counts groups failed on a full disk since the last one
+	// written, so the log says when it began and when it ended.
+	fullGroups int
 
 	// ReadAt holds segMu.RLock across its pread so Close cannot close a file
 	// under it; the commit goroutine takes the write lock only to add a
@@ -115,6 +128,7 @@ func Open(cfg Config, replay ReplayFunc) (*WAL, RecoveryReport, error) {
 		wake:          make(chan struct{}, 1),
 		exited:        make(chan struct{}),
 		segments:      make(map[uint64]*segment),
+		fenced:        make(map[TopicPartition]error),
 	}
 	rep, err := w.recover(replay)
 	if err != nil {
@@ -155,6 +169,10 @@ func (w *WAL) Append(ctx context.Context, tp TopicPartition, batch []byte, done 
 			w.mu.Unlock()
 			return waited, err
 		}
+		if err := w.fenced[tp]; err != nil {
+			w.mu.Unlock()
+			return waited, err
+		}
 		if len(w.queue) == 0 || (len(w.queue) < w.profile.QueueDepth && w.queueBytes+n <= w.profile.MemoryBytes) {
 			break
 		}
@@ -184,6 +202,16 @@ func (w *WAL) Append(ctx context.Context, tp TopicPartition, batch []byte, done 
 		w.nudge()
 	}
 	return waited, nil
+}
+
+// Reset lets tp append again after an ErrDiskFull, once its caller has
+// taken back what it assigned to the failed appends. None of them is in
+// the WAL any more, though some of their callbacks may still be about to
+// run: the caller must tell those apart from failures of later appends.
+func (w *WAL) Reset(tp TopicPartition) {
+	w.mu.Lock()
+	delete(w.fenced, tp)
+	w.mu.Unlock()
 }
 
 func (w *WAL) nudge() {
@@ -253,6 +281,7 @@ func (w *WAL) writeGroup() error {
 		need += int(frameSize(len(w.group[i].batch)))
 	}
 	buf, pos := slices.Grow(w.buf[:0], need), w.pos[:0]
+	w.groupSeg, w.groupSize, w.groupNew = seg, seg.size, w.groupNew[:0]
 	off := seg.size
 	for i := range w.group {
 		e := &w.group[i]
@@ -267,6 +296,7 @@ func (w *WAL) writeGroup() error {
 			if err != nil {
 				return err
 			}
+			w.groupNew = append(w.groupNew, next)
 			w.segMu.Lock()
 			w.segments[next.seq] = next
 			w.segMu.Unlock()
@@ -292,7 +322,7 @@ func (w *WAL) flush(seg *segment, buf []byte, sync bool) error {
 			err = io.ErrShortWrite
 		}
 		if err != nil {
-			return fmt.Errorf("write segment %d: %w", seg.seq, err)
+			return undoable{fmt.Errorf("write segment %d: %w", seg.seq, err)}
 		}
 	}
 	if sync {
@@ -317,6 +347,10 @@ func (w *WAL) finishGroup(err error) {
 		if w.onGroup != nil {
 			w.onGroup(len(group), w.groupBytes, w.groupFsync)
 		}
+		if w.fullGroups > 0 {
+			w.log.Info("wal appends succeed again after a full disk", "failed_groups", w.fullGroups)
+			w.fullGroups = 0
+		}
 		// Count before acknowledging: whoever saw its ack sees it counted.
 		w.stats.groups.Add(1)
 		w.stats.appends.Add(uint64(len(group)))
@@ -328,6 +362,14 @@ func (w *WAL) finishGroup(err error) {
 		w.published.Store(w.active.seq)
 		clear(group)
 		return
+	}
+	if isDiskFull(err) {
+		uerr := w.undoGroup()
+		if uerr == nil {
+			w.failGroup(fmt.Errorf("%w: %w", ErrDiskFull, err))
+			return
+		}
+		err = fmt.Errorf("%w (undoing the group: %w)", err, uerr)
 	}
 	err = fmt.Errorf("%w: %w", ErrFailed, err)
 	w.mu.Lock()
@@ -343,6 +385,88 @@ func (w *WAL) finishGroup(err error) {
 	w.mu.Unlock()
 	w.log.Error("wal failed; every later append fails until it is reopened",
 		"err", err, "group", len(group), "queued", len(queued))
+	for _, q := range [][]pending{group, queued} {
+		for i := range q {
+			if d := q[i].done; d != nil {
+				d(Position{}, err)
+			}
+		}
+	}
+	clear(group)
+}
+
+// undoable marks an error of a write or of a file creation, as opposed to
+// an fsync: the group can be undone if it failed for want of space.
+type undoable struct{ error }
+
+func (u undoable) Unwrap() error { return u.error }
+
+// isDiskFull reports a write or a file creation that failed for want of
+// space (or of inodes, or quota). Never an fsync: after a failed fsync the
+// kernel may have dropped dirty pages of earlier groups too (see doc.go),
+// so that stays fatal whatever its errno.
+func isDiskFull(err error) bool {
+	var u undoable
+	return errors.As(err, &u) && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT))
+}
+
+// undoGroup removes what the failed group wrote: the segments it created,
+// and its frames in the segment it started in, which becomes active again.
+// The truncation is fsynced, so no frame of the group can come back at
+// recovery; the bytes before it were durable before the group began.
+func (w *WAL) undoGroup() error {
+	// Newest first: a crash part-way leaves no hole in the sequence.
+	for _, s := range slices.Backward(w.groupNew) {
+		w.segMu.Lock()
+		delete(w.segments, s.seq)
+		w.segMu.Unlock()
+		s.f.Close()
+		if err := w.fs.Remove(filepath.Join(w.dir, segmentName(s.seq))); err != nil {
+			return err
+		}
+	}
+	if len(w.groupNew) > 0 {
+		if err := w.fs.SyncDir(w.dir); err != nil {
+			return err
+		}
+	}
+	seg := w.groupSeg
+	w.active = seg
+	if err := seg.f.Truncate(w.groupSize); err != nil {
+		return err
+	}
+	if err := seg.f.Sync(); err != nil {
+		return err
+	}
+	seg.size = w.groupSize
+	seg.end.Store(w.groupSize)
+	return nil
+}
+
+// failGroup fails the group and everything queued with err (wrapping
+// ErrDiskFull) without failing the WAL: the queued appends may follow the
+// failed ones in their partitions. Their partitions are fenced until Reset.
+func (w *WAL) failGroup(err error) {
+	group := w.group
+	w.mu.Lock()
+	queued := w.queue
+	w.queue, w.queueBytes = nil, 0
+	w.stats.queueDepth.Store(0)
+	w.stats.queueBytes.Store(0)
+	if w.room != nil {
+		close(w.room)
+		w.room = nil
+	}
+	for _, q := range [][]pending{group, queued} {
+		for i := range q {
+			w.fenced[q[i].tp] = err
+		}
+	}
+	w.mu.Unlock()
+	if w.fullGroups++; w.fullGroups == 1 {
+		w.log.Warn("wal appends fail: the disk is full; each failed group is undone, and appends succeed again once there is space",
+			"err", err, "group", len(group), "queued", len(queued))
+	}
 	for _, q := range [][]pending{group, queued} {
 		for i := range q {
 			if d := q[i].done; d != nil {
