@@ -236,6 +236,19 @@ func renderSizing(d *doc) {
 	d.p("  segments; a quiet partition is sealed early once it pins %d WAL segments behind the active one.",
 		bc.WALPinSegments)
 	d.p("- Partition disk: sealed segments of `segment.bytes`, kept per `retention.ms` / `retention.bytes`.")
+	d.p("")
+	d.p("### When the disk fills")
+	d.p("")
+	d.p("A produce whose WAL write finds the disk full fails with `KAFKA_STORAGE_ERROR`, which Kafka clients")
+	d.p("retry. The broker undoes what the failed write left (a truncation it fsyncs, so nothing")
+	d.p("unacknowledged can come back after a crash) and takes the failed batches' offsets back, so the log")
+	d.p("stays dense: the next batch that fits gets the next offset, and an idempotent producer's retry lands")
+	d.p("exactly once. Offset commits fail the same way (retriably, as `COORDINATOR_NOT_AVAILABLE`);")
+	d.p("fetches, metadata and group membership go on as before. Once space is freed (retention, a deleted")
+	d.p("file, a bigger volume) produces succeed again in the same process; nothing needs a restart.")
+	d.p("The log says when appends began to fail and when they succeeded again; sealing retries on its own.")
+	d.p("An fsync error, or any other write error, still stops the WAL until a restart: after a failed")
+	d.p("fsync the kernel may have dropped data it had not written yet, so the broker does not guess.")
 }
 
 func mib(n int64) string {
