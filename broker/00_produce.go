@@ -24,6 +24,10 @@ import (
 // * When the WAL queue is full the request waits (the connection stops being
 //   read) and ThrottleMillis reports the wait; only a request that cannot be
 //   enqueued within its timeout gets REQUEST_TIMED_OUT.
+// * A full disk gets KAFKA_STORAGE_ERROR (retriable). The failed batches
+//   leave no trace, their offsets are given again, and produces succeed
+//   once there is space (partition.resumeAppendsLocked); any other write or
+//   fsync error gets KAFKA_STORAGE_ERROR until a restart.
 // * Produce to __consumer_offsets gets INVALID_TOPIC_EXCEPTION, as Kafka.
 // * In a cluster, a partition this broker does not lead, or any partition
 //   while its controller lease has lapsed, gets NOT_LEADER_OR_FOLLOWER
