@@ -199,6 +199,17 @@ func newMetrics(b *Broker) *metrics {
 	m.counterFunc("chronik_wal_backpressure_total",
 		"Appends that waited for room in a full WAL queue: the broker stopped reading the producer's connection and reported ThrottleMillis.",
 		walStat(func(s tier1.Stats) float64 { return float64(s.BackpressureWait) }))
+	m.gaugeFunc("chronik_wal_disk_full",
+		"1 while WAL appends fail because the disk is full (from a group undone for want of space until one is written), else 0.",
+		walStat(func(s tier1.Stats) float64 {
+			if s.DiskFull {
+				return 1
+			}
+			return 0
+		}))
+	m.counterFunc("chronik_wal_disk_full_groups_total",
+		"WAL group commits undone because the disk was full; their produces got KAFKA_STORAGE_ERROR and are retried by clients.",
+		walStat(func(s tier1.Stats) float64 { return float64(s.DiskFullGroups) }))
 	m.walGroupEntries = m.histogram("chronik_wal_group_batches",
 		"Produce batches per WAL group commit (one write and one fsync each).", prometheus.ExponentialBuckets(1, 2, 18))
 	m.walGroupBytes = m.histogram("chronik_wal_group_bytes",

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -107,7 +108,8 @@ func TestDiskFullFailsProducesAndRecovers(t *testing.T) {
 		}
 		return nil
 	})
-	b := testBroker(t, dir, func(c *Config) { c.FS = efs })
+	reg := prometheus.NewRegistry()
+	b := testBroker(t, dir, func(c *Config) { c.FS = efs; c.Metrics = reg })
 	createTopic(t, b, "cramped", nil)
 	c := dialRaw(t, b)
 	for i := 0; i < 10; i++ {
@@ -120,6 +122,9 @@ func TestDiskFullFailsProducesAndRecovers(t *testing.T) {
 		if sp := produceRaw(t, c, "cramped", makeBatch(2, -1, -1, -1, 1)); sp.ErrorCode != kerr.KafkaStorageError.Code {
 			t.Fatalf("produce %d on a full disk: %v, want KAFKA_STORAGE_ERROR", i, kerr.ErrorForCode(sp.ErrorCode))
 		}
+	}
+	if full, groups := mustGather(t, reg, "chronik_wal_disk_full"), mustGather(t, reg, "chronik_wal_disk_full_groups_total"); full != 1 || groups < 3 {
+		t.Fatalf("chronik_wal_disk_full %v, chronik_wal_disk_full_groups_total %v on a full disk; want 1 and at least 3", full, groups)
 	}
 	// An idempotent producer retries its batch until the disk has room.
 	cl := testClient(t, b, kgo.DefaultProduceTopic("cramped"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -143,6 +148,9 @@ func TestDiskFullFailsProducesAndRecovers(t *testing.T) {
 	sp := produceRaw(t, c, "cramped", makeBatch(2, -1, -1, -1, 1))
 	if sp.ErrorCode != 0 || sp.BaseOffset != 21 {
 		t.Fatalf("produce once space returned: %v at offset %d, want offset 21", kerr.ErrorForCode(sp.ErrorCode), sp.BaseOffset)
+	}
+	if full := mustGather(t, reg, "chronik_wal_disk_full"); full != 0 {
+		t.Fatalf("chronik_wal_disk_full %v once produces succeed again, want 0", full)
 	}
 	check := func(b *Broker) {
 		t.Helper()

@@ -120,6 +120,8 @@ type Stats struct {
 	BytesWritten     uint64 // frame bytes written to segments
 	FsyncNanos       uint64 // total time in fsync
 	BackpressureWait uint64 // Appends that had to wait for room
+	DiskFullGroups   uint64 // groups undone because the disk was full (ErrDiskFull)
+	DiskFull         bool   // the last group written or undone was undone for want of space
 }
 
 // DoneFunc is called exactly once per accepted append, from the commit

@@ -88,6 +88,8 @@ type WAL struct {
 		bytesWritten atomic.Uint64
 		fsyncNanos   atomic.Uint64
 		backpressure atomic.Uint64
+		fullGroups   atomic.Uint64
+		full         atomic.Bool
 	}
 }
 
@@ -350,6 +352,7 @@ func (w *WAL) finishGroup(err error) {
 		if w.fullGroups > 0 {
 			w.log.Info("wal appends succeed again after a full disk", "failed_groups", w.fullGroups)
 			w.fullGroups = 0
+			w.stats.full.Store(false)
 		}
 		// Count before acknowledging: whoever saw its ack sees it counted.
 		w.stats.groups.Add(1)
@@ -463,6 +466,8 @@ func (w *WAL) failGroup(err error) {
 		}
 	}
 	w.mu.Unlock()
+	w.stats.fullGroups.Add(1)
+	w.stats.full.Store(true)
 	if w.fullGroups++; w.fullGroups == 1 {
 		w.log.Warn("wal appends fail: the disk is full; each failed group is undone, and appends succeed again once there is space",
 			"err", err, "group", len(group), "queued", len(queued))
@@ -530,6 +535,8 @@ func (w *WAL) Stats() Stats {
 		BytesWritten:     w.stats.bytesWritten.Load(),
 		FsyncNanos:       w.stats.fsyncNanos.Load(),
 		BackpressureWait: w.stats.backpressure.Load(),
+		DiskFullGroups:   w.stats.fullGroups.Load(),
+		DiskFull:         w.stats.full.Load(),
 	}
 }
 

@@ -246,7 +246,9 @@ func renderSizing(d *doc) {
 	d.p("exactly once. Offset commits fail the same way (retriably, as `COORDINATOR_NOT_AVAILABLE`);")
 	d.p("fetches, metadata and group membership go on as before. Once space is freed (retention, a deleted")
 	d.p("file, a bigger volume) produces succeed again in the same process; nothing needs a restart.")
-	d.p("The log says when appends began to fail and when they succeeded again; sealing retries on its own.")
+	d.p("The log says when appends began to fail and when they succeeded again; `chronik_wal_disk_full` is 1")
+	d.p("meanwhile and `chronik_wal_disk_full_groups_total` counts the failed group commits. Sealing retries")
+	d.p("on its own.")
 	d.p("An fsync error, or any other write error, still stops the WAL until a restart: after a failed")
 	d.p("fsync the kernel may have dropped data it had not written yet, so the broker does not guess.")
 }
