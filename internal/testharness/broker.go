@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -110,6 +114,31 @@ func (b *Broker) Addr() string { return b.kafkaAddr }
 
 // HTTPAddr is the broker's HTTP address (metrics, health, search, admin).
 func (b *Broker) HTTPAddr() string { return b.httpAddr }
+
+// Scrape reads the broker's unlabelled Prometheus series from /metrics.
+func (b *Broker) Scrape() map[string]float64 {
+	b.t.Helper()
+	resp, err := http.Get("http://" + b.httpAddr + "/metrics")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
+}
 
 // DataDir is the broker's data directory, stable across restarts.
 func (b *Broker) DataDir() string { return b.dataDir }

@@ -13,14 +13,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"net/http"
 	"os/exec"
 	"reflect"
 	"slices"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -363,7 +360,7 @@ func TestControllerQuorum(t *testing.T) {
 	// The cluster series on /metrics say the same.
 	leaders := 0.0
 	for _, n := range survivors {
-		m := scrape(t, n.b)
+		m := n.b.Scrape()
 		if m["chronik_fenced_brokers"] != 1 || m["chronik_controller_lease_current"] != 1 || m["chronik_offline_partitions"] != 0 {
 			t.Errorf("broker %d metrics: fenced %v, lease %v, offline %v; want 1, 1, 0", n.id,
 				m["chronik_fenced_brokers"], m["chronik_controller_lease_current"], m["chronik_offline_partitions"])
@@ -625,29 +622,4 @@ func clusterStatus(t *testing.T, addr string) (st struct {
 		t.Fatalf("chronik cluster status output: %v\n%s", err, out)
 	}
 	return st
-}
-
-// scrape reads a broker's unlabelled Prometheus series.
-func scrape(t *testing.T, b *testharness.Broker) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + b.HTTPAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		name, value, ok := strings.Cut(line, " ")
-		if !ok || strings.HasPrefix(line, "#") || strings.Contains(name, "{") {
-			continue
-		}
-		if v, err := strconv.ParseFloat(value, 64); err == nil {
-			out[name] = v
-		}
-	}
-	return out
 }

@@ -114,6 +114,10 @@ func TestDiskFullRecoversWhenSpaceReturns(t *testing.T) {
 	if more := produce(20); more != 20 {
 		t.Fatalf("%d of 20 produces failed on the full disk, want all", more)
 	}
+	if m := b.Scrape(); m["chronik_wal_disk_full"] != 1 || m["chronik_wal_disk_full_groups_total"] < 20 {
+		t.Fatalf("chronik_wal_disk_full %v, chronik_wal_disk_full_groups_total %v on the full disk; want 1 and at least 20",
+			m["chronik_wal_disk_full"], m["chronik_wal_disk_full_groups_total"])
+	}
 	check := func(when string) {
 		t.Helper()
 		recs := consumeAll(t, ctx, b.Addr(), len(acked))
@@ -146,6 +150,9 @@ func TestDiskFullRecoversWhenSpaceReturns(t *testing.T) {
 	}
 	if len(acked) != before+200 {
 		t.Fatalf("%d records acknowledged after space returned, want 200", len(acked)-before)
+	}
+	if m := b.Scrape(); m["chronik_wal_disk_full"] != 0 {
+		t.Fatalf("chronik_wal_disk_full %v once produces succeed again, want 0", m["chronik_wal_disk_full"])
 	}
 	check("once space returned")
 
