@@ -369,14 +369,32 @@ func (w *WAL) finishGroup(err error) {
 	if isDiskFull(err) {
 		uerr := w.undoGroup()
 		if uerr == nil {
-			w.failGroup(fmt.Errorf("%w: %w", ErrDiskFull, err))
+			err = fmt.Errorf("%w: %w", ErrDiskFull, err)
+			w.stats.fullGroups.Add(1)
+			w.stats.full.Store(true)
+			queued := w.failPending(err, false)
+			if w.fullGroups++; w.fullGroups == 1 {
+				w.log.Warn("wal appends fail: the disk is full; each failed group is undone, and appends succeed again once there is space",
+					"err", err, "group", len(group), "queued", queued)
+			}
 			return
 		}
 		err = fmt.Errorf("%w (undoing the group: %w)", err, uerr)
 	}
 	err = fmt.Errorf("%w: %w", ErrFailed, err)
+	queued := w.failPending(err, true)
+	w.log.Error("wal failed; every later append fails until it is reopened",
+		"err", err, "group", len(group), "queued", queued)
+}
+
+// failPending fails the group and everything queued with err, and returns
+// how many were queued. sticky keeps err for every later Append (the WAL
+// has failed); otherwise (ErrDiskFull) only the failed entries' partitions
+// are fenced until Reset, since their queued appends may follow the failed
+// ones.
+func (w *WAL) failPending(err error, sticky bool) int {
+	group := w.group
 	w.mu.Lock()
-	w.err = err
 	queued := w.queue
 	w.queue, w.queueBytes = nil, 0
 	w.stats.queueDepth.Store(0)
@@ -385,9 +403,16 @@ func (w *WAL) finishGroup(err error) {
 		close(w.room)
 		w.room = nil
 	}
+	if sticky {
+		w.err = err
+	} else {
+		for _, q := range [][]pending{group, queued} {
+			for i := range q {
+				w.fenced[q[i].tp] = err
+			}
+		}
+	}
 	w.mu.Unlock()
-	w.log.Error("wal failed; every later append fails until it is reopened",
-		"err", err, "group", len(group), "queued", len(queued))
 	for _, q := range [][]pending{group, queued} {
 		for i := range q {
 			if d := q[i].done; d != nil {
@@ -396,6 +421,7 @@ func (w *WAL) finishGroup(err error) {
 		}
 	}
 	clear(group)
+	return len(queued)
 }
 
 // undoable marks an error of a write or of a file creation, as opposed to
@@ -444,42 +470,6 @@ func (w *WAL) undoGroup() error {
 	seg.size = w.groupSize
 	seg.end.Store(w.groupSize)
 	return nil
-}
-
-// failGroup fails the group and everything queued with err (wrapping
-// ErrDiskFull) without failing the WAL: the queued appends may follow the
-// failed ones in their partitions. Their partitions are fenced until Reset.
-func (w *WAL) failGroup(err error) {
-	group := w.group
-	w.mu.Lock()
-	queued := w.queue
-	w.queue, w.queueBytes = nil, 0
-	w.stats.queueDepth.Store(0)
-	w.stats.queueBytes.Store(0)
-	if w.room != nil {
-		close(w.room)
-		w.room = nil
-	}
-	for _, q := range [][]pending{group, queued} {
-		for i := range q {
-			w.fenced[q[i].tp] = err
-		}
-	}
-	w.mu.Unlock()
-	w.stats.fullGroups.Add(1)
-	w.stats.full.Store(true)
-	if w.fullGroups++; w.fullGroups == 1 {
-		w.log.Warn("wal appends fail: the disk is full; each failed group is undone, and appends succeed again once there is space",
-			"err", err, "group", len(group), "queued", len(queued))
-	}
-	for _, q := range [][]pending{group, queued} {
-		for i := range q {
-			if d := q[i].done; d != nil {
-				d(Position{}, err)
-			}
-		}
-	}
-	clear(group)
 }
 
 // ReadAt appends the batch bytes at pos to dst, after verifying the frame
