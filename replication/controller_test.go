@@ -59,6 +59,20 @@ func startQuorum(t *testing.T, n int, tune ...func(*Config)) ([]*Controller, []C
 	return cs, cfgs
 }
 
+// waitAllLive waits until every node sees every broker live and holds a
+// current lease.
+func waitAllLive(t *testing.T, cs []*Controller) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d live brokers on every node", len(cs)), func() bool {
+		for _, c := range cs {
+			if len(c.State().LiveBrokers()) != len(cs) || !c.Current() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -72,14 +86,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestQuorumProposesFromAnyNodeAndFencesTheSilent(t *testing.T) {
 	cs, _ := startQuorum(t, 3)
-	waitFor(t, "three live brokers on every node", func() bool {
-		for _, c := range cs {
-			if len(c.State().LiveBrokers()) != 3 || !c.Current() {
-				return false
-			}
-		}
-		return true
-	})
+	waitAllLive(t, cs)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for i, c := range cs {

@@ -154,14 +154,7 @@ func TestCallsDropConnectionsIdleTooLong(t *testing.T) {
 // A controller's followers heartbeat its leader on one connection each.
 func TestHeartbeatsKeepTheirConnection(t *testing.T) {
 	cs, _ := startQuorum(t, 3)
-	waitFor(t, "three live brokers on every node", func() bool {
-		for _, c := range cs {
-			if len(c.State().LiveBrokers()) != 3 || !c.Current() {
-				return false
-			}
-		}
-		return true
-	})
+	waitAllLive(t, cs)
 	window := 40 * cs[0].cfg.HeartbeatInterval
 	for attempt := 1; ; attempt++ {
 		leader := cs[cs[0].LeaderID()-1]

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"testing"
 	"time"
 
@@ -245,15 +246,7 @@ func TestHoldKeepsViewsUntilRelease(t *testing.T) {
 			t.Fatalf("read at %d: %d bytes, %v", next, n, err)
 		}
 		reads = append(reads, held{views, h})
-		var buf []byte
-		for _, v := range views {
-			buf = append(buf, v...)
-		}
-		for rest := buf; len(rest) >= 61; {
-			l := int(binary.BigEndian.Uint32(rest[8:])) + 12
-			next = int64(binary.BigEndian.Uint64(rest)) + int64(binary.BigEndian.Uint32(rest[23:])) + 1
-			rest = rest[l:]
-		}
+		next = afterBatches(slices.Concat(views...), next)
 	}
 	for _, r := range reads {
 		for _, v := range r.views {
@@ -271,23 +264,9 @@ func TestHoldKeepsViewsUntilRelease(t *testing.T) {
 	}
 	// Read again, releasing each read's hold before the next: evicted
 	// chunks' buffers go back to the pool and are received into again.
-	got = got[:0]
-	for next := int64(0); next < s.Next; {
-		var h tier3.Hold
-		views, _, err := a.ReadVec(ctx, "p/", segs, next, 3000, nil, &h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		start := len(got)
-		for _, v := range views {
-			got = append(got, v...)
-		}
-		h.Release()
-		for rest := got[start:]; len(rest) >= 61; {
-			l := int(binary.BigEndian.Uint32(rest[8:])) + 12
-			next = int64(binary.BigEndian.Uint64(rest)) + int64(binary.BigEndian.Uint32(rest[23:])) + 1
-			rest = rest[l:]
-		}
+	got, err := readReleasing(ctx, a, segs, s.Next, 3000)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if !bytes.Equal(got, log) {
 		t.Fatal("second read does not return the log")
@@ -308,24 +287,10 @@ func TestConcurrentReadersWithReusedBuffers(t *testing.T) {
 	errs := make(chan error, 8)
 	for r := range 8 {
 		go func() {
-			var got []byte
-			for next := int64(0); next < s.Next; {
-				var h tier3.Hold
-				views, _, err := a.ReadVec(context.Background(), "p/", segs, next, 2000+100*r, nil, &h)
-				if err != nil {
-					errs <- err
-					return
-				}
-				start := len(got)
-				for _, v := range views {
-					got = append(got, v...)
-				}
-				h.Release()
-				for rest := got[start:]; len(rest) >= 61; {
-					l := int(binary.BigEndian.Uint32(rest[8:])) + 12
-					next = int64(binary.BigEndian.Uint64(rest)) + int64(binary.BigEndian.Uint32(rest[23:])) + 1
-					rest = rest[l:]
-				}
+			got, err := readReleasing(context.Background(), a, segs, s.Next, 2000+100*r)
+			if err != nil {
+				errs <- err
+				return
 			}
 			if !bytes.Equal(got, log) {
 				errs <- fmt.Errorf("reader %d read %d bytes that are not the log", r, len(got))
@@ -342,4 +307,32 @@ func TestConcurrentReadersWithReusedBuffers(t *testing.T) {
 	if a.ReadStats().BufferReuses == 0 {
 		t.Fatal("no chunk buffer reused")
 	}
+}
+
+// afterBatches returns the offset after the last whole batch in b, or cur
+// if b holds none.
+func afterBatches(b []byte, cur int64) int64 {
+	for len(b) >= 61 {
+		cur = int64(binary.BigEndian.Uint64(b)) + int64(binary.BigEndian.Uint32(b[23:])) + 1
+		b = b[int(binary.BigEndian.Uint32(b[8:]))+12:]
+	}
+	return cur
+}
+
+// readReleasing reads segs up to end in reads of maxBytes, releasing each
+// read's hold before the next, and returns the bytes read.
+func readReleasing(ctx context.Context, a *tier3.Archive, segs []tier3.SegmentEntry, end int64, maxBytes int) ([]byte, error) {
+	var got []byte
+	for next := int64(0); next < end; {
+		var h tier3.Hold
+		views, _, err := a.ReadVec(ctx, "p/", segs, next, maxBytes, nil, &h)
+		if err != nil {
+			return nil, err
+		}
+		start := len(got)
+		got = append(got, slices.Concat(views...)...)
+		h.Release()
+		next = afterBatches(got[start:], next)
+	}
+	return got, nil
 }
