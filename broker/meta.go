@@ -69,27 +69,52 @@ func saveMeta(fs vfs.FS, dir string, st *metaState) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, metaFile+".tmp")
+	return writeFileAtomic(fs, filepath.Join(dir, metaFile), buf)
+}
+
+// readFile reads a small file whole.
+func readFile(fs vfs.FS, path string) ([]byte, error) {
+	f, err := fs.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, fi.Size())
+	if _, err := f.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// writeFileAtomic replaces path with data: a temporary file, fsynced,
+// renamed over it, and the directory fsynced, so a crash leaves the old or
+// the new content, never a mix.
+func writeFileAtomic(fs vfs.FS, path string, data []byte) error {
+	tmp := path + ".tmp"
 	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
 	if err != nil {
-		return fmt.Errorf("broker: write metadata: %w", err)
+		return fmt.Errorf("broker: write %s: %w", filepath.Base(path), err)
 	}
-	if _, err := f.Write(buf); err != nil {
+	if _, err := f.Write(data); err != nil {
 		f.Close()
-		return fmt.Errorf("broker: write metadata: %w", err)
+		return fmt.Errorf("broker: write %s: %w", filepath.Base(path), err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("broker: sync metadata: %w", err)
+		return fmt.Errorf("broker: sync %s: %w", filepath.Base(path), err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("broker: close metadata: %w", err)
+		return fmt.Errorf("broker: close %s: %w", filepath.Base(path), err)
 	}
-	if err := fs.Rename(tmp, filepath.Join(dir, metaFile)); err != nil {
-		return fmt.Errorf("broker: rename metadata: %w", err)
+	if err := fs.Rename(tmp, path); err != nil {
+		return fmt.Errorf("broker: rename %s: %w", filepath.Base(path), err)
 	}
-	if err := fs.SyncDir(dir); err != nil {
-		return fmt.Errorf("broker: sync metadata dir: %w", err)
+	if err := fs.SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("broker: sync the directory of %s: %w", filepath.Base(path), err)
 	}
 	return nil
 }

@@ -354,10 +354,13 @@ func (b *Broker) loadPartition(p *partition) error {
 	segsEnd := max(p.segsEndLocked(), 0)
 	// With Tier 3 the log start may lie below the first local segment (the
 	// offsets between are archived) and is kept from the checkpoint, or 0
-	// without one: publishArchive raises it to what the archive and the
-	// local log hold once the manifest is read.
+	// without one: publishArchive raises it to the log start the manifest
+	// records once it is read.
 	if len(segs) > 0 && b.tier.arch == nil {
 		logStart = max(logStart, segs[0].Base)
+	}
+	if b.tier.arch != nil {
+		b.loadManifestCopy(p)
 	}
 	p.logStart = logStart
 

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,12 +60,17 @@ type tierState struct {
 
 // archState is a partition's uploader state.
 type archState struct {
-	mu  sync.Mutex      // serialises manifest writes (uploader, retention, topic deletion)
-	man *tier3.Manifest // the last manifest read or written; nil until loaded
-	// manEpoch is the leader epoch under which man was read as leader: a
-	// broker leading again reads the manifest anew (another leader may
-	// have written it meanwhile).
+	mu sync.Mutex // serialises manifest writes (uploader, retention, topic deletion); guards the following
+	// man is the manifest this broker may write on, as leader at manEpoch
+	// (it fenced the store at that epoch and swept it): nil until then,
+	// and again whenever leadership changes or a conditional write lost.
+	man      *tier3.Manifest
 	manEpoch int32
+	// seen is the newest manifest this broker has read or written, as
+	// leader or follower (checkpointed in the partition directory as
+	// manifest.json): what a missing or rolled-back manifest in the store
+	// is measured against and restored from. Nil when none is known.
+	seen *tier3.Manifest
 
 	retryAt atomic.Int64 // unix nanos before which the uploader skips the partition
 	backoff time.Duration
@@ -170,167 +173,6 @@ func (b *Broker) archivePrefix(p *partition) string {
 	return tier3.PartitionPrefix(p.topic.id, p.index)
 }
 
-// archivePartition uploads p's local segments the manifest lacks.
-func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
-	a := &p.arch
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	p.mu.RLock()
-	deleted := p.deleted
-	p.mu.RUnlock()
-	if deleted {
-		return nil
-	}
-	store := b.tier.arch.Store()
-	if b.ctl != nil {
-		epoch, lerr := b.leaderCheck(p.topic, p.index, -1)
-		if lerr != nil {
-			return b.followArchive(ctx, p)
-		}
-		if a.man != nil && a.manEpoch != epoch {
-			a.man = nil
-		}
-		a.manEpoch = epoch
-	}
-	if a.man == nil {
-		m, err := tier3.LoadManifest(ctx, store, p.topic.id, p.index)
-		if err != nil {
-			return fmt.Errorf("load manifest: %w", err)
-		}
-		if n, err := b.tier.arch.Sweep(ctx, b.archivePrefix(p), m); err != nil {
-			return fmt.Errorf("sweep unreferenced objects: %w", err)
-		} else if n > 0 {
-			b.log.Info("deleted objects of unfinished uploads", "topic", p.topic.name, "partition", p.index, "objects", n)
-		}
-		a.man = m
-		if err := b.publishArchive(p, m, true); err != nil {
-			return err
-		}
-	}
-	if _, compact := b.cleanupPolicy(p.topic); compact {
-		return nil
-	}
-	p.mu.RLock()
-	segs, logStart := p.segs, p.logStart
-	p.mu.RUnlock()
-	for _, s := range segs {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if entryFor(a.man, s) {
-			if !s.Archived() {
-				if err := s.MarkArchived(); err != nil && !errors.Is(err, os.ErrNotExist) {
-					return fmt.Errorf("mark segment %d archived: %w", s.Base, err)
-				}
-			}
-			continue
-		}
-		if s.Next <= logStart || s.Next <= a.man.End() {
-			continue // deleted by retention, or covered by what is archived
-		}
-		// A segment that straddles the archive's end (sealed here while
-		// another broker led and archived) is uploaded whole: archived
-		// segments may overlap, and readers take the first that holds an
-		// offset.
-		if err := b.describeTopic(ctx, p.topic); err != nil {
-			return fmt.Errorf("write topic description: %w", err)
-		}
-		e, err := b.uploadSegment(ctx, p, s)
-		if errors.Is(err, tier2.ErrRemoved) || errors.Is(err, os.ErrNotExist) {
-			continue // retention deleted it meanwhile
-		}
-		if err != nil {
-			return fmt.Errorf("upload segment %d: %w", s.Base, err)
-		}
-		m := *a.man
-		m.Topic = p.topic.name
-		m.Generation++
-		m.Segments = append(slices.Clip(a.man.Segments), e)
-		p.mu.RLock()
-		m.LogStart = p.logStart
-		p.mu.RUnlock()
-		if b.ctl != nil && !b.leads(p.topic, p.index) {
-			return nil // leadership moved during the pass: the new leader carries on
-		}
-		if err := tier3.WriteManifest(ctx, store, p.topic.id, &m); err != nil {
-			return fmt.Errorf("write manifest: %w", err)
-		}
-		a.man = &m
-		if err := b.publishArchive(p, &m, false); err != nil {
-			return err
-		}
-		if err := s.MarkArchived(); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("mark segment %d archived: %w", s.Base, err)
-		}
-		b.tier.uploaded.Add(1)
-		b.segmentArchived(p)
-		b.log.Debug("archived segment", "topic", p.topic.name, "partition", p.index, "base", s.Base, "next", s.Next, "bytes", s.Size)
-	}
-	return nil
-}
-
-// followArchive is a follower's pass: the leader uploads, so a follower
-// only rereads the manifest, publishes it for archived reads, and marks the
-// local segments it covers as archived so local retention may delete them.
-func (b *Broker) followArchive(ctx context.Context, p *partition) error {
-	a := &p.arch
-	m, err := tier3.LoadManifest(ctx, b.tier.arch.Store(), p.topic.id, p.index)
-	if err != nil {
-		return fmt.Errorf("load manifest: %w", err)
-	}
-	first := a.man == nil
-	a.man = m
-	if err := b.publishArchive(p, m, first); err != nil {
-		return err
-	}
-	p.mu.RLock()
-	segs := p.segs
-	p.mu.RUnlock()
-	marked := false
-	for _, s := range segs {
-		if s.Next <= m.End() && !s.Archived() {
-			if err := s.MarkArchived(); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("mark segment %d archived: %w", s.Base, err)
-			}
-			marked = true
-		}
-	}
-	if marked { // local retention may now delete them
-		select {
-		case b.cleanKick <- struct{}{}:
-		default:
-		}
-	}
-	return nil
-}
-
-// entryFor reports whether the manifest holds segment s.
-func entryFor(m *tier3.Manifest, s *tier2.Segment) bool {
-	i := sort.Search(len(m.Segments), func(i int) bool { return m.Segments[i].Base >= s.Base })
-	return i < len(m.Segments) && m.Segments[i].Base == s.Base && m.Segments[i].Next == s.Next && m.Segments[i].Size == s.Size
-}
-
-func (b *Broker) uploadSegment(ctx context.Context, p *partition, s *tier2.Segment) (tier3.SegmentEntry, error) {
-	f, err := b.fs.OpenFile(s.Path(), os.O_RDONLY, 0)
-	if err != nil {
-		return tier3.SegmentEntry{}, err
-	}
-	defer f.Close()
-	index, timeindex, err := s.IndexBytes()
-	if err != nil {
-		return tier3.SegmentEntry{}, err
-	}
-	e, err := b.tier.arch.Upload(ctx, b.archivePrefix(p), tier3.SegmentSource{
-		Base: s.Base, Next: s.Next, Size: s.Size, MaxTs: s.MaxTs, MaxTsPos: s.MaxTimestampBatch(),
-		Log: f, Index: index, TimeIndex: timeindex,
-	})
-	if err == nil {
-		b.tier.uploadedObjects.Add(3)
-		b.tier.uploadedBytes.Add(s.Size + int64(len(index)+len(timeindex)))
-	}
-	return e, err
-}
-
 // describeTopic writes topic.json (for restore) once per run and after
 // the partition count changes.
 func (b *Broker) describeTopic(ctx context.Context, t *topic) error {
@@ -347,23 +189,20 @@ func (b *Broker) describeTopic(ctx context.Context, t *topic) error {
 	return err
 }
 
-// publishArchive makes m's segments readable. On the first load it also
-// moves the log start up to the first offset the archive or the local log
-// still holds (a log start checkpoint older than the archive).
-func (b *Broker) publishArchive(p *partition, m *tier3.Manifest, first bool) error {
+// publishArchive makes m's segments readable. A manifest read from the
+// store also carries the log start retention recorded in it: a broker
+// whose own log start checkpoint is older (it was down while the leader's
+// retention ran) moves up to it, but never past what it holds. Nothing
+// else about a manifest moves the log start: a missing or older one least
+// of all.
+func (b *Broker) publishArchive(p *partition, m *tier3.Manifest) error {
 	p.mu.Lock()
 	p.archSegs = m.Segments
 	p.archLoaded = true
-	lowest := p.localStartLocked()
-	if len(m.Segments) > 0 {
-		lowest = min(lowest, m.Segments[0].Base)
-	}
-	logStart := p.logStart
+	logStart, end := p.logStart, p.hw
 	p.mu.Unlock()
-	if first && logStart < lowest {
-		b.log.Warn("log start below everything the archive and the local log hold; moving it up",
-			"topic", p.topic.name, "partition", p.index, "log_start", logStart, "new_log_start", lowest)
-		return b.advanceLogStart(p, lowest)
+	if m.Exists && min(m.LogStart, end) > logStart {
+		return b.advanceLogStart(p, min(m.LogStart, end))
 	}
 	return nil
 }
@@ -543,16 +382,29 @@ func (b *Broker) pruneArchive(ctx context.Context, p *partition, logStart int64)
 	if n == 0 {
 		return nil
 	}
+	if b.ctl != nil {
+		if epoch, lerr := b.leaderCheck(p.topic, p.index, -1); lerr != nil || epoch != a.manEpoch {
+			return nil // the uploader reloads under the new epoch first
+		}
+	}
 	m := *a.man
 	m.Generation++
-	m.LogStart = logStart
+	m.LeaderEpoch = a.manEpoch
+	m.LogStart = max(m.LogStart, logStart)
 	m.Segments = slices.Clone(a.man.Segments[n:])
-	if err := tier3.WriteManifest(ctx, b.tier.arch.Store(), p.topic.id, &m); err != nil {
+	if err := tier3.WriteManifest(ctx, b.tier.arch.Store(), p.topic.id, a.man, &m); err != nil {
+		if errors.Is(err, tier3.ErrPrecondition) {
+			a.man = nil // another writer: the uploader reads the manifest again
+			return nil
+		}
 		return fmt.Errorf("write manifest: %w", err)
+	}
+	if err := b.recordManifest(p, &m); err != nil {
+		return err
 	}
 	dropped := a.man.Segments[:n]
 	a.man = &m
-	if err := b.publishArchive(p, &m, false); err != nil {
+	if err := b.publishArchive(p, &m); err != nil {
 		return err
 	}
 	var errs []error

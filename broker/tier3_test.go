@@ -194,14 +194,7 @@ func TestTier3ArchiveAndReadBack(t *testing.T) {
 	b.Close()
 	b = testBroker(t, dir, tier3Config(store))
 	p = b.lookupTopic("arch").partitions[0]
-	waitFor(t, 5*time.Second, func() error {
-		p.mu.RLock()
-		defer p.mu.RUnlock()
-		if !p.archLoaded {
-			return fmt.Errorf("manifest not loaded")
-		}
-		return nil
-	})
+	waitArchLoaded(t, p)
 	if got := p.localStart(); got != local {
 		// The WAL still holds the archived batches: replaying them would
 		// resurrect them locally.
@@ -394,14 +387,7 @@ func TestTier3Restore(t *testing.T) {
 	if p2.topic.id != p.topic.id {
 		t.Fatal("restored topic has a new ID")
 	}
-	waitFor(t, 5*time.Second, func() error {
-		p2.mu.RLock()
-		defer p2.mu.RUnlock()
-		if !p2.archLoaded {
-			return fmt.Errorf("manifest not loaded")
-		}
-		return nil
-	})
+	waitArchLoaded(t, p2)
 	checkRecords(t, readAllTiered(t, b2, p2, 1<<20), int(end))
 	if off := appendDurable(t, b2, p2, makeRecordBatch(seqRecords(int(end), 3, time.Now().UnixMilli()))); off != end {
 		t.Fatalf("first new record got offset %d, want %d", off, end)
@@ -429,14 +415,7 @@ func TestTier3RestartKeepsArchivedLogStart(t *testing.T) {
 	if ls, _ := p.offsets(); ls != 0 {
 		t.Fatalf("log start %d after restart, want 0", ls)
 	}
-	waitFor(t, 5*time.Second, func() error {
-		p.mu.RLock()
-		defer p.mu.RUnlock()
-		if !p.archLoaded {
-			return fmt.Errorf("manifest not loaded")
-		}
-		return nil
-	})
+	waitArchLoaded(t, p)
 	checkRecords(t, readAllTiered(t, b, p, 1<<20), n)
 }
 

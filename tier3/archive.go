@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -210,17 +211,25 @@ func (a *Archive) DeleteSegment(ctx context.Context, prefix string, e SegmentEnt
 	return errors.Join(errs...)
 }
 
-// Sweep deletes the segment objects under prefix that m does not name:
-// what an upload killed before its manifest write left behind. Only the
-// partition's single writer may call it, before it uploads. Without a
-// manifest (Generation 0) it deletes nothing.
+// Sweep deletes the segment objects under prefix that m does not name and
+// that lie at or above the start of what m governs (its first segment, or
+// its log start when it has none): what an upload killed before its
+// manifest write, or a deposed leader's upload, left behind. Only the
+// partition's single writer may call it, after its first fencing write and
+// before it uploads. Objects below that start are left alone: they may be
+// the only copy of history whose manifest was lost and written anew. Without
+// a stored manifest it deletes nothing.
 func (a *Archive) Sweep(ctx context.Context, prefix string, m *Manifest) (int, error) {
-	if m.Generation == 0 {
+	if !m.Exists {
 		// No manifest exists. It may never have been written (an upload
 		// killed before its first manifest) or it may have been lost; in
 		// the second case the unnamed objects are the only copy of the
 		// archive. Leave them: an orphan costs space, a wrong delete data.
 		return 0, nil
+	}
+	floor := m.LogStart
+	if len(m.Segments) > 0 {
+		floor = m.Segments[0].Base
 	}
 	objs, err := a.store.List(ctx, prefix)
 	if err != nil {
@@ -236,12 +245,26 @@ func (a *Archive) Sweep(ctx context.Context, prefix string, m *Manifest) (int, e
 		if strings.Contains(rel, "/") || named[rel] || !(strings.HasSuffix(rel, ".log") || strings.HasSuffix(rel, ".index") || strings.HasSuffix(rel, ".timeindex")) {
 			continue
 		}
+		if base, ok := SegmentObjectBase(rel); !ok || base < floor {
+			continue
+		}
 		if err := a.store.Delete(ctx, o.Key); err != nil {
 			return n, err
 		}
 		n++
 	}
 	return n, nil
+}
+
+// SegmentObjectBase parses the base offset from a segment object's name
+// (<base, 20 digits>-<sha prefix>.<ext>).
+func SegmentObjectBase(name string) (int64, bool) {
+	digits, _, ok := strings.Cut(name, "-")
+	if !ok || len(digits) != 20 {
+		return 0, false
+	}
+	base, err := strconv.ParseInt(digits, 10, 64)
+	return base, err == nil
 }
 
 // DeletePrefix removes every object under prefix (a deleted topic).

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 
 	"github.com/chronik-go/chronik/internal/vfs"
 )
@@ -29,9 +31,11 @@ import (
 type FileStore struct {
 	root string
 	fs   vfs.FS
+
+	condMu sync.Mutex // serialises PutIf within this process; flock across processes
 }
 
-var _ Store = (*FileStore)(nil)
+var _ ConditionalStore = (*FileStore)(nil)
 
 const (
 	fileTrailerMagic = "CHRNKSUM"
@@ -52,6 +56,45 @@ func NewFileStore(dir string, fs vfs.FS) (*FileStore, error) {
 }
 
 func (s *FileStore) path(key string) string { return filepath.Join(s.root, filepath.FromSlash(key)) }
+
+// PutIf implements ConditionalStore. The check and the rename happen under
+// an exclusive flock(2) of <dir>/.<name>.lock (and a mutex within this
+// process), so writers sharing the directory — brokers on one machine, or
+// on one NFS mount that honours flock — see one another's versions. An
+// object's ETag is its content's SHA-256.
+func (s *FileStore) PutIf(ctx context.Context, key string, body io.ReadSeeker, size int64, ifMatch string) (ObjectInfo, error) {
+	if err := checkKey(key); err != nil {
+		return ObjectInfo{}, err
+	}
+	dst := s.path(key)
+	if err := s.mkdirs(filepath.Dir(dst)); err != nil {
+		return ObjectInfo{}, err
+	}
+	s.condMu.Lock()
+	defer s.condMu.Unlock()
+	if s.fs == vfs.Default {
+		lf, err := os.OpenFile(filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return ObjectInfo{}, fmt.Errorf("tier3: lock %s: %w", key, err)
+		}
+		defer lf.Close() // releases the lock
+		if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
+			return ObjectInfo{}, fmt.Errorf("tier3: lock %s: %w", key, err)
+		}
+	}
+	cur, err := s.Head(ctx, key)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		if ifMatch != "" {
+			return ObjectInfo{}, fmt.Errorf("%w: %s is gone", ErrPrecondition, key)
+		}
+	case err != nil:
+		return ObjectInfo{}, err
+	case cur.ETag != ifMatch:
+		return ObjectInfo{}, fmt.Errorf("%w: %s", ErrPrecondition, key)
+	}
+	return s.Put(ctx, key, body, size)
+}
 
 func (s *FileStore) Put(ctx context.Context, key string, body io.ReadSeeker, size int64) (ObjectInfo, error) {
 	if err := checkKey(key); err != nil {
@@ -103,7 +146,7 @@ func (s *FileStore) Put(ctx context.Context, key string, body io.ReadSeeker, siz
 	if err := s.fs.SyncDir(dir); err != nil {
 		return ObjectInfo{}, fmt.Errorf("tier3: put %s: sync dir: %w", key, err)
 	}
-	return ObjectInfo{Key: key, Size: size, SHA256: sum}, nil
+	return ObjectInfo{Key: key, Size: size, SHA256: sum, ETag: sum}, nil
 }
 
 // mkdirs creates dir and syncs each parent whose entry it added, so a new
@@ -162,7 +205,8 @@ func (s *FileStore) open(key string) (vfs.File, ObjectInfo, error) {
 		f.Close()
 		return nil, ObjectInfo{}, fmt.Errorf("%w: %s has no checksum trailer", ErrChecksum, key)
 	}
-	return f, ObjectInfo{Key: key, Size: size, SHA256: hex.EncodeToString(tr[:32])}, nil
+	sum := hex.EncodeToString(tr[:32])
+	return f, ObjectInfo{Key: key, Size: size, SHA256: sum, ETag: sum}, nil
 }
 
 func (s *FileStore) Get(ctx context.Context, key string) (io.ReadCloser, ObjectInfo, error) {
@@ -229,7 +273,7 @@ func (s *FileStore) List(ctx context.Context, prefix string) ([]ObjectInfo, erro
 				}
 				continue
 			}
-			if !strings.HasPrefix(key, prefix) || strings.Contains(e.Name(), fileTmpMarker) {
+			if !strings.HasPrefix(key, prefix) || strings.Contains(e.Name(), fileTmpMarker) || isLockFile(e.Name()) {
 				continue
 			}
 			fi, err := e.Info()
@@ -259,6 +303,11 @@ func (s *FileStore) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("tier3: delete %s: sync dir: %w", key, err)
 	}
 	return nil
+}
+
+// isLockFile reports a PutIf lock file, which is not an object.
+func isLockFile(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".lock")
 }
 
 type readCloser struct {

@@ -39,9 +39,30 @@ import (
 // (Archive.Sweep) before it uploads anything. Generation counts the
 // writes, so a reader can tell a newer manifest from an older one.
 //
-// One writer per partition is assumed (the partition leader). With
-// replication, a deposed leader could still write; conditional writes
-// (If-Match on the previous ETag) would fence it, and are not used yet.
+// # One writer: fencing by leader epoch
+//
+// Only the partition's leader writes its manifest, and every write names
+// the leader epoch it was made under (LeaderEpoch). A leader loses its
+// place without knowing it (paused, cut off), so two rules keep a deposed
+// one from undoing its successor's work:
+//
+//   - a writer whose epoch is below the stored manifest's stops: the
+//     partition has a newer leader;
+//   - every write is conditional on the version the writer read (PutIf
+//     with the ETag from the Get; "absent" for the first), on every store
+//     that offers it (ConditionalStore: all of Chronik's backends). A write
+//     that loses the race reads the manifest again and starts over.
+//
+// # One ordered log
+//
+// The segments of a manifest are contiguous and never overlap: each one
+// starts where the previous one ends. Replicas seal at different offsets
+// (segment.ms, WAL pinning, each its own high watermark), so a new leader's
+// local segment may straddle the archive's end; it uploads only the part
+// from that end on (a segment cut at a batch boundary). Manifests written
+// before this rule may hold overlapping segments; LoadManifest reads them,
+// dropping any segment another one wholly covers, and reads of an offset
+// take the first segment that holds it.
 
 // Manifest lists a partition's archived segments in offset order.
 type Manifest struct {
@@ -52,6 +73,14 @@ type Manifest struct {
 	Generation int64          `json:"generation"`
 	LogStart   int64          `json:"log_start"` // the partition's log start when written
 	Segments   []SegmentEntry `json:"segments"`
+	// LeaderEpoch is the leader epoch the manifest was written under (0
+	// for a standalone broker and for manifests of earlier releases).
+	LeaderEpoch int32 `json:"leader_epoch"`
+
+	// Exists says the manifest was read from the store (or written to it);
+	// ETag is the stored version, for the next conditional write.
+	Exists bool   `json:"-"`
+	ETag   string `json:"-"`
 }
 
 // SegmentEntry is one archived segment.
@@ -119,34 +148,100 @@ func putJSON(ctx context.Context, s Store, key string, v any) error {
 }
 
 // LoadManifest reads a partition's manifest; a partition never archived
-// gets an empty one (Generation 0).
+// gets an empty one (Generation 0, Exists false). A manifest of an earlier
+// release whose segments overlap is read with every segment that another
+// one wholly covers dropped (see "One ordered log").
 func LoadManifest(ctx context.Context, s Store, topicID [16]byte, partition int32) (*Manifest, error) {
-	b, _, err := ReadAll(ctx, s, PartitionPrefix(topicID, partition)+manifestName)
+	b, info, err := ReadAll(ctx, s, PartitionPrefix(topicID, partition)+manifestName)
 	if errors.Is(err, ErrNotFound) {
 		return &Manifest{Version: 1, TopicID: hex.EncodeToString(topicID[:]), Partition: partition}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	m, err := ParseManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("manifest of %x/%d: %w", topicID, partition, err)
+	}
+	m.Exists, m.ETag = true, info.ETag
+	return m, nil
+}
+
+// ParseManifest decodes and checks a manifest's bytes (see LoadManifest).
+func ParseManifest(b []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%w: manifest of %x/%d: %v", ErrChecksum, topicID, partition, err)
+		return nil, fmt.Errorf("%w: %v", ErrChecksum, err)
 	}
 	if m.Version != 1 {
-		return nil, fmt.Errorf("tier3: manifest of %x/%d has version %d; this release reads 1", topicID, partition, m.Version)
+		return nil, fmt.Errorf("tier3: manifest version %d; this release reads 1", m.Version)
 	}
-	for i := 1; i < len(m.Segments); i++ {
-		if m.Segments[i].Base < m.Segments[i-1].Next {
-			return nil, fmt.Errorf("tier3: manifest of %x/%d has overlapping segments at %d", topicID, partition, m.Segments[i].Base)
+	segs := m.Segments[:0:0]
+	for _, e := range m.Segments {
+		if e.Next <= e.Base && e.Size > 0 {
+			return nil, fmt.Errorf("tier3: manifest segment at %d ends at %d", e.Base, e.Next)
 		}
+		if n := len(segs); n > 0 {
+			prev := segs[n-1]
+			if e.Base < prev.Base {
+				return nil, fmt.Errorf("tier3: manifest segments out of order at %d", e.Base)
+			}
+			if e.Next <= prev.Next {
+				continue // wholly covered by prev (an earlier release's overlap)
+			}
+		}
+		segs = append(segs, e)
 	}
+	m.Segments = segs
 	return &m, nil
 }
 
-// WriteManifest replaces the partition's manifest with m (its Generation
-// one above the previous).
-func WriteManifest(ctx context.Context, s Store, topicID [16]byte, m *Manifest) error {
-	return putJSON(ctx, s, PartitionPrefix(topicID, m.Partition)+manifestName, m)
+// Overlaps reports whether a segment starts before the previous one ends:
+// a manifest an earlier release wrote, read as LoadManifest describes.
+func (m *Manifest) Overlaps() bool {
+	for i := 1; i < len(m.Segments); i++ {
+		if m.Segments[i].Base < m.Segments[i-1].Next {
+			return true
+		}
+	}
+	return false
+}
+
+// Newer reports whether m was written after o: a later leader epoch, or
+// the same epoch and a later generation.
+func (m *Manifest) Newer(o *Manifest) bool {
+	if m.LeaderEpoch != o.LeaderEpoch {
+		return m.LeaderEpoch > o.LeaderEpoch
+	}
+	return m.Generation > o.Generation
+}
+
+// WriteManifest replaces the partition's manifest with m, provided the
+// store still holds the version base was read at (base.ETag, or no
+// manifest when !base.Exists); otherwise it fails with ErrPrecondition
+// and writes nothing. Stores without conditional writes replace it
+// unconditionally. On success m.Exists and m.ETag name the new version.
+func WriteManifest(ctx context.Context, s Store, topicID [16]byte, base, m *Manifest) error {
+	b, err := json.MarshalIndent(m, "", " ")
+	if err != nil {
+		return err
+	}
+	key := PartitionPrefix(topicID, m.Partition) + manifestName
+	var info ObjectInfo
+	if cs, ok := s.(ConditionalStore); ok {
+		etag := ""
+		if base.Exists {
+			etag = base.ETag
+		}
+		info, err = cs.PutIf(ctx, key, bytes.NewReader(b), int64(len(b)), etag)
+	} else {
+		info, err = s.Put(ctx, key, bytes.NewReader(b), int64(len(b)))
+	}
+	if err != nil {
+		return err
+	}
+	m.Exists, m.ETag = true, info.ETag
+	return nil
 }
 
 // WriteTopicInfo records a topic's description beside its partitions.

@@ -21,12 +21,21 @@ type memObject struct {
 	sum  string
 }
 
-var _ Store = (*MemStore)(nil)
+var _ ConditionalStore = (*MemStore)(nil)
 
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore { return &MemStore{objs: make(map[string]memObject)} }
 
 func (m *MemStore) Put(ctx context.Context, key string, body io.ReadSeeker, size int64) (ObjectInfo, error) {
+	return m.put(ctx, key, body, size, nil)
+}
+
+// PutIf implements ConditionalStore.
+func (m *MemStore) PutIf(ctx context.Context, key string, body io.ReadSeeker, size int64, ifMatch string) (ObjectInfo, error) {
+	return m.put(ctx, key, body, size, &ifMatch)
+}
+
+func (m *MemStore) put(ctx context.Context, key string, body io.ReadSeeker, size int64, ifMatch *string) (ObjectInfo, error) {
 	if err := checkKey(key); err != nil {
 		return ObjectInfo{}, err
 	}
@@ -42,9 +51,14 @@ func (m *MemStore) Put(ctx context.Context, key string, body io.ReadSeeker, size
 		return ObjectInfo{}, err
 	}
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ifMatch != nil {
+		if cur, ok := m.objs[key]; (ok && cur.sum != *ifMatch) || (!ok && *ifMatch != "") {
+			return ObjectInfo{}, fmt.Errorf("%w: %s", ErrPrecondition, key)
+		}
+	}
 	m.objs[key] = memObject{data: data, sum: sum}
-	m.mu.Unlock()
-	return ObjectInfo{Key: key, Size: size, SHA256: sum}, nil
+	return ObjectInfo{Key: key, Size: size, SHA256: sum, ETag: sum}, nil
 }
 
 func (m *MemStore) lookup(key string) (memObject, error) {
@@ -62,7 +76,7 @@ func (m *MemStore) Get(ctx context.Context, key string) (io.ReadCloser, ObjectIn
 	if err != nil {
 		return nil, ObjectInfo{}, err
 	}
-	info := ObjectInfo{Key: key, Size: int64(len(o.data)), SHA256: o.sum}
+	info := ObjectInfo{Key: key, Size: int64(len(o.data)), SHA256: o.sum, ETag: o.sum}
 	return newVerifyingReader(io.NopCloser(bytes.NewReader(o.data)), info), info, nil
 }
 
@@ -83,7 +97,7 @@ func (m *MemStore) Head(ctx context.Context, key string) (ObjectInfo, error) {
 	if err != nil {
 		return ObjectInfo{}, err
 	}
-	return ObjectInfo{Key: key, Size: int64(len(o.data)), SHA256: o.sum}, nil
+	return ObjectInfo{Key: key, Size: int64(len(o.data)), SHA256: o.sum, ETag: o.sum}, nil
 }
 
 func (m *MemStore) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {

@@ -24,7 +24,7 @@ type MinIOStore struct {
 	createBucket bool
 }
 
-var _ Store = (*MinIOStore)(nil)
+var _ ConditionalStore = (*MinIOStore)(nil)
 
 // MinIOOptions configures a MinIOStore.
 type MinIOOptions struct {
@@ -85,6 +85,16 @@ func userSHA256(m map[string]string) string {
 }
 
 func (s *MinIOStore) Put(ctx context.Context, key string, body io.ReadSeeker, size int64) (ObjectInfo, error) {
+	return s.put(ctx, key, body, size, nil)
+}
+
+// PutIf implements ConditionalStore with conditional PUTs (If-Match,
+// If-None-Match: *).
+func (s *MinIOStore) PutIf(ctx context.Context, key string, body io.ReadSeeker, size int64, ifMatch string) (ObjectInfo, error) {
+	return s.put(ctx, key, body, size, &ifMatch)
+}
+
+func (s *MinIOStore) put(ctx context.Context, key string, body io.ReadSeeker, size int64, ifMatch *string) (ObjectInfo, error) {
 	if err := checkKey(key); err != nil {
 		return ObjectInfo{}, err
 	}
@@ -92,13 +102,21 @@ func (s *MinIOStore) Put(ctx context.Context, key string, body io.ReadSeeker, si
 	if err != nil {
 		return ObjectInfo{}, err
 	}
+	var etag string
 	put := func() error {
-		_, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, body, size, minio.PutObjectOptions{
+		opts := minio.PutObjectOptions{
 			UserMetadata:   map[string]string{metaSHA256: sum},
 			SendContentMd5: true,
 			PartSize:       64 << 20,
 			ContentType:    "application/octet-stream",
-		})
+		}
+		if ifMatch != nil && *ifMatch == "" {
+			opts.SetMatchETagExcept("*")
+		} else if ifMatch != nil {
+			opts.SetMatchETag(*ifMatch)
+		}
+		info, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, body, size, opts)
+		etag = info.ETag
 		return err
 	}
 	err = put()
@@ -111,9 +129,12 @@ func (s *MinIOStore) Put(ctx context.Context, key string, body io.ReadSeeker, si
 		}
 	}
 	if err != nil {
+		if r := minio.ToErrorResponse(err); ifMatch != nil && (r.StatusCode == http.StatusPreconditionFailed || r.StatusCode == http.StatusConflict) {
+			return ObjectInfo{}, fmt.Errorf("%w: minio %s/%s%s", ErrPrecondition, s.bucket, s.prefix, key)
+		}
 		return ObjectInfo{}, s.wrap("put", key, err)
 	}
-	return ObjectInfo{Key: key, Size: size, SHA256: sum}, nil
+	return ObjectInfo{Key: key, Size: size, SHA256: sum, ETag: unquoteETag(etag)}, nil
 }
 
 // makeBucket creates the store's bucket. Several brokers sharing a fresh
@@ -138,7 +159,7 @@ func (s *MinIOStore) Get(ctx context.Context, key string) (io.ReadCloser, Object
 	if err != nil {
 		return nil, ObjectInfo{}, s.wrap("get", key, err)
 	}
-	info := ObjectInfo{Key: key, Size: st.Size, SHA256: userSHA256(st.UserMetadata)}
+	info := ObjectInfo{Key: key, Size: st.Size, SHA256: userSHA256(st.UserMetadata), ETag: unquoteETag(st.ETag)}
 	return newVerifyingReader(body, info), info, nil
 }
 
@@ -168,7 +189,7 @@ func (s *MinIOStore) Head(ctx context.Context, key string) (ObjectInfo, error) {
 	if err != nil {
 		return ObjectInfo{}, s.wrap("head", key, err)
 	}
-	return ObjectInfo{Key: key, Size: st.Size, SHA256: userSHA256(st.UserMetadata)}, nil
+	return ObjectInfo{Key: key, Size: st.Size, SHA256: userSHA256(st.UserMetadata), ETag: unquoteETag(st.ETag)}, nil
 }
 
 func (s *MinIOStore) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {

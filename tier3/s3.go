@@ -29,7 +29,7 @@ type S3Store struct {
 	prefix string // "" or ends in "/"
 }
 
-var _ Store = (*S3Store)(nil)
+var _ ConditionalStore = (*S3Store)(nil)
 
 // S3Options configures an S3Store. Empty fields take the AWS defaults:
 // credentials from the default chain (AWS_ACCESS_KEY_ID and
@@ -94,6 +94,16 @@ func isNotFound(err error) bool {
 }
 
 func (s *S3Store) Put(ctx context.Context, key string, body io.ReadSeeker, size int64) (ObjectInfo, error) {
+	return s.put(ctx, key, body, size, nil)
+}
+
+// PutIf implements ConditionalStore with S3's conditional writes (If-Match,
+// If-None-Match: *).
+func (s *S3Store) PutIf(ctx context.Context, key string, body io.ReadSeeker, size int64, ifMatch string) (ObjectInfo, error) {
+	return s.put(ctx, key, body, size, &ifMatch)
+}
+
+func (s *S3Store) put(ctx context.Context, key string, body io.ReadSeeker, size int64, ifMatch *string) (ObjectInfo, error) {
 	if err := checkKey(key); err != nil {
 		return ObjectInfo{}, err
 	}
@@ -102,7 +112,7 @@ func (s *S3Store) Put(ctx context.Context, key string, body io.ReadSeeker, size 
 		return ObjectInfo{}, err
 	}
 	raw, _ := hex.DecodeString(sum)
-	_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
+	in := &s3.PutObjectInput{
 		Bucket:            aws.String(s.bucket),
 		Key:               aws.String(s.prefix + key),
 		Body:              body,
@@ -110,19 +120,40 @@ func (s *S3Store) Put(ctx context.Context, key string, body io.ReadSeeker, size 
 		ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
 		ChecksumSHA256:    aws.String(base64.StdEncoding.EncodeToString(raw)),
 		Metadata:          map[string]string{metaSHA256: sum},
-	})
+	}
+	if ifMatch != nil && *ifMatch == "" {
+		in.IfNoneMatch = aws.String("*")
+	} else if ifMatch != nil {
+		in.IfMatch = aws.String(quoteETag(*ifMatch))
+	}
+	out, err := s.client.PutObject(ctx, in)
 	if err != nil {
+		if ifMatch != nil && isPreconditionFailed(err) {
+			return ObjectInfo{}, fmt.Errorf("%w: s3://%s/%s%s", ErrPrecondition, s.bucket, s.prefix, key)
+		}
 		return ObjectInfo{}, fmt.Errorf("tier3: put s3://%s/%s%s: %w", s.bucket, s.prefix, key, err)
 	}
-	return ObjectInfo{Key: key, Size: size, SHA256: sum}, nil
+	return ObjectInfo{Key: key, Size: size, SHA256: sum, ETag: unquoteETag(aws.ToString(out.ETag))}, nil
 }
+
+// isPreconditionFailed reports S3's answers to a conditional write that
+// lost: 412 Precondition Failed, or 409 when a concurrent conditional
+// write to the key was in progress.
+func isPreconditionFailed(err error) bool {
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && (re.HTTPStatusCode() == 412 || re.HTTPStatusCode() == 409)
+}
+
+func quoteETag(e string) string { return "\"" + e + "\"" }
+
+func unquoteETag(e string) string { return strings.Trim(e, "\"") }
 
 func (s *S3Store) Get(ctx context.Context, key string) (io.ReadCloser, ObjectInfo, error) {
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + key)})
 	if err != nil {
 		return nil, ObjectInfo{}, s.wrap("get", key, err)
 	}
-	info := ObjectInfo{Key: key, Size: aws.ToInt64(out.ContentLength), SHA256: out.Metadata[metaSHA256]}
+	info := ObjectInfo{Key: key, Size: aws.ToInt64(out.ContentLength), SHA256: out.Metadata[metaSHA256], ETag: unquoteETag(aws.ToString(out.ETag))}
 	return newVerifyingReader(out.Body, info), info, nil
 }
 
@@ -152,7 +183,7 @@ func (s *S3Store) Head(ctx context.Context, key string) (ObjectInfo, error) {
 	if err != nil {
 		return ObjectInfo{}, s.wrap("head", key, err)
 	}
-	return ObjectInfo{Key: key, Size: aws.ToInt64(out.ContentLength), SHA256: out.Metadata[metaSHA256]}, nil
+	return ObjectInfo{Key: key, Size: aws.ToInt64(out.ContentLength), SHA256: out.Metadata[metaSHA256], ETag: unquoteETag(aws.ToString(out.ETag))}, nil
 }
 
 func (s *S3Store) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {

@@ -17,6 +17,9 @@ var (
 	// ErrChecksum marks bytes that do not match the checksum stored with
 	// their object: they are never returned as good data.
 	ErrChecksum = errors.New("tier3: checksum mismatch")
+	// ErrPrecondition is returned (wrapped) by PutIf when the object is not
+	// the version the caller named: someone else wrote it first.
+	ErrPrecondition = errors.New("tier3: object changed since it was read")
 )
 
 // Store is object storage: a flat namespace of immutable objects named by
@@ -51,6 +54,24 @@ type ObjectInfo struct {
 	Key    string
 	Size   int64
 	SHA256 string // hex; empty in List results of backends that do not return metadata
+	// ETag names this version of the object for PutIf (the server's ETag
+	// in S3 and MinIO, the content's SHA-256 elsewhere). Empty in List
+	// results.
+	ETag string
+}
+
+// ConditionalStore is a Store that can replace an object only if it is
+// still the version the caller read: the fencing of a partition's
+// manifest against a deposed writer (manifest.go). Every backend here
+// implements it; a Store without it gets unconditional writes guarded by
+// the leader epoch check alone.
+type ConditionalStore interface {
+	Store
+	// PutIf is Put, done only if the key currently holds the version
+	// ifMatch (an ETag from Get, Head or Put), or, with ifMatch empty,
+	// only if the key holds no object. Otherwise it fails with an error
+	// wrapping ErrPrecondition and stores nothing.
+	PutIf(ctx context.Context, key string, body io.ReadSeeker, size int64, ifMatch string) (ObjectInfo, error)
 }
 
 // metaSHA256 is the user metadata key holding an object's SHA-256 in S3

@@ -212,6 +212,75 @@ func Run(t *testing.T, newStore func(t *testing.T) tier3.Store, opts Options) {
 		}
 	})
 
+	t.Run("Conditional", func(t *testing.T) {
+		cs, ok := newStore(t).(tier3.ConditionalStore)
+		if !ok {
+			t.Fatal("the backend does not implement tier3.ConditionalStore")
+		}
+		const key = "topics/c/0/manifest.json"
+		putIf := func(data, ifMatch string) (tier3.ObjectInfo, error) {
+			return cs.PutIf(ctx(t), key, bytes.NewReader([]byte(data)), int64(len(data)), ifMatch)
+		}
+		first, err := putIf("v1", "")
+		if err != nil {
+			t.Fatalf("PutIf of an absent key: %v", err)
+		}
+		if first.ETag == "" {
+			t.Fatal("PutIf returned no ETag")
+		}
+		if _, err := putIf("v1 again", ""); !errors.Is(err, tier3.ErrPrecondition) {
+			t.Fatalf("PutIf(absent) of an existing key: %v, want ErrPrecondition", err)
+		}
+		_, got, err := tier3.ReadAll(ctx(t), cs, key)
+		if err != nil || got.ETag != first.ETag {
+			t.Fatalf("Get after PutIf: ETag %q, %v; PutIf said %q", got.ETag, err, first.ETag)
+		}
+		second, err := putIf("v2, longer", first.ETag)
+		if err != nil {
+			t.Fatalf("PutIf with the current ETag: %v", err)
+		}
+		if h, err := cs.Head(ctx(t), key); err != nil || h.ETag != second.ETag || second.ETag == first.ETag {
+			t.Fatalf("Head after the second PutIf: ETag %q, %v; want %q, not %q", h.ETag, err, second.ETag, first.ETag)
+		}
+		if _, err := putIf("stale", first.ETag); !errors.Is(err, tier3.ErrPrecondition) {
+			t.Fatalf("PutIf with a stale ETag: %v, want ErrPrecondition", err)
+		}
+		if b, _, err := tier3.ReadAll(ctx(t), cs, key); err != nil || string(b) != "v2, longer" {
+			t.Fatalf("a refused PutIf changed the object: %q, %v", b, err)
+		}
+		// Writers racing from the same version: exactly one wins.
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins, lost := 0, 0
+		for i := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := putIf(fmt.Sprintf("racer %d", i), second.ETag)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					wins++
+				case errors.Is(err, tier3.ErrPrecondition):
+					lost++
+				default:
+					t.Errorf("racing PutIf: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins != 1 || lost != 5 {
+			t.Fatalf("6 PutIf from one version: %d won, %d refused; want 1 and 5", wins, lost)
+		}
+		if err := cs.Delete(ctx(t), key); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := putIf("after delete", second.ETag); !errors.Is(err, tier3.ErrPrecondition) {
+			t.Fatalf("PutIf(etag) of a deleted key: %v, want ErrPrecondition", err)
+		}
+	})
+
 	if opts.Corrupt != nil {
 		t.Run("Corrupt", func(t *testing.T) {
 			s := newStore(t)
