@@ -129,7 +129,10 @@ func (s *MinIOStore) put(ctx context.Context, key string, body io.ReadSeeker, si
 		}
 	}
 	if err != nil {
-		if r := minio.ToErrorResponse(err); ifMatch != nil && (r.StatusCode == http.StatusPreconditionFailed || r.StatusCode == http.StatusConflict) {
+		r := minio.ToErrorResponse(err)
+		lost := r.StatusCode == http.StatusPreconditionFailed || r.StatusCode == http.StatusConflict ||
+			(ifMatch != nil && *ifMatch != "" && minioNotFound(err)) // If-Match on a key that is gone
+		if ifMatch != nil && lost {
 			return ObjectInfo{}, fmt.Errorf("%w: minio %s/%s%s", ErrPrecondition, s.bucket, s.prefix, key)
 		}
 		return ObjectInfo{}, s.wrap("put", key, err)

@@ -128,7 +128,7 @@ func (s *S3Store) put(ctx context.Context, key string, body io.ReadSeeker, size 
 	}
 	out, err := s.client.PutObject(ctx, in)
 	if err != nil {
-		if ifMatch != nil && isPreconditionFailed(err) {
+		if ifMatch != nil && (isPreconditionFailed(err) || *ifMatch != "" && isNotFound(err)) {
 			return ObjectInfo{}, fmt.Errorf("%w: s3://%s/%s%s", ErrPrecondition, s.bucket, s.prefix, key)
 		}
 		return ObjectInfo{}, fmt.Errorf("tier3: put s3://%s/%s%s: %w", s.bucket, s.prefix, key, err)
@@ -138,7 +138,8 @@ func (s *S3Store) put(ctx context.Context, key string, body io.ReadSeeker, size 
 
 // isPreconditionFailed reports S3's answers to a conditional write that
 // lost: 412 Precondition Failed, or 409 when a concurrent conditional
-// write to the key was in progress.
+// write to the key was in progress. (An If-Match on a key that is gone
+// gets 404.)
 func isPreconditionFailed(err error) bool {
 	var re *awshttp.ResponseError
 	return errors.As(err, &re) && (re.HTTPStatusCode() == 412 || re.HTTPStatusCode() == 409)
