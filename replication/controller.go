@@ -46,6 +46,17 @@ type Config struct {
 	SnapshotThreshold    uint64
 	SnapshotInterval     time.Duration // how often the threshold is checked
 
+	// DataClusterID is the cluster ID this node's broker data directory
+	// carries ("" for a new one), and DataMember whether that directory
+	// was a member of the cluster's quorum rather than a standalone
+	// broker's: both for forming a quorum (bootstrap.go).
+	DataClusterID string
+	DataMember    bool
+	// Recover lets a quorum form anew although data directories show they
+	// were members of a cluster whose Raft state is gone everywhere: the
+	// operator's explicit step after losing the controller quorum.
+	Recover bool
+
 	Logger *slog.Logger
 }
 
@@ -97,13 +108,16 @@ type CreatePartitionsRequest struct {
 type callRequest struct {
 	Heartbeat *BrokerInfo `json:"heartbeat,omitempty"`
 	Propose   *Request    `json:"propose,omitempty"`
+	// Probe asks any node (leader or not) what it holds (bootstrap.go).
+	Probe bool `json:"probe,omitempty"`
 }
 
 type callResponse struct {
 	NotLeader bool   `json:"not_leader,omitempty"`
 	Result    Result `json:"result"`
 	// Heartbeats: the leader's applied index when it answered.
-	Index uint64 `json:"index,omitempty"`
+	Index uint64     `json:"index,omitempty"`
+	Probe *ProbeInfo `json:"probe,omitempty"`
 }
 
 // ErrNoController means no controller leader could be reached before the
@@ -127,6 +141,7 @@ type Controller struct {
 	self     atomic.Pointer[BrokerInfo] // set by Start; nil before
 	stopping atomic.Bool                // controlled shutdown began: no more heartbeats
 
+	opened      atomic.Bool // Raft is running: calls may use c.raft
 	proposeMu   sync.Mutex  // serialises planning and committing on the leader
 	leaderReady atomic.Bool // leader, and its FSM has caught up (barrier)
 
@@ -138,14 +153,18 @@ type Controller struct {
 	pendingSent time.Time
 	pendingIdx  uint64
 
+	fatal     chan struct{} // closed by fail
+	fatalOnce sync.Once
+	fatalErr  error
+
 	closing   chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 }
 
-// Open starts the node's Raft member. A node with no Raft state bootstraps
-// the cluster from Peers; every node bootstrapping with the same peers is
-// safe and the usual way to start.
+// Open starts the node's Raft member. A node with no Raft state joins the
+// quorum its peers hold, or forms a new one with them once every peer has
+// answered that none holds state (bootstrap.go).
 func Open(cfg Config) (*Controller, error) {
 	d := DefaultConfig()
 	if cfg.HeartbeatInterval <= 0 {
@@ -169,7 +188,8 @@ func Open(cfg Config) (*Controller, error) {
 	if cfg.SessionTimeout < 3*cfg.HeartbeatInterval {
 		return nil, fmt.Errorf("replication: session timeout %v must be at least 3 heartbeat intervals (%v)", cfg.SessionTimeout, cfg.HeartbeatInterval)
 	}
-	c := &Controller{cfg: cfg, log: cfg.Logger, fsm: newFSM(), calls: newCallConns(), peers: map[int32]string{}, hb: map[int32]time.Time{}, closing: make(chan struct{})}
+	c := &Controller{cfg: cfg, log: cfg.Logger, fsm: newFSM(), calls: newCallConns(), peers: map[int32]string{}, hb: map[int32]time.Time{},
+		fatal: make(chan struct{}), closing: make(chan struct{})}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -197,22 +217,29 @@ func Open(cfg Config) (*Controller, error) {
 		ln.Close()
 		return nil, err
 	}
-	if err := c.openRaft(); err != nil {
+	has, err := c.openRaft()
+	if err != nil {
 		c.mux.Close()
 		if c.store != nil {
 			c.store.Close()
 		}
 		return nil, err
 	}
+	c.opened.Store(true)
 	c.wg.Add(1)
 	go c.leaderLoop()
+	if !has {
+		c.wg.Add(1)
+		go c.bootstrapLoop()
+	}
 	return c, nil
 }
 
-func (c *Controller) openRaft() error {
+// openRaft starts Raft and reports whether this node had Raft state.
+func (c *Controller) openRaft() (bool, error) {
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{c.log}, DisableTime: true})
 	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(strconv.Itoa(int(c.cfg.NodeID)))
+	rc.LocalID = serverID(c.cfg.NodeID)
 	rc.HeartbeatTimeout = c.cfg.RaftHeartbeatTimeout
 	rc.ElectionTimeout = c.cfg.RaftElectionTimeout
 	rc.LeaderLeaseTimeout = c.cfg.RaftHeartbeatTimeout / 2
@@ -228,11 +255,11 @@ func (c *Controller) openRaft() error {
 	var err error
 	c.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(c.cfg.Dir, "raft.db")})
 	if err != nil {
-		return fmt.Errorf("replication: open raft log: %w", err)
+		return false, fmt.Errorf("replication: open raft log: %w", err)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(c.cfg.Dir, 2, hl)
 	if err != nil {
-		return fmt.Errorf("replication: open snapshots: %w", err)
+		return false, fmt.Errorf("replication: open snapshots: %w", err)
 	}
 	c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: c.mux, MaxPool: 3, Timeout: 2 * time.Second, Logger: hl,
@@ -240,24 +267,15 @@ func (c *Controller) openRaft() error {
 	})
 	has, err := raft.HasExistingState(c.store, c.store, snaps)
 	if err != nil {
-		return fmt.Errorf("replication: read raft state: %w", err)
+		return false, fmt.Errorf("replication: read raft state: %w", err)
 	}
 	if c.raft, err = raft.NewRaft(rc, c.fsm, c.store, c.store, snaps, c.trans); err != nil {
-		return fmt.Errorf("replication: start raft: %w", err)
+		return false, fmt.Errorf("replication: start raft: %w", err)
 	}
-	if !has {
-		var conf raft.Configuration
-		for id, addr := range c.peers {
-			conf.Servers = append(conf.Servers, raft.Server{
-				Suffrage: raft.Voter, ID: raft.ServerID(strconv.Itoa(int(id))), Address: raft.ServerAddress(addr),
-			})
-		}
-		if err := c.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			return fmt.Errorf("replication: bootstrap: %w", err)
-		}
-	}
-	return nil
+	return has, nil
 }
+
+func serverID(id int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(id))) }
 
 // addrProvider resolves peers from the configured list, so a peer whose
 // address changed between restarts is still found.
@@ -431,6 +449,13 @@ func (c *Controller) serveCall(nc net.Conn) {
 
 // handle runs a call on this node, which must be the ready leader.
 func (c *Controller) handle(ctx context.Context, req *callRequest) callResponse {
+	if !c.opened.Load() {
+		return callResponse{NotLeader: true} // still opening: ask again
+	}
+	if req.Probe {
+		info := c.probeInfo()
+		return callResponse{Probe: &info}
+	}
 	if !c.leaderReady.Load() {
 		return callResponse{NotLeader: true}
 	}
@@ -625,9 +650,18 @@ func (c *Controller) leaderLoop() {
 			}
 			c.hbMu.Unlock()
 			if c.State().ClusterID == "" {
-				if _, lost := c.commit(&Command{InitCluster: &InitCluster{ClusterID: newClusterID()}}); lost {
+				id, ok, err := c.initClusterID(context.Background())
+				if err != nil {
+					c.fail(err)
+					return
+				}
+				if !ok {
+					continue // a peer has not answered yet
+				}
+				if _, lost := c.commit(&Command{InitCluster: &InitCluster{ClusterID: id}}); lost {
 					continue
 				}
+				c.log.Info("named the cluster", "cluster_id", c.State().ClusterID)
 			}
 			c.leaderReady.Store(true)
 			c.log.Info("controller leader", "node", c.cfg.NodeID, "term_index", c.State().Index)

@@ -1,0 +1,250 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Forming a quorum without losing one.
+//
+// A node with no Raft state does not bootstrap on its own any more. Raft
+// would let two such nodes (say, two of three whose disks were replaced)
+// form a majority with an empty log and then overwrite the third node's
+// metadata, and an empty controller state would make every broker's
+// topics look unknown. Instead the node starts Raft unbootstrapped and asks
+// every peer (a Probe call on the controller port) what it holds:
+//
+//   - a peer with Raft state exists: this node joins that quorum. It stays
+//     unbootstrapped until the leader replicates the log to it, so it can
+//     never out-vote the nodes that hold the metadata;
+//   - every peer answered and none has state: a new quorum forms (every
+//     node bootstraps with the same voters, as before), unless some node's
+//     data directory says it was a member of a cluster: then the quorum's
+//     state was lost everywhere, and the nodes refuse (ErrQuorumLost)
+//     unless started with Config.Recover, an operator's explicit step;
+//   - otherwise (a peer not answering yet) it waits and asks again.
+//
+// The cluster ID is decided the same way: the first controller leader
+// names the cluster only once every peer has answered, and takes the ID
+// the peers' data directories carry (a standalone broker grown into a
+// cluster keeps its ID; a recovered quorum keeps its cluster's), or a new
+// one when none does. Data directories of two different clusters never
+// form one (ErrMixedClusters).
+
+// ErrQuorumLost: no node holds the controller's state, yet a data
+// directory shows it was a member of a cluster.
+var ErrQuorumLost = errors.New("replication: the controller quorum's state is lost on every node")
+
+// ErrMixedClusters: the peers' data directories belong to different
+// clusters.
+var ErrMixedClusters = errors.New("replication: the peers' data directories belong to different clusters")
+
+// ProbeInfo is a node's answer to a Probe: what it holds.
+type ProbeInfo struct {
+	Node     int32 `json:"node"`
+	HasState bool  `json:"has_state"` // Raft state: a log, snapshots or a configuration
+	// ClusterID is the cluster its Raft state names ("" before InitCluster
+	// or without state).
+	ClusterID string `json:"cluster_id,omitempty"`
+	// DataClusterID and DataMember describe its broker's data directory:
+	// the cluster ID it carries, and whether it was a member of that
+	// cluster's quorum (as opposed to a standalone broker's data).
+	DataClusterID string `json:"data_cluster_id,omitempty"`
+	DataMember    bool   `json:"data_member,omitempty"`
+}
+
+// probeInfo is this node's own answer.
+func (c *Controller) probeInfo() ProbeInfo {
+	return ProbeInfo{Node: c.cfg.NodeID, HasState: c.hasState(), ClusterID: c.State().ClusterID,
+		DataClusterID: c.cfg.DataClusterID, DataMember: c.cfg.DataMember}
+}
+
+// hasState reports whether this node's Raft holds any state.
+func (c *Controller) hasState() bool {
+	return c.raft.LastIndex() > 0 || len(c.raft.GetConfiguration().Configuration().Servers) > 0
+}
+
+// probePeers asks every other voter what it holds. It returns the answers
+// and the IDs of the peers that did not answer.
+func (c *Controller) probePeers(ctx context.Context) (map[int32]ProbeInfo, []int32) {
+	out := map[int32]ProbeInfo{c.cfg.NodeID: c.probeInfo()}
+	var missing []int32
+	for id, addr := range c.peers {
+		if id == c.cfg.NodeID {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		var resp callResponse
+		err := c.calls.call(cctx, addr, &callRequest{Probe: true}, &resp)
+		cancel()
+		if err != nil || resp.Probe == nil {
+			missing = append(missing, id)
+			continue
+		}
+		out[id] = *resp.Probe
+	}
+	slices.Sort(missing)
+	return out, missing
+}
+
+// dataClusterID is the cluster ID the peers' data directories agree on
+// ("" when none carries one), or ErrMixedClusters.
+func dataClusterID(answers map[int32]ProbeInfo) (string, error) {
+	byID := map[string][]int32{}
+	for node, a := range answers {
+		if a.DataClusterID != "" {
+			byID[a.DataClusterID] = append(byID[a.DataClusterID], node)
+		}
+	}
+	if len(byID) > 1 {
+		var parts []string
+		for id, nodes := range byID {
+			slices.Sort(nodes)
+			parts = append(parts, fmt.Sprintf("%s (nodes %v)", id, nodes))
+		}
+		sort.Strings(parts)
+		return "", fmt.Errorf("%w: %s; a cluster grows from one of them: start the other nodes with empty data directories", ErrMixedClusters, strings.Join(parts, ", "))
+	}
+	for id := range byID {
+		return id, nil
+	}
+	return "", nil
+}
+
+// bootstrapLoop runs on a node that started without Raft state, until it
+// joins a quorum or forms a new one (see the top of this file).
+func (c *Controller) bootstrapLoop() {
+	defer c.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-c.closing
+		cancel()
+	}()
+	var lastLog time.Time
+	for {
+		if c.hasState() {
+			return // the leader has replicated to us
+		}
+		answers, missing := c.probePeers(ctx)
+		var holders []int32
+		for id, a := range answers {
+			if a.HasState {
+				holders = append(holders, id)
+			}
+		}
+		err := error(nil)
+		switch {
+		case len(holders) > 0:
+			slices.Sort(holders)
+			c.log.Info("joining the existing controller quorum; waiting for its leader to replicate the metadata", "holders", holders)
+			return
+		case len(missing) == 0:
+			if _, err = dataClusterID(answers); err != nil {
+				break
+			}
+			if err = c.checkNotLost(answers); err != nil {
+				break
+			}
+			err = c.raft.BootstrapCluster(c.configuration()).Error()
+			if err == nil || errors.Is(err, raft.ErrCantBootstrap) {
+				c.log.Info("formed a new controller quorum", "voters", len(c.peers), "recover", c.cfg.Recover)
+				return
+			}
+		default:
+			if time.Since(lastLog) > 10*time.Second {
+				c.log.Info("no Raft state here; waiting for every controller peer to answer before forming a quorum", "not_answering", missing)
+				lastLog = time.Now()
+			}
+		}
+		if err != nil && (errors.Is(err, ErrQuorumLost) || errors.Is(err, ErrMixedClusters)) {
+			c.fail(err)
+			return
+		}
+		select {
+		case <-c.closing:
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// checkNotLost refuses to form a new quorum over data directories that
+// were members of a cluster, unless recovering.
+func (c *Controller) checkNotLost(answers map[int32]ProbeInfo) error {
+	if c.cfg.Recover {
+		return nil
+	}
+	var members []int32
+	id := ""
+	for node, a := range answers {
+		if a.DataMember {
+			members = append(members, node)
+			id = a.DataClusterID
+		}
+	}
+	if len(members) == 0 {
+		return nil
+	}
+	slices.Sort(members)
+	return fmt.Errorf("%w: nodes %v were members of cluster %s, and no node has its Raft state (the raft directory); "+
+		"to form a new quorum from the brokers' data, start every node once with --controller-recover (CHRONIK_CONTROLLER_RECOVER=true); see docs/cluster.md",
+		ErrQuorumLost, members, id)
+}
+
+// configuration is the voters of the configured peers.
+func (c *Controller) configuration() raft.Configuration {
+	var conf raft.Configuration
+	for id, addr := range c.peers {
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: serverID(id), Address: raft.ServerAddress(addr)})
+	}
+	sort.Slice(conf.Servers, func(i, j int) bool { return conf.Servers[i].ID < conf.Servers[j].ID })
+	return conf
+}
+
+// initClusterID decides the ID the first leader names the cluster with:
+// the one the peers' data directories carry, or a new one. It reports
+// false while a peer has not answered.
+func (c *Controller) initClusterID(ctx context.Context) (string, bool, error) {
+	answers, missing := c.probePeers(ctx)
+	if len(missing) > 0 {
+		return "", false, nil
+	}
+	id, err := dataClusterID(answers)
+	if err != nil {
+		return "", false, err
+	}
+	if id == "" {
+		id = newClusterID()
+	}
+	return id, true, nil
+}
+
+// fail reports a fatal error once: the node cannot take part in a quorum.
+func (c *Controller) fail(err error) {
+	c.fatalOnce.Do(func() {
+		c.log.Error("controller cannot start", "err", err)
+		c.fatalErr = err
+		close(c.fatal)
+	})
+}
+
+// Fatal is closed when the controller hit an error it cannot get past
+// (ErrQuorumLost, ErrMixedClusters); Err then says which.
+func (c *Controller) Fatal() <-chan struct{} { return c.fatal }
+
+// Err is the fatal error, once Fatal is closed.
+func (c *Controller) Err() error {
+	select {
+	case <-c.fatal:
+		return c.fatalErr
+	default:
+		return nil
+	}
+}
