@@ -64,6 +64,13 @@ type Broker struct {
 
 	unlock func() // releases the data dir lock
 
+	// identified is set once the data directory is known to belong to the
+	// controller quorum's cluster (always, standalone): identity.go.
+	identified atomic.Bool
+	fatal      chan struct{} // closed by fail: the broker refuses to go on
+	fatalOnce  sync.Once
+	fatalErr   error
+
 	// Tier 2 (retention.go).
 	files     *tier2.FileCache
 	sealKick  chan struct{} // capacity 1
@@ -121,7 +128,9 @@ func New(cfg Config) (*Broker, error) {
 		files:      tier2.NewFileCache(cfg.MaxOpenSegmentFiles),
 		sealKick:   make(chan struct{}, 1),
 		cleanKick:  make(chan struct{}, 1),
+		fatal:      make(chan struct{}),
 	}
+	b.identified.Store(cfg.Cluster == nil)
 	b.metrics = newMetrics(b)
 	b.reqBytes = semaphore.NewWeighted(cfg.QueuedMaxRequestBytes)
 	if b.log == nil {
@@ -171,7 +180,7 @@ func New(cfg Config) (*Broker, error) {
 // open loads the metadata and recovers the WAL.
 func (b *Broker) open() (*Broker, error) {
 	cfg := b.cfg
-	st, err := loadMeta(b.fs, cfg.DataDir)
+	st, err := loadMeta(b.fs, cfg.DataDir, cfg.Cluster != nil, cfg.FS == nil && hadRaftState(cfg.DataDir))
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +289,10 @@ func (b *Broker) Start() error {
 	b.acceptWG.Add(1)
 	go b.acceptLoop(ln)
 	if b.ctl != nil {
-		b.joinCluster()
+		// Registration waits until the data directory is known to belong
+		// to the quorum's cluster.
+		b.maintWG.Add(1)
+		go b.identityLoop()
 	}
 	return nil
 }

@@ -26,6 +26,9 @@ type ClusterConfig struct {
 	// is fenced and its partitions move (zero takes replication's defaults).
 	HeartbeatInterval time.Duration
 	SessionTimeout    time.Duration
+	// Recover forms a new controller quorum over data directories of a
+	// cluster whose Raft state is lost on every node (CHRONIK_CONTROLLER_RECOVER).
+	Recover bool
 }
 
 // In a cluster, the controller's state is the truth about topics; each
@@ -45,7 +48,11 @@ type ClusterConfig struct {
 // runs after local recovery.
 func (b *Broker) startCluster() error {
 	cc := b.cfg.Cluster
+	dataID, member := b.dataClusterID()
 	ctl, err := replication.Open(replication.Config{
+		DataClusterID:     dataID,
+		DataMember:        member,
+		Recover:           cc.Recover,
 		NodeID:            b.cfg.NodeID,
 		BindAddr:          cc.RaftAddr,
 		Peers:             cc.Peers,

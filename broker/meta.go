@@ -14,19 +14,42 @@ import (
 	"github.com/chronik-go/chronik/internal/vfs"
 )
 
-// metaFile holds the standalone broker's durable metadata: the cluster ID,
-// every topic (ID, partition count, configs) and the producer-ID high-water
-// mark. It is small and rewritten whole: temp file, fsync, rename, fsync of
-// the directory, so a crash leaves the old or the new version, never a mix.
+// metaFile holds the broker's durable metadata: the data directory's
+// identity (cluster ID, storage ID), every topic (ID, partition count,
+// configs), the topics whose deletion is recorded, and the producer-ID
+// high-water mark. It is small and rewritten whole: temp file, fsync,
+// rename, fsync of the directory, so a crash leaves the old or the new
+// version, never a mix.
 const metaFile = "meta.json"
 
+// metaVersion 2 added the identity fields: ClusterID is authoritative (in
+// version 1 a cluster broker's was a random ID nobody else knew), Member,
+// StorageID and DeletedTopics.
+const metaVersion = 2
+
 type metaState struct {
-	Version   int    `json:"version"`
+	Version int `json:"version"`
+	// ClusterID is the cluster this data directory belongs to: a
+	// standalone broker's own, or the controller quorum's once a cluster
+	// broker joined it ("" until then). A broker never serves a data
+	// directory under another cluster's controller (identity.go).
 	ClusterID string `json:"cluster_id"`
+	// Member says the directory has joined its cluster's controller quorum
+	// (as opposed to a standalone broker's, which may grow into a cluster).
+	Member bool `json:"member,omitempty"`
+	// StorageID is chosen when the directory is created: a broker whose
+	// disk was replaced or wiped comes back with another, and the
+	// controller takes its replicas for empty.
+	StorageID string `json:"storage_id"`
 	// NextProducerID: every ID below it may have been handed out; a restart
 	// continues from here so no ID is reused.
 	NextProducerID int64       `json:"next_producer_id"`
 	Topics         []metaTopic `json:"topics"`
+	// DeletedTopics are the IDs of topics whose deletion was recorded (by
+	// DeleteTopics standalone, by the controller in a cluster) and whose
+	// partition directories may still be on disk: the only directories
+	// retention's cleanup removes. An unknown directory is left alone.
+	DeletedTopics []string `json:"deleted_topics,omitempty"`
 }
 
 type metaTopic struct {
@@ -36,12 +59,21 @@ type metaTopic struct {
 	Configs    map[string]string `json:"configs,omitempty"`
 }
 
-func loadMeta(fs vfs.FS, dir string) (metaState, error) {
+// loadMeta reads the data directory's metadata, creating it for a new
+// directory: a standalone broker names its own cluster, a cluster broker's
+// directory has no cluster ID until the controller's (identity.go). A
+// version 1 file is upgraded; its cluster ID is kept unless the directory
+// was already a cluster member (hadRaft), whose version 1 ID was never the
+// cluster's.
+func loadMeta(fs vfs.FS, dir string, cluster, hadRaft bool) (metaState, error) {
 	var st metaState
 	f, err := fs.OpenFile(filepath.Join(dir, metaFile), os.O_RDONLY, 0)
 	if errors.Is(err, os.ErrNotExist) {
-		st.Version = 1
-		st.ClusterID = newClusterID()
+		st.Version = metaVersion
+		st.StorageID = newClusterID()
+		if !cluster {
+			st.ClusterID = newClusterID()
+		}
 		st.NextProducerID = 1
 		return st, saveMeta(fs, dir, &st)
 	}
@@ -59,6 +91,21 @@ func loadMeta(fs vfs.FS, dir string) (metaState, error) {
 	}
 	if err := json.Unmarshal(buf, &st); err != nil {
 		return st, fmt.Errorf("broker: metadata file %s is corrupt (%v); restore it from a backup or move the data dir aside", metaFile, err)
+	}
+	if st.Version > metaVersion {
+		return st, fmt.Errorf("broker: metadata file %s has version %d; this release reads up to %d: run a newer release", metaFile, st.Version, metaVersion)
+	}
+	if st.Version < metaVersion {
+		if cluster && hadRaft {
+			st.ClusterID = ""
+		}
+		if st.StorageID == "" {
+			st.StorageID = newClusterID()
+		}
+		st.Version = metaVersion
+		if err := saveMeta(fs, dir, &st); err != nil {
+			return st, err
+		}
 	}
 	return st, nil
 }

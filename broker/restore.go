@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 
@@ -33,13 +34,26 @@ func RestoreTopic(ctx context.Context, dataDir string, store tier3.Store, name s
 	}
 	defer unlock()
 	fs := vfs.Default
-	st, err := loadMeta(fs, dataDir)
+	st, err := loadMeta(fs, dataDir, false, false)
 	if err != nil {
 		return nil, err
 	}
 	ti, id, err := tier3.FindTopic(ctx, store, name)
 	if err != nil {
 		return nil, err
+	}
+	// The data directory takes the archive's cluster, so a cluster grown
+	// from it (or the cluster it is a member of) reads this archive.
+	switch ci, err := tier3.ReadClusterInfo(ctx, store); {
+	case errors.Is(err, tier3.ErrNotFound):
+	case err != nil:
+		return nil, err
+	case st.ClusterID != ci.ClusterID && (len(st.Topics) > 0 || st.Member):
+		return nil, fmt.Errorf("%w: the archive belongs to cluster %s and the data directory %s to cluster %s; "+
+			"restore into an empty data directory (a cluster started from it is cluster %s) or into a node of cluster %s",
+			ErrOtherCluster, ci.ClusterID, dataDir, st.ClusterID, ci.ClusterID, ci.ClusterID)
+	default:
+		st.ClusterID = ci.ClusterID
 	}
 	for _, mt := range st.Topics {
 		if mt.Name == name || mt.ID == ti.ID {

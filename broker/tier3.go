@@ -120,7 +120,26 @@ func (b *Broker) tierLoop() {
 	defer b.tier.arch.Close()
 	ctx, cancel := b.ctxUntilClose(context.Background())
 	defer cancel()
-	b.everyUntilClose(b.cfg.SegmentCheckInterval, b.tier.kick, true, func() { b.uploadDue(ctx) })
+	verified := false
+	var retryAt time.Time
+	b.everyUntilClose(b.cfg.SegmentCheckInterval, b.tier.kick, true, func() {
+		// Nothing touches the archive before it is known to be this
+		// cluster's (identity.go).
+		if !verified {
+			if time.Now().Before(retryAt) {
+				return
+			}
+			ok, err := b.verifyArchive(ctx)
+			if err != nil && ctx.Err() == nil && !errors.Is(err, ErrOtherCluster) {
+				b.log.Warn("cannot check whom the archive belongs to; retrying", "err", err)
+				retryAt = time.Now().Add(b.cfg.Tier3RetryMin)
+			}
+			if verified = ok; !ok {
+				return
+			}
+		}
+		b.uploadDue(ctx)
+	})
 }
 
 // uploadDue runs the uploader of every partition not backing off.

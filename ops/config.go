@@ -52,6 +52,9 @@ type Config struct {
 	BrokerSessionTimeout    time.Duration
 	// ReplicaLagTimeMax: a follower behind for this long leaves the ISR.
 	ReplicaLagTimeMax time.Duration
+	// ControllerRecover forms a new controller quorum over data directories
+	// whose cluster's Raft state is lost everywhere.
+	ControllerRecover bool
 
 	WALProfile        string // one of low, medium, high, ultra
 	Fsync             FsyncMode

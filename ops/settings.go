@@ -120,6 +120,13 @@ var settings = []Setting{
 		set:     setMillis(func(c *Config) *time.Duration { return &c.ReplicaLagTimeMax }),
 	},
 	{
+		Flag: "controller-recover", Env: "CHRONIK_CONTROLLER_RECOVER", Key: "controller_recover", Type: "bool",
+		Default: "false",
+		Help: "form a new controller quorum although every node lost its Raft state while the data directories say they were members of a cluster: " +
+			"the topics are adopted again from the brokers' data (cluster mode; an explicit recovery step, see docs/cluster.md)",
+		set: setBool(func(c *Config) *bool { return &c.ControllerRecover }, false),
+	},
+	{
 		Flag: "wal-profile", Env: "CHRONIK_WAL_PROFILE", Key: "wal_profile", Type: "name",
 		Default: "medium",
 		Help:    "group-commit bounds: " + strings.Join(walProfiles, ", "),

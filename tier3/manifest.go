@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Object layout under a store's root (the URL's prefix):
 //
+//	cluster.json                                      ClusterInfo: the cluster the archive belongs to
 //	topics/<topic-id-hex>/topic.json                  TopicInfo: name, partitions, configs
 //	topics/<topic-id-hex>/<partition>/manifest.json   Manifest: the archived segments
 //	topics/<topic-id-hex>/<partition>/<base>-<sha>.log        segment copies, named by
@@ -134,9 +136,54 @@ func PartitionPrefix(topicID [16]byte, partition int32) string {
 }
 
 const (
-	manifestName  = "manifest.json"
-	topicInfoName = "topic.json"
+	manifestName    = "manifest.json"
+	topicInfoName   = "topic.json"
+	clusterInfoName = "cluster.json"
 )
+
+// ClusterInfo names the cluster an archive belongs to: the first broker to
+// archive there claims it, and a broker of another cluster refuses it.
+type ClusterInfo struct {
+	ClusterID string `json:"cluster_id"`
+	Claimed   int64  `json:"claimed_ms"`
+}
+
+// ReadClusterInfo reads the archive's cluster.json (ErrNotFound when no
+// cluster has claimed it).
+func ReadClusterInfo(ctx context.Context, s Store) (ClusterInfo, error) {
+	b, _, err := ReadAll(ctx, s, clusterInfoName)
+	if err != nil {
+		return ClusterInfo{}, err
+	}
+	var ci ClusterInfo
+	if err := json.Unmarshal(b, &ci); err != nil || ci.ClusterID == "" {
+		return ClusterInfo{}, fmt.Errorf("%w: %s names no cluster (%v)", ErrChecksum, clusterInfoName, err)
+	}
+	return ci, nil
+}
+
+// ClaimCluster writes cluster.json naming id unless the archive is claimed
+// already (on a store with conditional writes, even by a racing claim),
+// and returns the archive's owner.
+func ClaimCluster(ctx context.Context, s Store, id string) (ClusterInfo, error) {
+	ci := ClusterInfo{ClusterID: id, Claimed: time.Now().UnixMilli()}
+	b, err := json.MarshalIndent(ci, "", " ")
+	if err != nil {
+		return ClusterInfo{}, err
+	}
+	if cs, ok := s.(ConditionalStore); ok {
+		_, err = cs.PutIf(ctx, clusterInfoName, bytes.NewReader(b), int64(len(b)), "")
+		if errors.Is(err, ErrPrecondition) {
+			return ReadClusterInfo(ctx, s)
+		}
+	} else {
+		_, err = s.Put(ctx, clusterInfoName, bytes.NewReader(b), int64(len(b)))
+	}
+	if err != nil {
+		return ClusterInfo{}, err
+	}
+	return ci, nil
+}
 
 func putJSON(ctx context.Context, s Store, key string, v any) error {
 	b, err := json.MarshalIndent(v, "", " ")

@@ -99,8 +99,14 @@ func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.
 	log.Info("kafka listener ready", "addr", b.Addr().String(), "node_id", cfg.NodeID, "peers", len(cfg.Peers),
 		"data_dir", cfg.DataDir, "wal_profile", cfg.WALProfile, "fsync", string(cfg.Fsync))
 
-	<-ctx.Done()
-	log.Info("shutting down")
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case <-b.Fatal():
+		stopSearch()
+		_ = b.Close()
+		return b.Err()
+	}
 	stopSearch()
 	if err := b.Close(); err != nil { // from here on /readyz answers 503
 		return fmt.Errorf("close broker: %w", err)
@@ -135,6 +141,7 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 			RaftAddr:          cfg.RaftAddr,
 			HeartbeatInterval: cfg.BrokerHeartbeatInterval,
 			SessionTimeout:    cfg.BrokerSessionTimeout,
+			Recover:           cfg.ControllerRecover,
 		}
 		for _, p := range cfg.Peers {
 			cc.Peers = append(cc.Peers, replication.Peer{ID: p.ID, Addr: p.Addr})
