@@ -206,13 +206,13 @@ func (b *Broker) open() (*Broker, error) {
 
 		SegmentBytes: cfg.WALSegmentBytes,
 		OnGroup:      b.metrics.observeGroup,
-	}, func(tp tier1.TopicPartition, batch []byte, pos tier1.Position) error {
-		t := b.topicsByID[tp.TopicID]
-		if t == nil || int(tp.Partition) >= len(t.partitions) {
+	}, func(e tier1.Entry) error {
+		t := b.topicsByID[e.TP.TopicID]
+		if t == nil || int(e.TP.Partition) >= len(t.partitions) {
 			skipped++ // a deleted topic's entries
 			return nil
 		}
-		t.partitions[tp.Partition].replay(batch, pos)
+		t.partitions[e.TP.Partition].replay(e.Batch, e.Pos)
 		return nil
 	})
 	if err != nil {

@@ -33,7 +33,7 @@ func replicaPartitionOn(t *testing.T, fs vfs.FS) (*partition, *tier1.WAL) {
 	tp.segmentBytes.Store(1 << 30)
 	p := newPartition(tp, 0)
 	tp.partitions = []*partition{p}
-	wal, _, err := tier1.Open(tier1.Config{Dir: "/wal", FS: fs, Profile: walProfile("low")}, func(tier1.TopicPartition, []byte, tier1.Position) error { return nil })
+	wal, _, err := tier1.Open(tier1.Config{Dir: "/wal", FS: fs, Profile: walProfile("low")}, func(tier1.Entry) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,9 +90,26 @@ type Config struct {
 	OnGroup func(entries int, bytes int64, fsync time.Duration)
 }
 
+// EntryType says what a WAL entry holds. Its value is the frame's typ byte
+// (doc.go, Frames).
+type EntryType uint8
+
+// EntryBatch is a record batch appended with Append.
+const EntryBatch EntryType = entryTypeBatch
+
+// Entry is one recovered WAL entry, as Open hands it to a ReplayFunc.
+type Entry struct {
+	Type EntryType
+	TP   TopicPartition
+	// Batch is the record batch. It is only valid during the call.
+	Batch []byte
+	// Pos locates the batch, as the append's DoneFunc reported it.
+	Pos Position
+}
+
 // ReplayFunc is called for every valid entry, in log order, while Open
-// recovers. batch is only valid during the call.
-type ReplayFunc func(tp TopicPartition, batch []byte, pos Position) error
+// recovers.
+type ReplayFunc func(e Entry) error
 
 // RecoveryReport says what Open found.
 type RecoveryReport struct {

@@ -803,7 +803,7 @@ func TestOpenSurvivesGarbageFiles(t *testing.T) {
 			_, err = f.Write(append(data, junk...))
 			must(t, err)
 		}
-		w, _, err := Open(testConfig(mem), func(TopicPartition, []byte, Position) error {
+		w, _, err := Open(testConfig(mem), func(Entry) error {
 			return errors.New("garbage must never verify")
 		})
 		if err != nil {

@@ -167,9 +167,12 @@ func checkFrame(salt uint64, off int64, f []byte) (reason string, err error) {
 	return "", nil
 }
 
-func decodeEntry(f []byte) (TopicPartition, []byte) {
-	var tp TopicPartition
-	copy(tp.TopicID[:], f[frameHeaderSize:])
-	tp.Partition = int32(le.Uint32(f[frameHeaderSize+16:]))
-	return tp, f[batchOffset:]
+// decodeEntry decodes a frame that checkFrame verified at offset off of
+// segment seq. The entry's bytes alias f.
+func decodeEntry(f []byte, seq uint64, off int64) Entry {
+	e := Entry{Type: EntryType(f[13]), Batch: f[batchOffset:]}
+	copy(e.TP.TopicID[:], f[frameHeaderSize:])
+	e.TP.Partition = int32(le.Uint32(f[frameHeaderSize+16:]))
+	e.Pos = Position{Segment: seq, Offset: off + batchOffset, Len: int32(len(f) - batchOffset)}
+	return e
 }

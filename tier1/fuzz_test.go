@@ -53,7 +53,8 @@ func checkDecode(t *testing.T, file []byte) {
 	size := int64(len(file))
 	next := int64(segHeaderSize)
 	table := crc32.MakeTable(crc32.Castagnoli)
-	res, err := scanSegment(bytes.NewReader(file), size, 1, func(tp TopicPartition, batch []byte, pos Position) error {
+	res, err := scanSegment(bytes.NewReader(file), size, 1, func(e Entry) error {
+		tp, batch, pos := e.TP, e.Batch, e.Pos
 		frameOff, end := pos.Offset-batchOffset, pos.Offset+int64(pos.Len)
 		if frameOff < next || frameOff%frameAlign != 0 || pos.Len < 0 || end > size || pos.Segment != 1 {
 			t.Fatalf("entry at %+v out of order or bounds (next %d, size %d)", pos, next, size)
@@ -121,7 +122,7 @@ func TestDecodeSeeds(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := 0
-			res, err := scanSegment(bytes.NewReader(tc.file), int64(len(tc.file)), 1, func(TopicPartition, []byte, Position) error {
+			res, err := scanSegment(bytes.NewReader(tc.file), int64(len(tc.file)), 1, func(Entry) error {
 				n++
 				return nil
 			})
@@ -164,7 +165,7 @@ func TestResyncIsLinearInPlantedHeaders(t *testing.T) {
 	file = file[:len(file)-100] // tear the frame holding the planted bytes
 	cr := &countingReader{r: bytes.NewReader(file)}
 	n := 0
-	res, err := scanSegment(cr, int64(len(file)), 1, func(TopicPartition, []byte, Position) error { n++; return nil })
+	res, err := scanSegment(cr, int64(len(file)), 1, func(Entry) error { n++; return nil })
 	if err != nil || n != 1 || res.tailReason == "" {
 		t.Fatalf("scan: %d entries, %+v, %v", n, res, err)
 	}

@@ -66,8 +66,8 @@ type replayed struct {
 // recorder collects replayed entries.
 type recorder struct{ entries []replayed }
 
-func (r *recorder) replay(tp TopicPartition, batch []byte, pos Position) error {
-	r.entries = append(r.entries, replayed{tp, append([]byte(nil), batch...), pos})
+func (r *recorder) replay(e Entry) error {
+	r.entries = append(r.entries, replayed{e.TP, append([]byte(nil), e.Batch...), e.Pos})
 	return nil
 }
 

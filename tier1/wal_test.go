@@ -385,7 +385,7 @@ func TestReplayErrorAbortsOpen(t *testing.T) {
 	writeEntries(t, mem, 0, 3)
 	stop := errors.New("broker refuses entry")
 	calls := 0
-	_, _, err := Open(testConfig(mem), func(TopicPartition, []byte, Position) error {
+	_, _, err := Open(testConfig(mem), func(Entry) error {
 		calls++
 		if calls == 2 {
 			return stop
