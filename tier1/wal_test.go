@@ -190,7 +190,7 @@ func TestSegmentRoll(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want = append(want, replayed{tpOf(0), b, pos})
+		want = append(want, replayed{tp: tpOf(0), batch: b, pos: pos})
 	}
 	big, after := want[30].pos, want[31].pos
 	if big.Offset != segHeaderSize+batchOffset || after.Segment != big.Segment+1 || want[29].pos.Segment != big.Segment-1 {
