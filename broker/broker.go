@@ -212,8 +212,7 @@ func (b *Broker) open() (*Broker, error) {
 			skipped++ // a deleted topic's entries
 			return nil
 		}
-		t.partitions[e.TP.Partition].replay(e.Batch, e.Pos)
-		return nil
+		return t.partitions[e.TP.Partition].replay(e)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: recover wal: %w", err)
