@@ -87,10 +87,10 @@ type Config struct {
 	// OnGroup, when set, is called by the commit goroutine after each
 	// group is durable (before its waiters are completed) with the number
 	// of entries, their body bytes (a batch's length, 8 for a truncation)
-	// and the time spent in fsync (two fsyncs
-	// when the group crossed a segment roll; under FsyncNever only the
-	// fsync that seals a segment at a roll). It feeds metrics: it must be
-	// cheap and must not block or call the WAL.
+	// and the time spent in fsync (two fsyncs when the group crossed a
+	// segment roll; under FsyncNever only the fsync that seals a segment
+	// at a roll). It feeds metrics: it must be cheap and must not block or
+	// call the WAL.
 	OnGroup func(entries int, bytes int64, fsync time.Duration)
 }
 

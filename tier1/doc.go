@@ -115,7 +115,7 @@
 // that are still only in the WAL are gone. The broker appends one with
 // [WAL.AppendTruncation] when a follower drops the unconfirmed tail of its
 // log before fetching from a new leader, and cuts its log only once the
-// entry is durable. Replay hands it to the owner at its place in log order
+// entry's DoneFunc has reported it committed. Replay hands it to the owner at its place in log order
 // (an [Entry] of type [EntryTruncation]), and the owner cuts the
 // partition's unsealed records at or above the offset, as it did live: the
 // batches the truncation dropped stay gone, and batches appended after it
