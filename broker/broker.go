@@ -215,14 +215,13 @@ func (b *Broker) open() (*Broker, error) {
 
 		SegmentBytes: cfg.WALSegmentBytes,
 		OnGroup:      b.metrics.observeGroup,
-	}, func(tp tier1.TopicPartition, batch []byte, pos tier1.Position) error {
-		t := b.topicsByID[tp.TopicID]
-		if t == nil || int(tp.Partition) >= len(t.partitions) {
+	}, func(e tier1.Entry) error {
+		t := b.topicsByID[e.TP.TopicID]
+		if t == nil || int(e.TP.Partition) >= len(t.partitions) {
 			skipped++ // a deleted topic's entries
 			return nil
 		}
-		t.partitions[tp.Partition].replay(batch, pos)
-		return nil
+		return t.partitions[e.TP.Partition].replay(e)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: recover wal: %w", err)

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -138,17 +139,37 @@ func newPartition(t *topic, i int32) *partition {
 	}
 }
 
-// replay adds a recovered batch. It runs before the broker serves.
-func (p *partition) replay(batch []byte, pos tier1.Position) {
-	if off, ok := parseTruncMarker(batch); ok {
-		// As live truncation: never below what is sealed (a marker can
-		// outlive the batches it cut once those were fetched again and
-		// sealed) nor below the log start.
-		if off = max(off, p.logStart, p.segsEndLocked(), p.recoverFloor); off < p.nextOffset {
-			p.truncateLocked(off)
+// replay applies a recovered WAL entry: a batch, or a truncation (written
+// by truncateTo, or by an earlier release as a legacy batch). It runs
+// before the broker serves.
+func (p *partition) replay(e tier1.Entry) error {
+	switch e.Type {
+	case tier1.EntryTruncation:
+		p.replayTruncation(e.Offset)
+	case tier1.EntryBatch:
+		if off, ok := parseLegacyTruncation(e.Batch); ok {
+			p.replayTruncation(off)
+		} else {
+			p.replayBatch(e.Batch, e.Pos)
 		}
-		return
+	default:
+		return fmt.Errorf("broker: wal entry of unknown type %d for %s/%d", e.Type, p.topic.name, p.index)
 	}
+	return nil
+}
+
+// replayTruncation cuts the log at offset as truncateTo did live: never
+// below what is sealed (a truncation can outlive the batches it cut once
+// those were fetched again and sealed), nor below the log start or the
+// recovery floor.
+func (p *partition) replayTruncation(offset int64) {
+	if offset = max(offset, p.logStart, p.segsEndLocked(), p.recoverFloor); offset < p.nextOffset {
+		p.truncateLocked(offset)
+	}
+}
+
+// replayBatch adds a recovered batch.
+func (p *partition) replayBatch(batch []byte, pos tier1.Position) {
 	if len(batch) < batchHeaderLen {
 		return
 	}

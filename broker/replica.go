@@ -298,21 +298,18 @@ func (p *partition) setFollowerHW(hw int64) {
 	p.mu.Unlock()
 }
 
-// A truncation marker is a WAL entry that is not a batch: replay applies it
-// as it was applied live, so truncated batches stay gone after a restart.
-var truncMagic = []byte("CHRTRUNC")
+// legacyTruncMagic starts the body of a truncation as earlier releases
+// wrote it: a batch entry of exactly legacyTruncLen bytes, the magic and
+// the offset big-endian (tier1/doc.go, Entry types). Nothing writes it any
+// more; replay still applies it, so an older data directory recovers the
+// same. No record batch is that short, so no batch is mistaken for one.
+var legacyTruncMagic = []byte("CHRTRUNC")
 
-const truncMarkerLen = 16
+const legacyTruncLen = 16
 
-func truncMarker(offset int64) []byte {
-	b := make([]byte, truncMarkerLen)
-	copy(b, truncMagic)
-	binary.BigEndian.PutUint64(b[8:], uint64(offset))
-	return b
-}
-
-func parseTruncMarker(b []byte) (int64, bool) {
-	if len(b) != truncMarkerLen || !bytes.Equal(b[:8], truncMagic) {
+// parseLegacyTruncation returns the offset of a legacy truncation.
+func parseLegacyTruncation(b []byte) (int64, bool) {
+	if len(b) != legacyTruncLen || !bytes.Equal(b[:8], legacyTruncMagic) {
 		return 0, false
 	}
 	return int64(binary.BigEndian.Uint64(b[8:])), true
@@ -320,7 +317,8 @@ func parseTruncMarker(b []byte) (int64, bool) {
 
 // truncateTo drops every record at or above offset that is not sealed (a
 // follower's unconfirmed tail, before it fetches from a new leader), and
-// logs the truncation in the WAL so a restart does the same.
+// logs the truncation in the WAL (a truncation entry) so a restart does the
+// same.
 func (p *partition) truncateTo(ctx context.Context, wal *tier1.WAL, offset int64) error {
 	p.appendMu.Lock()
 	defer p.appendMu.Unlock()
@@ -334,9 +332,9 @@ func (p *partition) truncateTo(ctx context.Context, wal *tier1.WAL, offset int64
 	}
 	p.mu.Unlock()
 	done := make(chan error, 1)
-	// A marker that meets a full disk is noted in its callback: the wait
-	// below may give up before it runs.
-	if _, err := wal.Append(ctx, p.tp, truncMarker(offset), func(_ tier1.Position, err error) {
+	// A truncation that meets a full disk is noted in its callback: the
+	// wait below may give up before it runs.
+	if _, err := wal.AppendTruncation(ctx, p.tp, offset, func(_ tier1.Position, err error) {
 		p.noteDiskFull(err, gen)
 		done <- err
 	}); err != nil {

@@ -2,12 +2,20 @@ package broker
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/chronik-go/chronik/internal/vfs"
 	"github.com/chronik-go/chronik/tier1"
@@ -27,16 +35,24 @@ func replicaPartition(t *testing.T) (*partition, *tier1.WAL) {
 	return replicaPartitionOn(t, vfs.NewMemFS())
 }
 
+// replicaPartitionOn opens the WAL in fs (creating it, or replaying what an
+// earlier call left there into the new partition, as a restart does).
 func replicaPartitionOn(t *testing.T, fs vfs.FS) (*partition, *tier1.WAL) {
 	t.Helper()
 	tp := &topic{name: "t", id: [16]byte{1}, fs: fs, cluster: true, segRoot: "/segments", sealKick: make(chan struct{}, 1), configs: map[string]string{}}
 	tp.segmentBytes.Store(1 << 30)
 	p := newPartition(tp, 0)
 	tp.partitions = []*partition{p}
-	wal, _, err := tier1.Open(tier1.Config{Dir: "/wal", FS: fs, Profile: walProfile("low")}, func(tier1.TopicPartition, []byte, tier1.Position) error { return nil })
+	wal, _, err := tier1.Open(tier1.Config{Dir: "/wal", FS: fs, Profile: walProfile("low")}, func(e tier1.Entry) error {
+		if e.TP != p.tp {
+			return fmt.Errorf("replayed an entry of %+v", e.TP)
+		}
+		return p.replay(e)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.finishRecovery()
 	t.Cleanup(func() { wal.Close() })
 	return p, wal
 }
@@ -150,9 +166,12 @@ func TestFollowerResumesAfterDiskFull(t *testing.T) {
 }
 
 // Truncation drops the unconfirmed tail, its epochs and the idempotent
-// windows pointing into it, and a WAL marker makes replay do the same.
-func TestTruncateDropsTailAndReplaysTheSame(t *testing.T) {
-	p, wal := replicaPartition(t)
+// windows pointing into it, and its WAL entry makes a restart do the same:
+// the truncated batches stay gone and the new leader's batch at the same
+// offsets is what a restarted follower serves.
+func TestTruncateDropsTailAndSurvivesRestart(t *testing.T) {
+	mem := vfs.NewMemFS()
+	p, wal := replicaPartitionOn(t, mem)
 	p.setLeadership(2, 1, 4, []int32{1, 2}, []int32{1, 2}, 1)
 	ctx := context.Background()
 	var recs []byte
@@ -179,14 +198,117 @@ func TestTruncateDropsTailAndReplaysTheSame(t *testing.T) {
 	}
 	waitDurable(t, res)
 
-	// Replay the same sequence of WAL entries into a fresh partition.
-	q, _ := replicaPartition(t)
-	q.replay(replicaBatch(0, 5, 3, 7, 0), tier1.Position{})
-	q.replay(replicaBatch(5, 5, 4, 7, 5), tier1.Position{})
-	q.replay(truncMarker(5), tier1.Position{})
-	q.replay(replicaBatch(5, 2, 5, -1, -1), tier1.Position{})
-	if q.nextOffset != 7 || len(q.batches) != 2 || len(q.epochs) != 2 || q.epochs[1].Epoch != 5 {
-		t.Fatalf("replayed: next %d batches %d epochs %v; want 7, 2, epochs 3 and 5", q.nextOffset, len(q.batches), q.epochs)
+	want := slices.Clone(p.batches)
+	if err := wal.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart: a fresh partition recovers from the same WAL.
+	q, wal := replicaPartitionOn(t, mem)
+	if q.nextOffset != 7 || len(q.epochs) != 2 || q.epochs[1] != (tier2.EpochStart{Epoch: 5, Start: 5}) {
+		t.Fatalf("after restart: next %d epochs %v; want 7, epochs 3 from 0 and 5 from 5", q.nextOffset, q.epochs)
+	}
+	if !slices.Equal(q.batches, want) || q.activeBytes != p.activeBytes {
+		t.Fatalf("after restart: batches %+v (%d bytes), want %+v (%d bytes)", q.batches, q.activeBytes, want, p.activeBytes)
+	}
+	if ps := q.producers[7]; ps == nil || ps.n != 1 || ps.recent[(ps.head-1+producerWindow)%producerWindow].baseOffset != 0 {
+		t.Fatalf("producer window after restart: %+v", ps)
+	}
+	got, err := q.readFrom(wal, 5, 1<<20, nil)
+	if err != nil || len(got) < batchHeaderLen || batchBaseOffset(got) != 5 || batchLeaderEpoch(got) != 5 {
+		t.Fatalf("read at 5 after restart: %d bytes, %v; want the new leader's batch", len(got), err)
+	}
+}
+
+// legacyTruncation is a truncation as releases before the truncation entry
+// type wrote it: a batch entry of "CHRTRUNC" and the offset, big-endian.
+func legacyTruncation(offset int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte("CHRTRUNC"), uint64(offset))
+}
+
+// A data directory whose WAL holds a truncation recovers with the
+// truncation applied through Broker.open, whether the truncation is an
+// entry of its own type or the legacy batch an earlier release wrote; the
+// log continues at the truncation offset.
+func TestTruncationRecoversThroughOpen(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		name := "truncation entry"
+		if legacy {
+			name = "legacy CHRTRUNC batch"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			b := testBroker(t, dir, nil)
+			createTopic(t, b, "cut", nil)
+			c := dialRaw(t, b)
+			for i := range 5 { // batches at 0, 2, 4, 6, 8
+				if sp := produceRaw(t, c, "cut", makeBatch(2, -1, -1, -1, 1)); sp.ErrorCode != 0 || sp.BaseOffset != int64(2*i) {
+					t.Fatalf("produce %d: base %d, %v", i, sp.BaseOffset, kerr.ErrorForCode(sp.ErrorCode))
+				}
+			}
+			p := b.partitionOf(b.lookupTopic("cut"), 0)
+			if !legacy {
+				if err := p.truncateTo(testCtx(t), b.wal, 4); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// The WAL as the broker left it: the five batches, then, if
+			// truncateTo ran, its truncation as an entry of its own type
+			// (never as a batch).
+			var types []tier1.EntryType
+			wal, _, err := tier1.Open(tier1.Config{Dir: filepath.Join(dir, "wal"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+				func(e tier1.Entry) error {
+					if e.TP == p.tp {
+						types = append(types, e.Type)
+					}
+					if e.Type == tier1.EntryTruncation && e.Offset != 4 {
+						t.Errorf("truncation entry to %d, want 4", e.Offset)
+					}
+					return nil
+				})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b1 := tier1.EntryBatch
+			wantTypes := []tier1.EntryType{b1, b1, b1, b1, b1}
+			if !legacy {
+				wantTypes = append(wantTypes, tier1.EntryTruncation)
+			}
+			if !slices.Equal(types, wantTypes) {
+				t.Fatalf("the WAL holds entries of types %v, want %v", types, wantTypes)
+			}
+			if legacy {
+				// What an earlier release left: its truncation went
+				// through Append as a 16-byte batch.
+				done := make(chan error, 1)
+				if _, err := wal.Append(testCtx(t), p.tp, legacyTruncation(4), func(_ tier1.Position, err error) { done <- err }); err != nil {
+					t.Fatal(err)
+				}
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := wal.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			b = testBroker(t, dir, nil)
+			p = b.partitionOf(b.lookupTopic("cut"), 0)
+			if _, hw := p.offsets(); hw != 4 || p.nextOffset != 4 || len(p.batches) != 2 {
+				t.Fatalf("after restart: high watermark %d, next %d, %d batches; want 4, 4, 2", hw, p.nextOffset, len(p.batches))
+			}
+			if sp := produceRaw(t, dialRaw(t, b), "cut", makeBatch(3, -1, -1, -1, 1)); sp.ErrorCode != 0 || sp.BaseOffset != 4 {
+				t.Fatalf("produce after restart: base %d, %v; want 4", sp.BaseOffset, kerr.ErrorForCode(sp.ErrorCode))
+			}
+			for i, r := range consumeAll(t, b.Addr().String(), "cut", 7) {
+				if r.Offset != int64(i) {
+					t.Fatalf("record %d has offset %d", i, r.Offset)
+				}
+			}
+		})
 	}
 }
 

@@ -30,7 +30,8 @@ var (
 	// ErrTooLarge rejects a batch larger than MaxBatchBytes.
 	ErrTooLarge = errors.New("tier1: batch too large")
 	// ErrBadPosition means ReadAt was given a position the WAL never
-	// handed out (unknown segment, or outside the written bytes).
+	// handed out (unknown segment, or outside the written bytes), or the
+	// position of an entry that is not a batch (a truncation).
 	ErrBadPosition = errors.New("tier1: invalid position")
 	// ErrConfig is wrapped by Config.Validate's errors.
 	ErrConfig = errors.New("tier1: invalid config")
@@ -43,11 +44,13 @@ type TopicPartition struct {
 	Partition int32
 }
 
-// Position locates an appended batch's bytes inside the WAL.
+// Position locates an entry's body inside the WAL: an appended batch's
+// bytes, or a truncation's 8 offset bytes (doc.go, Entry types). Only a
+// batch's position is one ReadAt serves.
 type Position struct {
 	Segment uint64 // segment sequence number
-	Offset  int64  // byte offset of the batch bytes (not the frame) in the segment file
-	Len     int32  // length of the batch bytes
+	Offset  int64  // byte offset of the body (not the frame) in the segment file
+	Len     int32  // length of the body
 }
 
 // FsyncMode says when an append is acknowledged.
@@ -83,16 +86,43 @@ type Config struct {
 
 	// OnGroup, when set, is called by the commit goroutine after each
 	// group is durable (before its waiters are completed) with the number
-	// of entries, their batch bytes and the time spent in fsync (two fsyncs
-	// when the group crossed a segment roll; under FsyncNever only the
-	// fsync that seals a segment at a roll). It feeds metrics: it must be
-	// cheap and must not block or call the WAL.
+	// of entries, their body bytes (a batch's length, 8 for a truncation)
+	// and the time spent in fsync (two fsyncs when the group crossed a
+	// segment roll; under FsyncNever only the fsync that seals a segment
+	// at a roll). It feeds metrics: it must be cheap and must not block or
+	// call the WAL.
 	OnGroup func(entries int, bytes int64, fsync time.Duration)
 }
 
+// EntryType says what a WAL entry holds. Its value is the frame's typ byte
+// (doc.go, Frames).
+type EntryType uint8
+
+// The entry types. Open fails with ErrUnsupported on any other, so a
+// ReplayFunc sees these two only.
+const (
+	EntryBatch      EntryType = entryTypeBatch // a record batch, from Append
+	EntryTruncation EntryType = entryTypeTrunc // a cut of the partition's log, from AppendTruncation
+)
+
+// Entry is one recovered WAL entry, as Open hands it to a ReplayFunc.
+type Entry struct {
+	Type EntryType
+	TP   TopicPartition
+	// Batch is an EntryBatch's record batch, only valid during the call;
+	// nil for a truncation.
+	Batch []byte
+	// Offset is an EntryTruncation's: the owner cuts TP's records at or
+	// above it that are not sealed. Never negative; zero for a batch.
+	Offset int64
+	// Pos locates the entry, as its DoneFunc reported it; ReadAt serves
+	// only a batch's.
+	Pos Position
+}
+
 // ReplayFunc is called for every valid entry, in log order, while Open
-// recovers. batch is only valid during the call.
-type ReplayFunc func(tp TopicPartition, batch []byte, pos Position) error
+// recovers.
+type ReplayFunc func(e Entry) error
 
 // RecoveryReport says what Open found.
 type RecoveryReport struct {
@@ -114,9 +144,9 @@ type CorruptRange struct {
 // Stats are counters for metrics, read without locks.
 type Stats struct {
 	QueueDepth       int    // appends waiting for a group
-	QueueBytes       int64  // their batch bytes
+	QueueBytes       int64  // their body bytes (a batch's length, 8 for a truncation)
 	Groups           uint64 // groups committed (one write+fsync each, two across a roll)
-	Appends          uint64 // appends committed and acknowledged
+	Appends          uint64 // appends committed and acknowledged, truncations included
 	BytesWritten     uint64 // frame bytes written to segments
 	FsyncNanos       uint64 // total time in fsync
 	BackpressureWait uint64 // Appends that had to wait for room

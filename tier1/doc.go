@@ -7,7 +7,10 @@
 // of them with one write(2) and one fdatasync(2), and then completes every
 // waiter of that group with the [Position] of its bytes. [WAL.ReadAt] serves
 // those bytes back after re-verifying their checksum; [Open] replays every
-// verified entry after a restart.
+// verified entry after a restart. A partition whose log is cut (a follower
+// dropping its unconfirmed tail) records the cut with
+// [WAL.AppendTruncation], an entry of its own type, so that replay cuts
+// the same records.
 //
 // # Files
 //
@@ -55,10 +58,10 @@
 //	| magic  | length | crc    | ver| typ| 0 u16  |   frame header, 16 bytes
 //	| u32    | u32    | u32    | u8 | u8 |        |
 //	+--------+--------+--------+----+----+--------+
-//	| topic ID (16 bytes)      | partition (i32)  |   payload, length bytes
-//	+--------------------------+------------------+
-//	| record batch (length - 20 bytes) ...        |
-//	+---------------------------------------------+
+//	| topic ID (16 bytes)      | partition (i32)  |   payload, length bytes:
+//	+--------------------------+------------------+   the 20-byte entry prefix
+//	| body (length - 20 bytes) ...                |   and the body, whose
+//	+---------------------------------------------+   meaning typ gives
 //	| zero padding to the next multiple of 8      |
 //	+---------------------------------------------+
 //
@@ -68,19 +71,19 @@
 //     the scanner find candidate frames after damage (see Recovery); being
 //     different in every segment, it cannot be planted in record bytes, so
 //     that search stays linear in the damaged bytes.
-//   - length counts the payload only: 20 + len(batch). It is at least 20 and
+//   - length counts the payload only: 20 + len(body). It is at least 20 and
 //     at most 1 GiB; anything else is not a frame.
 //   - ver is the frame format version (1); typ is the entry type (1 = record
-//     batch; no other type exists yet); the two bytes after them are flags,
-//     zero in version 1.
+//     batch, 2 = truncation; see Entry types); the two bytes after them are
+//     flags, zero in version 1.
 //   - crc is CRC-32C over, in order: the segment salt (8 bytes), the frame's
 //     own byte offset in the segment (u64), header bytes [0,8) and [12,16),
 //     and the payload.
 //
 // The [Position] handed out for an entry is (segment sequence, offset of the
-// batch bytes = frame offset + 36, batch length). ReadAt reads the whole frame
-// back from Offset-36 and verifies magic, length and crc before returning
-// anything.
+// body = frame offset + 36, body length). ReadAt reads the whole frame back
+// from Offset-36 and verifies magic, length and crc before returning
+// anything, and returns the body of a record batch only.
 //
 // Why the checksum is seeded with salt and offset: record bytes are chosen by
 // producers and may contain anything, including the image of a valid frame.
@@ -94,6 +97,59 @@
 // holding magic and length never straddle a sector and cannot be torn by a
 // partial sector write; and the scanner only has to look for a frame at
 // every eighth byte.
+//
+// # Entry types
+//
+// Every entry names its partition in the 20-byte prefix. typ says what the
+// body after it is:
+//
+//   - 1, record batch: a complete Kafka record batch (v2) as Append took it,
+//     final base offset written. Its bytes are opaque here: the length
+//     bounds are the only check on them.
+//   - 2, truncation: the body is exactly 8 bytes, the truncation offset as
+//     an i64 (little-endian, like every integer here), never negative. The
+//     length field of a truncation frame is therefore always 28, and the
+//     frame takes 48 bytes of the segment, padding included.
+//
+// A truncation says that the partition's records at or above the offset
+// that are still only in the WAL are gone. The broker appends one with
+// [WAL.AppendTruncation] when a follower drops the unconfirmed tail of its
+// log before fetching from a new leader, and cuts its log only once the
+// entry's DoneFunc has reported it committed. Replay hands it to the owner at its place in log order
+// (an [Entry] of type [EntryTruncation]), and the owner cuts the
+// partition's unsealed records at or above the offset, as it did live: the
+// batches the truncation dropped stay gone, and batches appended after it
+// (the new leader's, at the same offsets) replay on top. How far a cut may
+// reach (never into what Tier 2 has sealed, nor below the log start) is the
+// owner's rule, not the WAL's.
+//
+// A truncation is written like a batch: it takes the same queue (counting
+// its 8 body bytes against MemoryBytes) and the same group commit, it is
+// written and, with [FsyncAlways], fsynced with its group before its
+// DoneFunc runs, in append order with the batches around it, and on a full
+// disk or a failed write or fsync it is undone, fails, fences its partition
+// and needs [WAL.Reset] exactly as a batch does (see Writing). Its Position
+// locates its 8-byte body; ReadAt refuses it with [ErrBadPosition], since
+// ReadAt serves record batches only, and nobody needs to read a truncation
+// back outside replay.
+//
+// Why a type of its own and not a batch with a recognisable payload: a
+// batch's bytes are chosen by producers (or by a leader), so no pattern of
+// batch bytes can be reserved to mean something else, while typ is covered
+// by the crc and written only by the WAL. Why a fixed length and a
+// non-negative offset: a truncation has nothing more to say, so a verified
+// type-2 frame of any other length, or with a negative offset, was not
+// written by this release; like an unknown type or version it makes Open
+// fail with [ErrUnsupported] rather than be guessed at or skipped.
+//
+// Earlier releases had no type 2: they wrote a truncation as a type-1
+// entry whose body is exactly the 16 bytes "CHRTRUNC" followed by the
+// offset as a big-endian u64. The WAL replays such an entry as the batch it
+// claims to be; the broker, which wrote them, recognises that exact body
+// and applies it as a truncation, so a data directory written by an
+// earlier release recovers the same. The two cannot be confused: no record
+// batch is 16 bytes long (its header alone is 61). Nothing writes that
+// form any more.
 //
 // # Writing
 //
@@ -167,7 +223,9 @@
 // removed. A gap in the sequence numbers is reported as corruption too. A
 // frame or header that verifies but carries a version or type this code does
 // not know makes Open fail with [ErrUnsupported] instead of skipping data
-// written by a newer release.
+// written by a newer release. So does a verified truncation frame that
+// breaks the rules of Entry types (a length other than 28, a negative
+// offset).
 //
 // If the last segment has a valid header, appends continue in it; otherwise
 // Open creates the next segment. If Open has to create the WAL directory it

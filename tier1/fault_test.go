@@ -406,6 +406,8 @@ func TestDiskFullCreatingASegment(t *testing.T) {
 // several partitions race a crash injected at a random filesystem operation
 // (mid-group, mid-roll, mid-recovery), and every later reopen must replay
 // every entry whose done reported success, in order, without corruption.
+// Every fifth entry of a partition is a truncation, so truncations are torn,
+// rolled and recovered among the batches.
 func TestCrashNeverLosesAckedEntries(t *testing.T) {
 	rounds := 150
 	if testing.Short() {
@@ -418,10 +420,12 @@ func TestCrashNeverLosesAckedEntries(t *testing.T) {
 		total.truncations += s.truncations
 		total.recoveryCrashes += s.recoveryCrashes
 		total.rolls += s.rolls
+		total.truncEntries += s.truncEntries
 	}
 	t.Logf("%d rounds: %+v", rounds, total)
 	// The rounds must exercise what they claim to.
-	if total.acked < rounds*50 || total.truncations < rounds/10 || total.recoveryCrashes == 0 || total.rolls < rounds {
+	if total.acked < rounds*50 || total.truncations < rounds/10 || total.recoveryCrashes == 0 || total.rolls < rounds ||
+		total.truncEntries < rounds*5 {
 		t.Fatalf("crash rounds too tame: %+v", total)
 	}
 }
@@ -431,6 +435,7 @@ type crashStats struct {
 	truncations     int // reopens that cut a torn tail
 	recoveryCrashes int // crashes injected while Open was recovering
 	rolls           int // segments beyond the first at the end
+	truncEntries    int // truncation entries replayed after the last reopen
 }
 
 func crashRound(t *testing.T, seed uint64) (stats crashStats) {
@@ -440,7 +445,7 @@ func crashRound(t *testing.T, seed uint64) (stats crashStats) {
 	var mu sync.Mutex
 	acked := map[[2]uint64]bool{}      // {partition, id}
 	nextID := make([]uint64, parts)    // next id per partition
-	appended := map[[2]uint64][]byte{} // everything ever appended
+	appended := map[[2]uint64][]byte{} // everything ever appended; nil for a truncation
 
 	check := func(rec *recorder, rep RecoveryReport, gen int) {
 		t.Helper()
@@ -450,10 +455,17 @@ func crashRound(t *testing.T, seed uint64) (stats crashStats) {
 		last := map[int]int64{}
 		seen := map[[2]uint64]bool{}
 		for _, e := range rec.entries {
-			p, id := idOf(e.batch)
+			var p int
+			var id uint64
+			if e.trunc {
+				// A truncation's offset is its id.
+				p, id = int(e.tp.Partition), uint64(e.offset)
+			} else {
+				p, id = idOf(e.batch)
+			}
 			k := [2]uint64{uint64(p), id}
-			if want, ok := appended[k]; !ok || !bytes.Equal(want, e.batch) || e.tp != tpOf(p) {
-				t.Fatalf("seed %d gen %d: replayed bytes never appended (p%d id %d)", seed, gen, p, id)
+			if want, ok := appended[k]; !ok || (want == nil) != e.trunc || !bytes.Equal(want, e.batch) || e.tp != tpOf(p) {
+				t.Fatalf("seed %d gen %d: replayed an entry never appended (p%d id %d, truncation %v)", seed, gen, p, id, e.trunc)
 			}
 			if prev, ok := last[p]; ok && int64(id) <= prev {
 				t.Fatalf("seed %d gen %d: partition %d replayed id %d after %d", seed, gen, p, id, prev)
@@ -513,16 +525,25 @@ func crashRound(t *testing.T, seed uint64) (stats crashStats) {
 					mu.Lock()
 					id := nextID[p]
 					nextID[p]++
-					b := batchFor(p, id, sizeFor(p, id, 300))
+					var b []byte
+					if id%5 != 4 {
+						b = batchFor(p, id, sizeFor(p, id, 300))
+					}
 					appended[[2]uint64{uint64(p), id}] = b
 					mu.Unlock()
-					_, err := w.Append(context.Background(), tpOf(p), b, func(_ Position, err error) {
+					done := func(_ Position, err error) {
 						if err == nil {
 							mu.Lock()
 							acked[[2]uint64{uint64(p), id}] = true
 							mu.Unlock()
 						}
-					})
+					}
+					var err error
+					if b == nil {
+						_, err = w.AppendTruncation(context.Background(), tpOf(p), int64(id), done)
+					} else {
+						_, err = w.Append(context.Background(), tpOf(p), b, done)
+					}
 					if err != nil {
 						return
 					}
@@ -540,7 +561,14 @@ func crashRound(t *testing.T, seed uint64) (stats crashStats) {
 	defer w.Close()
 	check(rec, rep, generations)
 	for _, e := range rec.entries {
-		if b, err := w.ReadAt(e.pos, nil); err != nil || !bytes.Equal(b, e.batch) {
+		b, err := w.ReadAt(e.pos, nil)
+		switch {
+		case e.trunc:
+			stats.truncEntries++
+			if !errors.Is(err, ErrBadPosition) || len(b) != 0 {
+				t.Fatalf("seed %d: ReadAt of truncation %+v after crashes = %d bytes, %v; want ErrBadPosition", seed, e.pos, len(b), err)
+			}
+		case err != nil || !bytes.Equal(b, e.batch):
 			t.Fatalf("seed %d: ReadAt(%+v) after crashes: %v", seed, e.pos, err)
 		}
 	}
@@ -563,7 +591,7 @@ func writeEntries(t *testing.T, mem *vfs.MemFS, segBytes int64, n int) []replaye
 		b := batchFor(0, uint64(i), 100)
 		pos, err := appendWait(t, w, tpOf(0), b)
 		must(t, err)
-		out = append(out, replayed{tpOf(0), b, pos})
+		out = append(out, replayed{tp: tpOf(0), batch: b, pos: pos})
 	}
 	must(t, w.Close())
 	return out
@@ -803,7 +831,7 @@ func TestOpenSurvivesGarbageFiles(t *testing.T) {
 			_, err = f.Write(append(data, junk...))
 			must(t, err)
 		}
-		w, _, err := Open(testConfig(mem), func(TopicPartition, []byte, Position) error {
+		w, _, err := Open(testConfig(mem), func(Entry) error {
 			return errors.New("garbage must never verify")
 		})
 		if err != nil {

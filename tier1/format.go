@@ -17,8 +17,10 @@ const (
 	frameMagicBase  = 0x1F57A6C3
 	frameVersion    = 1
 	entryTypeBatch  = 1
+	entryTypeTrunc  = 2
 	entryPrefixSize = 20                                // topic ID + partition
-	batchOffset     = frameHeaderSize + entryPrefixSize // from frame start to batch bytes
+	batchOffset     = frameHeaderSize + entryPrefixSize // from frame start to the body (a batch's bytes)
+	truncBodySize   = 8                                 // a truncation's body: the offset, i64
 	frameAlign      = 8
 	maxPayload      = 1 << 30
 	segSuffix       = ".wal"
@@ -57,7 +59,7 @@ func parseSegmentName(name string) (uint64, bool) {
 
 func alignUp(n int64) int64 { return (n + frameAlign - 1) &^ (frameAlign - 1) }
 
-// frameSize is the space an entry with a batch of n bytes takes in a
+// frameSize is the space an entry with a body of n bytes takes in a
 // segment, padding included.
 func frameSize(n int) int64 { return alignUp(int64(batchOffset + n)) }
 
@@ -101,17 +103,17 @@ func decodeSegHeader(h []byte, seq uint64) (salt uint64, reason string, err erro
 // frameMagic is the magic of every frame in the segment with this salt.
 func frameMagic(salt uint64) uint32 { return uint32(salt) ^ frameMagicBase }
 
-// appendFrame encodes one entry whose frame starts at segment offset off,
-// padding included. batch is copied exactly once, into b.
-func appendFrame(b []byte, salt uint64, off int64, tp TopicPartition, batch []byte) []byte {
+// appendFrame encodes one entry of type typ whose frame starts at segment
+// offset off, padding included. body is copied exactly once, into b.
+func appendFrame(b []byte, salt uint64, off int64, typ byte, tp TopicPartition, body []byte) []byte {
 	start := len(b)
 	b = le.AppendUint32(b, frameMagic(salt))
-	b = le.AppendUint32(b, uint32(entryPrefixSize+len(batch)))
+	b = le.AppendUint32(b, uint32(entryPrefixSize+len(body)))
 	b = le.AppendUint32(b, 0) // crc, filled below
-	b = append(b, frameVersion, entryTypeBatch, 0, 0)
+	b = append(b, frameVersion, typ, 0, 0)
 	b = append(b, tp.TopicID[:]...)
 	b = le.AppendUint32(b, uint32(tp.Partition))
-	b = append(b, batch...)
+	b = append(b, body...)
 	f := b[start:]
 	le.PutUint32(f[8:], frameCRC(salt, off, f))
 	for pad := alignUp(int64(len(f))) - int64(len(f)); pad > 0; pad-- {
@@ -153,23 +155,49 @@ func frameLen(h []byte, salt uint64, avail int64) (int64, string) {
 	return frameHeaderSize + n, ""
 }
 
+// appendTruncBody appends a truncation's body: offset, little-endian.
+func appendTruncBody(b []byte, offset int64) []byte { return le.AppendUint64(b, uint64(offset)) }
+
 // checkFrame verifies a complete unpadded frame read from offset off. A
 // frame whose checksum fails yields a reason; a verified frame this release
-// cannot interpret yields ErrUnsupported.
+// cannot interpret (unknown version, flags or type, or a truncation that
+// breaks doc.go's rules) yields ErrUnsupported.
 func checkFrame(salt uint64, off int64, f []byte) (reason string, err error) {
 	if le.Uint32(f[8:]) != frameCRC(salt, off, f) {
 		return "frame checksum mismatch", nil
 	}
-	if f[12] != frameVersion || f[13] != entryTypeBatch || f[14] != 0 || f[15] != 0 {
+	if f[12] != frameVersion || f[14] != 0 || f[15] != 0 {
 		return "", fmt.Errorf("%w: frame version %d type %d flags %#x at offset %d",
 			ErrUnsupported, f[12], f[13], le.Uint16(f[14:]), off)
+	}
+	switch f[13] {
+	case entryTypeBatch:
+	case entryTypeTrunc:
+		if body := f[batchOffset:]; len(body) != truncBodySize {
+			return "", fmt.Errorf("%w: truncation entry with a %d-byte body at offset %d",
+				ErrUnsupported, len(body), off)
+		} else if o := int64(le.Uint64(body)); o < 0 {
+			return "", fmt.Errorf("%w: truncation to negative offset %d at offset %d",
+				ErrUnsupported, o, off)
+		}
+	default:
+		return "", fmt.Errorf("%w: entry type %d at offset %d", ErrUnsupported, f[13], off)
 	}
 	return "", nil
 }
 
-func decodeEntry(f []byte) (TopicPartition, []byte) {
-	var tp TopicPartition
-	copy(tp.TopicID[:], f[frameHeaderSize:])
-	tp.Partition = int32(le.Uint32(f[frameHeaderSize+16:]))
-	return tp, f[batchOffset:]
+// decodeEntry decodes a frame that checkFrame verified at offset off of
+// segment seq. A batch's bytes alias f.
+func decodeEntry(f []byte, seq uint64, off int64) Entry {
+	body := f[batchOffset:]
+	e := Entry{Type: EntryType(f[13])}
+	copy(e.TP.TopicID[:], f[frameHeaderSize:])
+	e.TP.Partition = int32(le.Uint32(f[frameHeaderSize+16:]))
+	e.Pos = Position{Segment: seq, Offset: off + batchOffset, Len: int32(len(body))}
+	if e.Type == EntryTruncation {
+		e.Offset = int64(le.Uint64(body))
+	} else {
+		e.Batch = body
+	}
+	return e
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -59,15 +60,25 @@ func sizeFor(p int, id uint64, maxSize int) int {
 
 type replayed struct {
 	tp    TopicPartition
-	batch []byte
+	batch []byte // nil for a truncation
 	pos   Position
+	// trunc marks a truncation entry, to offset.
+	trunc  bool
+	offset int64
 }
 
 // recorder collects replayed entries.
 type recorder struct{ entries []replayed }
 
-func (r *recorder) replay(tp TopicPartition, batch []byte, pos Position) error {
-	r.entries = append(r.entries, replayed{tp, append([]byte(nil), batch...), pos})
+func (r *recorder) replay(e Entry) error {
+	switch e.Type {
+	case EntryBatch:
+		r.entries = append(r.entries, replayed{tp: e.TP, batch: bytes.Clone(e.Batch), pos: e.Pos})
+	case EntryTruncation:
+		r.entries = append(r.entries, replayed{tp: e.TP, pos: e.Pos, trunc: true, offset: e.Offset})
+	default:
+		return fmt.Errorf("replayed an entry of unknown type %d", e.Type)
+	}
 	return nil
 }
 

@@ -114,12 +114,12 @@ func (w *WAL) recoverSegment(seq uint64, last bool, replay ReplayFunc, rep *Reco
 	}
 	size := fi.Size()
 	replayFailed := false
-	res, err := scanSegment(f, size, seq, func(tp TopicPartition, batch []byte, pos Position) error {
+	res, err := scanSegment(f, size, seq, func(e Entry) error {
 		rep.Entries++
 		if replay == nil {
 			return nil
 		}
-		if err := replay(tp, batch, pos); err != nil {
+		if err := replay(e); err != nil {
 			replayFailed = true
 			return fmt.Errorf("tier1: replay: %w", err)
 		}

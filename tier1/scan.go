@@ -34,9 +34,9 @@ type segmentScan struct {
 	checksummed int64
 }
 
-// entryFunc receives each verified entry. batch is only valid during the
-// call.
-type entryFunc func(tp TopicPartition, batch []byte, pos Position) error
+// entryFunc receives each verified entry. Its bytes are only valid during
+// the call.
+type entryFunc func(e Entry) error
 
 // scanSegment reads a segment file of the given size and calls fn for every
 // verified entry in order. It never trusts a length it has not bounded by
@@ -76,9 +76,7 @@ func scanSegment(r io.ReaderAt, size int64, seq uint64, fn entryFunc) (segmentSc
 			res.corrupt = append(res.corrupt, bad)
 			bad.off = -1
 		}
-		tp, batch := decodeEntry(frame)
-		pos := Position{Segment: seq, Offset: off + batchOffset, Len: int32(len(batch))}
-		if err := fn(tp, batch, pos); err != nil {
+		if err := fn(decodeEntry(frame, seq, off)); err != nil {
 			return res, err
 		}
 		off += alignUp(int64(len(frame)))

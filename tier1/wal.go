@@ -93,10 +93,14 @@ type WAL struct {
 	}
 }
 
+// pending is an accepted append, of either entry type.
+// Invariant: typ is entryTypeBatch or entryTypeTrunc, and a truncation's
+// body is exactly truncBodySize bytes (appendTruncBody) that the WAL owns.
 type pending struct {
-	tp    TopicPartition
-	batch []byte
-	done  DoneFunc
+	typ  byte
+	tp   TopicPartition
+	body []byte // the batch, or the truncation offset; the frame's body
+	done DoneFunc
 }
 
 type segment struct {
@@ -159,7 +163,27 @@ func (w *WAL) Append(ctx context.Context, tp TopicPartition, batch []byte, done 
 	if len(batch) > MaxBatchBytes {
 		return false, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(batch), MaxBatchBytes)
 	}
-	n := int64(len(batch))
+	return w.enqueue(ctx, pending{typ: entryTypeBatch, tp: tp, body: batch, done: done})
+}
+
+// AppendTruncation queues a truncation entry for tp (doc.go, Entry types):
+// replay hands it back at its place in log order as an EntryTruncation, so
+// the owner can cut tp's unsealed records at or above offset again. It is
+// queued, grouped, fsynced, acknowledged, failed, fenced and undone exactly
+// like an Append of an 8-byte batch, with the same contract for done and
+// waited; done's Position locates the entry but is not one ReadAt serves.
+// offset must not be negative.
+func (w *WAL) AppendTruncation(ctx context.Context, tp TopicPartition, offset int64, done DoneFunc) (waited bool, err error) {
+	if offset < 0 {
+		return false, fmt.Errorf("tier1: truncation to negative offset %d", offset)
+	}
+	body := appendTruncBody(make([]byte, 0, truncBodySize), offset)
+	return w.enqueue(ctx, pending{typ: entryTypeTrunc, tp: tp, body: body, done: done})
+}
+
+// enqueue is Append and AppendTruncation after their argument checks.
+func (w *WAL) enqueue(ctx context.Context, e pending) (waited bool, err error) {
+	tp, n := e.tp, int64(len(e.body))
 	w.mu.Lock()
 	for {
 		if w.closed {
@@ -195,7 +219,7 @@ func (w *WAL) Append(ctx context.Context, tp TopicPartition, batch []byte, done 
 		w.mu.Lock()
 	}
 	wasEmpty := len(w.queue) == 0
-	w.queue = append(w.queue, pending{tp: tp, batch: batch, done: done})
+	w.queue = append(w.queue, e)
 	w.queueBytes += n
 	w.stats.queueDepth.Store(int64(len(w.queue)))
 	w.stats.queueBytes.Store(w.queueBytes)
@@ -247,7 +271,7 @@ func (w *WAL) takeGroup() bool {
 	}
 	n, bytes := 0, int64(0)
 	for n < len(w.queue) && n < w.profile.MaxGroup {
-		b := int64(len(w.queue[n].batch))
+		b := int64(len(w.queue[n].body))
 		if n > 0 && bytes+b > w.maxGroupBytes {
 			break
 		}
@@ -280,14 +304,14 @@ func (w *WAL) writeGroup() error {
 	seg := w.active
 	need := 0
 	for i := range w.group {
-		need += int(frameSize(len(w.group[i].batch)))
+		need += int(frameSize(len(w.group[i].body)))
 	}
 	buf, pos := slices.Grow(w.buf[:0], need), w.pos[:0]
 	w.groupSeg, w.groupSize, w.groupNew = seg, seg.size, w.groupNew[:0]
 	off := seg.size
 	for i := range w.group {
 		e := &w.group[i]
-		size := frameSize(len(e.batch))
+		size := frameSize(len(e.body))
 		if off > segHeaderSize && off+size > w.segBytes {
 			// Seal: the segment must be complete on disk before its
 			// successor exists, whatever the fsync mode.
@@ -305,8 +329,8 @@ func (w *WAL) writeGroup() error {
 			w.active, seg = next, next
 			off, buf = seg.size, buf[:0]
 		}
-		buf = appendFrame(buf, seg.salt, off, e.tp, e.batch)
-		pos = append(pos, Position{Segment: seg.seq, Offset: off + batchOffset, Len: int32(len(e.batch))})
+		buf = appendFrame(buf, seg.salt, off, e.typ, e.tp, e.body)
+		pos = append(pos, Position{Segment: seg.seq, Offset: off + batchOffset, Len: int32(len(e.body))})
 		off += size
 	}
 	w.buf, w.pos = buf, pos
@@ -474,7 +498,8 @@ func (w *WAL) undoGroup() error {
 
 // ReadAt appends the batch bytes at pos to dst, after verifying the frame
 // that holds them. pos must have come from a DoneFunc or ReplayFunc of this
-// WAL or an earlier one on the same directory.
+// WAL or an earlier one on the same directory, for a batch: a truncation's
+// position yields ErrBadPosition.
 func (w *WAL) ReadAt(pos Position, dst []byte) ([]byte, error) {
 	frameOff := pos.Offset - batchOffset
 	if pos.Len < 0 || frameOff < segHeaderSize || frameOff%frameAlign != 0 {
@@ -510,6 +535,9 @@ func (w *WAL) ReadAt(pos Position, dst []byte) ([]byte, error) {
 	}
 	if reason != "" {
 		return dst[:start], fmt.Errorf("%w: segment %d offset %d: %s", ErrCorrupt, seg.seq, frameOff, reason)
+	}
+	if f[13] != entryTypeBatch {
+		return dst[:start], fmt.Errorf("%w: %+v holds an entry of type %d, not a batch", ErrBadPosition, pos, f[13])
 	}
 	copy(f, f[batchOffset:])
 	return dst[:start+int(pos.Len)], nil

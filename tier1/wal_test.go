@@ -190,7 +190,7 @@ func TestSegmentRoll(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want = append(want, replayed{tpOf(0), b, pos})
+		want = append(want, replayed{tp: tpOf(0), batch: b, pos: pos})
 	}
 	big, after := want[30].pos, want[31].pos
 	if big.Offset != segHeaderSize+batchOffset || after.Segment != big.Segment+1 || want[29].pos.Segment != big.Segment-1 {
@@ -385,7 +385,7 @@ func TestReplayErrorAbortsOpen(t *testing.T) {
 	writeEntries(t, mem, 0, 3)
 	stop := errors.New("broker refuses entry")
 	calls := 0
-	_, _, err := Open(testConfig(mem), func(TopicPartition, []byte, Position) error {
+	_, _, err := Open(testConfig(mem), func(Entry) error {
 		calls++
 		if calls == 2 {
 			return stop
