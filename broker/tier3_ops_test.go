@@ -108,10 +108,14 @@ func TestTier3ReplicaSealedAtOtherOffsets(t *testing.T) {
 		appendDurable(t, q, pq, makeRecordBatch(seqRecords(3*i, 3, 1000)))
 	}
 	setTopicConfig(t, q, "s", "segment.ms", "1")
-	waitArchived(t, pq)
 	waitFor(t, 10*time.Second, func() error {
 		if end := manifestOf(t, store, pq).End(); end != 180 {
 			return fmt.Errorf("archive ends at %d", end)
+		}
+		pq.mu.RLock()
+		defer pq.mu.RUnlock()
+		if len(pq.segs) != 1 || !pq.segs[0].Archived() {
+			return fmt.Errorf("the sealed segment is not marked archived yet")
 		}
 		return nil
 	})
