@@ -332,8 +332,6 @@ func (p *partition) truncateTo(ctx context.Context, wal *tier1.WAL, offset int64
 	}
 	p.mu.Unlock()
 	done := make(chan error, 1)
-	// A truncation that meets a full disk is noted in its callback: the
-	// wait below may give up before it runs.
 	if _, err := wal.AppendTruncation(ctx, p.tp, offset, func(_ tier1.Position, err error) {
 		p.noteDiskFull(err, gen)
 		done <- err
@@ -341,13 +339,12 @@ func (p *partition) truncateTo(ctx context.Context, wal *tier1.WAL, offset int64
 		p.noteDiskFull(err, gen)
 		return err
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			return err
-		}
-	case <-ctx.Done():
-		return ctx.Err()
+	// Once enqueued the entry will be replayed if it commits, so the cut
+	// must be made here too: wait for the commit whatever ctx says (the WAL
+	// completes every entry, or fails it at Close), never leave a marker in
+	// the log that the live partition did not apply.
+	if err := <-done; err != nil {
+		return err
 	}
 	p.mu.Lock()
 	p.truncateLocked(offset)
