@@ -80,6 +80,8 @@ type Broker struct {
 	maintMu      sync.Mutex   // guards the following
 	deletedParts []*partition // deleted topics' partitions whose segments are not yet removed
 
+	unknownDirs map[string]bool // partition directories of no known topic, warned of once; owned by the cleaner
+
 	tier tierState // Tier 3 (tier3.go); tier.arch is nil without it
 
 	// Cluster mode (cluster.go); ctl is nil for a standalone broker.
@@ -88,6 +90,9 @@ type Broker struct {
 	reconciledIdx uint64        // the metadata index the local topics reflect
 	reconciled    chan struct{} // closed and replaced when reconciledIdx grows
 	fetchers      fetchers      // replica fetchers (replica_fetcher.go)
+	// adoptTried: when each unknown local topic was last offered to the
+	// controller for adoption. Owned by the reconciler goroutine.
+	adoptTried map[[16]byte]time.Time
 }
 
 // topic is a topic's in-memory state. name and id never change.
@@ -118,17 +123,19 @@ func New(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		fs:         cfg.FS,
-		topics:     make(map[string]*topic),
-		topicsByID: make(map[[16]byte]*topic),
-		conns:      make(map[*conn]struct{}),
-		closing:    make(chan struct{}),
-		files:      tier2.NewFileCache(cfg.MaxOpenSegmentFiles),
-		sealKick:   make(chan struct{}, 1),
-		cleanKick:  make(chan struct{}, 1),
-		fatal:      make(chan struct{}),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		fs:          cfg.FS,
+		topics:      make(map[string]*topic),
+		topicsByID:  make(map[[16]byte]*topic),
+		conns:       make(map[*conn]struct{}),
+		closing:     make(chan struct{}),
+		files:       tier2.NewFileCache(cfg.MaxOpenSegmentFiles),
+		sealKick:    make(chan struct{}, 1),
+		cleanKick:   make(chan struct{}, 1),
+		fatal:       make(chan struct{}),
+		adoptTried:  make(map[[16]byte]time.Time),
+		unknownDirs: make(map[string]bool),
 	}
 	b.identified.Store(cfg.Cluster == nil)
 	b.metrics = newMetrics(b)

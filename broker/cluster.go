@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"maps"
 	"net"
@@ -34,7 +35,12 @@ type ClusterConfig struct {
 // In a cluster, the controller's state is the truth about topics; each
 // broker keeps its local topics (partition logs, meta.json, which WAL
 // recovery needs before the quorum answers) in step with it: the
-// reconciler applies every change. Requests are checked against the state:
+// reconciler applies every change. Nothing is deleted because the
+// controller does not know it: a local topic is deleted only when the
+// controller's log records that topic ID's deletion; an unknown one is
+// adopted (replication/adopt.go: a grown standalone broker's topics, a
+// restored topic, a recovered quorum's), and one whose name the controller
+// gave to another topic is parked on disk. Requests are checked against the state:
 // a partition this broker does not lead, or any partition while its lease
 // has lapsed (cut off from the quorum, or paused), gets
 // NOT_LEADER_OR_FOLLOWER.
@@ -111,8 +117,9 @@ func (b *Broker) reconcileLoop() {
 		// may hold while it waits for the controller.
 		b.syncReplication(st)
 		b.adminMu.Lock()
-		b.reconcileLocked(st)
+		adopt := b.reconcileLocked(st)
 		b.adminMu.Unlock()
+		b.adoptTopics(adopt)
 		b.syncReplication(st) // partitions the reconcile just created
 		b.reconciledMu.Lock()
 		if st.Index > b.reconciledIdx {
@@ -124,10 +131,14 @@ func (b *Broker) reconcileLoop() {
 	}
 }
 
-// reconcileLocked makes the local topics match st. adminMu must be held.
-func (b *Broker) reconcileLocked(st *replication.State) {
+// reconcileLocked makes the local topics match st and returns the local
+// topics the controller does not know, to adopt. A local topic is deleted
+// only when st records its deletion (by ID); one whose name the controller
+// gave to another topic is parked: kept on disk, no longer served.
+// adminMu must be held.
+func (b *Broker) reconcileLocked(st *replication.State) (adopt []*topic) {
 	for _, ti := range st.Topics {
-		if err := b.syncTopicLocked(ti); err != nil {
+		if err := b.syncTopicLocked(st, ti); err != nil {
 			b.log.Error("apply topic from the controller failed; retrying", "topic", ti.Name, "err", err)
 		}
 	}
@@ -135,22 +146,110 @@ func (b *Broker) reconcileLocked(st *replication.State) {
 		if t.name == offsetsTopic {
 			continue // broker-local
 		}
-		if ti := st.Topics[t.name]; ti == nil || [16]byte(ti.ID) != t.id {
+		ti := st.Topics[t.name]
+		switch _, deleted := st.Deleted[replication.TopicID(t.id)]; {
+		case ti != nil && [16]byte(ti.ID) == t.id:
+			if b.holdsUnassigned(ti, t) {
+				adopt = append(adopt, t) // a recovered quorum learning who holds what
+			}
+		case deleted:
 			if err := b.dropTopicLocked(t); err != nil {
 				b.log.Error("delete topic removed by the controller failed; retrying", "topic", t.name, "err", err)
 			}
+		case ti != nil:
+			b.parkTopicLocked(t, fmt.Sprintf("the controller has another topic named %q (%s)", t.name, ti.ID))
+		default:
+			adopt = append(adopt, t)
+		}
+	}
+	return adopt
+}
+
+// holdsUnassigned reports whether this broker holds data of a partition of
+// an adopted topic it is no replica of: it adopts that partition too.
+func (b *Broker) holdsUnassigned(ti *replication.TopicInfo, t *topic) bool {
+	b.mu.RLock()
+	parts := t.partitions
+	b.mu.RUnlock()
+	for i, p := range parts {
+		if i >= len(ti.Partitions) {
+			break
+		}
+		ps := ti.Partitions[i]
+		if ps.Adopted == nil || slices.Contains(ps.Replicas, b.cfg.NodeID) {
+			continue
+		}
+		p.mu.RLock()
+		holds := p.hw > 0
+		p.mu.RUnlock()
+		if holds {
+			return true
+		}
+	}
+	return false
+}
+
+// adoptTopics asks the controller to adopt local topics it does not know,
+// each at most every few seconds. It runs on the reconciler, outside
+// adminMu (the proposal waits for the log, not for the reconciler).
+func (b *Broker) adoptTopics(ts []*topic) {
+	now := time.Now()
+	for _, t := range ts {
+		if at, ok := b.adoptTried[t.id]; ok && now.Sub(at) < 3*time.Second {
+			continue
+		}
+		b.adoptTried[t.id] = now
+		req := &replication.AdoptTopicRequest{Broker: b.cfg.NodeID, Name: t.name, ID: replication.TopicID(t.id), Configs: maps.Clone(b.topicConfigs(t))}
+		b.mu.RLock()
+		parts := t.partitions
+		b.mu.RUnlock()
+		for _, p := range parts {
+			req.Partitions = append(req.Partitions, p.holding())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := b.ctl.Propose(ctx, &replication.Request{AdoptTopic: req})
+		cancel()
+		var ce *replication.Error
+		switch {
+		case err == nil:
+			b.log.Info("the controller adopted a topic this broker holds", "topic", t.name, "id", topicIDString(t.id), "partitions", len(parts))
+		case errors.As(err, &ce):
+			// Deleted meanwhile, or the name was taken: the next
+			// reconcile deletes or parks it.
+			b.log.Warn("the controller did not adopt a topic this broker holds", "topic", t.name, "id", topicIDString(t.id), "err", err)
+		default:
+			b.log.Debug("adopting a topic failed; retrying", "topic", t.name, "err", err)
 		}
 	}
 }
 
+// holding is what this broker holds of p, for adoption.
+func (p *partition) holding() replication.Holding {
+	p.mu.RLock()
+	end := p.hw
+	p.mu.RUnlock()
+	epoch := p.lastEpoch()
+	p.arch.mu.Lock()
+	if m := p.arch.seen; m != nil {
+		epoch = max(epoch, m.LeaderEpoch)
+	}
+	p.arch.mu.Unlock()
+	return replication.Holding{LogEnd: end, LastEpoch: epoch}
+}
+
 // syncTopicLocked creates, grows or reconfigures the local copy of ti.
 // Idempotent. adminMu must be held.
-func (b *Broker) syncTopicLocked(ti *replication.TopicInfo) error {
+func (b *Broker) syncTopicLocked(st *replication.State, ti *replication.TopicInfo) error {
 	t := b.lookupTopic(ti.Name)
 	if t != nil && t.id != [16]byte(ti.ID) {
-		// A topic deleted and recreated under the same name.
-		if err := b.dropTopicLocked(t); err != nil {
-			return err
+		// Another topic under the same name: the old one was deleted (and
+		// recorded so), or its data is parked.
+		if _, deleted := st.Deleted[replication.TopicID(t.id)]; deleted {
+			if err := b.dropTopicLocked(t); err != nil {
+				return err
+			}
+		} else {
+			b.parkTopicLocked(t, fmt.Sprintf("the controller has another topic named %q (%s)", t.name, ti.ID))
 		}
 		t = nil
 	}

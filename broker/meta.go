@@ -50,6 +50,9 @@ type metaState struct {
 	// partition directories may still be on disk: the only directories
 	// retention's cleanup removes. An unknown directory is left alone.
 	DeletedTopics []string `json:"deleted_topics,omitempty"`
+	// Parked are local topics whose name the controller gave to another
+	// topic: no longer served, their data left on disk for the operator.
+	Parked []metaTopic `json:"parked_topics,omitempty"`
 }
 
 type metaTopic struct {

@@ -558,8 +558,10 @@ func (b *Broker) advanceLogStart(p *partition, off int64) error {
 	return nil
 }
 
-// removeDeleted deletes the segments of deleted topics and any partition
-// directory no live partition owns.
+// removeDeleted deletes the segments of deleted topics, and the partition
+// directories of topics whose deletion meta.json records (a crash may have
+// left them behind). A directory of a topic that is neither known nor
+// recorded as deleted is left alone: unknown is not deleted.
 func (b *Broker) removeDeleted() {
 	b.maintMu.Lock()
 	dead := b.deletedParts
@@ -583,25 +585,70 @@ func (b *Broker) removeDeleted() {
 	if err != nil {
 		return
 	}
+	b.adminMu.Lock()
+	deleted := map[[16]byte]bool{}
+	for _, s := range b.meta.DeletedTopics {
+		if id, err := parseTopicID(s); err == nil {
+			deleted[id] = true
+		}
+	}
+	b.adminMu.Unlock()
 	live := map[string]bool{}
 	for _, p := range b.allPartitions() {
 		live[filepath.Base(p.dir)] = true
 	}
+	remaining := map[[16]byte]bool{}
 	for _, e := range ents {
-		if _, _, ok := tier2.ParsePartitionDir(e.Name()); !ok || live[e.Name()] || !e.IsDir() {
+		id, _, ok := tier2.ParsePartitionDir(e.Name())
+		if !ok || live[e.Name()] || !e.IsDir() {
+			continue
+		}
+		if !deleted[id] {
+			if !b.unknownDirs[e.Name()] {
+				b.unknownDirs[e.Name()] = true
+				b.log.Warn("a partition directory of no known topic; left in place", "dir", filepath.Join(b.segRoot(), e.Name()))
+			}
 			continue
 		}
 		dir := filepath.Join(b.segRoot(), e.Name())
 		files, err := b.fs.ReadDir(dir)
 		if err != nil {
+			remaining[id] = true
 			continue
 		}
 		for _, f := range files {
 			b.fs.Remove(filepath.Join(dir, f.Name()))
 		}
 		if err := b.fs.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			remaining[id] = true
 			b.log.Warn("removing a deleted partition's directory failed", "dir", e.Name(), "err", err)
 		}
 	}
 	b.fs.SyncDir(b.segRoot())
+	b.forgetRemovedLocked(deleted, remaining)
+}
+
+// forgetRemovedLocked drops from meta.json the deleted topics whose
+// directories are all gone, unless another delete of theirs is pending.
+func (b *Broker) forgetRemovedLocked(deleted, remaining map[[16]byte]bool) {
+	b.maintMu.Lock()
+	for _, p := range b.deletedParts {
+		remaining[p.topic.id] = true
+	}
+	b.maintMu.Unlock()
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	st := b.meta
+	st.DeletedTopics = slices.DeleteFunc(slices.Clone(st.DeletedTopics), func(s string) bool {
+		id, err := parseTopicID(s)
+		return err == nil && deleted[id] && !remaining[id]
+	})
+	if len(st.DeletedTopics) == len(b.meta.DeletedTopics) {
+		return
+	}
+	if err := saveMeta(b.fs, b.cfg.DataDir, &st); err != nil {
+		b.log.Warn("recording removed topics failed", "err", err)
+		return
+	}
+	b.meta = st
 }

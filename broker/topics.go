@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -165,30 +167,23 @@ func (b *Broker) deleteTopic(t *topic) error {
 	return nil
 }
 
-// dropTopicLocked removes a local topic; its data goes in the background.
+// dropTopicLocked removes a local topic whose deletion is recorded (a
+// DeleteTopics standalone, the controller's log in a cluster): the ID goes
+// into meta.json's deleted topics, and its data goes in the background.
 // adminMu must be held.
 func (b *Broker) dropTopicLocked(t *topic) error {
-	st := b.meta
-	st.Topics = nil
-	for _, mt := range b.meta.Topics {
-		if mt.ID != topicIDString(t.id) {
-			st.Topics = append(st.Topics, mt)
+	if err := b.forgetTopicLocked(t, func(st *metaState) {
+		st.DeletedTopics = append(slices.DeleteFunc(slices.Clone(st.DeletedTopics), func(id string) bool { return id == topicIDString(t.id) }),
+			topicIDString(t.id))
+		if n := len(st.DeletedTopics); n > maxDeletedTopics {
+			st.DeletedTopics = st.DeletedTopics[n-maxDeletedTopics:]
 		}
+	}); err != nil {
+		return err
 	}
-	if len(st.Topics) == len(b.meta.Topics) {
-		return kerrf(kerr.UnknownTopicOrPartition, "topic %q does not exist", t.name)
-	}
-	if err := saveMeta(b.fs, b.cfg.DataDir, &st); err != nil {
-		return kerrf(kerr.KafkaStorageError, "persist metadata: %v", err)
-	}
-	b.meta = st
-	b.mu.Lock()
-	if b.topics[t.name] == t {
-		delete(b.topics, t.name)
-	}
-	delete(b.topicsByID, t.id)
+	b.mu.RLock()
 	parts := t.partitions
-	b.mu.Unlock()
+	b.mu.RUnlock()
 	for _, p := range parts {
 		p.markDeleted()
 	}
@@ -199,6 +194,59 @@ func (b *Broker) dropTopicLocked(t *topic) error {
 	case b.cleanKick <- struct{}{}:
 	default:
 	}
+	return nil
+}
+
+// maxDeletedTopics bounds meta.json's deleted topics: the IDs whose
+// directories cleanup may still find (the oldest are long gone).
+const maxDeletedTopics = 10_000
+
+// parkTopicLocked stops serving a local topic whose name the controller
+// gave to another topic, without deleting anything: its partition
+// directories stay on disk (they are named by topic ID) and meta.json
+// lists it under parked_topics for the operator. adminMu must be held.
+func (b *Broker) parkTopicLocked(t *topic, why string) {
+	mt := metaTopic{Name: t.name, ID: topicIDString(t.id), Partitions: int32(b.topicPartitionCount(t)), Configs: b.topicConfigs(t)}
+	if err := b.forgetTopicLocked(t, func(st *metaState) {
+		st.Parked = append(slices.Clone(st.Parked), mt)
+	}); err != nil {
+		b.log.Error("parking a topic failed; retrying", "topic", t.name, "err", err)
+		return
+	}
+	b.mu.RLock()
+	parts := t.partitions
+	b.mu.RUnlock()
+	for _, p := range parts {
+		p.markDeleted() // not served; nothing is removed
+	}
+	b.log.Error("parked a local topic: its data stays on disk, unserved", "topic", t.name, "id", topicIDString(t.id), "why", why,
+		"dirs", filepath.Join(b.segRoot(), topicIDString(t.id)+"-*"))
+}
+
+// forgetTopicLocked removes t from meta.json (after edit) and from the
+// topics served. adminMu must be held.
+func (b *Broker) forgetTopicLocked(t *topic, edit func(*metaState)) error {
+	st := b.meta
+	st.Topics = nil
+	for _, mt := range b.meta.Topics {
+		if mt.ID != topicIDString(t.id) {
+			st.Topics = append(st.Topics, mt)
+		}
+	}
+	if len(st.Topics) == len(b.meta.Topics) {
+		return kerrf(kerr.UnknownTopicOrPartition, "topic %q does not exist", t.name)
+	}
+	edit(&st)
+	if err := saveMeta(b.fs, b.cfg.DataDir, &st); err != nil {
+		return kerrf(kerr.KafkaStorageError, "persist metadata: %v", err)
+	}
+	b.meta = st
+	b.mu.Lock()
+	if b.topics[t.name] == t {
+		delete(b.topics, t.name)
+	}
+	delete(b.topicsByID, t.id)
+	b.mu.Unlock()
 	return nil
 }
 

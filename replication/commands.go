@@ -20,6 +20,7 @@ type Command struct {
 	SetConfigs       *SetConfigs       `json:"set_configs,omitempty"`
 	AllocProducerIDs *AllocProducerIDs `json:"alloc_producer_ids,omitempty"`
 	ChangeISR        *ChangeISR        `json:"change_isr,omitempty"`
+	AdoptTopic       *TopicInfo        `json:"adopt_topic,omitempty"`
 }
 
 // InitCluster names the cluster; later ones are ignored.
@@ -104,8 +105,9 @@ func errorf(code int16, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// apply returns the state after c, and c's result. s is not modified.
-func apply(s *State, c *Command) (*State, Result) {
+// applyAt returns the state after c, applied at Raft index index, and c's
+// result. s is not modified.
+func applyAt(s *State, c *Command, index uint64) (*State, Result) {
 	switch {
 	case c.InitCluster != nil:
 		if s.ClusterID != "" {
@@ -143,6 +145,31 @@ func apply(s *State, c *Command) (*State, Result) {
 		}
 		n := s.clone()
 		delete(n.Topics, c.DeleteTopic.Name)
+		if n.Deleted == nil {
+			n.Deleted = map[TopicID]DeletedTopic{}
+		}
+		n.Deleted[c.DeleteTopic.ID] = DeletedTopic{Name: c.DeleteTopic.Name, Index: index}
+		for len(n.Deleted) > maxDeletedTopics {
+			oldest := c.DeleteTopic.ID
+			for id, d := range n.Deleted {
+				if d.Index < n.Deleted[oldest].Index {
+					oldest = id
+				}
+			}
+			delete(n.Deleted, oldest)
+		}
+		return n, Result{}
+
+	case c.AdoptTopic != nil:
+		t := c.AdoptTopic
+		if _, gone := s.Deleted[t.ID]; gone {
+			return s, Result{Err: errorf(CodeUnknownTopicOrPartition, "topic %q (%s) was deleted", t.Name, t.ID)}
+		}
+		if cur := s.Topics[t.Name]; cur != nil && cur.ID != t.ID {
+			return s, Result{Err: errorf(CodeTopicAlreadyExists, "another topic named %q exists (%s)", t.Name, cur.ID)}
+		}
+		n := s.clone()
+		n.Topics[t.Name] = t
 		return n, Result{}
 
 	case c.CreatePartitions != nil:
@@ -243,6 +270,7 @@ func applyFence(s *State, id int32) *State {
 			if p.Leader == id {
 				np.Leader = electLeader(n, np)
 				np.LeaderEpoch++
+				np.Adopted = nil
 			}
 			parts[i] = np
 		}
@@ -294,6 +322,9 @@ func applyChangeISR(s *State, c *ChangeISR) (*State, Result) {
 	n := s.clone()
 	parts := slices.Clone(t.Partitions)
 	parts[c.Partition].ISR = slices.Clone(c.ISR)
+	if len(c.ISR) > 1 {
+		parts[c.Partition].Adopted = nil // replication took over from adoption
+	}
 	n.Topics[t.Name] = t.withPartitions(parts)
 	return n, Result{}
 }

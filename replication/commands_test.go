@@ -145,3 +145,54 @@ func TestQuickRestartIsFencedFirst(t *testing.T) {
 		t.Fatalf("after a quick restart of 1: %+v live %v; want leader 2, epoch 1, 1 out of the ISR but live", p, s.Live(1))
 	}
 }
+
+// apply is applyAt for tests that do not care about the Raft index.
+func apply(s *State, c *Command) (*State, Result) { return applyAt(s, c, 0) }
+
+// A deleted topic is recorded by ID; adoption takes in an unknown topic
+// with its adopter as the only replica at an epoch above its log's, merges
+// a second adopter (who takes over when it holds more), and refuses a
+// deleted topic or another topic's name.
+func TestDeletionRecordsAndAdoption(t *testing.T) {
+	s := NewState()
+	s = mustApply(t, s, &Command{RegisterBroker: &BrokerInfo{ID: 1, Incarnation: "a"}})
+	s = mustApply(t, s, &Command{RegisterBroker: &BrokerInfo{ID: 2, Incarnation: "b"}})
+	s = mustApply(t, s, &Command{CreateTopic: &TopicInfo{Name: "old", ID: TopicID{1}, Partitions: []PartitionInfo{{Replicas: []int32{1}, ISR: []int32{1}, Leader: 1}}}})
+	n, res := applyAt(s, &Command{DeleteTopic: &TopicRef{Name: "old", ID: TopicID{1}}}, 42)
+	if res.Err != nil || n.Topics["old"] != nil || n.Deleted[TopicID{1}] != (DeletedTopic{Name: "old", Index: 42}) {
+		t.Fatalf("delete: %v, deleted %v", res.Err, n.Deleted)
+	}
+	s = n
+	if _, err := planAdopt(s, &AdoptTopicRequest{Broker: 1, Name: "old", ID: TopicID{1}, Partitions: []Holding{{LogEnd: 5}}}); err == nil || err.Code != CodeUnknownTopicOrPartition {
+		t.Fatalf("adopting a deleted topic: %v, want UNKNOWN_TOPIC_OR_PARTITION", err)
+	}
+
+	req := &AdoptTopicRequest{Broker: 1, Name: "kept", ID: TopicID{2}, Configs: map[string]string{"retention.ms": "-1"},
+		Partitions: []Holding{{LogEnd: 500, LastEpoch: 4}, {LogEnd: 0, LastEpoch: -1}}}
+	ti, err := planAdopt(s, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = mustApply(t, s, &Command{AdoptTopic: ti})
+	p := s.Topics["kept"].Partitions
+	if len(p) != 2 || p[0].Leader != 1 || p[0].LeaderEpoch != 5 || !slices.Equal(p[0].ISR, []int32{1}) || p[1].LeaderEpoch != 0 {
+		t.Fatalf("adopted partitions %+v", p)
+	}
+	// A second broker holding more of partition 0 takes it over; of
+	// partition 1 it holds nothing more and only becomes a replica.
+	ti, err = planAdopt(s, &AdoptTopicRequest{Broker: 2, Name: "kept", ID: TopicID{2}, Partitions: []Holding{{LogEnd: 800, LastEpoch: 4}, {LogEnd: 0, LastEpoch: -1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = mustApply(t, s, &Command{AdoptTopic: ti})
+	p = s.Topics["kept"].Partitions
+	if p[0].Leader != 2 || p[0].LeaderEpoch != 6 || !slices.Equal(p[0].Replicas, []int32{1, 2}) || !slices.Equal(p[0].ISR, []int32{2}) {
+		t.Fatalf("partition 0 after the second adopter: %+v", p[0])
+	}
+	if p[1].Leader != 1 || !slices.Equal(p[1].Replicas, []int32{1, 2}) || !slices.Equal(p[1].ISR, []int32{1}) {
+		t.Fatalf("partition 1 after the second adopter: %+v", p[1])
+	}
+	if _, err := planAdopt(s, &AdoptTopicRequest{Broker: 1, Name: "kept", ID: TopicID{3}, Partitions: []Holding{{}}}); err == nil || err.Code != CodeTopicAlreadyExists {
+		t.Fatalf("adopting another topic under a taken name: %v", err)
+	}
+}

@@ -85,6 +85,9 @@ type Request struct {
 	// Shutdown fences the calling broker at once (controlled shutdown), so
 	// its partitions move without waiting for its session to time out.
 	Shutdown *FenceBroker `json:"shutdown,omitempty"`
+	// AdoptTopic takes in a topic a broker holds that the controller does
+	// not know (adopt.go).
+	AdoptTopic *AdoptTopicRequest `json:"adopt_topic,omitempty"`
 }
 
 // CreateTopicRequest creates a topic. The ID is chosen by the broker that
@@ -552,6 +555,12 @@ func (c *Controller) plan(req *Request) (Result, bool) {
 		cmd.ChangeISR = req.ChangeISR
 	case req.Shutdown != nil:
 		cmd.FenceBroker = req.Shutdown
+	case req.AdoptTopic != nil:
+		t, err := planAdopt(st, req.AdoptTopic)
+		if err != nil {
+			return Result{Err: err}, false
+		}
+		cmd.AdoptTopic = t
 	default:
 		return Result{Err: errorf(CodeInvalidRequest, "empty controller request")}, false
 	}

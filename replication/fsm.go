@@ -57,7 +57,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if c, err := decodeCommand(l.Data); err != nil {
 		res.Err = errorf(CodeInvalidRequest, "%v", err)
 	} else {
-		n, res = apply(s, c)
+		n, res = applyAt(s, c, l.Index)
 	}
 	if n == s {
 		n = s.clone()

@@ -23,6 +23,12 @@ type State struct {
 
 	Brokers map[int32]*BrokerInfo `json:"brokers"`
 	Topics  map[string]*TopicInfo `json:"topics"`
+	// Deleted records the topics whose deletion the log holds, by ID: the
+	// only topics a broker deletes local data and archive objects of. A
+	// topic a broker holds that is neither here nor in Topics is adopted,
+	// never deleted (broker/cluster.go). At most maxDeletedTopics are kept,
+	// the oldest dropped first.
+	Deleted map[TopicID]DeletedTopic `json:"deleted,omitempty"`
 
 	// NextProducerID: every producer ID below it has been handed to some
 	// broker; blocks are allocated through the log so none is reused.
@@ -70,7 +76,19 @@ type PartitionInfo struct {
 	Leader   int32   `json:"leader"` // -1: no leader (every ISR member is fenced)
 	// LeaderEpoch grows by one on every leader change.
 	LeaderEpoch int32 `json:"leader_epoch"`
+	// Adopted is what the leader of an adopted partition held when it
+	// reported it: a later adopter holding more takes over (AdoptTopic).
+	Adopted *Holding `json:"adopted,omitempty"`
 }
+
+// DeletedTopic is the record of a topic's deletion.
+type DeletedTopic struct {
+	Name  string `json:"name"`
+	Index uint64 `json:"index"` // the Raft index of the deletion
+}
+
+// maxDeletedTopics bounds State.Deleted.
+const maxDeletedTopics = 100_000
 
 // TopicID is a topic's 16-byte UUID; JSON holds it as 32 hex digits.
 type TopicID [16]byte
@@ -100,6 +118,7 @@ func (s *State) clone() *State {
 	c := *s
 	c.Brokers = maps.Clone(s.Brokers)
 	c.Topics = maps.Clone(s.Topics)
+	c.Deleted = maps.Clone(s.Deleted)
 	return &c
 }
 
