@@ -67,7 +67,8 @@ type Broker struct {
 	// identified is set once the data directory is known to belong to the
 	// controller quorum's cluster (always, standalone): identity.go.
 	identified atomic.Bool
-	fatal      chan struct{} // closed by fail: the broker refuses to go on
+	walErr     atomic.Pointer[error] // the WAL failed for good (walFailed)
+	fatal      chan struct{}         // closed by fail: the broker refuses to go on
 	fatalOnce  sync.Once
 	fatalErr   error
 
@@ -222,6 +223,7 @@ func (b *Broker) open() (*Broker, error) {
 
 		SegmentBytes: cfg.WALSegmentBytes,
 		OnGroup:      b.metrics.observeGroup,
+		OnFailed:     b.walFailed,
 	}, func(e tier1.Entry) error {
 		t := b.topicsByID[e.TP.TopicID]
 		if t == nil || int(e.TP.Partition) >= len(t.partitions) {
@@ -314,6 +316,8 @@ func (b *Broker) Ready() error {
 		return errors.New("broker closed")
 	case b.ln == nil:
 		return errors.New("kafka listener not started")
+	case b.walErr.Load() != nil:
+		return fmt.Errorf("the write-ahead log failed: %v", *b.walErr.Load())
 	case b.ctl != nil && !b.ctl.Current():
 		return errors.New("not joined to the cluster: no current lease from the controller quorum")
 	}

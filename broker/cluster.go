@@ -30,6 +30,9 @@ type ClusterConfig struct {
 	// Recover forms a new controller quorum over data directories of a
 	// cluster whose Raft state is lost on every node (CHRONIK_CONTROLLER_RECOVER).
 	Recover bool
+	// UncleanLeaderElection is the default of the topic config
+	// unclean.leader.election.enable (CHRONIK_UNCLEAN_LEADER_ELECTION_ENABLE).
+	UncleanLeaderElection bool
 }
 
 // In a cluster, the controller's state is the truth about topics; each
@@ -56,16 +59,17 @@ func (b *Broker) startCluster() error {
 	cc := b.cfg.Cluster
 	dataID, member := b.dataClusterID()
 	ctl, err := replication.Open(replication.Config{
-		DataClusterID:     dataID,
-		DataMember:        member,
-		Recover:           cc.Recover,
-		NodeID:            b.cfg.NodeID,
-		BindAddr:          cc.RaftAddr,
-		Peers:             cc.Peers,
-		Dir:               filepath.Join(b.cfg.DataDir, "raft"),
-		HeartbeatInterval: cc.HeartbeatInterval,
-		SessionTimeout:    cc.SessionTimeout,
-		Logger:            b.log,
+		DataClusterID:         dataID,
+		DataMember:            member,
+		Recover:               cc.Recover,
+		UncleanLeaderElection: cc.UncleanLeaderElection,
+		NodeID:                b.cfg.NodeID,
+		BindAddr:              cc.RaftAddr,
+		Peers:                 cc.Peers,
+		Dir:                   filepath.Join(b.cfg.DataDir, "raft"),
+		HeartbeatInterval:     cc.HeartbeatInterval,
+		SessionTimeout:        cc.SessionTimeout,
+		Logger:                b.log,
 	})
 	if err != nil {
 		return err
@@ -82,7 +86,9 @@ func (b *Broker) startCluster() error {
 // controller; called once the Kafka listener is up.
 func (b *Broker) joinCluster() {
 	host, port := b.advertised()
-	info := replication.BrokerInfo{Host: host, Port: port}
+	b.adminMu.Lock()
+	info := replication.BrokerInfo{Host: host, Port: port, StorageID: b.meta.StorageID}
+	b.adminMu.Unlock()
 	if a := b.cfg.InternalAddr; a != "" {
 		h, p, err := net.SplitHostPort(a)
 		n, perr := strconv.Atoi(p)
@@ -413,4 +419,63 @@ func liveReplicas(st *replication.State, ps replication.PartitionInfo) (live, of
 // without one (ops derives min(3, peers) unless configured).
 func (b *Broker) defaultReplicationFactor() int16 {
 	return max(b.cfg.DefaultReplicationFactor, 1)
+}
+
+// walFailed gives up this broker's leaderships once its write-ahead log
+// failed for good (tier1's OnFailed): it can no longer write what it
+// leads. The broker is fenced and stops heartbeating, so the controller
+// moves its partitions to replicas that can; reads of what it holds go
+// on. Only a restart (which recovers the log) lets it rejoin.
+func (b *Broker) walFailed(err error) {
+	if !b.walErr.CompareAndSwap(nil, &err) {
+		return
+	}
+	if b.ctl == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if rerr := b.ctl.Resign(ctx); rerr != nil {
+			b.log.Error("the write-ahead log failed and the controller could not be told; the session timeout fences this broker", "err", rerr)
+			return
+		}
+		b.log.Error("the write-ahead log failed: this broker gave up its leaderships and stays fenced until it is restarted", "err", err)
+	}()
+}
+
+// reportReplicaHealth tells the controller that this broker's replica of p
+// is damaged (it leaves the ISR and cannot lead while a whole replica
+// can) or whole again. It retries until the controller takes the report
+// or the state has moved on, in the background.
+func (b *Broker) reportReplicaHealth(p *partition, damaged bool) {
+	if b.ctl == nil {
+		return
+	}
+	b.maintWG.Add(1)
+	go func() {
+		defer b.maintWG.Done()
+		backoff := 100 * time.Millisecond
+		for {
+			self := b.ctl.Self()
+			if self != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := b.ctl.Propose(ctx, &replication.Request{MarkReplica: &replication.MarkReplica{
+					TopicRef: replication.TopicRef{Name: p.topic.name, ID: p.topic.id}, Partition: p.index,
+					Broker: b.cfg.NodeID, Incarnation: self.Incarnation, Damaged: damaged,
+				}})
+				cancel()
+				var ce *replication.Error
+				if err == nil || errors.As(err, &ce) {
+					return // recorded, or refused for good (the topic or this incarnation is gone)
+				}
+			}
+			select {
+			case <-b.closing:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}()
 }

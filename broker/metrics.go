@@ -207,6 +207,14 @@ func newMetrics(b *Broker) *metrics {
 			}
 			return 0
 		}))
+	m.gaugeFunc("chronik_wal_failed",
+		"1 once the WAL failed for good (a write or fsync error other than a full disk): the broker gave up its leaderships and needs a restart, else 0.",
+		func() float64 {
+			if b != nil && b.walErr.Load() != nil {
+				return 1
+			}
+			return 0
+		})
 	m.counterFunc("chronik_wal_disk_full_groups_total",
 		"WAL group commits undone because the disk was full; their produces got KAFKA_STORAGE_ERROR and are retried by clients.",
 		walStat(func(s tier1.Stats) float64 { return float64(s.DiskFullGroups) }))

@@ -86,6 +86,10 @@ var topicConfigDefs = func() map[string]*topicConfigDef {
 			doc: "bytes of a partition's active segment that make it roll into a sealed segment"},
 		{name: "segment.ms", def: constDefault("604800000"), typ: kmsg.ConfigTypeLong, validate: validateInt(1),
 			doc: "age (since its oldest batch became durable) at which an active segment rolls"},
+		{name: "unclean.leader.election.enable", def: func(c *Config) string {
+			return strconv.FormatBool(c.Cluster != nil && c.Cluster.UncleanLeaderElection)
+		}, typ: kmsg.ConfigTypeBoolean, validate: validateEnum("true", "false"),
+			doc: "elect a replica outside the ISR when no ISR member is live (cluster mode): the partition comes back, losing what that replica lacks"},
 	}
 	m := make(map[string]*topicConfigDef, len(defs))
 	for _, d := range defs {

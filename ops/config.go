@@ -55,6 +55,8 @@ type Config struct {
 	// ControllerRecover forms a new controller quorum over data directories
 	// whose cluster's Raft state is lost everywhere.
 	ControllerRecover bool
+	// UncleanLeaderElection is the default of unclean.leader.election.enable.
+	UncleanLeaderElection bool
 
 	WALProfile        string // one of low, medium, high, ultra
 	Fsync             FsyncMode

@@ -72,6 +72,9 @@ func TestSettingNamesMatchContract(t *testing.T) {
 		"CHRONIK_BROKER_SESSION_TIMEOUT_MS":    "broker-session-timeout",
 		"CHRONIK_REPLICA_LAG_TIME_MAX_MS":      "replica-lag-time-max",
 		"CHRONIK_INTERNAL_ADDR":                "internal-addr",
+
+		"CHRONIK_CONTROLLER_RECOVER":             "controller-recover",
+		"CHRONIK_UNCLEAN_LEADER_ELECTION_ENABLE": "unclean-leader-election-enable",
 	}
 	got := make(map[string]string)
 	keys := make(map[string]bool)
@@ -140,6 +143,8 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_BROKER_SESSION_TIMEOUT_MS", "9000", nil, func(c Config) any { return c.BrokerSessionTimeout }, 9 * time.Second},
 		{"CHRONIK_INTERNAL_ADDR", "chronik-1:9092", nil, func(c Config) any { return c.InternalAddr }, "chronik-1:9092"},
 		{"CHRONIK_REPLICA_LAG_TIME_MAX_MS", "30000", nil, func(c Config) any { return c.ReplicaLagTimeMax }, 30 * time.Second},
+		{"CHRONIK_CONTROLLER_RECOVER", "true", nil, func(c Config) any { return c.ControllerRecover }, true},
+		{"CHRONIK_UNCLEAN_LEADER_ELECTION_ENABLE", "true", nil, func(c Config) any { return c.UncleanLeaderElection }, true},
 		{"CHRONIK_MAX_REQUEST_BYTES", "2097152", nil, func(c Config) any { return c.MaxRequestBytes }, int32(2097152)},
 		{"CHRONIK_MESSAGE_MAX_BYTES", "4096", nil, func(c Config) any { return c.MessageMaxBytes }, int32(4096)},
 		{"CHRONIK_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, "debug"},

@@ -127,6 +127,13 @@ var settings = []Setting{
 		set: setBool(func(c *Config) *bool { return &c.ControllerRecover }, false),
 	},
 	{
+		Flag: "unclean-leader-election-enable", Env: "CHRONIK_UNCLEAN_LEADER_ELECTION_ENABLE", Key: "unclean_leader_election_enable", Type: "bool",
+		Default: "false",
+		Help: "default of the topic config unclean.leader.election.enable: when no in-sync replica of a partition is live, elect another live replica, " +
+			"losing what it lacks (cluster mode; off, as in Kafka)",
+		set: setBool(func(c *Config) *bool { return &c.UncleanLeaderElection }, false),
+	},
+	{
 		Flag: "wal-profile", Env: "CHRONIK_WAL_PROFILE", Key: "wal_profile", Type: "name",
 		Default: "medium",
 		Help:    "group-commit bounds: " + strings.Join(walProfiles, ", "),

@@ -21,6 +21,28 @@ type Command struct {
 	AllocProducerIDs *AllocProducerIDs `json:"alloc_producer_ids,omitempty"`
 	ChangeISR        *ChangeISR        `json:"change_isr,omitempty"`
 	AdoptTopic       *TopicInfo        `json:"adopt_topic,omitempty"`
+	MarkReplica      *MarkReplica      `json:"mark_replica,omitempty"`
+	ElectLeader      *ElectLeader      `json:"elect_leader,omitempty"`
+}
+
+// MarkReplica records a broker's report on one of its replicas: damaged
+// (offline) or whole again.
+type MarkReplica struct {
+	TopicRef
+	Partition   int32  `json:"partition"`
+	Broker      int32  `json:"broker"`
+	Incarnation string `json:"incarnation"` // only this incarnation's report counts
+	Damaged     bool   `json:"damaged"`
+}
+
+// ElectLeader makes Leader the leader of a partition that has none. An
+// unclean election (unclean.leader.election.enable) picks a live replica
+// outside the ISR, which becomes its only member: what it lacks is lost.
+type ElectLeader struct {
+	TopicRef
+	Partition int32 `json:"partition"`
+	Leader    int32 `json:"leader"`
+	Unclean   bool  `json:"unclean"`
 }
 
 // InitCluster names the cluster; later ones are ignored.
@@ -200,6 +222,12 @@ func applyAt(s *State, c *Command, index uint64) (*State, Result) {
 
 	case c.ChangeISR != nil:
 		return applyChangeISR(s, c.ChangeISR)
+
+	case c.MarkReplica != nil:
+		return applyMarkReplica(s, c.MarkReplica)
+
+	case c.ElectLeader != nil:
+		return applyElectLeader(s, c.ElectLeader)
 	}
 	return s, Result{Err: errorf(CodeInvalidRequest, "empty metadata command")}
 }
@@ -215,6 +243,13 @@ func (s *State) topic(ref TopicRef) (*TopicInfo, *Error) {
 // applyRegister records a (re)started or returning broker as live, and
 // gives it the partitions that had no leader and still list it in their ISR.
 func applyRegister(s *State, b *BrokerInfo) *State {
+	if cur := s.Brokers[b.ID]; cur != nil && cur.StorageID != "" && b.StorageID != "" && cur.StorageID != b.StorageID {
+		// Back with another data directory: it holds nothing its
+		// replicas held. It leaves every ISR, even as the last member
+		// (then the partition has no leader until one with the data
+		// returns, or unclean.leader.election.enable says otherwise).
+		s = applyStorageReplaced(s, b.ID)
+	}
 	if cur := s.Brokers[b.ID]; cur != nil && !cur.Fenced && cur.Incarnation != b.Incarnation {
 		// Restarted within its session: the old incarnation is gone, and
 		// with it whatever it had not fsynced. Fence it first, so its
@@ -282,14 +317,123 @@ func applyFence(s *State, id int32) *State {
 }
 
 // electLeader picks the first live replica, in preference order, that is in
-// the ISR; -1 if none (unclean election is off).
+// the ISR and not offline (damaged), else the first live one in the ISR;
+// -1 if none (an unclean election is the controller leader's to propose).
 func electLeader(s *State, p PartitionInfo) int32 {
+	fallback := int32(-1)
 	for _, r := range p.Replicas {
-		if s.Live(r) && slices.Contains(p.ISR, r) {
+		if !s.Live(r) || !slices.Contains(p.ISR, r) {
+			continue
+		}
+		if !slices.Contains(p.Offline, r) {
 			return r
 		}
+		if fallback < 0 {
+			fallback = r
+		}
 	}
-	return -1
+	return fallback
+}
+
+// applyStorageReplaced takes broker id out of every ISR and leadership: it
+// came back with another data directory.
+func applyStorageReplaced(s *State, id int32) *State {
+	n := s.clone()
+	for name, t := range n.Topics {
+		var parts []PartitionInfo
+		for i, p := range t.Partitions {
+			if !slices.Contains(p.Replicas, id) {
+				continue
+			}
+			if parts == nil {
+				parts = slices.Clone(t.Partitions)
+			}
+			np := p
+			np.ISR = slices.DeleteFunc(slices.Clone(p.ISR), func(r int32) bool { return r == id })
+			np.Offline = slices.DeleteFunc(slices.Clone(p.Offline), func(r int32) bool { return r == id })
+			if !slices.Contains(p.Empty, id) {
+				np.Empty = append(slices.Clone(p.Empty), id)
+			}
+			if p.Leader == id {
+				np.Leader = electLeader(n, np)
+				np.LeaderEpoch++
+				np.Adopted = nil
+			}
+			parts[i] = np
+		}
+		if parts != nil {
+			n.Topics[name] = t.withPartitions(parts)
+		}
+	}
+	return n
+}
+
+func applyMarkReplica(s *State, c *MarkReplica) (*State, Result) {
+	t, err := s.topic(c.TopicRef)
+	if err != nil {
+		return s, Result{Err: err}
+	}
+	if c.Partition < 0 || int(c.Partition) >= len(t.Partitions) {
+		return s, Result{Err: errorf(CodeUnknownTopicOrPartition, "topic %q has no partition %d", t.Name, c.Partition)}
+	}
+	if b := s.Brokers[c.Broker]; b == nil || b.Incarnation != c.Incarnation {
+		return s, Result{Err: errorf(CodeFencedLeaderEpoch, "broker %d restarted since it made the report", c.Broker)}
+	}
+	p := t.Partitions[c.Partition]
+	if !slices.Contains(p.Replicas, c.Broker) || slices.Contains(p.Offline, c.Broker) == c.Damaged {
+		return s, Result{}
+	}
+	np := p
+	if c.Damaged {
+		np.Offline = append(slices.Clone(p.Offline), c.Broker)
+		if len(p.ISR) > 1 && slices.Contains(p.ISR, c.Broker) {
+			np.ISR = slices.DeleteFunc(slices.Clone(p.ISR), func(r int32) bool { return r == c.Broker })
+			if p.Leader == c.Broker {
+				np.Leader = electLeader(s, np)
+				np.LeaderEpoch++
+				np.Adopted = nil
+			}
+		}
+	} else {
+		np.Offline = slices.DeleteFunc(slices.Clone(p.Offline), func(r int32) bool { return r == c.Broker })
+	}
+	n := s.clone()
+	parts := slices.Clone(t.Partitions)
+	parts[c.Partition] = np
+	n.Topics[t.Name] = t.withPartitions(parts)
+	return n, Result{}
+}
+
+func applyElectLeader(s *State, c *ElectLeader) (*State, Result) {
+	t, err := s.topic(c.TopicRef)
+	if err != nil {
+		return s, Result{Err: err}
+	}
+	if c.Partition < 0 || int(c.Partition) >= len(t.Partitions) {
+		return s, Result{Err: errorf(CodeUnknownTopicOrPartition, "topic %q has no partition %d", t.Name, c.Partition)}
+	}
+	p := t.Partitions[c.Partition]
+	switch {
+	case p.Leader >= 0 && s.Live(p.Leader):
+		return s, Result{Err: errorf(CodeInvalidRequest, "partition %s/%d has leader %d", t.Name, c.Partition, p.Leader)}
+	case !slices.Contains(p.Replicas, c.Leader) || !s.Live(c.Leader):
+		return s, Result{Err: errorf(CodeInvalidRequest, "broker %d is not a live replica of %s/%d", c.Leader, t.Name, c.Partition)}
+	case !c.Unclean && !slices.Contains(p.ISR, c.Leader):
+		return s, Result{Err: errorf(CodeInvalidRequest, "broker %d is not in the ISR of %s/%d", c.Leader, t.Name, c.Partition)}
+	}
+	np := p
+	np.Leader = c.Leader
+	np.LeaderEpoch++
+	np.Adopted = nil
+	if !slices.Contains(p.ISR, c.Leader) {
+		np.ISR = []int32{c.Leader}
+		np.Empty = slices.DeleteFunc(slices.Clone(p.Empty), func(r int32) bool { return r == c.Leader })
+	}
+	n := s.clone()
+	parts := slices.Clone(t.Partitions)
+	parts[c.Partition] = np
+	n.Topics[t.Name] = t.withPartitions(parts)
+	return n, Result{}
 }
 
 func applyChangeISR(s *State, c *ChangeISR) (*State, Result) {
@@ -318,10 +462,14 @@ func applyChangeISR(s *State, c *ChangeISR) (*State, Result) {
 		if !slices.Contains(p.ISR, r) && !s.Live(r) {
 			return s, Result{Err: errorf(CodeInvalidRequest, "broker %d is fenced and cannot join the ISR", r)}
 		}
+		if !slices.Contains(p.ISR, r) && slices.Contains(p.Offline, r) {
+			return s, Result{Err: errorf(CodeInvalidRequest, "broker %d reported its replica damaged and cannot join the ISR", r)}
+		}
 	}
 	n := s.clone()
 	parts := slices.Clone(t.Partitions)
 	parts[c.Partition].ISR = slices.Clone(c.ISR)
+	parts[c.Partition].Empty = slices.DeleteFunc(slices.Clone(p.Empty), func(r int32) bool { return slices.Contains(c.ISR, r) })
 	if len(c.ISR) > 1 {
 		parts[c.Partition].Adopted = nil // replication took over from adoption
 	}

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 )
@@ -194,5 +195,58 @@ func TestDeletionRecordsAndAdoption(t *testing.T) {
 	}
 	if _, err := planAdopt(s, &AdoptTopicRequest{Broker: 1, Name: "kept", ID: TopicID{3}, Partitions: []Holding{{}}}); err == nil || err.Code != CodeTopicAlreadyExists {
 		t.Fatalf("adopting another topic under a taken name: %v", err)
+	}
+}
+
+// A broker back with another data directory leaves every ISR, even as the
+// last member; a damaged replica leaves the ISR (not as its last member),
+// may not rejoin it or lead while another can, until reported whole; an
+// unclean election makes a replica outside the ISR its only member.
+func TestStorageReplacedDamagedAndUnclean(t *testing.T) {
+	s := NewState()
+	for _, id := range []int32{1, 2, 3} {
+		s = mustApply(t, s, &Command{RegisterBroker: &BrokerInfo{ID: id, Incarnation: "i1", StorageID: fmt.Sprint("disk", id)}})
+	}
+	ref := TopicRef{Name: "t", ID: TopicID{1}}
+	s = mustApply(t, s, &Command{CreateTopic: &TopicInfo{Name: "t", ID: ref.ID, Partitions: []PartitionInfo{
+		{Replicas: []int32{1, 2, 3}, ISR: []int32{1, 2, 3}, Leader: 1},
+		{Replicas: []int32{3, 1, 2}, ISR: []int32{3}, Leader: 3},
+	}}})
+
+	// Broker 3 returns with an empty disk: out of both ISRs, partition 1
+	// (where it was the last member) without a leader.
+	s = mustApply(t, s, &Command{RegisterBroker: &BrokerInfo{ID: 3, Incarnation: "i2", StorageID: "disk3-new"}})
+	p := s.Topics["t"].Partitions
+	if !slices.Equal(p[0].ISR, []int32{1, 2}) || p[0].Leader != 1 {
+		t.Fatalf("partition 0 after broker 3's disk was replaced: %+v", p[0])
+	}
+	if len(p[1].ISR) != 0 || p[1].Leader != -1 || p[1].LeaderEpoch != 1 || !slices.Equal(p[1].Empty, []int32{3}) {
+		t.Fatalf("partition 1 (broker 3 its only ISR member) after its disk was replaced: %+v", p[1])
+	}
+	// The same disk again (a restart) changes nothing of that kind.
+	if n := mustApply(t, s, &Command{RegisterBroker: &BrokerInfo{ID: 1, Incarnation: "i1", StorageID: "disk1"}}); !slices.Equal(n.Topics["t"].Partitions[0].ISR, []int32{1, 2}) {
+		t.Fatalf("a re-registration with the same disk changed the ISR: %+v", n.Topics["t"].Partitions[0])
+	}
+
+	// Broker 1, the leader of partition 0, reports its replica damaged:
+	// broker 2 leads, 1 cannot rejoin until it reports it whole.
+	s = mustApply(t, s, &Command{MarkReplica: &MarkReplica{TopicRef: ref, Partition: 0, Broker: 1, Incarnation: "i1", Damaged: true}})
+	p = s.Topics["t"].Partitions
+	if p[0].Leader != 2 || !slices.Equal(p[0].ISR, []int32{2}) || !slices.Equal(p[0].Offline, []int32{1}) {
+		t.Fatalf("partition 0 after broker 1 reported damage: %+v", p[0])
+	}
+	if _, res := apply(s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Partition: 0, Leader: 2, LeaderEpoch: p[0].LeaderEpoch, ISR: []int32{2, 1}, From: []int32{2}}}); res.Err == nil {
+		t.Fatal("a damaged replica rejoined the ISR")
+	}
+	s = mustApply(t, s, &Command{MarkReplica: &MarkReplica{TopicRef: ref, Partition: 0, Broker: 1, Incarnation: "i1"}})
+	s = mustApply(t, s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Partition: 0, Leader: 2, LeaderEpoch: s.Topics["t"].Partitions[0].LeaderEpoch, ISR: []int32{2, 1}, From: []int32{2}}})
+
+	// Partition 1 has no leader; an unclean election names broker 1.
+	if _, res := apply(s, &Command{ElectLeader: &ElectLeader{TopicRef: ref, Partition: 1, Leader: 1}}); res.Err == nil {
+		t.Fatal("a clean election of a broker outside the ISR succeeded")
+	}
+	s = mustApply(t, s, &Command{ElectLeader: &ElectLeader{TopicRef: ref, Partition: 1, Leader: 1, Unclean: true}})
+	if p := s.Topics["t"].Partitions[1]; p.Leader != 1 || !slices.Equal(p.ISR, []int32{1}) || p.LeaderEpoch != 2 {
+		t.Fatalf("partition 1 after an unclean election: %+v", p)
 	}
 }

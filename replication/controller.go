@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,11 @@ type Config struct {
 	// were members of a cluster whose Raft state is gone everywhere: the
 	// operator's explicit step after losing the controller quorum.
 	Recover bool
+	// UncleanLeaderElection is the default of the topic config
+	// unclean.leader.election.enable: while this node leads the quorum, a
+	// partition whose ISR has no live member gets a live replica outside
+	// it as leader, losing what that replica lacks.
+	UncleanLeaderElection bool
 
 	Logger *slog.Logger
 }
@@ -88,6 +94,8 @@ type Request struct {
 	// AdoptTopic takes in a topic a broker holds that the controller does
 	// not know (adopt.go).
 	AdoptTopic *AdoptTopicRequest `json:"adopt_topic,omitempty"`
+	// MarkReplica reports one of the caller's replicas damaged or whole.
+	MarkReplica *MarkReplica `json:"mark_replica,omitempty"`
 }
 
 // CreateTopicRequest creates a topic. The ID is chosen by the broker that
@@ -316,6 +324,9 @@ func (c *Controller) State() *State { return c.fsm.current() }
 // Changed is nudged (capacity 1) after every apply.
 func (c *Controller) Changed() <-chan struct{} { return c.fsm.changed }
 
+// Self is this node's broker as it registers, or nil before Start.
+func (c *Controller) Self() *BrokerInfo { return c.self.Load() }
+
 // NodeID is this node's ID.
 func (c *Controller) NodeID() int32 { return c.cfg.NodeID }
 
@@ -486,7 +497,7 @@ func (c *Controller) handleHeartbeat(b *BrokerInfo) callResponse {
 	c.hbMu.Unlock()
 	cur := c.State().Brokers[b.ID]
 	if cur == nil || cur.Fenced || cur.Incarnation != b.Incarnation || cur.Host != b.Host || cur.Port != b.Port || cur.RaftAddr != b.RaftAddr ||
-		cur.InternalHost != b.InternalHost || cur.InternalPort != b.InternalPort {
+		cur.InternalHost != b.InternalHost || cur.InternalPort != b.InternalPort || cur.StorageID != b.StorageID {
 		res, notLeader := c.commit(&Command{RegisterBroker: b})
 		if notLeader || res.Err != nil {
 			return callResponse{NotLeader: true}
@@ -555,6 +566,8 @@ func (c *Controller) plan(req *Request) (Result, bool) {
 		cmd.ChangeISR = req.ChangeISR
 	case req.Shutdown != nil:
 		cmd.FenceBroker = req.Shutdown
+	case req.MarkReplica != nil:
+		cmd.MarkReplica = req.MarkReplica
 	case req.AdoptTopic != nil:
 		t, err := planAdopt(st, req.AdoptTopic)
 		if err != nil {
@@ -676,7 +689,74 @@ func (c *Controller) leaderLoop() {
 			c.log.Info("controller leader", "node", c.cfg.NodeID, "term_index", c.State().Index)
 		}
 		c.fenceSilent()
+		c.electUnclean()
 	}
+}
+
+// uncleanConfig is the topic config that opts a topic into unclean leader
+// election (Kafka's name).
+const uncleanConfig = "unclean.leader.election.enable"
+
+// electUnclean gives a leader to each partition whose ISR has no live
+// member and whose topic allows unclean election: the first live replica
+// in preference order, preferring one that holds data and is not damaged.
+func (c *Controller) electUnclean() {
+	st := c.State()
+	for _, t := range st.Topics {
+		allow := c.cfg.UncleanLeaderElection
+		if v, ok := t.Configs[uncleanConfig]; ok {
+			allow = v == "true"
+		}
+		if !allow {
+			continue
+		}
+		for i, p := range t.Partitions {
+			if p.Leader >= 0 && st.Live(p.Leader) || slices.ContainsFunc(p.ISR, st.Live) {
+				continue
+			}
+			// The first live replica in preference order, preferring those
+			// not known to be empty (a replaced disk), then not damaged.
+			rank := func(r int32) int {
+				n := 0
+				if slices.Contains(p.Empty, r) {
+					n += 2
+				}
+				if slices.Contains(p.Offline, r) {
+					n++
+				}
+				return n
+			}
+			pick := int32(-1)
+			for _, r := range p.Replicas {
+				if st.Live(r) && (pick < 0 || rank(r) < rank(pick)) {
+					pick = r
+				}
+			}
+			if pick < 0 {
+				continue
+			}
+			res, lost := c.commit(&Command{ElectLeader: &ElectLeader{TopicRef: TopicRef{Name: t.Name, ID: t.ID}, Partition: int32(i), Leader: pick, Unclean: true}})
+			if lost {
+				return
+			}
+			if res.Err == nil {
+				c.log.Warn("unclean leader election: records the new leader lacks are lost", "topic", t.Name, "partition", i, "leader", pick, "isr_was", p.ISR)
+			}
+		}
+	}
+}
+
+// Resign fences this node's broker and stops its heartbeats, so its
+// partitions get new leaders, while the node stays a controller voter: its
+// broker can no longer write its log. Only a restart registers it again.
+func (c *Controller) Resign(ctx context.Context) error {
+	c.stopping.Store(true)
+	self := c.self.Load()
+	if self == nil {
+		return nil
+	}
+	_, err := c.Propose(ctx, &Request{Shutdown: &FenceBroker{ID: self.ID, Incarnation: self.Incarnation}})
+	return err
 }
 
 func (c *Controller) fenceSilent() {

@@ -48,6 +48,10 @@ type BrokerInfo struct {
 	// Incarnation changes every time the broker process starts, so the
 	// controller can tell a restart from a heartbeat.
 	Incarnation string `json:"incarnation"`
+	// StorageID names the broker's data directory: a broker that comes
+	// back with another (its disk replaced or wiped) holds none of what
+	// its replicas held, and leaves every ISR even as the last member.
+	StorageID string `json:"storage_id,omitempty"`
 	// Fenced brokers missed their heartbeats: they lead nothing, are out
 	// of every ISR and are not listed to clients.
 	Fenced bool `json:"fenced"`
@@ -79,6 +83,16 @@ type PartitionInfo struct {
 	// Adopted is what the leader of an adopted partition held when it
 	// reported it: a later adopter holding more takes over (AdoptTopic).
 	Adopted *Holding `json:"adopted,omitempty"`
+	// Offline are replicas their brokers reported damaged (a sealed
+	// segment failed its checks): they leave the ISR unless they are its
+	// last member, cannot rejoin it or be elected while another replica
+	// can, until their broker reports them repaired.
+	Offline []int32 `json:"offline,omitempty"`
+	// Empty are replicas whose broker came back with another data
+	// directory since they were last in the ISR: they hold nothing yet,
+	// and an unclean election takes one only when no other replica lives.
+	// A replica leaves Empty when it joins the ISR.
+	Empty []int32 `json:"empty,omitempty"`
 }
 
 // DeletedTopic is the record of a topic's deletion.

@@ -92,6 +92,10 @@ type Config struct {
 	// at a roll). It feeds metrics: it must be cheap and must not block or
 	// call the WAL.
 	OnGroup func(entries int, bytes int64, fsync time.Duration)
+	// OnFailed, when set, is called once by the commit goroutine when the
+	// WAL fails for good (the error wraps ErrFailed; a full disk is not
+	// such a failure). It must not block or call the WAL.
+	OnFailed func(err error)
 }
 
 // EntryType says what a WAL entry holds. Its value is the frame's typ byte

@@ -1,7 +1,10 @@
 package tier1
 
 import (
+	"context"
+	"errors"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,5 +52,23 @@ func TestOnGroup(t *testing.T) {
 			t.Errorf("OnGroup fsync total %v; Stats says %v", fsync, time.Duration(w.Stats().FsyncNanos))
 		}
 		mu.Unlock()
+	}
+}
+
+// OnFailed hears of a WAL failing for good, once; a full disk is not that.
+func TestOnFailed(t *testing.T) {
+	efs := vfs.NewErrorFS(vfs.NewMemFS())
+	cfg := testConfig(efs)
+	var calls []error
+	cfg.OnFailed = func(err error) { calls = append(calls, err) }
+	w, _, _ := mustOpen(t, cfg)
+	efs.FailNextSync(syscall.EIO)
+	if _, err := appendWait(t, w, tpOf(0), []byte("a")); !errors.Is(err, ErrFailed) {
+		t.Fatalf("append whose fsync failed = %v, want ErrFailed", err)
+	}
+	w.Append(context.Background(), tpOf(0), []byte("b"), nil)
+	w.Close()
+	if len(calls) != 1 || !errors.Is(calls[0], ErrFailed) || !errors.Is(calls[0], syscall.EIO) {
+		t.Fatalf("OnFailed calls %v; want one, wrapping ErrFailed and EIO", calls)
 	}
 }

@@ -29,6 +29,7 @@ type WAL struct {
 	maxGroupBytes int64
 	log           *slog.Logger
 	onGroup       func(entries int, bytes int64, fsync time.Duration) // nil: none
+	onFailed      func(error)                                         // nil: none
 
 	mu sync.Mutex // guards the following
 	// queue holds accepted appends the commit goroutine has not taken yet.
@@ -131,6 +132,7 @@ func Open(cfg Config, replay ReplayFunc) (*WAL, RecoveryReport, error) {
 		maxGroupBytes: min(cfg.Profile.MemoryBytes, maxGroupBytes),
 		log:           cfg.Logger.With("component", "tier1", "dir", cfg.Dir),
 		onGroup:       cfg.OnGroup,
+		onFailed:      cfg.OnFailed,
 		wake:          make(chan struct{}, 1),
 		exited:        make(chan struct{}),
 		segments:      make(map[uint64]*segment),
@@ -409,6 +411,9 @@ func (w *WAL) finishGroup(err error) {
 	queued := w.failPending(err, true)
 	w.log.Error("wal failed; every later append fails until it is reopened",
 		"err", err, "group", len(group), "queued", queued)
+	if w.onFailed != nil {
+		w.onFailed(err)
+	}
 }
 
 // failPending fails the group and everything queued with err, and returns

@@ -142,6 +142,8 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 			HeartbeatInterval: cfg.BrokerHeartbeatInterval,
 			SessionTimeout:    cfg.BrokerSessionTimeout,
 			Recover:           cfg.ControllerRecover,
+
+			UncleanLeaderElection: cfg.UncleanLeaderElection,
 		}
 		for _, p := range cfg.Peers {
 			cc.Peers = append(cc.Peers, replication.Peer{ID: p.ID, Addr: p.Addr})
