@@ -44,7 +44,10 @@ import (
 //   newer UNKNOWN_LEADER_EPOCH. Consumers read below the high watermark
 //   (the minimum durable end over the ISR); a follower's fetch (ReplicaID,
 //   or ReplicaState in v15+) reads everything fsynced and reports, by its
-//   fetch offset, what the follower has fsynced (replica.go).
+//   fetch offset, what the follower has fsynced (replica.go). A follower
+//   fetching below the leader's local log start, with Tier 3, gets
+//   OFFSET_MOVED_TO_TIERED_STORAGE and starts its log at the leader's
+//   local log start (KIP-405): the archive holds what lies below.
 //
 // Deviations:
 // * v0-3 are advertised only for old librdkafka's feature probes (see
@@ -227,6 +230,13 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 			// between the high watermark and the log end (the watermark
 			// of a leader that just took over lags) waits, as in Kafka.
 			sp.ErrorCode = kerr.OffsetOutOfRange.Code
+			stop = true
+			continue
+		case s.replica && b.tier.arch != nil && s.offset < s.p.localStart():
+			// A follower asks for what this leader holds only in the
+			// archive: it starts its own log at this leader's local log
+			// start instead (KIP-405), the archive serving the rest.
+			sp.ErrorCode = kerr.OffsetMovedToTieredStorage.Code
 			stop = true
 			continue
 		case s.offset >= end:

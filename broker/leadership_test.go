@@ -13,6 +13,7 @@ import (
 
 	"github.com/chronik-go/chronik/internal/vfs"
 	"github.com/chronik-go/chronik/replication"
+	"github.com/chronik-go/chronik/tier3"
 )
 
 // A broker whose write-ahead log fails for good (an fsync error) gives up
@@ -188,4 +189,77 @@ func TestWipedLastISRMemberIsNotElected(t *testing.T) {
 		return nil
 	})
 	checkRecords(t, readAllRecords(t, follower.b, fp, 1<<20), 30)
+}
+
+// A follower whose disk was replaced starts its log at the leader's local
+// log start instead of copying the archive through the leader: the leader
+// answers OFFSET_MOVED_TO_TIERED_STORAGE below it (KIP-405). The follower
+// rejoins the ISR, and once it leads it serves every offset, the archived
+// ones from the archive.
+func TestWipedFollowerStartsAtLeadersLocalLog(t *testing.T) {
+	store := tier3.NewMemStore()
+	nodes := testCluster(t, 3, func(i int, c *Config) { tier3Config(store)(c) })
+	configs := map[string]*string{}
+	for k, v := range map[string]string{"segment.bytes": "2000", "local.retention.bytes": "0", "retention.ms": "-1", "min.insync.replicas": "1"} {
+		configs[k] = &v
+	}
+	if _, err := nodes[0].b.createTopic("tiered", 1, 3, configs, false); err != nil {
+		t.Fatal(err)
+	}
+	var pi replication.PartitionInfo
+	waitFor(t, 10*time.Second, func() error {
+		pi, _ = nodes[0].partitionInfo("tiered", 0)
+		if len(pi.ISR) != 3 {
+			return fmt.Errorf("ISR %v", pi.ISR)
+		}
+		return nil
+	})
+	ln := nodes[pi.Leader-1]
+	var f *testNode
+	for _, nd := range nodes {
+		if nd != ln {
+			f = nd
+		}
+	}
+	p := ln.b.lookupTopic("tiered").partitions[0]
+	for i := 0; i < 200; i++ {
+		appendDurable(t, ln.b, p, makeRecordBatch(seqRecords(3*i, 3, 1000)))
+	}
+	waitFor(t, 20*time.Second, func() error {
+		ln.b.clean(time.Now())
+		if local := p.localStart(); local < 300 {
+			return fmt.Errorf("leader's local log starts at %d", local)
+		}
+		return nil
+	})
+	localStart := p.localStart()
+
+	f.b.Close()
+	f.dir = t.TempDir()
+	f.restart(t, func(c *Config) { c.DataDir = f.dir })
+	var fp *partition
+	waitFor(t, 30*time.Second, func() error {
+		if t := f.b.lookupTopic("tiered"); t != nil {
+			fp = t.partitions[0]
+		}
+		if fp == nil {
+			return fmt.Errorf("the wiped follower has no topic yet")
+		}
+		if _, hw := fp.offsets(); hw < 600 {
+			return fmt.Errorf("the wiped follower's high watermark is %d", hw)
+		}
+		if pi, _ := ln.partitionInfo("tiered", 0); len(pi.ISR) != 3 {
+			return fmt.Errorf("ISR %v", pi.ISR)
+		}
+		return nil
+	})
+	if got, want := f.b.wal.Stats().Appends, uint64(600-localStart)/3; got > want {
+		t.Fatalf("the wiped follower appended %d batches; the leader's local log holds %d: it copied the archive", got, want)
+	}
+	if ls, _ := fp.offsets(); ls != 0 {
+		t.Fatalf("the follower's log start moved to %d", ls)
+	}
+	// It serves the whole log, the archived offsets from the archive.
+	waitArchLoaded(t, fp)
+	checkRecords(t, readAllTiered(t, f.b, fp, 1<<20), 600)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/chronik-go/chronik/tier1"
+	"github.com/chronik-go/chronik/tier2"
 )
 
 // ISR replication, partition side. In a cluster every partition keeps the
@@ -411,6 +412,47 @@ func (b *Broker) jumpTo(p *partition, offset int64) error {
 	p.nextOffset, p.hw = offset, offset
 	p.repl.hwm = max(p.repl.hwm, offset)
 	return nil
+}
+
+// startLocalLogAt restarts a follower's local log at offset, above
+// everything it holds, without moving the log start: the leader's local
+// log starts there and the archive holds everything below (local copies
+// are deleted only once archived). What this follower holds below is
+// dropped: local segments are copies of archived ones, and reads below
+// offset go to the archive. The producer checkpoint records offset as the
+// log end, so recovery never hands out an offset below it.
+func (b *Broker) startLocalLogAt(p *partition, offset int64) error {
+	p.maintMu.Lock()
+	defer p.maintMu.Unlock()
+	p.appendMu.Lock()
+	defer p.appendMu.Unlock()
+	p.mu.RLock()
+	end := p.nextOffset
+	p.mu.RUnlock()
+	if offset <= end {
+		return nil
+	}
+	if err := b.fs.MkdirAll(p.dir, 0o755); err != nil {
+		return err
+	}
+	if err := tier2.WriteProducers(b.fs, p.dir, offset, nil); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	for _, m := range p.batches {
+		p.activeBytes -= int64(m.pos.Len)
+	}
+	segs := p.segs
+	p.segs, p.batches, p.activeSince = nil, nil, 0
+	p.nextOffset, p.hw = offset, offset
+	p.repl.hwm = max(p.repl.hwm, offset)
+	p.sealedProducers = map[int64]*producerState{}
+	p.mu.Unlock()
+	var errs []error
+	for _, s := range segs {
+		errs = append(errs, s.Remove())
+	}
+	return errors.Join(errs...)
 }
 
 // errBadReplicaBatch means fetched bytes failed the batch checks.

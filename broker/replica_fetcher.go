@@ -229,6 +229,7 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 	}
 	var waits []*appendResult
 	var hws []func()
+	var tiered []*partition
 	for _, rt := range resp.Topics {
 		t := byKey[rt.TopicID]
 		if t == nil {
@@ -262,6 +263,9 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 				f.mu.Lock()
 				f.truncate[p] = true
 				f.mu.Unlock()
+				continue
+			case errors.Is(err, kerr.OffsetMovedToTieredStorage):
+				tiered = append(tiered, p)
 				continue
 			default:
 				continue // leadership moving; metadata will follow
@@ -319,6 +323,57 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 	}
 	for _, set := range hws {
 		set()
+	}
+	if len(tiered) > 0 {
+		return f.startAtLocalLogStart(ctx, cl, tiered)
+	}
+	return nil
+}
+
+// startAtLocalLogStart restarts each partition's log at the leader's local
+// log start: the leader answered that what this follower lacks below it is
+// only in the archive (OFFSET_MOVED_TO_TIERED_STORAGE). The log start does
+// not move; reads below the local log are served from the archive.
+func (f *fetcher) startAtLocalLogStart(ctx context.Context, cl *kgo.Client, parts []*partition) error {
+	b := f.b
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID = b.cfg.NodeID
+	byTopic := map[string]int{}
+	for _, p := range parts {
+		i, ok := byTopic[p.topic.name]
+		if !ok {
+			rt := kmsg.NewListOffsetsRequestTopic()
+			rt.Topic = p.topic.name
+			req.Topics = append(req.Topics, rt)
+			i = len(req.Topics) - 1
+			byTopic[p.topic.name] = i
+		}
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition, rp.Timestamp = p.index, listEarliestLoc
+		p.mu.RLock()
+		rp.CurrentLeaderEpoch = p.repl.epoch
+		p.mu.RUnlock()
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	kresp, err := cl.SeedBrokers()[0].Request(rctx, req)
+	if err != nil {
+		return err
+	}
+	for _, rt := range kresp.(*kmsg.ListOffsetsResponse).Topics {
+		t := b.lookupTopic(rt.Topic)
+		for _, rp := range rt.Partitions {
+			p := b.partitionOf(t, rp.Partition)
+			if p == nil || rp.ErrorCode != 0 || rp.Offset < 0 {
+				continue
+			}
+			if err := b.startLocalLogAt(p, rp.Offset); err != nil {
+				return err
+			}
+			b.log.Info("follower starts its local log at the leader's local log start; the archive holds what lies below",
+				"topic", p.topic.name, "partition", p.index, "offset", rp.Offset)
+		}
 	}
 	return nil
 }
