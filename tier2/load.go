@@ -170,7 +170,7 @@ func loadSegment(fs vfs.FS, dir string, files *FileCache, base int64, log *slog.
 		// the segment keeps the end its header recorded, and serves its
 		// verified prefix.
 		d := &DamageError{Path: name + logSuffix, Base: base, Next: verified, Pos: end, Offset: verified,
-			HeaderLost: !hdrOK, Reason: scanErr.Error()}
+			HeaderLost: !hdrOK, Reason: strings.TrimPrefix(scanErr.Error(), ErrCorrupt.Error()+": ")}
 		s.MaxTs, s.maxTsPos, s.lastPos = ix.runMax, ix.maxTsPos, ix.lastPos
 		if ix.lastPos < 0 {
 			s.MaxTs = -1
