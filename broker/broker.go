@@ -75,6 +75,8 @@ type Broker struct {
 
 	tier tierState // Tier 3 (tier3.go); tier.arch is nil without it
 
+	scrub scrubState // the scrubber (scrub.go)
+
 	// Cluster mode (cluster.go); ctl is nil for a standalone broker.
 	ctl           *replication.Controller
 	reconciledMu  sync.Mutex    // guards the following
@@ -121,6 +123,7 @@ func New(cfg Config) (*Broker, error) {
 		files:      tier2.NewFileCache(cfg.MaxOpenSegmentFiles),
 		sealKick:   make(chan struct{}, 1),
 		cleanKick:  make(chan struct{}, 1),
+		scrub:      scrubState{kick: make(chan struct{}, 1)},
 	}
 	b.metrics = newMetrics(b)
 	b.reqBytes = semaphore.NewWeighted(cfg.QueuedMaxRequestBytes)

@@ -62,9 +62,10 @@ func (b *Broker) allPartitions() []*partition {
 }
 
 func (b *Broker) startMaintenance() {
-	b.maintWG.Add(2)
+	b.maintWG.Add(3)
 	go b.sealLoop()
 	go b.cleanLoop()
+	go b.scrubLoop()
 	if b.tier.arch != nil {
 		b.maintWG.Add(1)
 		go b.tierLoop()

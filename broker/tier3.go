@@ -43,6 +43,8 @@ import (
 //     objects are deleted.
 //   - Compacted topics (cleanup.policy containing compact) are not
 //     archived, as in Kafka.
+//   - A damaged segment (scrub.go) is never uploaded, nor any segment
+//     after it, until it is repaired.
 //
 // Lock order: maintMu, then arch.mu, then mu.
 
@@ -228,6 +230,13 @@ func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
 		if s.Next <= logStart || s.Next <= a.man.End() {
 			continue // deleted by retention, or covered by what is archived
 		}
+		if from, damaged := p.damagedFrom(); damaged && s.Next > from {
+			// Never archive a damaged segment (the archive would vouch for
+			// a hole, and healthy replicas would delete their copies), nor
+			// anything after it: the archive is one log without gaps. The
+			// pass resumes here once the segment is repaired.
+			return nil
+		}
 		// A segment that straddles the archive's end (sealed here while
 		// another broker led and archived) is uploaded whole: archived
 		// segments may overlap, and readers take the first that holds an
@@ -238,6 +247,10 @@ func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
 		e, err := b.uploadSegment(ctx, p, s)
 		if errors.Is(err, tier2.ErrRemoved) || errors.Is(err, os.ErrNotExist) {
 			continue // retention deleted it meanwhile
+		}
+		if errors.Is(err, tier2.ErrCorrupt) {
+			s.MarkSuspect() // a batch failed the upload's check: the scrubber locates the damage
+			b.kickScrub()
 		}
 		if err != nil {
 			return fmt.Errorf("upload segment %d: %w", s.Base, err)
