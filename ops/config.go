@@ -53,6 +53,11 @@ type Config struct {
 	// ReplicaLagTimeMax: a follower behind for this long leaves the ISR.
 	ReplicaLagTimeMax time.Duration
 
+	// ScrubInterval: how often sealed segments are verified in full (0:
+	// never); ScrubBytesPerSec paces it.
+	ScrubInterval    time.Duration
+	ScrubBytesPerSec int64
+
 	WALProfile        string // one of low, medium, high, ultra
 	Fsync             FsyncMode
 	FsyncBatchTimeout time.Duration // 0: the profile's max wait
