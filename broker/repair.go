@@ -42,7 +42,8 @@ import (
 // writes those .tmp files.
 
 // errRepairGone: the damaged segment left the partition during its repair
-// (retention, topic deletion).
+// (retention, topic deletion), or lies below the log start, where nothing
+// is served.
 var errRepairGone = errors.New("broker: the damaged segment is gone")
 
 // repairReadBytes bounds one read from another copy (the first batch of a
@@ -59,29 +60,29 @@ type repairSource struct {
 }
 
 // repairSegment rebuilds the damaged segment old of p from the first
-// source that holds it whole.
-func (b *Broker) repairSegment(ctx context.Context, p *partition, old *tier2.Segment) error {
+// source that holds it whole, and names that source.
+func (b *Broker) repairSegment(ctx context.Context, p *partition, old *tier2.Segment) (string, error) {
 	p.mu.RLock()
 	need := max(old.Base, p.logStart)
 	p.mu.RUnlock()
 	if need >= old.Next {
-		return nil // below the log start: not served, left to retention
+		return "", errRepairGone // below the log start: not served, left to retention
 	}
 	_, compact := b.cleanupPolicy(p.topic)
 	srcs := b.repairSources(p, need, old.Next, compact)
 	if len(srcs) == 0 {
-		return errors.New("no good copy: no other broker leads the partition, and no loaded Tier 3 manifest covers the segment")
+		return "", errors.New("no good copy: no other broker leads the partition, and no loaded Tier 3 manifest covers the segment")
 	}
 	var errs []error
 	for _, src := range srcs {
 		err := b.rebuildSegment(ctx, p, old, need, !compact, src)
 		src.close()
 		if err == nil || errors.Is(err, errRepairGone) || ctx.Err() != nil {
-			return err
+			return src.name, err
 		}
 		errs = append(errs, fmt.Errorf("from %s: %w", src.name, err))
 	}
-	return errors.Join(errs...)
+	return "", errors.Join(errs...)
 }
 
 // repairSources lists the copies that may hold offsets [need, next) of p:

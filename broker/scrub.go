@@ -225,12 +225,12 @@ func (sc *scrubber) repair(p *partition) {
 		if s.Damage() == nil || s.Next <= logStart || deleted {
 			continue // below the log start nothing is served: retention deletes it
 		}
-		err := b.repairSegment(sc.ctx, p, s)
+		from, err := b.repairSegment(sc.ctx, p, s)
 		switch {
 		case err == nil:
 			delete(sc.failures, s)
 			b.scrub.repairs.Add(1)
-			b.log.Info("repaired damaged segment", "topic", p.topic.name, "partition", p.index, "base", s.Base, "next", s.Next)
+			b.log.Info("repaired damaged segment", "topic", p.topic.name, "partition", p.index, "base", s.Base, "next", s.Next, "from", from)
 		case errors.Is(err, errRepairGone), sc.ctx.Err() != nil:
 		default:
 			// Said loudly once, then now and then: an operator may have to
