@@ -213,13 +213,25 @@ func TestUploaderSkipsDamagedSegment(t *testing.T) {
 			t.Fatalf("segment %d archived while the store is down", s.Base)
 		}
 	}
-	s := segs[2]
-	orig, err := os.ReadFile(s.Path())
-	if err != nil {
-		t.Fatal(err)
+	// A segment of several batches with at least two before it and one
+	// after it (a seal may cut a segment of one batch).
+	k := 2
+	var orig []byte
+	var fbs []fileBatch
+	for ; k < len(segs)-1; k++ {
+		data, err := os.ReadFile(segs[k].Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if orig, fbs = data, fileBatches(t, data); len(fbs) >= 3 {
+			break
+		}
 	}
+	if k == len(segs)-1 {
+		t.Fatalf("no segment of several batches among %d", len(segs))
+	}
+	s := segs[k]
 	b.Close()
-	fbs := fileBatches(t, orig)
 	lost := fbs[len(fbs)-2] // the tail from here on is gone, at a batch boundary
 	if err := os.WriteFile(s.Path(), orig[:lost.pos], 0o644); err != nil {
 		t.Fatal(err)
@@ -254,8 +266,8 @@ func TestUploaderSkipsDamagedSegment(t *testing.T) {
 			t.Fatalf("archive holds segment [%d, %d), at or after the damaged one [%d, %d)", e.Base, e.Next, s.Base, s.Next)
 		}
 	}
-	if m.End() != s.Base || len(m.Segments) != 2 {
-		t.Fatalf("archive holds %d segments ending at %d; want the 2 before offset %d", len(m.Segments), m.End(), s.Base)
+	if m.End() != s.Base || len(m.Segments) != k {
+		t.Fatalf("archive holds %d segments ending at %d; want the %d before offset %d", len(m.Segments), m.End(), k, s.Base)
 	}
 	// No copy holds it: it stays damaged, and what it lacks is never served.
 	if !p.damaged() {
@@ -391,5 +403,59 @@ func TestLoadResolvesDamagedEnd(t *testing.T) {
 	}
 	if off := appendDurable(t, b, p, makeRecordBatch(seqRecords(0, 1, 1))); off != end {
 		t.Fatalf("next produce got offset %d; want %d (offsets below belong to the damaged segments)", off, end)
+	}
+}
+
+// Damage to a segment the archive already holds does not hold up the
+// uploader: the segments sealed after it are archived as ever.
+func TestUploaderPassesArchivedDamage(t *testing.T) {
+	store := &flakyStore{Store: tier3.NewMemStore()}
+	dir := t.TempDir()
+	noRetry := func(c *Config) {
+		scrubConfig(store, nil)(c)
+		c.ScrubInterval = 0
+		c.ScrubRepairRetry = time.Hour // the startup attempt only
+	}
+	b := testBroker(t, dir, noRetry)
+	p := testPartition(t, b, "past", map[string]string{"segment.bytes": "2000", "retention.ms": "-1"})
+	n := fillTiered(t, b, p, 60, 1)
+	p.mu.RLock()
+	s := p.segs[1]
+	p.mu.RUnlock()
+	orig, err := os.ReadFile(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	fbs := fileBatches(t, orig)
+	if err := os.WriteFile(s.Path(), orig[:fbs[len(fbs)-1].pos], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store.down.Store(true) // the startup repair finds no manifest
+	b = testBroker(t, dir, noRetry)
+	p = b.lookupTopic("past").partitions[0]
+	if !p.damaged() {
+		t.Fatal("the lost tail was not found at load")
+	}
+	store.down.Store(false)
+	before := segCount(p)
+	for i := 0; i < 60; i++ {
+		appendDurable(t, b, p, makeRecordBatch(seqRecords(n+i*3, 3, 1)))
+	}
+	waitFor(t, 10*time.Second, func() error {
+		p.mu.RLock()
+		defer p.mu.RUnlock()
+		if len(p.segs) < before+2 {
+			return fmt.Errorf("%d segments sealed", len(p.segs))
+		}
+		for _, seg := range p.segs[2:] {
+			if !seg.Archived() {
+				return fmt.Errorf("segment %d, after the damaged %d, not archived", seg.Base, s.Base)
+			}
+		}
+		return nil
+	})
+	if !p.damaged() {
+		t.Fatal("repaired though no retry was due: the test proves less than it says")
 	}
 }

@@ -230,11 +230,12 @@ func (b *Broker) archivePartition(ctx context.Context, p *partition) error {
 		if s.Next <= logStart || s.Next <= a.man.End() {
 			continue // deleted by retention, or covered by what is archived
 		}
-		if from, damaged := p.damagedFrom(); damaged && s.Next > from {
+		if s.Damage() != nil {
 			// Never archive a damaged segment (the archive would vouch for
 			// a hole, and healthy replicas would delete their copies), nor
 			// anything after it: the archive is one log without gaps. The
-			// pass resumes here once the segment is repaired.
+			// pass resumes here once the segment is repaired. (A damaged
+			// segment the archive already holds was passed above.)
 			return nil
 		}
 		// A segment that straddles the archive's end (sealed here while
