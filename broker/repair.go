@@ -98,6 +98,9 @@ func (b *Broker) repairSources(p *partition, need, next int64, compact bool) []r
 		}
 	}
 	if b.tier.arch != nil && !compact {
+		// At startup the uploader's first pass has not read the manifest
+		// yet: give it a moment rather than a failed attempt.
+		b.waitArchiveLoaded(p, 5*time.Second)
 		p.mu.RLock()
 		segs, loaded := p.archSegs, p.archLoaded
 		p.mu.RUnlock()

@@ -407,7 +407,8 @@ func TestLoadResolvesDamagedEnd(t *testing.T) {
 }
 
 // Damage to a segment the archive already holds does not hold up the
-// uploader: the segments sealed after it are archived as ever.
+// uploader: the segments sealed after it are archived as ever, while the
+// damaged one waits for its repair (its archived copy unreadable here).
 func TestUploaderPassesArchivedDamage(t *testing.T) {
 	store := &flakyStore{Store: tier3.NewMemStore()}
 	dir := t.TempDir()
@@ -431,13 +432,12 @@ func TestUploaderPassesArchivedDamage(t *testing.T) {
 	if err := os.WriteFile(s.Path(), orig[:fbs[len(fbs)-1].pos], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	store.down.Store(true) // the startup repair finds no manifest
+	store.failGet.Store(fmt.Sprintf("/%020d-", s.Base)) // the startup repair cannot read the archived copy
 	b = testBroker(t, dir, noRetry)
 	p = b.lookupTopic("past").partitions[0]
 	if !p.damaged() {
 		t.Fatal("the lost tail was not found at load")
 	}
-	store.down.Store(false)
 	before := segCount(p)
 	for i := 0; i < 60; i++ {
 		appendDurable(t, b, p, makeRecordBatch(seqRecords(n+i*3, 3, 1)))
