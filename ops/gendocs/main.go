@@ -267,7 +267,8 @@ func renderSizing(d *doc) {
 	d.p("until one holds it. `chronik_damaged_segments` counts the segments waiting,")
 	d.p("`chronik_segment_repairs_total` the repairs and `chronik_scrub_bytes_total` what the scrubber read;")
 	d.p("the log names each damaged segment. A standalone broker without the segment in its archive cannot")
-	d.p("repair it: restore the file from a backup while the broker is stopped, or let retention delete it.")
+	d.p("repair it: restore the file from a backup while the broker is stopped, let retention delete it, or")
+	d.p("accept the loss and move the log start past it with DeleteRecords (`kafka-delete-records`).")
 	d.p("")
 }
 
