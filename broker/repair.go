@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/tier2"
-	"github.com/chronik-go/chronik/tier3"
 )
 
 // Repairing a damaged sealed segment (scrub.go). Batches are identical on
@@ -60,7 +59,9 @@ type repairSource struct {
 }
 
 // repairSegment rebuilds the damaged segment old of p from the first
-// source that holds it whole, and names that source.
+// copy that holds it whole, and names that copy: the partition's leader
+// when another broker leads it, then the archive when its manifest covers
+// the range (compacted topics are not archived).
 func (b *Broker) repairSegment(ctx context.Context, p *partition, old *tier2.Segment) (string, error) {
 	p.mu.RLock()
 	need := max(old.Base, p.logStart)
@@ -69,12 +70,17 @@ func (b *Broker) repairSegment(ctx context.Context, p *partition, old *tier2.Seg
 		return "", errRepairGone // below the log start: not served, left to retention
 	}
 	_, compact := b.cleanupPolicy(p.topic)
-	srcs := b.repairSources(p, need, old.Next, compact)
-	if len(srcs) == 0 {
-		return "", errors.New("no good copy: no other broker leads the partition, and no loaded Tier 3 manifest covers the segment")
-	}
 	var errs []error
-	for _, src := range srcs {
+	tried := false
+	for _, source := range []func() (repairSource, bool){
+		func() (repairSource, bool) { return b.leaderSource(p) },
+		func() (repairSource, bool) { return b.archiveSource(p, need, old.Next, compact) },
+	} {
+		src, ok := source()
+		if !ok {
+			continue
+		}
+		tried = true
 		err := b.rebuildSegment(ctx, p, old, need, !compact, src)
 		src.close()
 		if err == nil || errors.Is(err, errRepairGone) || ctx.Err() != nil {
@@ -82,38 +88,28 @@ func (b *Broker) repairSegment(ctx context.Context, p *partition, old *tier2.Seg
 		}
 		errs = append(errs, fmt.Errorf("from %s: %w", src.name, err))
 	}
+	if !tried {
+		return "", errors.New("no good copy: no other broker leads the partition, and no loaded Tier 3 manifest covers the segment")
+	}
 	return "", errors.Join(errs...)
 }
 
-// repairSources lists the copies that may hold offsets [need, next) of p:
-// the partition's leader when another broker leads it, then the archive
-// when its manifest covers the range (compacted topics are not archived).
-func (b *Broker) repairSources(p *partition, need, next int64, compact bool) []repairSource {
-	var out []repairSource
-	if b.ctl != nil {
-		if ps, ok := b.partitionState(p.topic, p.index); ok && ps.Leader >= 0 && ps.Leader != b.cfg.NodeID {
-			if bi := b.ctl.State().Brokers[ps.Leader]; bi != nil {
-				out = append(out, b.leaderSource(p, ps.Leader, bi.InternalAddr()))
-			}
-		}
+// archiveSource reads p's batches from the Tier 3 archive, when its
+// manifest covers [need, next); every chunk read is checked against its
+// CRC.
+func (b *Broker) archiveSource(p *partition, need, next int64, compact bool) (repairSource, bool) {
+	if b.tier.arch == nil || compact {
+		return repairSource{}, false
 	}
-	if b.tier.arch != nil && !compact {
-		// At startup the uploader's first pass has not read the manifest
-		// yet: give it a moment rather than a failed attempt.
-		b.waitArchiveLoaded(p, 5*time.Second)
-		p.mu.RLock()
-		segs, loaded := p.archSegs, p.archLoaded
-		p.mu.RUnlock()
-		if loaded && len(segs) > 0 && segs[0].Base <= need && segs[len(segs)-1].Next >= next {
-			out = append(out, b.archiveSource(p, segs))
-		}
+	// At startup the uploader's first pass has not read the manifest yet:
+	// give it a moment rather than a failed attempt.
+	b.waitArchiveLoaded(p, 5*time.Second)
+	p.mu.RLock()
+	segs, loaded := p.archSegs, p.archLoaded
+	p.mu.RUnlock()
+	if !loaded || len(segs) == 0 || segs[0].Base > need || segs[len(segs)-1].Next < next {
+		return repairSource{}, false
 	}
-	return out
-}
-
-// archiveSource reads p's batches from the Tier 3 archive (segs is its
-// manifest's list); every chunk read is checked against its CRC.
-func (b *Broker) archiveSource(p *partition, segs []tier3.SegmentEntry) repairSource {
 	return repairSource{
 		name: "the tier 3 archive",
 		read: func(ctx context.Context, offset int64, maxBytes int) ([]byte, error) {
@@ -122,17 +118,29 @@ func (b *Broker) archiveSource(p *partition, segs []tier3.SegmentEntry) repairSo
 			return b.tier.arch.Read(ctx, b.archivePrefix(p), segs, offset, maxBytes, nil)
 		},
 		close: func() {},
-	}
+	}, true
 }
 
-// leaderSource reads p's batches from its leader with a consumer's Fetch
-// (ReplicaID -1: a repair is not replication and tells the leader nothing
-// about this replica's progress), up to the leader's high watermark, which
-// sealed data never passes.
-func (b *Broker) leaderSource(p *partition, leader int32, addr string) repairSource {
+// leaderSource reads p's batches from its leader, when another broker
+// leads it, with a consumer's Fetch (ReplicaID -1: a repair is not
+// replication and tells the leader nothing about this replica's progress),
+// up to the leader's high watermark, which sealed data never passes.
+func (b *Broker) leaderSource(p *partition) (repairSource, bool) {
+	if b.ctl == nil {
+		return repairSource{}, false
+	}
+	ps, ok := b.partitionState(p.topic, p.index)
+	if !ok || ps.Leader < 0 || ps.Leader == b.cfg.NodeID {
+		return repairSource{}, false
+	}
+	bi := b.ctl.State().Brokers[ps.Leader]
+	if bi == nil {
+		return repairSource{}, false
+	}
+	addr := bi.InternalAddr()
 	var cl *kgo.Client
 	return repairSource{
-		name: fmt.Sprintf("leader %d at %s", leader, addr),
+		name: fmt.Sprintf("leader %d at %s", ps.Leader, addr),
 		read: func(ctx context.Context, offset int64, maxBytes int) ([]byte, error) {
 			if cl == nil {
 				var err error
@@ -147,7 +155,7 @@ func (b *Broker) leaderSource(p *partition, leader int32, addr string) repairSou
 				cl.Close()
 			}
 		},
-	}
+	}, true
 }
 
 func fetchBatches(ctx context.Context, cl *kgo.Client, p *partition, offset int64, maxBytes int) ([]byte, error) {
