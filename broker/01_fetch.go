@@ -2,11 +2,13 @@ package broker
 
 import (
 	"encoding/binary"
+	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/chronik-go/chronik/tier2"
 	"github.com/chronik-go/chronik/tier3"
 )
 
@@ -35,6 +37,9 @@ import (
 //   read-ahead for consumers reading in order (tier3.go). The response
 //   holds views of the verified chunks (fetchSlot.views) instead of
 //   copies. A check that fails gets KAFKA_STORAGE_ERROR, never the bytes.
+// * A damaged sealed segment (scrub.go) serves the batches before its
+//   damage; a fetch at or past it gets KAFKA_STORAGE_ERROR until the
+//   segment is repaired from another copy.
 // * Large record bytes (local or archived) are not copied into the encoded
 //   response: it is written with one vectored write (fetch_write.go).
 // * In a cluster, the partition's leader serves it (as Produce), and from
@@ -251,6 +256,9 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 		}
 		data, views, err := b.readPartitionVec(s.p, s.offset, max(limit, 1), sp.RecordBatches, s.views, &s.hold)
 		if err != nil {
+			if errors.Is(err, tier2.ErrCorrupt) {
+				b.kickScrub() // the segment that failed a check is verified at once
+			}
 			b.log.Error("fetch read failed", "topic", s.p.topic.name, "partition", s.p.index, "offset", s.offset, "err", err)
 			sp.ErrorCode = kerr.KafkaStorageError.Code
 			sp.RecordBatches = sp.RecordBatches[:0]

@@ -85,6 +85,8 @@ type Broker struct {
 
 	tier tierState // Tier 3 (tier3.go); tier.arch is nil without it
 
+	scrub scrubState // the scrubber (scrub.go)
+
 	// Cluster mode (cluster.go); ctl is nil for a standalone broker.
 	ctl           *replication.Controller
 	reconciledMu  sync.Mutex    // guards the following
@@ -137,6 +139,7 @@ func New(cfg Config) (*Broker, error) {
 		fatal:       make(chan struct{}),
 		adoptTried:  make(map[[16]byte]time.Time),
 		unknownDirs: make(map[string]bool),
+		scrub:       scrubState{kick: make(chan struct{}, 1)},
 	}
 	b.identified.Store(cfg.Cluster == nil)
 	b.metrics = newMetrics(b)

@@ -444,38 +444,60 @@ func (b *Broker) walFailed(err error) {
 	}()
 }
 
-// reportReplicaHealth tells the controller that this broker's replica of p
-// is damaged (it leaves the ISR and cannot lead while a whole replica
-// can) or whole again. It retries until the controller takes the report
-// or the state has moved on, in the background.
-func (b *Broker) reportReplicaHealth(p *partition, damaged bool) {
-	if b.ctl == nil {
+// reportReplicaHealth tells the controller whether this broker's replica
+// of p is damaged (it leaves the ISR and cannot lead while a whole replica
+// can) or whole again, once this broker is registered. One goroutine per
+// partition reports, in the background, the state p is in when it
+// reports, until the controller has the latest, or refuses it for good
+// (the topic is gone). A restart clears the controller's record of this
+// broker's damage; its scrubber reports what is still damaged.
+func (b *Broker) reportReplicaHealth(p *partition) {
+	if b.ctl == nil || !p.healthReporting.CompareAndSwap(false, true) {
 		return
 	}
 	b.maintWG.Add(1)
 	go func() {
 		defer b.maintWG.Done()
-		backoff := 100 * time.Millisecond
 		for {
-			self := b.ctl.Self()
-			if self != nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				_, err := b.ctl.Propose(ctx, &replication.Request{MarkReplica: &replication.MarkReplica{
-					TopicRef: replication.TopicRef{Name: p.topic.name, ID: p.topic.id}, Partition: p.index,
-					Broker: b.cfg.NodeID, Incarnation: self.Incarnation, Damaged: damaged,
-				}})
-				cancel()
-				var ce *replication.Error
-				if err == nil || errors.As(err, &ce) {
-					return // recorded, or refused for good (the topic or this incarnation is gone)
-				}
-			}
-			select {
-			case <-b.closing:
+			reported, ok := b.sendReplicaHealth(p)
+			p.healthReporting.Store(false)
+			// A change after the last report, whose own call found this
+			// goroutine still running, is this goroutine's to send.
+			if !ok || p.healthDamaged.Load() == reported || !p.healthReporting.CompareAndSwap(false, true) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, 5*time.Second)
 		}
 	}()
+}
+
+// sendReplicaHealth reports p's current health until the controller takes
+// it; it returns what it reported, or false when it gave up (the broker
+// closing, the topic gone).
+func (b *Broker) sendReplicaHealth(p *partition) (damaged, ok bool) {
+	backoff := 100 * time.Millisecond
+	for {
+		if self := b.ctl.Self(); self != nil && b.ctl.Current() {
+			damaged = p.healthDamaged.Load()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := b.ctl.Propose(ctx, &replication.Request{MarkReplica: &replication.MarkReplica{
+				TopicRef: replication.TopicRef{Name: p.topic.name, ID: p.topic.id}, Partition: p.index,
+				Broker: b.cfg.NodeID, Incarnation: self.Incarnation, Damaged: damaged,
+			}})
+			cancel()
+			var ce *replication.Error
+			switch {
+			case err == nil:
+				return damaged, true
+			case errors.As(err, &ce) && ce.Code == replication.CodeUnknownTopicOrPartition:
+				return damaged, false
+			}
+			b.log.Debug("reporting a replica's health to the controller failed; retrying", "topic", p.topic.name, "partition", p.index, "err", err)
+		}
+		select {
+		case <-b.closing:
+			return damaged, false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
 }

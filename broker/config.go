@@ -91,6 +91,18 @@ type Config struct {
 	// log with more distinct keys is compacted in several passes.
 	CompactionMemoryBytes int64
 
+	// ScrubInterval is how often the scrubber reads every sealed segment
+	// in full and checks every batch (scrub.go); the first pass starts
+	// with the broker. 0 turns the passes off: damage found when segments
+	// load or by reads is still repaired.
+	ScrubInterval time.Duration
+	// ScrubBytesPerSec paces the scrubber's reads.
+	ScrubBytesPerSec int64
+	// ScrubRepairRetry is how soon a repair that found no good copy (the
+	// leader unreachable, the archive not covering the segment) is tried
+	// again.
+	ScrubRepairRetry time.Duration
+
 	// Tier3 is the object store sealed segments are archived to and read
 	// back from (tier3.go); nil disables Tier 3.
 	Tier3 tier3.Store
@@ -158,6 +170,9 @@ func DefaultConfig() Config {
 		WALPinSegments:         4,
 		MaxOpenSegmentFiles:    1024,
 		CompactionMemoryBytes:  64 << 20,
+		ScrubInterval:          24 * time.Hour,
+		ScrubBytesPerSec:       64 << 20,
+		ScrubRepairRetry:       10 * time.Second,
 
 		ReplicaLagTimeMax: 10 * time.Second,
 
@@ -191,6 +206,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("broker: seal workers %d, WAL pin segments %d and max open segment files %d must be at least 1", c.SealWorkers, c.WALPinSegments, c.MaxOpenSegmentFiles)
 	case c.CompactionMemoryBytes < 1<<10:
 		return fmt.Errorf("broker: compaction memory %d must be at least 1 KiB", c.CompactionMemoryBytes)
+	case c.ScrubInterval < 0 || c.ScrubRepairRetry <= 0:
+		return fmt.Errorf("broker: scrub interval %v must not be negative and scrub repair retry %v must be positive", c.ScrubInterval, c.ScrubRepairRetry)
+	case c.ScrubInterval > 0 && c.ScrubBytesPerSec < 1<<10:
+		return fmt.Errorf("broker: scrub bytes per sec %d must be at least 1 KiB when scrub interval is %v", c.ScrubBytesPerSec, c.ScrubInterval)
 	case c.ConsumerGroupHeartbeatInterval <= 0 || c.ConsumerGroupSessionTimeout <= c.ConsumerGroupHeartbeatInterval:
 		return fmt.Errorf("broker: consumer group heartbeat interval %v must be positive and below consumer group session timeout %v", c.ConsumerGroupHeartbeatInterval, c.ConsumerGroupSessionTimeout)
 	case c.Tier3 != nil && (c.Tier3UploadWorkers < 1 || c.Tier3CacheBytes < 1<<20):

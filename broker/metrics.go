@@ -229,6 +229,27 @@ func newMetrics(b *Broker) *metrics {
 	m.segmentBytesSealed = m.counter("chronik_segment_sealed_bytes_total", "Bytes of record batches moved from the active log into sealed Tier 2 segments.")
 	m.segmentsDeleted = m.counter("chronik_segments_deleted_total", "Sealed Tier 2 segments deleted by retention (retention.ms, retention.bytes, local.retention.*).")
 	m.walSegmentsTrimmed = m.counter("chronik_wal_segments_trimmed_total", "WAL segments removed once every batch in them was sealed into Tier 2.")
+	m.gaugeFunc("chronik_damaged_segments",
+		"Sealed Tier 2 segments whose log failed a check (at startup, in a scrub pass or on a read) and are not repaired yet: fetches of their damaged range get KAFKA_STORAGE_ERROR, and they are not archived.",
+		func() float64 {
+			n := 0
+			for _, p := range b.allPartitions() {
+				p.mu.RLock()
+				for _, s := range p.segs {
+					if s.Damage() != nil {
+						n++
+					}
+				}
+				p.mu.RUnlock()
+			}
+			return float64(n)
+		})
+	m.counterFunc("chronik_segment_repairs_total",
+		"Damaged sealed segments rebuilt from a good copy (the partition's leader or the Tier 3 archive).",
+		func() float64 { return float64(b.scrub.repairs.Load()) })
+	m.counterFunc("chronik_scrub_bytes_total",
+		"Bytes of sealed segments the scrubber read and checked (CHRONIK_SCRUB_BYTES_PER_SEC paces it).",
+		func() float64 { return float64(b.scrub.bytes.Load()) })
 	m.tier3(b)
 	return m
 }

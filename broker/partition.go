@@ -81,6 +81,14 @@ type partition struct {
 	epochsDirty bool
 
 	arch archState // Tier 3 uploader state (tier3.go)
+
+	// healthDamaged is whether noteReplicaHealth last heard p damaged
+	// (scrub.go refreshHealth).
+	healthDamaged atomic.Bool
+	// healthReporting is set while a goroutine tells the controller about
+	// healthDamaged (reportReplicaHealth): one at a time, so reports never
+	// land out of order.
+	healthReporting atomic.Bool
 }
 
 // segsEndLocked is the offset after the last sealed segment, or -1.
@@ -548,7 +556,9 @@ func (p *partition) batchForTimestamp(ts, from int64) (batchRef, bool, error) {
 	segs := p.segs
 	p.mu.RUnlock()
 	for _, s := range segs {
-		if s.Next <= from || s.MaxTs < ts {
+		// A damaged segment whose headers were lost knows its max
+		// timestamp only up to the damage: it is asked, and says so.
+		if d := s.Damage(); s.Next <= from || (s.MaxTs < ts && (d == nil || !d.HeaderLost)) {
 			continue
 		}
 		pos, ok, err := s.FindTimestampFrom(ts, from)

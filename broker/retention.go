@@ -62,9 +62,10 @@ func (b *Broker) allPartitions() []*partition {
 }
 
 func (b *Broker) startMaintenance() {
-	b.maintWG.Add(2)
+	b.maintWG.Add(3)
 	go b.sealLoop()
 	go b.cleanLoop()
+	go b.scrubLoop()
 	if b.tier.arch != nil {
 		b.maintWG.Add(1)
 		go b.tierLoop()
@@ -334,9 +335,9 @@ func (b *Broker) loadPartition(p *partition) error {
 	if err != nil {
 		return err
 	}
-	if rep.Rebuilt > 0 || rep.Truncated > 0 || rep.Removed > 0 {
-		b.log.Warn("repaired sealed segments", "topic", p.topic.name, "partition", p.index,
-			"rebuilt_indexes", rep.Rebuilt, "truncated_bytes", rep.Truncated, "removed_unfinished", rep.Removed)
+	if rep.Rebuilt > 0 || rep.Damaged > 0 || rep.Removed > 0 {
+		b.log.Warn("checked sealed segments", "topic", p.topic.name, "partition", p.index,
+			"rebuilt_indexes", rep.Rebuilt, "damaged", rep.Damaged, "removed_unfinished", rep.Removed)
 	}
 	p.segs = segs
 	if es, _, err := tier2.ReadLeaderEpochs(b.fs, p.dir); err != nil {
@@ -351,6 +352,8 @@ func (b *Broker) loadPartition(p *partition) error {
 	if !ok {
 		logStart = 0
 	}
+	end, ps, ok, perr := tier2.ReadProducers(b.fs, p.dir)
+	resolveDamagedEnds(segs, end, ok)
 	segsEnd := max(p.segsEndLocked(), 0)
 	// With Tier 3 the log start may lie below the first local segment (the
 	// offsets between are archived) and is kept from the checkpoint, or 0
@@ -364,9 +367,8 @@ func (b *Broker) loadPartition(p *partition) error {
 	}
 	p.logStart = logStart
 
-	end, ps, ok, err := tier2.ReadProducers(b.fs, p.dir)
-	if err != nil {
-		b.log.Warn("producer checkpoint unreadable; rebuilding from the last segment", "topic", p.topic.name, "partition", p.index, "err", err)
+	if perr != nil {
+		b.log.Warn("producer checkpoint unreadable; rebuilding from the last segment", "topic", p.topic.name, "partition", p.index, "err", perr)
 	}
 	from := int64(0)
 	if ok {
@@ -410,6 +412,27 @@ func (b *Broker) loadPartition(p *partition) error {
 	p.nextOffset = max(segsEnd, p.recoverFloor)
 	p.hw = p.nextOffset
 	return nil
+}
+
+// resolveDamagedEnds gives each damaged segment whose index headers were
+// lost the end the partition knows for it: the next segment's base, or for
+// the last segment the sealed end of the producers checkpoint (written at
+// every seal), when either lies past what its verified prefix shows.
+// Without either, a last segment ends where its prefix does, and the WAL
+// replay supplies any batches past it that it still holds.
+func resolveDamagedEnds(segs []*tier2.Segment, sealedEnd int64, checkpointed bool) {
+	for i, s := range segs {
+		d := s.Damage()
+		if d == nil || !d.HeaderLost {
+			continue
+		}
+		switch {
+		case i+1 < len(segs):
+			s.ResolveNext(segs[i+1].Base)
+		case checkpointed && sealedEnd > s.Base:
+			s.ResolveNext(sealedEnd)
+		}
+	}
 }
 
 // finishRecovery runs after the WAL replay.

@@ -41,6 +41,8 @@ import (
 //     objects are deleted.
 //   - Compacted topics (cleanup.policy containing compact) are not
 //     archived, as in Kafka.
+//   - A damaged segment (scrub.go) is never uploaded, nor any segment
+//     after it, until it is repaired.
 //
 // Lock order: maintMu, then arch.mu, then mu.
 

@@ -13,14 +13,23 @@ import (
 	"github.com/chronik-go/chronik/tier3"
 )
 
-// flakyStore fails every call while down is set, and Puts of keys with
-// failPut as a substring: an object store that is unreachable, or an
-// uploader that dies between writes.
+// flakyStore fails every call while down is set, Puts of keys with
+// failPut as a substring, and reads of keys with failGet as one: an object
+// store that is unreachable, an uploader that dies between writes, an
+// object that cannot be read.
 type flakyStore struct {
 	tier3.Store
 	down    atomic.Bool
 	failPut atomic.Value // string
+	failGet atomic.Value // string
 	puts    atomic.Int64
+}
+
+func (f *flakyStore) checkGet(key string) error {
+	if s, _ := f.failGet.Load().(string); s != "" && strings.Contains(key, s) {
+		return errStoreDown
+	}
+	return f.check()
 }
 
 var errStoreDown = errors.New("test: object store down")
@@ -44,14 +53,14 @@ func (f *flakyStore) Put(ctx context.Context, key string, body io.ReadSeeker, si
 }
 
 func (f *flakyStore) Get(ctx context.Context, key string) (io.ReadCloser, tier3.ObjectInfo, error) {
-	if err := f.check(); err != nil {
+	if err := f.checkGet(key); err != nil {
 		return nil, tier3.ObjectInfo{}, err
 	}
 	return f.Store.Get(ctx, key)
 }
 
 func (f *flakyStore) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	if err := f.check(); err != nil {
+	if err := f.checkGet(key); err != nil {
 		return nil, err
 	}
 	return f.Store.GetRange(ctx, key, off, n)

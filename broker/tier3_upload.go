@@ -209,6 +209,14 @@ func (b *Broker) uploadPass(ctx context.Context, p *partition, epoch int32) erro
 		if s.Next <= logStart {
 			continue // below the log start: retention deletes it
 		}
+		if s.Damage() != nil {
+			// Never archive a damaged segment (the archive would vouch for
+			// a hole, and healthy replicas would delete their copies), nor
+			// anything after it: the archive is one log without gaps. The
+			// pass resumes here once the segment is repaired. (A damaged
+			// segment the archive already covers was passed above.)
+			return nil
+		}
 		from := s.Base
 		switch end := a.man.End(); {
 		case end > s.Base:
@@ -222,6 +230,10 @@ func (b *Broker) uploadPass(ctx context.Context, p *partition, epoch int32) erro
 		e, err := b.uploadSegment(ctx, p, s, from)
 		if errors.Is(err, tier2.ErrRemoved) || errors.Is(err, os.ErrNotExist) {
 			continue // retention deleted it meanwhile
+		}
+		if errors.Is(err, tier2.ErrCorrupt) {
+			s.MarkSuspect() // a batch failed the upload's check: the scrubber locates the damage
+			b.kickScrub()
 		}
 		if err != nil {
 			return fmt.Errorf("upload segment %d from %d: %w", s.Base, from, err)

@@ -58,6 +58,11 @@ type Config struct {
 	// UncleanLeaderElection is the default of unclean.leader.election.enable.
 	UncleanLeaderElection bool
 
+	// ScrubInterval: how often sealed segments are verified in full (0:
+	// never); ScrubBytesPerSec paces it.
+	ScrubInterval    time.Duration
+	ScrubBytesPerSec int64
+
 	WALProfile        string // one of low, medium, high, ultra
 	Fsync             FsyncMode
 	FsyncBatchTimeout time.Duration // 0: the profile's max wait

@@ -75,6 +75,8 @@ func TestSettingNamesMatchContract(t *testing.T) {
 
 		"CHRONIK_CONTROLLER_RECOVER":             "controller-recover",
 		"CHRONIK_UNCLEAN_LEADER_ELECTION_ENABLE": "unclean-leader-election-enable",
+		"CHRONIK_SCRUB_INTERVAL_MS":              "scrub-interval",
+		"CHRONIK_SCRUB_BYTES_PER_SEC":            "scrub-bytes-per-sec",
 	}
 	got := make(map[string]string)
 	keys := make(map[string]bool)
@@ -145,6 +147,8 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_REPLICA_LAG_TIME_MAX_MS", "30000", nil, func(c Config) any { return c.ReplicaLagTimeMax }, 30 * time.Second},
 		{"CHRONIK_CONTROLLER_RECOVER", "true", nil, func(c Config) any { return c.ControllerRecover }, true},
 		{"CHRONIK_UNCLEAN_LEADER_ELECTION_ENABLE", "true", nil, func(c Config) any { return c.UncleanLeaderElection }, true},
+		{"CHRONIK_SCRUB_INTERVAL_MS", "3600000", nil, func(c Config) any { return c.ScrubInterval }, time.Hour},
+		{"CHRONIK_SCRUB_BYTES_PER_SEC", "1048576", nil, func(c Config) any { return c.ScrubBytesPerSec }, int64(1 << 20)},
 		{"CHRONIK_MAX_REQUEST_BYTES", "2097152", nil, func(c Config) any { return c.MaxRequestBytes }, int32(2097152)},
 		{"CHRONIK_MESSAGE_MAX_BYTES", "4096", nil, func(c Config) any { return c.MessageMaxBytes }, int32(4096)},
 		{"CHRONIK_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, "debug"},
@@ -193,6 +197,8 @@ cluster_peers: [1@h1:9093, 2@h2:9093, 3@h3:9093]
 broker_heartbeat_interval_ms: 300
 broker_session_timeout_ms: 3000
 replica_lag_time_max_ms: 20000
+scrub_interval_ms: 0
+scrub_bytes_per_sec: 2048
 wal_profile: HIGH
 fsync: never
 fsync_batch_timeout_ms: 5
@@ -228,6 +234,8 @@ log_format: json
 		BrokerHeartbeatInterval:  300 * time.Millisecond,
 		BrokerSessionTimeout:     3 * time.Second,
 		ReplicaLagTimeMax:        20 * time.Second,
+		ScrubInterval:            0,
+		ScrubBytesPerSec:         2048,
 		WALProfile:               "high",
 		Fsync:                    FsyncNever,
 		FsyncBatchTimeout:        5 * time.Millisecond,
@@ -275,6 +283,8 @@ func TestDefaults(t *testing.T) {
 		BrokerHeartbeatInterval:  200 * time.Millisecond,
 		BrokerSessionTimeout:     1500 * time.Millisecond,
 		ReplicaLagTimeMax:        10 * time.Second,
+		ScrubInterval:            24 * time.Hour,
+		ScrubBytesPerSec:         64 << 20,
 		WALProfile:               "medium",
 		Fsync:                    FsyncAlways,
 		Tier3URL:                 "file://" + filepath.ToSlash(abs),
@@ -461,6 +471,10 @@ func TestBadValues(t *testing.T) {
 		{"request below message", nil, map[string]string{"CHRONIK_MAX_REQUEST_BYTES": "2048", "CHRONIK_MESSAGE_MAX_BYTES": "4096"},
 			[]string{`CHRONIK_MAX_REQUEST_BYTES=2048 is below CHRONIK_MESSAGE_MAX_BYTES=4096`}},
 		{"message too small", nil, map[string]string{"CHRONIK_MESSAGE_MAX_BYTES": "100"}, []string{`CHRONIK_MESSAGE_MAX_BYTES=100 must be at least 1024`}},
+		{"scrub rate", nil, map[string]string{"CHRONIK_SCRUB_BYTES_PER_SEC": "100"},
+			[]string{`CHRONIK_SCRUB_BYTES_PER_SEC="100" is not a whole number between 1024 and 9223372036854775807`}},
+		{"scrub interval unit", []string{"--scrub-interval", "24h"}, nil,
+			[]string{`--scrub-interval="24h" is not a whole number of milliseconds`}},
 		{"log level", nil, map[string]string{"CHRONIK_LOG_LEVEL": "trace"}, []string{`CHRONIK_LOG_LEVEL="trace" is not one of debug, info, warn, error`}},
 		{"log format", nil, map[string]string{"CHRONIK_LOG_FORMAT": "xml"}, []string{`CHRONIK_LOG_FORMAT="xml" is not one of text, json`}},
 		{"missing config file", nil, map[string]string{"CHRONIK_CONFIG": "/nonexistent/chronik.yaml"},

@@ -134,6 +134,23 @@ var settings = []Setting{
 		set: setBool(func(c *Config) *bool { return &c.UncleanLeaderElection }, false),
 	},
 	{
+		Flag: "scrub-interval", Env: "CHRONIK_SCRUB_INTERVAL_MS", Key: "scrub_interval_ms", Type: "ms",
+		Default: "86400000",
+		Help: "how often every sealed segment is read in full and each batch checked (CRC, offsets), the first pass at startup; " +
+			"a damaged segment is repaired from the partition's leader or the Tier 3 archive, in milliseconds; 0 turns the passes off",
+		set: setMillis(func(c *Config) *time.Duration { return &c.ScrubInterval }),
+	},
+	{
+		Flag: "scrub-bytes-per-sec", Env: "CHRONIK_SCRUB_BYTES_PER_SEC", Key: "scrub_bytes_per_sec", Type: "bytes",
+		Default: "67108864",
+		Help:    "how fast the scrubber reads sealed segments, in bytes per second (at least 1024)",
+		set: func(c *Config, v string) error {
+			n, err := parseInt(v, 1024, math.MaxInt64)
+			c.ScrubBytesPerSec = n
+			return err
+		},
+	},
+	{
 		Flag: "wal-profile", Env: "CHRONIK_WAL_PROFILE", Key: "wal_profile", Type: "name",
 		Default: "medium",
 		Help:    "group-commit bounds: " + strings.Join(walProfiles, ", "),

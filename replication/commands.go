@@ -257,6 +257,7 @@ func applyRegister(s *State, b *BrokerInfo) *State {
 		// by catching up.
 		s = applyFence(s, b.ID)
 	}
+	restarted := s.Brokers[b.ID] == nil || s.Brokers[b.ID].Incarnation != b.Incarnation
 	n := s.clone()
 	nb := *b
 	nb.Fenced = false
@@ -264,6 +265,14 @@ func applyRegister(s *State, b *BrokerInfo) *State {
 	for name, t := range n.Topics {
 		var parts []PartitionInfo
 		for i, p := range t.Partitions {
+			if restarted && slices.Contains(p.Offline, b.ID) {
+				// A new incarnation reports its damage anew (it may have
+				// been repaired before the restart).
+				if parts == nil {
+					parts = slices.Clone(t.Partitions)
+				}
+				parts[i].Offline = slices.DeleteFunc(slices.Clone(p.Offline), func(r int32) bool { return r == b.ID })
+			}
 			if p.Leader != -1 || !slices.Contains(p.ISR, b.ID) {
 				continue
 			}

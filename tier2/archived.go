@@ -88,6 +88,9 @@ func (x *Index) HasTimeIndex() bool { return x.hasTime }
 // verified against the segment; an index that fails is rebuilt from the
 // log (as on first use) and its rebuilt bytes returned.
 func (s *Segment) IndexBytes() (index, timeindex []byte, err error) {
+	if d := s.damage.Load(); d != nil {
+		return nil, nil, d // a damaged segment is never archived
+	}
 	index, err1 := readSmallFile(s.fs, s.path(indexSuffix), 1<<31)
 	timeindex, err2 := readSmallFile(s.fs, s.path(timeSuffix), 1<<31)
 	if err1 == nil && err2 == nil {

@@ -77,6 +77,13 @@ func Compact(segs []*Segment, opt CompactOptions) (CompactResult, error) {
 	if len(segs) == 0 {
 		return res, nil
 	}
+	for _, s := range segs {
+		// Rewriting a damaged segment would hide the damage (and drop what
+		// lies past it); it is repaired first.
+		if d := s.Damage(); d != nil {
+			return res, d
+		}
+	}
 	end := segs[len(segs)-1].Next
 	for start := segs[0].Base; start < end; {
 		res.Passes++

@@ -1,9 +1,10 @@
 // Package tier2 holds Chronik's sealed local segments: immutable per-partition
 // files of Kafka record batches with a sparse offset index and a time index,
 // and the operations on them that never touch the hot path: writing a sealed
-// segment, validating and rebuilding it at startup, serving byte ranges to
-// Fetch, timestamp lookups, retention (whole-segment deletion) and
-// compaction (rewriting a segment to the latest record per key).
+// segment, validating it at startup and verifying it in full, describing
+// its damage, serving byte ranges to Fetch, timestamp lookups, retention
+// (whole-segment deletion) and compaction (rewriting a segment to the
+// latest record per key).
 //
 // The broker decides when to seal (segment.bytes / segment.ms), which
 // segments retention deletes and when to compact; this package owns the
@@ -102,12 +103,47 @@
 // .index header and check its CRC, kind, base (equal to the file name) and
 // that logSize equals the .log's size; read the .timeindex header and check
 // it agrees; read and CRC-check the last batch at lastPos. Entries are read
-// and checked (ecrc) when the segment is first used. A missing or failing
-// index is rebuilt by scanning the .log, verifying every batch's CRC, and is
-// written again atomically. If the scan finds a bad batch the .log is
-// truncated there (it is reported; this is damage, since logs are only
-// renamed into place complete). If the last batch fails its CRC while the
-// headers agree, the segment is rescanned the same way.
+// and checked (ecrc) when the segment is first used. If any check fails the
+// .log is scanned, every batch verified (CRC, magic, length, offsets
+// increasing and below the recorded next):
+//
+//   - Every batch is good and the log is at least as long as a usable
+//     header recorded: the index was what failed. Both indexes are rebuilt
+//     from the scan and written again atomically; next is the larger of
+//     the recorded one (a usable .index or .timeindex header) and the
+//     offset after the last batch. (A log longer than its header records
+//     is the complete old log of a compaction or repair killed between
+//     renaming the new indexes and the new log.)
+//   - A batch fails, or the log is shorter than a usable header records:
+//     the segment is damaged. Logs are renamed into place complete and
+//     fsynced, so this is never a torn write but lost or flipped bits, and
+//     the log is neither truncated nor rewritten, nor are its indexes: a
+//     log cut at its last good batch would still claim offsets [base,
+//     next) without holding the tail, and a replica could then serve,
+//     lead or archive that hole. The segment is loaded with its damage
+//     described (Segment.Damage): the position of the first bad batch and
+//     the first offset not verifiably present. It keeps the next its
+//     header recorded; when neither header is usable next is unknown here
+//     and is first the end of the verified prefix, and the broker raises
+//     it from what it knows (the next segment's base, the producers
+//     checkpoint's sealed end) with Segment.ResolveNext.
+//
+// # Damage
+//
+// Startup validation sees damage only where it looks. Segment.Verify reads
+// a whole log, paced to a byte rate, and checks every batch as the scan
+// does (and that its offsets lie within [base, next)); the broker's
+// scrubber runs it over every sealed segment periodically, and a read that
+// fails a batch check marks the segment suspect (Segment.Suspect) for an
+// early Verify. Damage found either way is recorded on the segment, never
+// cleared: reads before it are served as ever and stop where it starts;
+// reads at or past its first unverified offset, timestamp lookups that
+// would need to look past it, IndexBytes (so Tier 3 never archives it) and
+// compaction all fail with a *DamageError, which wraps ErrCorrupt (the
+// broker answers KAFKA_STORAGE_ERROR, never the bytes). A damaged segment
+// is repaired, not cut: the broker writes a new segment with the same base
+// and next from a good copy (Create, Append, Finish, which rename over the
+// damaged files), publishes it and retires the damaged one.
 //
 // # logstart and producers
 //

@@ -36,6 +36,12 @@ type Segment struct {
 
 	archived atomic.Bool
 
+	// damage is set once damage is found (Load, Verify) and never cleared:
+	// a repair publishes a new Segment. suspect is set by a read that
+	// failed a check and cleared by Verify (damage.go).
+	damage  atomic.Pointer[DamageError]
+	suspect atomic.Bool
+
 	idxMu  sync.Mutex // guards the following
 	loaded bool
 	idx    []offEntry
@@ -165,6 +171,12 @@ func (c *FileCache) release(s *Segment) {
 	}
 }
 
+func (c *FileCache) isRemoved(s *Segment) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return s.removed
+}
+
 // forget marks s removed and closes its file once idle.
 func (c *FileCache) forget(s *Segment) {
 	c.mu.Lock()
@@ -202,32 +214,52 @@ var scratchPool = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &
 // last offset is >= offset, up to limit bytes; when force is set the first
 // batch is returned whole even if larger (KIP-74). It reports whether the
 // read reached the end of the segment. Batches are copied as stored, never
-// decoded.
+// decoded. A damaged segment serves its verified prefix: a read that
+// reaches the damage stops there (atEnd false), and a read at or past it
+// fails with the *DamageError.
 func (s *Segment) ReadFrom(offset int64, limit int, dst []byte, force bool) (_ []byte, atEnd bool, err error) {
+	d := s.damage.Load()
+	if d != nil && offset >= d.Offset {
+		return dst, false, d
+	}
 	f, err := s.files.acquire(s)
 	if err != nil {
 		return dst, false, err
 	}
 	defer s.files.release(s)
+	end := s.verifiedEnd()
 	pos, err := s.locate(f, offset)
-	if err != nil || pos >= s.Size {
-		return dst, pos >= s.Size, err
-	}
-	dst, end, err := readRange(f, pos, s.Size, limit, dst, force, s.Path())
 	if err != nil {
+		s.noteReadErr(err)
 		return dst, false, err
 	}
-	return dst, pos+end >= s.Size, nil
+	if pos >= end {
+		if d != nil {
+			return dst, false, d
+		}
+		return dst, true, nil
+	}
+	dst, n, err := readRange(f, pos, end, limit, dst, force, s.Path())
+	if err != nil {
+		s.noteReadErr(err)
+		return dst, false, err
+	}
+	return dst, d == nil && pos+n >= s.Size, nil
 }
 
 // BatchAt returns the whole batch at pos, verified.
 func (s *Segment) BatchAt(pos int64, dst []byte) ([]byte, error) {
+	if d := s.damage.Load(); d != nil && pos >= d.Pos {
+		return dst, d
+	}
 	f, err := s.files.acquire(s)
 	if err != nil {
 		return dst, err
 	}
 	defer s.files.release(s)
-	return readBatch(f, pos, s.Size, dst)
+	dst, err = readBatch(f, pos, s.verifiedEnd(), dst)
+	s.noteReadErr(err)
+	return dst, err
 }
 
 func readBatch(f io.ReaderAt, pos, size int64, dst []byte) ([]byte, error) {
@@ -255,9 +287,15 @@ func readBatch(f io.ReaderAt, pos, size int64, dst []byte) ([]byte, error) {
 
 // FindTimestampFrom returns the position of the first batch whose last
 // offset is >= from and whose max timestamp is >= ts, and false if none is.
+// In a damaged segment only the verified prefix is searched: when the
+// answer may lie past the damage, the *DamageError is returned.
 func (s *Segment) FindTimestampFrom(ts, from int64) (int64, bool, error) {
-	if s.MaxTs < ts || s.Size == 0 || s.Next <= from {
+	d := s.damage.Load()
+	if (s.MaxTs < ts && (d == nil || !d.HeaderLost)) || s.Size == 0 || s.Next <= from {
 		return 0, false, nil
+	}
+	if d != nil && from >= d.Offset {
+		return 0, false, d
 	}
 	f, err := s.files.acquire(s)
 	if err != nil {
@@ -269,6 +307,7 @@ func (s *Segment) FindTimestampFrom(ts, from int64) (int64, bool, error) {
 	// position ends before from.
 	pos, err := s.locate(f, from)
 	if err != nil {
+		s.noteReadErr(err)
 		return 0, false, err
 	}
 	i := sort.Search(len(s.tidx), func(i int) bool { return s.tidx[i].ts >= ts }) - 1
@@ -276,13 +315,17 @@ func (s *Segment) FindTimestampFrom(ts, from int64) (int64, bool, error) {
 		pos = max(pos, int64(s.tidx[i].pos))
 	}
 	found := int64(-1)
-	err = walk(f, pos, s.Size, func(p int64, h batchInfo) bool {
+	err = walk(f, pos, s.verifiedEnd(), func(p int64, h batchInfo) bool {
 		if h.maxTs >= ts && h.last() >= from {
 			found = p
 			return false
 		}
 		return true
 	})
+	s.noteReadErr(err)
+	if err == nil && found < 0 && d != nil {
+		return 0, false, d
+	}
 	return found, found >= 0, err
 }
 
@@ -290,7 +333,7 @@ func (s *Segment) FindTimestampFrom(ts, from int64) (int64, bool, error) {
 func (s *Segment) MaxTimestampBatch() int64 { return s.maxTsPos }
 
 // locate returns the position of the first batch whose last offset is >=
-// offset, or s.Size if none is.
+// offset, or the verified end (s.Size unless damaged) if none is before it.
 func (s *Segment) locate(f vfs.File, offset int64) (int64, error) {
 	if err := s.loadIndexes(f); err != nil {
 		return 0, err
@@ -304,8 +347,9 @@ func (s *Segment) locate(f vfs.File, offset int64) (int64, error) {
 	if i >= 0 {
 		pos = int64(s.idx[i].pos)
 	}
-	found := s.Size
-	err := walk(f, pos, s.Size, func(p int64, h batchInfo) bool {
+	end := s.verifiedEnd()
+	found := end
+	err := walk(f, pos, end, func(p int64, h batchInfo) bool {
 		if h.last() >= offset {
 			found = p
 			return false
@@ -373,14 +417,17 @@ func (s *Segment) loadIndexes(f vfs.File) error {
 		return nil
 	}
 	ix := newIndexer(s.Base)
-	err := walk(f, 0, s.Size, func(p int64, h batchInfo) bool { ix.add(p, h); return true })
+	err := walk(f, 0, s.verifiedEnd(), func(p int64, h batchInfo) bool { ix.add(p, h); return true })
 	if err != nil {
 		return err
 	}
 	s.idx, s.tidx = ix.idx, ix.tidx
 	s.loaded = true
-	// Best effort: the entries are right in memory either way.
-	_ = writeIndexFiles(s.fs, s.dir, s.Base, ix, s.Next, s.Size, false)
+	if s.damage.Load() == nil {
+		// Best effort: the entries are right in memory either way. A
+		// damaged segment's files are left as they are for its repair.
+		_ = writeIndexFiles(s.fs, s.dir, s.Base, ix, s.Next, s.Size, false)
+	}
 	return nil
 }
 

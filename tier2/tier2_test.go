@@ -92,8 +92,10 @@ func TestWriteLoadRead(t *testing.T) {
 	}
 }
 
-// Unfinished writes are cleaned up and a truncated log is cut at its last
-// whole batch with its indexes rebuilt.
+// Unfinished writes are cleaned up. A log cut short (damage: logs are
+// renamed into place complete) is kept as it is, not cut at its last whole
+// batch: it keeps its recorded end and is reported damaged, every time it
+// loads, until it is repaired.
 func TestLoadRepairs(t *testing.T) {
 	dir := t.TempDir()
 	files := NewFileCache(8)
@@ -103,19 +105,21 @@ func TestLoadRepairs(t *testing.T) {
 	if err := os.Truncate(s.Path(), s.Size-7); err != nil {
 		t.Fatal(err)
 	}
-	segs, rep, err := Load(vfs.Default, dir, files, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Removed != 2 || rep.Rebuilt != 1 || rep.Truncated == 0 || len(segs) != 1 {
-		t.Fatalf("report %+v, %d segments", rep, len(segs))
-	}
-	if segs[0].Next != s.Next {
-		t.Fatalf("next %d after repair, want the recorded %d", segs[0].Next, s.Next)
-	}
-	// The repaired segment validates cheaply next time.
-	if _, rep, err := Load(vfs.Default, dir, files, quiet()); err != nil || rep.Rebuilt != 0 {
-		t.Fatalf("second load: %+v %v", rep, err)
+	for i := range 2 {
+		segs, rep, err := Load(vfs.Default, dir, files, quiet())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wantRemoved := 2 - 2*i; rep.Removed != wantRemoved || rep.Damaged != 1 || rep.Rebuilt != 0 || len(segs) != 1 {
+			t.Fatalf("report %+v, %d segments", rep, len(segs))
+		}
+		d := segs[0].Damage()
+		if segs[0].Next != s.Next || d == nil || d.HeaderLost || d.Next != s.Next {
+			t.Fatalf("next %d, damage %+v after load; want the recorded next %d", segs[0].Next, d, s.Next)
+		}
+		if fi, err := os.Stat(s.Path()); err != nil || fi.Size() != s.Size-7 {
+			t.Fatalf("log changed by Load: %v %v", fi.Size(), err)
+		}
 	}
 }
 

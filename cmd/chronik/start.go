@@ -135,6 +135,8 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 	bc.MaxRequestBytes = cfg.MaxRequestBytes
 	bc.MessageMaxBytes = cfg.MessageMaxBytes
 	bc.FsyncBatchTimeout = cfg.FsyncBatchTimeout
+	bc.ScrubInterval = cfg.ScrubInterval
+	bc.ScrubBytesPerSec = cfg.ScrubBytesPerSec
 	bc.Logger = log
 	if !cfg.Standalone() {
 		cc := &broker.ClusterConfig{

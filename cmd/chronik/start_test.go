@@ -50,6 +50,8 @@ func TestBrokerConfigFromSettings(t *testing.T) {
 		"CHRONIK_DEFAULT_PARTITIONS":     "6",
 		"CHRONIK_MAX_REQUEST_BYTES":      "8388608",
 		"CHRONIK_MESSAGE_MAX_BYTES":      "2097152",
+		"CHRONIK_SCRUB_INTERVAL_MS":      "60000",
+		"CHRONIK_SCRUB_BYTES_PER_SEC":    "1048576",
 	}
 	cfg, err := ops.Load(nil, func(k string) string { return env[k] })
 	if err != nil {
@@ -80,6 +82,8 @@ func TestBrokerConfigFromSettings(t *testing.T) {
 		{"MinInsyncReplicas", bc.MinInsyncReplicas, int16(1)},
 		{"MaxRequestBytes", bc.MaxRequestBytes, int32(8 << 20)},
 		{"MessageMaxBytes", bc.MessageMaxBytes, int32(2 << 20)},
+		{"ScrubInterval", bc.ScrubInterval, time.Minute},
+		{"ScrubBytesPerSec", bc.ScrubBytesPerSec, int64(1 << 20)},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

@@ -251,6 +251,25 @@ func renderSizing(d *doc) {
 	d.p("on its own.")
 	d.p("An fsync error, or any other write error, still stops the WAL until a restart: after a failed")
 	d.p("fsync the kernel may have dropped data it had not written yet, so the broker does not guess.")
+	d.p("")
+	d.p("### Damaged segments")
+	d.p("")
+	d.p("Sealed segments never change, so a batch that fails its CRC or offset checks is damage (a flipped")
+	d.p("bit, a lost tail). The broker looks for it three ways: cheap checks when segments load, a scrub pass")
+	d.p("that reads every sealed segment in full (at startup, then every `CHRONIK_SCRUB_INTERVAL_MS`, default")
+	d.p("%g hours, paced to `CHRONIK_SCRUB_BYTES_PER_SEC`, default %s/s), and every fetch, which checks each batch",
+		bc.ScrubInterval.Hours(), mib(bc.ScrubBytesPerSec))
+	d.p("it serves. A damaged segment is kept as it is, never cut short: the batches before the damage are")
+	d.p("still served, a fetch at or past it gets `KAFKA_STORAGE_ERROR` (never the bytes), and it is not")
+	d.p("archived to Tier 3, nor is anything after it. It is rebuilt from a good copy, the partition's")
+	d.p("leader when another broker leads it or else the Tier 3 archive, and the broker retries every %s",
+		bc.ScrubRepairRetry)
+	d.p("until one holds it. `chronik_damaged_segments` counts the segments waiting,")
+	d.p("`chronik_segment_repairs_total` the repairs and `chronik_scrub_bytes_total` what the scrubber read;")
+	d.p("the log names each damaged segment. A standalone broker without the segment in its archive cannot")
+	d.p("repair it: restore the file from a backup while the broker is stopped, let retention delete it, or")
+	d.p("accept the loss and move the log start past it with DeleteRecords (`kafka-delete-records`).")
+	d.p("")
 }
 
 func mib(n int64) string {
