@@ -205,7 +205,18 @@ func (b *Broker) adoptTopics(ts []*topic) {
 			continue
 		}
 		b.adoptTried[t.id] = now
-		req := &replication.AdoptTopicRequest{Broker: b.cfg.NodeID, Name: t.name, ID: replication.TopicID(t.id), Configs: maps.Clone(b.topicConfigs(t))}
+		configs := maps.Clone(b.topicConfigs(t))
+		if _, ok := configs["min.insync.replicas"]; !ok {
+			// One replica holds it: acks=all keeps working as it did
+			// (standalone, or before the quorum was lost), rather than
+			// failing on a cluster default above the replica count. The
+			// operator raises both together (docs/cluster.md).
+			if configs == nil {
+				configs = map[string]string{}
+			}
+			configs["min.insync.replicas"] = "1"
+		}
+		req := &replication.AdoptTopicRequest{Broker: b.cfg.NodeID, Name: t.name, ID: replication.TopicID(t.id), Configs: configs}
 		b.mu.RLock()
 		parts := t.partitions
 		b.mu.RUnlock()

@@ -37,6 +37,10 @@ type Options struct {
 	// Hosts, for StartCluster, runs each broker in its own network
 	// namespace (NewHosts), so tests can cut it off the network.
 	Hosts *Hosts
+	// DataDirs, for StartCluster, gives node i+1 the data directory
+	// DataDirs[i] instead of a new one (empty entries get new ones): a
+	// standalone broker's directory grown into a cluster, a restored one.
+	DataDirs []string
 }
 
 // Broker is one broker process (or kfake cluster) started by Start. Its
@@ -193,6 +197,29 @@ func (b *Broker) Stop() error {
 		<-p.done
 		b.t.Errorf("testharness: broker did not exit within 30s of SIGTERM; killed it")
 		return p.err
+	}
+}
+
+// AddArgs appends args to the broker's command line for its next starts.
+func (b *Broker) AddArgs(args ...string) {
+	b.opts.Args = append(b.opts.Args, args...)
+}
+
+// Exited waits up to timeout for the broker process to exit on its own
+// and returns its exit error (nil for status 0); ok is false when it is
+// still running.
+func (b *Broker) Exited(timeout time.Duration) (err error, ok bool) {
+	b.t.Helper()
+	p := b.proc
+	if p == nil {
+		return nil, true
+	}
+	select {
+	case <-p.done:
+		b.proc = nil
+		return p.err, true
+	case <-time.After(timeout):
+		return nil, false
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 // StartCluster starts n chronik brokers as one cluster on 127.0.0.1 (or on
 // opts.Hosts) — node IDs 1..n, every node a controller voter — and waits
 // until each serves ApiVersions. opts applies to every node (DataDir is ignored: each gets its
-// own). The brokers are killed when the test ends. Clustering needs the
+// own, or the one opts.DataDirs names). The brokers are killed when the test ends. Clustering needs the
 // chronik target.
 func StartCluster(t testing.TB, n int, opts Options) []*Broker {
 	t.Helper()
@@ -28,6 +28,9 @@ func StartCluster(t testing.TB, n int, opts Options) []*Broker {
 	var peers []string
 	for i := range bs {
 		b := &Broker{t: t, opts: opts, dataDir: t.TempDir(), target: TargetChronik, host: i + 1}
+		if i < len(opts.DataDirs) && opts.DataDirs[i] != "" {
+			b.dataDir = opts.DataDirs[i]
+		}
 		b.logPath = filepath.Join(t.TempDir(), fmt.Sprintf("broker-%d.log", i+1))
 		if h := opts.Hosts; h != nil {
 			// Each broker has a host of its own: the default ports do.
