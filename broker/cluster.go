@@ -119,6 +119,13 @@ func (b *Broker) reconcileLoop() {
 			continue
 		}
 		st := b.ctl.State()
+		if id, _ := b.dataClusterID(); st.ClusterID != id {
+			// The quorum's log was replaced by another cluster's under
+			// this broker: nothing of it is applied to this data.
+			b.fail(fmt.Errorf("%w: the controller quorum now says cluster %s, but the data directory %s belongs to cluster %s",
+				ErrOtherCluster, st.ClusterID, b.cfg.DataDir, id))
+			return
+		}
 		// Leadership first and outside adminMu, which an admin request
 		// may hold while it waits for the controller.
 		b.syncReplication(st)

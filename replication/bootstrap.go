@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -38,6 +41,10 @@ import (
 // one when none does. Data directories of two different clusters never
 // form one (ErrMixedClusters).
 
+// refuseLinger is how long a node that refuses to form a quorum keeps
+// answering its peers' probes first.
+const refuseLinger = 3 * time.Second
+
 // ErrQuorumLost: no node holds the controller's state, yet a data
 // directory shows it was a member of a cluster.
 var ErrQuorumLost = errors.New("replication: the controller quorum's state is lost on every node")
@@ -62,17 +69,93 @@ type ProbeInfo struct {
 
 // probeInfo is this node's own answer.
 func (c *Controller) probeInfo() ProbeInfo {
-	return ProbeInfo{Node: c.cfg.NodeID, HasState: c.hasState(), ClusterID: c.State().ClusterID,
+	return ProbeInfo{Node: c.cfg.NodeID, HasState: c.hasState(), ClusterID: c.clusterID(),
 		DataClusterID: c.cfg.DataClusterID, DataMember: c.cfg.DataMember}
 }
 
-// hasState reports whether this node's Raft holds any state.
+// clusterID is the cluster this node's Raft state belongs to: the
+// state's, or before the log is applied after a restart, the one recorded
+// in the raft directory.
+func (c *Controller) clusterID() string {
+	if id := c.State().ClusterID; id != "" {
+		return id
+	}
+	return c.raftClusterID
+}
+
+// clusterIDFile records, in the raft directory, the cluster the Raft
+// state belongs to, readable before Raft starts.
+const clusterIDFile = "cluster_id"
+
+func readClusterIDFile(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, clusterIDFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// recordClusterID writes the raft directory's cluster_id once the state
+// names the cluster.
+func (c *Controller) recordClusterID() {
+	id := c.State().ClusterID
+	if id == "" || id == c.raftClusterID {
+		return
+	}
+	tmp := filepath.Join(c.cfg.Dir, clusterIDFile+".tmp")
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+		c.log.Warn("recording the cluster ID in the raft directory failed", "err", err)
+		return
+	}
+	if err := os.Rename(tmp, filepath.Join(c.cfg.Dir, clusterIDFile)); err != nil {
+		c.log.Warn("recording the cluster ID in the raft directory failed", "err", err)
+		return
+	}
+	c.raftClusterID = id
+}
+
+// checkPeersCluster refuses, before Raft starts, to take part in another
+// cluster's quorum: a node whose Raft state (or, without one, whose data
+// directory) belongs to one cluster among peers of another would mix two
+// clusters' logs, or reconcile one cluster's topics against the other's
+// metadata. Peers that do not answer in time, or whose cluster is not
+// named yet, prove nothing either way.
+func (c *Controller) checkPeersCluster() error {
+	own, what := c.raftClusterID, "Raft state ("+c.cfg.Dir+")"
+	if own == "" && c.cfg.DataClusterID != "" {
+		own, what = c.cfg.DataClusterID, "data directory"
+	}
+	if own == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	answers, _ := c.probePeers(ctx)
+	for _, id := range slices.Sorted(maps.Keys(answers)) {
+		a := answers[id]
+		if id != c.cfg.NodeID && a.ClusterID != "" && a.ClusterID != own {
+			return fmt.Errorf("%w: this node's %s belongs to cluster %s, but node %d of --peers belongs to cluster %s; "+
+				"start this node with an empty data directory to join cluster %s, or point --peers at the controllers of cluster %s",
+				ErrMixedClusters, what, own, id, a.ClusterID, a.ClusterID, own)
+		}
+	}
+	return nil
+}
+
+// hasState reports whether this node's Raft holds any state (false before
+// Raft is started).
 func (c *Controller) hasState() bool {
+	if c.raft == nil {
+		return false
+	}
 	return c.raft.LastIndex() > 0 || len(c.raft.GetConfiguration().Configuration().Servers) > 0
 }
 
 // probePeers asks every other voter what it holds. It returns the answers
-// and the IDs of the peers that did not answer.
+// and the IDs of the peers that never answered. A peer that answered once
+// and does not now counts with its last answer: a node without Raft state
+// gets some only from a quorum forming (which needs every answer) or from
+// a leader replicating to it, so "no state" stays true while it is away.
 func (c *Controller) probePeers(ctx context.Context) (map[int32]ProbeInfo, []int32) {
 	out := map[int32]ProbeInfo{c.cfg.NodeID: c.probeInfo()}
 	var missing []int32
@@ -84,11 +167,17 @@ func (c *Controller) probePeers(ctx context.Context) (map[int32]ProbeInfo, []int
 		var resp callResponse
 		err := c.calls.call(cctx, addr, &callRequest{Probe: true}, &resp)
 		cancel()
-		if err != nil || resp.Probe == nil {
+		c.probedMu.Lock()
+		if err == nil && resp.Probe != nil {
+			c.probed[id] = *resp.Probe
+		}
+		a, ok := c.probed[id]
+		c.probedMu.Unlock()
+		if !ok {
 			missing = append(missing, id)
 			continue
 		}
-		out[id] = *resp.Probe
+		out[id] = a
 	}
 	slices.Sort(missing)
 	return out, missing
@@ -127,7 +216,7 @@ func (c *Controller) bootstrapLoop() {
 		<-c.closing
 		cancel()
 	}()
-	var lastLog time.Time
+	var lastLog, refuseAt time.Time
 	for {
 		if c.hasState() {
 			return // the leader has replicated to us
@@ -157,6 +246,15 @@ func (c *Controller) bootstrapLoop() {
 				c.log.Info("formed a new controller quorum", "voters", len(c.peers), "recover", c.cfg.Recover)
 				return
 			}
+		case c.cfg.DataMember && !c.cfg.Recover && len(answers) > len(c.peers)/2:
+			// A majority, this node among them, holds no Raft state, and
+			// this node's data says it was a member: the quorum's state is
+			// lost unless a silent peer holds it. Refuse rather than wait
+			// for it: nothing is formed or deleted either way.
+			err = fmt.Errorf("%w: this node was a member of cluster %s and, like nodes %v, has no Raft state (the raft directory); nodes %v did not answer. "+
+				"If one of them holds the state, start it and then this node again; if the state is lost everywhere, start every node once with "+
+				"--controller-recover (CHRONIK_CONTROLLER_RECOVER=true) to form a new quorum from the brokers' data; see docs/cluster.md",
+				ErrQuorumLost, c.cfg.DataClusterID, slices.Sorted(maps.Keys(answers)), missing)
 		default:
 			if time.Since(lastLog) > 10*time.Second {
 				c.log.Info("no Raft state here; waiting for every controller peer to answer before forming a quorum", "not_answering", missing)
@@ -164,8 +262,16 @@ func (c *Controller) bootstrapLoop() {
 			}
 		}
 		if err != nil && (errors.Is(err, ErrQuorumLost) || errors.Is(err, ErrMixedClusters)) {
-			c.fail(err)
-			return
+			// Keep answering probes a little longer before refusing, so
+			// the peers starting alongside learn what this node holds
+			// and refuse too, instead of waiting for it.
+			if refuseAt.IsZero() {
+				refuseAt = time.Now().Add(refuseLinger)
+			}
+			if time.Now().After(refuseAt) {
+				c.fail(err)
+				return
+			}
 		}
 		select {
 		case <-c.closing:

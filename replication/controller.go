@@ -164,6 +164,13 @@ type Controller struct {
 	pendingSent time.Time
 	pendingIdx  uint64
 
+	probedMu sync.Mutex
+	probed   map[int32]ProbeInfo // each peer's last answer to a Probe (bootstrap.go)
+
+	// raftClusterID is the cluster the Raft state belongs to, as the raft
+	// directory records it (cluster_id); written by the leader loop only.
+	raftClusterID string
+
 	fatal     chan struct{} // closed by fail
 	fatalOnce sync.Once
 	fatalErr  error
@@ -200,7 +207,7 @@ func Open(cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("replication: session timeout %v must be at least 3 heartbeat intervals (%v)", cfg.SessionTimeout, cfg.HeartbeatInterval)
 	}
 	c := &Controller{cfg: cfg, log: cfg.Logger, fsm: newFSM(), calls: newCallConns(), peers: map[int32]string{}, hb: map[int32]time.Time{},
-		fatal: make(chan struct{}), closing: make(chan struct{})}
+		probed: map[int32]ProbeInfo{}, fatal: make(chan struct{}), closing: make(chan struct{})}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -217,9 +224,6 @@ func Open(cfg Config) (*Controller, error) {
 	if selfAddr == "" {
 		return nil, fmt.Errorf("replication: node id %d is not in the peers list %v: add %d@host:port for this node", cfg.NodeID, cfg.Peers, cfg.NodeID)
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("replication: create %s: %w", cfg.Dir, err)
-	}
 	ln, err := net.Listen("tcp", cfg.BindAddr)
 	if err != nil {
 		return nil, fmt.Errorf("replication: listen on %s: %w", cfg.BindAddr, err)
@@ -227,6 +231,15 @@ func Open(cfg Config) (*Controller, error) {
 	if c.mux, err = newMux(ln, selfAddr, c.serveCall); err != nil {
 		ln.Close()
 		return nil, err
+	}
+	c.raftClusterID = readClusterIDFile(cfg.Dir)
+	if err := c.checkPeersCluster(); err != nil {
+		c.mux.Close()
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		c.mux.Close()
+		return nil, fmt.Errorf("replication: create %s: %w", cfg.Dir, err)
 	}
 	has, err := c.openRaft()
 	if err != nil {
@@ -654,6 +667,7 @@ func (c *Controller) leaderLoop() {
 			return
 		case <-t.C:
 		}
+		c.recordClusterID()
 		if c.raft.State() != raft.Leader {
 			c.leaderReady.Store(false)
 			continue

@@ -271,6 +271,19 @@ func (b *Broker) Exited(timeout time.Duration) (err error, ok bool) {
 	}
 }
 
+// TryRestart is Restart for a broker that may refuse to run: it returns
+// the error of a start that failed (the process exited before serving)
+// instead of failing the test.
+func (b *Broker) TryRestart() error {
+	b.t.Helper()
+	if b.Running() {
+		if err := b.Stop(); err != nil {
+			b.t.Errorf("testharness: broker exited with %v on SIGTERM", err)
+		}
+	}
+	return b.start()
+}
+
 // Restart stops the broker if it is running (SIGTERM) and starts it again on
 // the same data directory and addresses, waiting until it serves again. Call
 // Kill first to restart after a crash.
