@@ -117,11 +117,7 @@ func handleProduce(c *conn, req *request) reply {
 				continue
 			}
 			if p == nil {
-				code := kerr.UnknownTopicOrPartition
-				if r.Version >= 13 && t == nil {
-					code = kerr.UnknownTopicID
-				}
-				sp.ErrorCode = code.Code
+				sp.ErrorCode = b.missingPartitionCode(r.Version >= 13 && t == nil).Code
 				continue
 			}
 			ctlEpoch, lerr := b.leaderCheck(t, rp.Partition, -1)

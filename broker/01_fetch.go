@@ -131,11 +131,8 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 			case r.Version < 4:
 				sp.ErrorCode = kerr.UnsupportedVersion.Code
 				continue
-			case p == nil && r.Version >= 13 && t == nil:
-				sp.ErrorCode = kerr.UnknownTopicID.Code
-				continue
 			case p == nil:
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				sp.ErrorCode = b.missingPartitionCode(r.Version >= 13 && t == nil).Code
 				continue
 			}
 			if _, lerr := b.leaderCheck(t, rp.Partition, rp.CurrentLeaderEpoch); lerr != nil {

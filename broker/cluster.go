@@ -369,6 +369,22 @@ func (b *Broker) leaderCheck(t *topic, p int32, epoch int32) (int32, *kerr.Error
 	return ps.LeaderEpoch, nil
 }
 
+// missingPartitionCode is the error for a produce or fetch of a partition
+// this broker does not hold (byID: the request named the topic by ID). A
+// cluster broker without a current lease (just restarted, cut off) may
+// simply not have caught up with the metadata: its clients get the
+// retriable NOT_LEADER_OR_FOLLOWER and ask another broker, rather than an
+// unknown topic, which clients give up on after a few metadata refreshes.
+func (b *Broker) missingPartitionCode(byID bool) *kerr.Error {
+	switch {
+	case b.ctl != nil && !b.ctl.Current():
+		return kerr.NotLeaderForPartition
+	case byID:
+		return kerr.UnknownTopicID
+	}
+	return kerr.UnknownTopicOrPartition
+}
+
 // leads reports whether this broker may serve partition p of t as leader.
 func (b *Broker) leads(t *topic, p int32) bool {
 	_, err := b.leaderCheck(t, p, -1)
