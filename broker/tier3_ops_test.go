@@ -248,3 +248,45 @@ func TestTier3LaterEpochManifestStopsWriter(t *testing.T) {
 		t.Fatalf("a writer at epoch 0 changed the epoch-7 manifest: generation %d epoch %d, %d segments", got.Generation, got.LeaderEpoch, len(got.Segments))
 	}
 }
+
+// A leader deposed while it runs (paused, cut off) has the manifest of its
+// epoch in hand when its successor fences the store. Its next manifest
+// write is conditional on the version it read, so it fails; it reads the
+// manifest again, finds a later epoch and stops. Before, its late write
+// replaced the successor's manifest with its own stale one.
+func TestTier3DeposedWritersLateWriteFails(t *testing.T) {
+	store := tier3.NewMemStore()
+	b := testBroker(t, t.TempDir(), tier3Config(store))
+	p := testPartition(t, b, "late", map[string]string{"segment.bytes": "2000", "retention.ms": "-1"})
+	fillTiered(t, b, p, 30, 1000)
+	m := manifestOf(t, store, p)
+
+	// The successor fences the manifest at a later epoch while this
+	// broker still holds the old version.
+	later := *m
+	later.Generation++
+	later.LeaderEpoch = 5
+	if err := tier3.WriteManifest(context.Background(), store, p.topic.id, m, &later); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 40; i++ { // more segments for this broker to upload
+		appendDurable(t, b, p, makeRecordBatch(seqRecords(500+3*i, 3, 5000)))
+	}
+	waitFor(t, 10*time.Second, func() error {
+		if b.tier.uploadErrors.Load()+b.tier.uploaded.Load() == 0 {
+			return fmt.Errorf("no upload pass yet")
+		}
+		p.mu.RLock()
+		defer p.mu.RUnlock()
+		if len(p.segs) < 3 {
+			return fmt.Errorf("%d segments sealed", len(p.segs))
+		}
+		return nil
+	})
+	b.uploadDue(context.Background())
+	b.uploadDue(context.Background())
+	got := manifestOf(t, store, p)
+	if got.ETag != later.ETag || got.LeaderEpoch != 5 {
+		t.Fatalf("the deposed writer replaced the epoch-5 manifest: now generation %d epoch %d, %d segments", got.Generation, got.LeaderEpoch, len(got.Segments))
+	}
+}
