@@ -39,6 +39,9 @@ var apis = map[kmsg.Key]apiRange{
 	kmsg.ConsumerGroupHeartbeat:  {0, 1},
 	kmsg.ConsumerGroupDescribe:   {0, 1},
 	kmsg.OffsetForLeaderEpoch:    {0, 4},
+
+	kmsg.AlterPartitionAssignments:  {0, 1},
+	kmsg.ListPartitionReassignments: {0, 0},
 }
 
 var handlers map[int16]handler
@@ -73,6 +76,9 @@ func init() {
 		int16(kmsg.ConsumerGroupHeartbeat):  coordinated(handleConsumerGroupHeartbeat),
 		int16(kmsg.ConsumerGroupDescribe):   coordinated(handleConsumerGroupDescribe),
 		int16(kmsg.OffsetForLeaderEpoch):    handleOffsetForLeaderEpoch,
+
+		int16(kmsg.AlterPartitionAssignments):  handleAlterPartitionAssignments,
+		int16(kmsg.ListPartitionReassignments): handleListPartitionReassignments,
 	}
 }
 

@@ -89,6 +89,8 @@ type partition struct {
 	// healthDamaged (reportReplicaHealth): one at a time, so reports never
 	// land out of order.
 	healthReporting atomic.Bool
+	// tailDropping is set while dropUnconfirmedTail runs.
+	tailDropping atomic.Bool
 }
 
 // segsEndLocked is the offset after the last sealed segment, or -1.

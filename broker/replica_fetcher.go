@@ -66,6 +66,11 @@ func (b *Broker) syncReplication(st *replication.State) {
 			if ps.Leader >= 0 && ps.Leader != me && slices.Contains(ps.Replicas, me) {
 				want[ps.Leader] = append(want[ps.Leader], p)
 			}
+			if !slices.Contains(ps.Replicas, me) && ps.Adopted == nil {
+				// Not a replica here (a reassignment moved it away), and
+				// not one being adopted from what the brokers hold.
+				b.dropUnconfirmedTail(p)
+			}
 		}
 	}
 	trunc := map[*partition]bool{}
@@ -551,4 +556,29 @@ func (b *Broker) isrLoop() {
 			}
 		}
 	}
+}
+
+// dropUnconfirmedTail cuts, in the background, the records of a partition
+// this broker no longer replicates (a reassignment moved it away) that lie
+// above the high watermark it last heard of: they were never confirmed
+// here, would never be sealed (sealing stops at the high watermark), and
+// would keep the write-ahead log's segments from being trimmed.
+func (b *Broker) dropUnconfirmedTail(p *partition) {
+	p.mu.RLock()
+	hwm, end, on := p.repl.hwm, p.hw, p.repl.on
+	p.mu.RUnlock()
+	if !on || end <= hwm || !p.tailDropping.CompareAndSwap(false, true) {
+		return
+	}
+	b.maintWG.Add(1)
+	go func() {
+		defer b.maintWG.Done()
+		defer p.tailDropping.Store(false)
+		ctx, cancel := b.ctxUntilClose(context.Background())
+		defer cancel()
+		if err := p.truncateTo(ctx, b.wal, hwm); err != nil {
+			b.log.Warn("dropping the unconfirmed records of a partition no longer replicated here failed; retrying", "topic", p.topic.name,
+				"partition", p.index, "err", err)
+		}
+	}()
 }

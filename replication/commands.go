@@ -23,6 +23,7 @@ type Command struct {
 	AdoptTopic       *TopicInfo        `json:"adopt_topic,omitempty"`
 	MarkReplica      *MarkReplica      `json:"mark_replica,omitempty"`
 	ElectLeader      *ElectLeader      `json:"elect_leader,omitempty"`
+	Reassign         *Reassign         `json:"reassign,omitempty"`
 }
 
 // MarkReplica records a broker's report on one of its replicas: damaged
@@ -228,6 +229,9 @@ func applyAt(s *State, c *Command, index uint64) (*State, Result) {
 
 	case c.ElectLeader != nil:
 		return applyElectLeader(s, c.ElectLeader)
+
+	case c.Reassign != nil:
+		return applyReassign(s, c.Reassign)
 	}
 	return s, Result{Err: errorf(CodeInvalidRequest, "empty metadata command")}
 }
@@ -479,6 +483,7 @@ func applyChangeISR(s *State, c *ChangeISR) (*State, Result) {
 	parts := slices.Clone(t.Partitions)
 	parts[c.Partition].ISR = slices.Clone(c.ISR)
 	parts[c.Partition].Empty = slices.DeleteFunc(slices.Clone(p.Empty), func(r int32) bool { return slices.Contains(c.ISR, r) })
+	parts[c.Partition] = finishReassign(n, parts[c.Partition])
 	if len(c.ISR) > 1 {
 		parts[c.Partition].Adopted = nil // replication took over from adoption
 	}

@@ -250,3 +250,47 @@ func TestStorageReplacedDamagedAndUnclean(t *testing.T) {
 		t.Fatalf("partition 1 after an unclean election: %+v", p)
 	}
 }
+
+// A reassignment adds the target's new replicas, completes when they are
+// all in the ISR (the leaving ones leave, a leaving leader hands over), can
+// be cancelled while it runs, and refuses unknown brokers.
+func TestReassignment(t *testing.T) {
+	s := NewState()
+	for _, id := range []int32{1, 2, 3} {
+		s = mustApply(t, s, &Command{RegisterBroker: &BrokerInfo{ID: id, Incarnation: "i"}})
+	}
+	ref := TopicRef{Name: "r", ID: TopicID{9}}
+	s = mustApply(t, s, &Command{CreateTopic: &TopicInfo{Name: "r", ID: ref.ID, Partitions: []PartitionInfo{{Replicas: []int32{1}, ISR: []int32{1}, Leader: 1}}}})
+	if _, res := apply(s, &Command{Reassign: &Reassign{TopicRef: ref, Target: []int32{1, 7}}}); res.Err == nil || res.Err.Code != CodeInvalidReplicaAssignment {
+		t.Fatalf("reassigning to an unknown broker: %v", res.Err)
+	}
+	// Grow to three replicas: 2 and 3 join.
+	s = mustApply(t, s, &Command{Reassign: &Reassign{TopicRef: ref, Target: []int32{1, 2, 3}}})
+	p := s.Topics["r"].Partitions[0]
+	if !slices.Equal(p.Replicas, []int32{1, 2, 3}) || !slices.Equal(p.Adding, []int32{2, 3}) || len(p.Removing) != 0 || !slices.Equal(p.ISR, []int32{1}) {
+		t.Fatalf("while growing: %+v", p)
+	}
+	s = mustApply(t, s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Leader: 1, ISR: []int32{1, 2}, From: []int32{1}}})
+	if p := s.Topics["r"].Partitions[0]; !slices.Equal(p.Adding, []int32{2, 3}) {
+		t.Fatalf("completed with broker 3 out of the ISR: %+v", p)
+	}
+	s = mustApply(t, s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Leader: 1, ISR: []int32{1, 2, 3}, From: []int32{1, 2}}})
+	if p := s.Topics["r"].Partitions[0]; len(p.Adding) != 0 || !slices.Equal(p.Replicas, []int32{1, 2, 3}) {
+		t.Fatalf("after every new replica joined the ISR: %+v", p)
+	}
+	// Move off broker 1, the leader: 2 leads once the move completes.
+	s = mustApply(t, s, &Command{Reassign: &Reassign{TopicRef: ref, Target: []int32{2, 3}}})
+	p = s.Topics["r"].Partitions[0]
+	if !slices.Equal(p.Replicas, []int32{2, 3}) || p.Leader != 2 || p.LeaderEpoch != 1 || !slices.Equal(p.ISR, []int32{2, 3}) {
+		t.Fatalf("after moving off the leader (the target was in sync already): %+v", p)
+	}
+	// A cancelled reassignment reverts to the replicas before it.
+	s = mustApply(t, s, &Command{Reassign: &Reassign{TopicRef: ref, Target: []int32{2, 3, 1}}})
+	s = mustApply(t, s, &Command{Reassign: &Reassign{TopicRef: ref}})
+	if p := s.Topics["r"].Partitions[0]; !slices.Equal(p.Replicas, []int32{2, 3}) || len(p.Adding) != 0 {
+		t.Fatalf("after a cancel: %+v", p)
+	}
+	if _, res := apply(s, &Command{Reassign: &Reassign{TopicRef: ref}}); res.Err == nil || res.Err.Code != CodeNoReassignmentInProgress {
+		t.Fatalf("cancelling nothing: %v", res.Err)
+	}
+}

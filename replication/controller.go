@@ -96,6 +96,8 @@ type Request struct {
 	AdoptTopic *AdoptTopicRequest `json:"adopt_topic,omitempty"`
 	// MarkReplica reports one of the caller's replicas damaged or whole.
 	MarkReplica *MarkReplica `json:"mark_replica,omitempty"`
+	// Reassign moves a partition's replicas (reassign.go).
+	Reassign *Reassign `json:"reassign,omitempty"`
 }
 
 // CreateTopicRequest creates a topic. The ID is chosen by the broker that
@@ -581,6 +583,8 @@ func (c *Controller) plan(req *Request) (Result, bool) {
 		cmd.FenceBroker = req.Shutdown
 	case req.MarkReplica != nil:
 		cmd.MarkReplica = req.MarkReplica
+	case req.Reassign != nil:
+		cmd.Reassign = req.Reassign
 	case req.AdoptTopic != nil:
 		t, err := planAdopt(st, req.AdoptTopic)
 		if err != nil {

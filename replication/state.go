@@ -93,6 +93,10 @@ type PartitionInfo struct {
 	// and an unclean election takes one only when no other replica lives.
 	// A replica leaves Empty when it joins the ISR.
 	Empty []int32 `json:"empty,omitempty"`
+	// Adding and Removing are the replicas joining and leaving while a
+	// reassignment runs (reassign.go); Replicas holds both.
+	Adding   []int32 `json:"adding,omitempty"`
+	Removing []int32 `json:"removing,omitempty"`
 }
 
 // DeletedTopic is the record of a topic's deletion.

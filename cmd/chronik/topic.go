@@ -19,10 +19,10 @@ import (
 func newTopicCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "topic",
-		Short: "Create, list, describe, alter, delete and restore topics",
+		Short: "Create, list, describe, alter, delete, restore and reassign topics",
 	}
 	cmd.AddCommand(newTopicCreateCmd(), newTopicListCmd(), newTopicDescribeCmd(), newTopicAlterCmd(), newTopicDeleteCmd(),
-		newTopicRestoreCmd())
+		newTopicRestoreCmd(), newTopicReassignCmd())
 	return cmd
 }
 

@@ -41,6 +41,22 @@ func TestGrowStandaloneIntoCluster(t *testing.T) {
 	consumeAll(t, seeds, "keep", n)
 	produce(t, seeds, "keep", n, n+5_000)
 	consumeAll(t, seeds, "keep", n+5_000)
+
+	// Replicate it: three replicas, acks=all on two; then the first broker
+	// may go and every record is still served.
+	out, err := runChronik(t, 2*time.Minute, nil, "topic", "reassign", "keep", "--replication-factor", "3", "--wait", "-b", strings.Join(seeds, ","))
+	if err != nil {
+		t.Fatalf("chronik topic reassign: %v\n%s", err, out)
+	}
+	t.Logf("chronik topic reassign:\n%s", out)
+	if out, err := runChronik(t, time.Minute, nil, "topic", "alter", "keep", "--config", "min.insync.replicas=2", "-b", strings.Join(seeds, ",")); err != nil {
+		t.Fatalf("chronik topic alter: %v\n%s", err, out)
+	}
+	waitFullISR(t, seeds, "keep")
+	bs[0].Kill()
+	rest := addrs(bs[1:]...)
+	produce(t, rest, "keep", n+5_000, n+6_000)
+	consumeAll(t, rest, "keep", n+6_000)
 }
 
 // clusterID asks the brokers for the cluster's ID.
