@@ -118,14 +118,28 @@ func (b *Broker) HTTPAddr() string { return b.httpAddr }
 // Scrape reads the broker's unlabelled Prometheus series from /metrics.
 func (b *Broker) Scrape() map[string]float64 {
 	b.t.Helper()
-	resp, err := http.Get("http://" + b.httpAddr + "/metrics")
+	m, err := b.TryScrape(30 * time.Second)
 	if err != nil {
 		b.t.Fatal(err)
 	}
+	return m
+}
+
+// TryScrape is Scrape bounded by timeout, returning the error instead of
+// failing the test: for brokers that may be paused, cut off or down.
+func (b *Broker) TryScrape(timeout time.Duration) (map[string]float64, error) {
+	cl := http.Client{Timeout: timeout}
+	resp, err := cl.Get("http://" + b.httpAddr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		b.t.Fatal(err)
+		return nil, err
 	}
 	out := map[string]float64{}
 	for _, line := range strings.Split(string(body), "\n") {
@@ -137,11 +151,45 @@ func (b *Broker) Scrape() map[string]float64 {
 			out[name] = v
 		}
 	}
-	return out
+	return out, nil
 }
 
 // DataDir is the broker's data directory, stable across restarts.
 func (b *Broker) DataDir() string { return b.dataDir }
+
+// WipeDataDir deletes everything in the data directory of a stopped broker,
+// as a disk replaced after a failure: the next Restart brings the same node
+// ID and addresses back with no local state at all (no log, no controller
+// state, no caches). It returns how many files and bytes it removed.
+func (b *Broker) WipeDataDir() (files int, bytes int64) {
+	b.t.Helper()
+	if b.Running() {
+		b.t.Fatalf("testharness: WipeDataDir on a running broker; Kill or Stop it first")
+	}
+	err := filepath.WalkDir(b.dataDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if info, err := d.Info(); err == nil && info.Mode().IsRegular() {
+			files++
+			bytes += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		b.t.Fatalf("testharness: reading the data directory: %v", err)
+	}
+	ents, err := os.ReadDir(b.dataDir)
+	if err != nil {
+		b.t.Fatalf("testharness: %v", err)
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(b.dataDir, e.Name())); err != nil {
+			b.t.Fatalf("testharness: wiping the data directory: %v", err)
+		}
+	}
+	return files, bytes
+}
 
 // LogPath is the file receiving the broker's stdout and stderr across all
 // its restarts.

@@ -1,5 +1,7 @@
 // Package miniotest runs a real MinIO server for tests, as a separate
-// process on 127.0.0.1 (MinIO is AGPL: it is never imported).
+// process on 127.0.0.1, or on another local address (StartWith), such as
+// the test namespace's address of testharness.Hosts that every broker
+// namespace routes to (MinIO is AGPL: it is never imported).
 //
 // The binary is CHRONIK_MINIO_BIN, else tools/minio under the module root,
 // built by `make tools/minio` from the Go module proxy at the version
@@ -82,15 +84,34 @@ type Server struct {
 	done chan struct{}
 }
 
+// Options configures a server; the zero value is Start's.
+type Options struct {
+	// Host is the local address the S3 API listens on; empty means
+	// 127.0.0.1. Processes in other network namespaces cannot reach the
+	// test's 127.0.0.1: give them an address routed to them, such as
+	// testharness.Hosts.IP(0).
+	Host string
+}
+
 // Start starts a server on a free 127.0.0.1 port with a temporary data
 // directory and waits until it is ready. Cleanup kills it.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, opts Options) *Server {
+	t.Helper()
+	host := opts.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	s := &Server{t: t, bin: Binary(t), dir: t.TempDir()}
 	s.logPath = filepath.Join(t.TempDir(), "minio.log")
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		if s.addr, err = freeAddr(); err != nil {
+		if s.addr, err = freeAddr(host); err != nil {
 			t.Fatal(err)
 		}
 		if err = s.start(); err == nil {
@@ -109,8 +130,8 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freeAddr(host string) (string, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return "", err
 	}
@@ -124,7 +145,7 @@ func (s *Server) log() string {
 }
 
 func (s *Server) start() error {
-	console, err := freeAddr()
+	console, err := freeAddr("127.0.0.1")
 	if err != nil {
 		return err
 	}
@@ -155,17 +176,29 @@ func (s *Server) start() error {
 			return fmt.Errorf("minio exited during startup")
 		default:
 		}
-		resp, err := http.Get("http://" + s.addr + "/minio/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if s.Ready(time.Second) == nil {
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	s.kill()
 	return fmt.Errorf("minio not ready after 60s")
+}
+
+// Ready asks the server's readiness endpoint, waiting at most timeout: nil
+// when it serves requests. A test uses it to prove the store really is
+// down (or back).
+func (s *Server) Ready(timeout time.Duration) error {
+	cl := http.Client{Timeout: timeout}
+	resp, err := cl.Get("http://" + s.addr + "/minio/health/ready")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("minio /minio/health/ready: %s", resp.Status)
+	}
+	return nil
 }
 
 func (s *Server) kill() {
