@@ -175,8 +175,9 @@ func TestChaos(t *testing.T) {
 		acks: newAckLog(), occurred: map[faultKind]int{}, started: time.Now(),
 		totals: totals{readBack: -1, searchHits: -1, lost: -1, dups: -1}}
 	bs := testharness.StartCluster(t, 3, testharness.Options{Hosts: hosts,
-		Env:  append(srv.Env(), "CHRONIK_TIER3_URL="+s.url),
-		Args: []string{"--min-insync-replicas", "2", "--default-replication-factor", "3"}})
+		Env: append(srv.Env(), "CHRONIK_TIER3_URL="+s.url),
+		// pprof: a broker that stops answering /metrics shows where.
+		Args: []string{"--min-insync-replicas", "2", "--default-replication-factor", "3", "--pprof"}})
 	s.nodes = newNodes(t, bs)
 	// Runs before the brokers are killed (cleanups run last first), so a
 	// failure anywhere still shows the rounds, metrics and log evidence.

@@ -71,6 +71,7 @@ func (s *suite) runRound(round int) bool {
 	kind := s.set.faults[round%len(s.set.faults)]
 	p := int32(round % partitions)
 	r := roundLog{n: round + 1, kind: kind, nextAck: -1}
+	giveUps := s.acks.giveUpCount()
 	v, err := s.metadata(0)
 	var recovered time.Time
 	if err == nil {
@@ -89,6 +90,9 @@ func (s *suite) runRound(round int) bool {
 			r.err = joinErr(r.err, fmt.Errorf("after recovery: %w", err))
 			ok = false
 		}
+	}
+	if n := s.acks.giveUpCount() - giveUps; n > 0 {
+		r.note = strings.TrimPrefix(r.note+fmt.Sprintf("; %d records given up by the producers", n), "; ")
 	}
 	// Which round broke the archive, if one did (the final checks say
 	// how; this says when).

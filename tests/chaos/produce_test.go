@@ -118,6 +118,12 @@ func (a *ackLog) total() int {
 	return len(a.acked)
 }
 
+func (a *ackLog) giveUpCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.giveUps
+}
+
 func (a *ackLog) conflictCount() (int, string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

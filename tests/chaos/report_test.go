@@ -3,6 +3,8 @@ package chaos_test
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -79,7 +81,7 @@ func (s *suite) tierMetrics() string {
 	for _, n := range s.nodes {
 		m, err := n.b.TryScrape(5 * time.Second)
 		if err != nil {
-			fmt.Fprintf(&b, "  broker %d: %v\n", n.id, err)
+			fmt.Fprintf(&b, "  broker %d: %v\n%s", n.id, err, s.metricsGoroutines(n))
 			continue
 		}
 		var kv []string
@@ -92,6 +94,44 @@ func (s *suite) tierMetrics() string {
 		fmt.Fprintf(&b, "  broker %d: %s\n", n.id, strings.Join(kv, " "))
 	}
 	return b.String()
+}
+
+// metricsGoroutines shows where a broker whose /metrics does not answer
+// is stuck: the goroutines computing its metrics, from the goroutine dump
+// (the brokers run with --pprof).
+func (s *suite) metricsGoroutines(n *node) string {
+	if !n.b.Running() {
+		return ""
+	}
+	cl := http.Client{Timeout: 10 * time.Second}
+	resp, err := cl.Get("http://" + n.b.HTTPAddr() + "/debug/pprof/goroutine?debug=2")
+	if err != nil {
+		return fmt.Sprintf("    goroutine dump: %v\n", err)
+	}
+	defer resp.Body.Close()
+	dump, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Sprintf("    goroutine dump: %v\n", err)
+	}
+	var b strings.Builder
+	shown := 0
+	for _, g := range strings.Split(string(dump), "\n\n") {
+		if !strings.Contains(g, "broker.(*metrics)") && !strings.Contains(g, "promhttp") {
+			continue
+		}
+		if shown == 3 {
+			break
+		}
+		shown++
+		if len(g) > 3000 {
+			g = g[:3000] + "\n…"
+		}
+		fmt.Fprintf(&b, "    %s\n", strings.ReplaceAll(g, "\n", "\n    "))
+	}
+	if shown == 0 {
+		return fmt.Sprintf("    no goroutine of %d KB of dump is in the metrics handler\n", len(dump)>>10)
+	}
+	return "    stuck computing metrics:\n" + b.String()
 }
 
 // evidence are the broker log lines that explain a failed run.
