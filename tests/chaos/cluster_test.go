@@ -381,8 +381,8 @@ func (s *suite) fetch(n *node, p int32, offset int64, maxBytes int32) (*kmsg.Fet
 // readReplica reads partition p from broker n (leader or follower,
 // KIP-392) from offset 0 up to its high watermark. A retriable error or
 // an empty answer below the high watermark (an archive still loading) is
-// retried for up to 30 s at that offset.
-func (s *suite) readReplica(n *node, p int32) ([]rec, int64, error) {
+// retried for up to 30 s at that offset, and not after deadline.
+func (s *suite) readReplica(n *node, p int32, deadline time.Time) ([]rec, int64, error) {
 	var out []rec
 	var hw int64 = -1
 	offset := int64(0)
@@ -406,8 +406,9 @@ func (s *suite) readReplica(n *node, p int32) ([]rec, int64, error) {
 			}
 			if stuckSince.IsZero() {
 				stuckSince = time.Now()
-			} else if time.Since(stuckSince) > 30*time.Second {
-				return out, hw, fmt.Errorf("for 30 s: %w", err)
+			}
+			if time.Since(stuckSince) > 30*time.Second || time.Now().After(deadline) {
+				return out, hw, fmt.Errorf("for %v: %w", time.Since(stuckSince).Round(time.Second), err)
 			}
 			time.Sleep(100 * time.Millisecond)
 			continue

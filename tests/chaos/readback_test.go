@@ -21,24 +21,28 @@ import (
 var poll = testharness.Poll
 
 // readAll reads every partition from offset 0 on every replica and
-// returns one replica's records per partition. The replicas must agree
-// record for record, each up to the high watermark the partition had
-// before the restart, with offsets strictly increasing.
+// returns the longest replica's records per partition (the others are
+// reported where they differ). The replicas must agree record for record,
+// each up to the high watermark the partition had before the restart,
+// with offsets strictly increasing.
 func (s *suite) readAll(hws map[int32]int64) (map[int32][]rec, error) {
 	var errs []error
 	now, err := s.agreedHighWatermarks(hws, 60*time.Second)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("after the restart: %w", err))
 	}
+	// A broken archive stalls every read for its retry time: bound the
+	// whole pass, then give each read one try.
+	deadline := time.Now().Add(4 * time.Minute)
 	logs := map[int32][]rec{}
 	for p := range int32(partitions) {
 		if now[p] != hws[p] {
 			errs = append(errs, fmt.Errorf("partition %d: high watermark %d after the restart, %d before", p, now[p], hws[p]))
 		}
-		var ref []rec
-		refFrom := int32(0)
+		var reads [][]rec
+		var from []int32
 		for _, n := range s.nodes {
-			recs, hw, err := s.readReplica(n, p)
+			recs, hw, err := s.readReplica(n, p, deadline)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("partition %d on broker %d: read %d records, then: %w", p, n.id, len(recs), err))
 				continue
@@ -52,17 +56,23 @@ func (s *suite) readAll(hws map[int32]int64) (map[int32][]rec, error) {
 					break
 				}
 			}
-			if refFrom == 0 {
-				ref, refFrom = recs, n.id
-				continue
-			}
-			if d := equalRecs(ref, recs); d != "" {
-				errs = append(errs, fmt.Errorf("partition %d: broker %d differs from broker %d: %s", p, n.id, refFrom, d))
+			reads, from = append(reads, recs), append(from, n.id)
+		}
+		if len(reads) == 0 {
+			continue
+		}
+		ref := 0
+		for i := range reads {
+			if len(reads[i]) > len(reads[ref]) {
+				ref = i
 			}
 		}
-		if refFrom != 0 {
-			logs[p] = ref
+		for i := range reads {
+			if d := equalRecs(reads[ref], reads[i]); i != ref && d != "" {
+				errs = append(errs, fmt.Errorf("partition %d: broker %d differs from broker %d: %s", p, from[i], from[ref], d))
+			}
 		}
+		logs[p] = reads[ref]
 	}
 	return logs, errors.Join(errs...)
 }
