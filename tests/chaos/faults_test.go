@@ -125,7 +125,10 @@ func joinErr(a, b error) error {
 
 // inject runs one fault on partition p (its leader, a follower, ...) and
 // undoes it (restart, resume, heal, MinIO back) whatever happened, returning
-// when the undoing began.
+// when the undoing began. Each fault's time, t0, is taken once the fault is
+// in place (Kill returns once the process is gone, Cut once every link is
+// down), so a record produced after t0 can only be acknowledged by the
+// brokers that are left.
 func (s *suite) inject(kind faultKind, p int32, v view, r *roundLog) (recovered time.Time, err error) {
 	leader := s.node(v.parts[p].leader)
 	epoch := v.parts[p].epoch
@@ -133,15 +136,15 @@ func (s *suite) inject(kind faultKind, p int32, v view, r *roundLog) (recovered 
 	switch kind {
 	case leaderKill:
 		r.target = fmt.Sprintf("broker %d, leader of partition %d at epoch %d", leader.id, p, epoch)
-		t0 := time.Now()
 		leader.b.Kill()
+		t0 := time.Now()
 		defer func() { recovered = time.Now(); leader.b.Restart() }()
 		return recovered, s.afterLeaderLoss(p, leader.id, epoch, leader.id, t0, r)
 
 	case followerKill:
 		r.target = fmt.Sprintf("broker %d, follower of partition %d (leader %d)", follower.id, p, leader.id)
-		t0 := time.Now()
 		follower.b.Kill()
+		t0 := time.Now()
 		defer func() { recovered = time.Now(); follower.b.Restart() }()
 		if r.nextAck, err = s.acks.waitAckAfter(p, t0, ackTimeout); err != nil {
 			return recovered, err
@@ -165,15 +168,15 @@ func (s *suite) inject(kind faultKind, p int32, v view, r *roundLog) (recovered 
 
 	case leaderStop:
 		r.target = fmt.Sprintf("broker %d (SIGSTOP), leader of partition %d at epoch %d", leader.id, p, epoch)
-		t0 := time.Now()
 		leader.b.Pause()
+		t0 := time.Now()
 		defer func() { recovered = time.Now(); leader.b.Resume() }()
 		return recovered, s.afterLeaderLoss(p, leader.id, epoch, leader.id, t0, r)
 
 	case leaderCut:
 		r.target = fmt.Sprintf("broker %d (network cut), leader of partition %d at epoch %d", leader.id, p, epoch)
-		t0 := time.Now()
 		s.hosts.Cut(int(leader.id))
+		t0 := time.Now()
 		defer func() { recovered = time.Now(); s.hosts.Heal(int(leader.id)) }()
 		return recovered, s.afterLeaderLoss(p, leader.id, epoch, leader.id, t0, r)
 
@@ -226,8 +229,8 @@ func (s *suite) wipe(p int32, v view, r *roundLog) (time.Time, error) {
 		victim, role = s.node(m.leader), "leader"
 	}
 	r.target = fmt.Sprintf("broker %d, %s of partition %d at epoch %d, data dir wiped", victim.id, role, p, m.epoch)
-	t0 := time.Now()
 	victim.b.Kill()
+	t0 := time.Now()
 	files, bytes := victim.b.WipeDataDir()
 	ents, err := os.ReadDir(victim.b.DataDir())
 	if err != nil || len(ents) != 0 {
@@ -237,6 +240,13 @@ func (s *suite) wipe(p int32, v view, r *roundLog) (time.Time, error) {
 	r.note = fmt.Sprintf("wiped %d files, %.1f MB; restarted %v after the kill", files, float64(bytes)/(1<<20), time.Since(t0).Round(time.Millisecond))
 	recovered := time.Now()
 	victim.b.Restart()
+	watch := make(chan string, 1)
+	go func() { watch <- s.watchEmptyLeader(victim.id, time.Now()) }()
+	defer func() {
+		if hint := <-watch; hint != "" {
+			r.note += "; " + hint
+		}
+	}()
 	if role == "leader" {
 		if err := s.afterLeaderLoss(p, victim.id, m.epoch, 0, t0, r); err != nil {
 			return recovered, err
@@ -247,6 +257,46 @@ func (s *suite) wipe(p int32, v view, r *roundLog) (time.Time, error) {
 	var err2 error
 	r.nextAck, err2 = s.acks.waitAckAfter(p, t0, ackTimeout)
 	return recovered, err2
+}
+
+// watchEmptyLeader watches the metadata from a wiped broker's restart
+// until every ISR is full again (at most two minutes) and says whether
+// the wiped broker led a partition meanwhile. That is a hint for reading
+// a failure, not a failure: it may lead a partition it has caught up on.
+// The acknowledgements show the harm if it led one while empty (an offset
+// acknowledged twice, records lost).
+func (s *suite) watchEmptyLeader(id int32, since time.Time) string {
+	led := map[int32]bool{}
+	var hints []string
+	for time.Since(since) < 2*time.Minute {
+		full := true
+		for _, n := range s.nodes {
+			v, err := s.ask(n)
+			if err != nil {
+				full = false
+				continue
+			}
+			for p, m := range v.parts {
+				if len(m.isr) != 3 {
+					full = false
+				}
+				if m.leader == id && !led[p] {
+					led[p] = true
+					hints = append(hints, fmt.Sprintf("the wiped broker led partition %d at epoch %d %v after its restart, ISR %v",
+						p, m.epoch, time.Since(since).Round(time.Millisecond), m.isr))
+				}
+			}
+			break
+		}
+		if full {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(hints) == 0 {
+		return ""
+	}
+	return "before every ISR was full again, " + strings.Join(hints, ", ")
 }
 
 // controllerKill kills the controller (Raft) leader and waits for another
@@ -265,8 +315,8 @@ func (s *suite) controllerKill(v view, r *roundLog) (recovered time.Time, err er
 	}
 	slices.Sort(led)
 	r.target = fmt.Sprintf("broker %d, controller leader, leading partitions %v", id, led)
-	t0 := time.Now()
 	c.b.Kill()
+	t0 := time.Now()
 	defer func() { recovered = time.Now(); c.b.Restart() }()
 	var next int32
 	err = testharness.Poll(60*time.Second, 50*time.Millisecond, func() error {
@@ -294,8 +344,8 @@ func (s *suite) controllerKill(v view, r *roundLog) (recovered time.Time, err er
 func (s *suite) minioDown(r *roundLog) (recovered time.Time, err error) {
 	errsBefore := s.sumMetric("chronik_tier3_upload_errors_total")
 	acked := s.acks.total()
-	t0 := time.Now()
 	s.srv.Stop()
+	t0 := time.Now()
 	defer func() {
 		recovered = time.Now()
 		s.srv.Restart()
