@@ -2,10 +2,12 @@ package testharness
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -92,5 +94,44 @@ func TestKfakeArgs(t *testing.T) {
 	}
 	if _, _, err := kfakeArgs([]string{"--default-partitions", "x"}); err == nil {
 		t.Error("--default-partitions x: no error")
+	}
+}
+
+// TestWipeDataDir: a broker killed, wiped and restarted comes back on the
+// same address with none of its topics.
+func TestWipeDataDir(t *testing.T) {
+	if CurrentTarget() != TargetChronik {
+		t.Skip("a kfake cluster has no data directory")
+	}
+	b := Start(t, Options{Args: []string{"--auto-create-topics=true"}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.DefaultProduceTopic("wiped"), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, kgo.StringRecord("before the wipe")).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+
+	b.Kill()
+	files, bytes := b.WipeDataDir()
+	if files == 0 || bytes == 0 {
+		t.Fatalf("WipeDataDir removed %d files, %d bytes: the broker had written nothing?", files, bytes)
+	}
+	if ents, err := os.ReadDir(b.DataDir()); err != nil || len(ents) != 0 {
+		t.Fatalf("data directory after the wipe: %d entries, %v", len(ents), err)
+	}
+	b.Restart()
+	topics, err := kadm.NewClient(cl).ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if topics.Has("wiped") {
+		t.Fatalf("the topic survived the wipe: %v", topics.Names())
+	}
+	if _, err := b.TryScrape(10 * time.Second); err != nil {
+		t.Fatalf("TryScrape after the restart: %v", err)
 	}
 }
