@@ -48,9 +48,9 @@ func (s *suite) report() {
 		}
 		return fmt.Sprint(n)
 	}
-	fmt.Fprintf(&b, "totals: acknowledged %d, lost %s (plus %d overwritten at their offset), duplicated %s, producer give-ups %d %s, "+
-		"records read back %s (%d written but never acknowledged), search hits %s\n",
-		tot.acked, num(tot.lost), max(tot.moved, 0), num(tot.dups), tot.giveUps, tot.giveUpErrs,
+	fmt.Fprintf(&b, "totals: acknowledged %d, lost %s (plus %d overwritten at their offset, %d in partitions no replica served), "+
+		"duplicated %s, producer give-ups %d %s, records read back %s (%d written but never acknowledged), search hits %s\n",
+		tot.acked, num(tot.lost), max(tot.moved, 0), max(tot.unreadable, 0), num(tot.dups), tot.giveUps, tot.giveUpErrs,
 		num(tot.readBack), max(tot.unacked, 0), num(tot.searchHits))
 	failed := 0
 	for _, c := range s.checks {

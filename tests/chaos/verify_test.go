@@ -25,9 +25,9 @@ func (s *suite) check(name, detail string, err error) {
 
 // totals are the numbers the report ends with; -1 where not reached.
 type totals struct {
-	acked, lost, moved, dups, foreign, giveUps int
-	readBack, unacked, searchHits              int
-	giveUpErrs                                 string
+	acked, lost, moved, unreadable, dups, foreign, giveUps int
+	readBack, unacked, searchHits                          int
+	giveUpErrs                                             string
 }
 
 // verify runs the checks after the rounds. Each check records its result
