@@ -2,7 +2,10 @@ package testharness
 
 import (
 	"context"
+	"net"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,5 +136,31 @@ func TestWipeDataDir(t *testing.T) {
 	}
 	if _, err := b.TryScrape(10 * time.Second); err != nil {
 		t.Fatalf("TryScrape after the restart: %v", err)
+	}
+}
+
+// TestHostsCutStaysLocal: traffic for a host that is cut off fails at once
+// instead of following the default route off the machine.
+func TestHostsCutStaysLocal(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	h := NewHosts(t, 1)
+	cmd := h.Command(1, "sleep", "30")
+	cmd.Start() // something in the namespace, not needed for the routes
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	h.Cut(1)
+	start := time.Now()
+	c, err := net.DialTimeout("tcp", h.IP(1)+":9092", 5*time.Second)
+	if err == nil {
+		c.Close()
+		t.Fatalf("dialled %s while it was cut off: something off this machine answered", h.IP(1))
+	}
+	if e := err.Error(); !strings.Contains(e, "unreachable") && !strings.Contains(e, "no route to host") {
+		t.Fatalf("dial %s while cut off: %v after %v; want no route at once", h.IP(1), err, time.Since(start))
+	}
+	h.Heal(1)
+	if out, err := exec.Command("ip", "route", "get", h.IP(1)).CombinedOutput(); err != nil || strings.Contains(string(out), "unreachable") {
+		t.Fatalf("after Heal: ip route get %s: %v %s", h.IP(1), err, out)
 	}
 }
