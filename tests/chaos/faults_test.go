@@ -71,7 +71,7 @@ func (s *suite) runRound(round int) bool {
 	kind := s.set.faults[round%len(s.set.faults)]
 	p := int32(round % partitions)
 	r := roundLog{n: round + 1, kind: kind, nextAck: -1}
-	giveUps := s.acks.giveUpCount()
+	giveUps := s.acks.giveUpsByKey()
 	v, err := s.metadata(0)
 	var recovered time.Time
 	if err == nil {
@@ -91,8 +91,8 @@ func (s *suite) runRound(round int) bool {
 			ok = false
 		}
 	}
-	if n := s.acks.giveUpCount() - giveUps; n > 0 {
-		r.note = strings.TrimPrefix(r.note+fmt.Sprintf("; %d records given up by the producers", n), "; ")
+	if g := s.acks.giveUpsSince(giveUps); g != "" {
+		r.note = strings.TrimPrefix(r.note+"; "+g, "; ")
 	}
 	// Which round broke the archive, if one did (the final checks say
 	// how; this says when).
@@ -241,7 +241,7 @@ func (s *suite) wipe(p int32, v view, r *roundLog) (time.Time, error) {
 	recovered := time.Now()
 	victim.b.Restart()
 	watch := make(chan string, 1)
-	go func() { watch <- s.watchEmptyLeader(victim.id, time.Now()) }()
+	go func() { watch <- s.watchEmptyLeader(victim.id, v, time.Now()) }()
 	defer func() {
 		if hint := <-watch; hint != "" {
 			r.note += "; " + hint
@@ -261,11 +261,12 @@ func (s *suite) wipe(p int32, v view, r *roundLog) (time.Time, error) {
 
 // watchEmptyLeader watches the metadata from a wiped broker's restart
 // until every ISR is full again (at most two minutes) and says whether
-// the wiped broker led a partition meanwhile. That is a hint for reading
-// a failure, not a failure: it may lead a partition it has caught up on.
+// the wiped broker was elected leader of a partition meanwhile (at an
+// epoch above the one before the wipe). That is a hint for reading a
+// failure, not a failure: it may lead a partition it has caught up on.
 // The acknowledgements show the harm if it led one while empty (an offset
 // acknowledged twice, records lost).
-func (s *suite) watchEmptyLeader(id int32, since time.Time) string {
+func (s *suite) watchEmptyLeader(id int32, before view, since time.Time) string {
 	led := map[int32]bool{}
 	var hints []string
 	for time.Since(since) < 2*time.Minute {
@@ -280,7 +281,7 @@ func (s *suite) watchEmptyLeader(id int32, since time.Time) string {
 				if len(m.isr) != 3 {
 					full = false
 				}
-				if m.leader == id && !led[p] {
+				if m.leader == id && m.epoch > before.parts[p].epoch && !led[p] {
 					led[p] = true
 					hints = append(hints, fmt.Sprintf("the wiped broker led partition %d at epoch %d %v after its restart, ISR %v",
 						p, m.epoch, time.Since(since).Round(time.Millisecond), m.isr))
@@ -338,8 +339,8 @@ func (s *suite) controllerKill(v view, r *roundLog) (recovered time.Time, err er
 }
 
 // minioDown stops MinIO for the configured time. Producing must go on:
-// every partition acknowledges records produced in the second half of the
-// outage before MinIO returns. The brokers must have noticed: their upload
+// each producer has records produced in the second half of the outage
+// acknowledged on every partition before MinIO returns. The brokers must have noticed: their upload
 // error counters grow.
 func (s *suite) minioDown(r *roundLog) (recovered time.Time, err error) {
 	errsBefore := s.sumMetric("chronik_tier3_upload_errors_total")
@@ -361,9 +362,12 @@ func (s *suite) minioDown(r *roundLog) (recovered time.Time, err error) {
 	time.Sleep(time.Until(t0.Add(s.set.minioDown - 500*time.Millisecond)))
 	half := t0.Add(s.set.minioDown / 2)
 	var stalled []string
-	for p := range int32(partitions) {
-		if n := s.acks.newestProduced(p); !n.After(half) {
-			stalled = append(stalled, fmt.Sprintf("partition %d (newest acknowledged produced at +%v)", p, n.Sub(t0).Round(time.Millisecond)))
+	for pi := range steadyProducers {
+		for p := range int32(partitions) {
+			if n := s.acks.newestProducedBy(pi, p); !n.After(half) {
+				stalled = append(stalled, fmt.Sprintf("producer %d on partition %d (newest acknowledged produced at %+.1fs)",
+					pi, p, n.Sub(t0).Seconds()))
+			}
 		}
 	}
 	during := s.acks.total() - acked

@@ -76,12 +76,23 @@ type ackLog struct {
 	// the time, rather than only by the final read).
 	conflicts     int
 	firstConflict string
-	giveUps       int
-	giveUpErrs    map[string]int
+	// Per producer and partition: the latest produce time of an
+	// acknowledged record, and the records given up.
+	newestBy   [markerProducer + 1][partitions]time.Time
+	giveUpBy   map[[2]int]giveUp
+	giveUps    int
+	giveUpErrs map[string]int
+}
+
+// giveUp counts the records one producer gave up on one partition.
+type giveUp struct {
+	n       int
+	lastErr string
+	lastAt  time.Time
 }
 
 func newAckLog() *ackLog {
-	a := &ackLog{acked: map[recID]ackPos{}, giveUpErrs: map[string]int{}}
+	a := &ackLog{acked: map[recID]ackPos{}, giveUpErrs: map[string]int{}, giveUpBy: map[[2]int]giveUp{}}
 	for p := range a.atOff {
 		a.atOff[p] = map[int64]recID{}
 	}
@@ -95,7 +106,13 @@ func (a *ackLog) add(id recID) func(*kgo.Record, error) {
 		if err != nil {
 			a.giveUps++
 			a.giveUpErrs[err.Error()]++
+			k := [2]int{id.producer, int(r.Partition)}
+			g := a.giveUpBy[k]
+			a.giveUpBy[k] = giveUp{g.n + 1, err.Error(), time.Now()}
 			return
+		}
+		if r.Timestamp.After(a.newestBy[id.producer][r.Partition]) {
+			a.newestBy[id.producer][r.Partition] = r.Timestamp
 		}
 		a.acked[id] = ackPos{r.Partition, r.Offset}
 		if prev, ok := a.atOff[r.Partition][r.Offset]; ok && prev != id {
@@ -118,10 +135,28 @@ func (a *ackLog) total() int {
 	return len(a.acked)
 }
 
-func (a *ackLog) giveUpCount() int {
+// giveUpsByKey copies the give-up counts per producer and partition.
+func (a *ackLog) giveUpsByKey() map[[2]int]giveUp {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.giveUps
+	out := make(map[[2]int]giveUp, len(a.giveUpBy))
+	for k, g := range a.giveUpBy {
+		out[k] = g
+	}
+	return out
+}
+
+// giveUpsSince describes the records given up since before was taken.
+func (a *ackLog) giveUpsSince(before map[[2]int]giveUp) string {
+	var parts []string
+	for k, g := range a.giveUpsByKey() {
+		if n := g.n - before[k].n; n > 0 {
+			parts = append(parts, fmt.Sprintf("producer %d gave up %d records on partition %d (last at %s: %s)",
+				k[0], n, k[1], g.lastAt.Format("15:04:05.000"), g.lastErr))
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "; ")
 }
 
 func (a *ackLog) conflictCount() (int, string) {
@@ -141,12 +176,12 @@ func (a *ackLog) end(p int32) int64 {
 	return e
 }
 
-// newestProduced is the produce time of partition p's newest acknowledged
-// record.
-func (a *ackLog) newestProduced(p int32) time.Time {
+// newestProducedBy is the produce time of producer pi's newest
+// acknowledged record on partition p.
+func (a *ackLog) newestProducedBy(pi int, p int32) time.Time {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.newest[p]
+	return a.newestBy[pi][p]
 }
 
 // waitAckAfter waits until partition p acknowledges a record produced
@@ -170,15 +205,23 @@ func (a *ackLog) waitAckAfter(p int32, t time.Time, timeout time.Duration) (time
 	return at.Sub(t), nil
 }
 
-// waitAcksEverywhere waits until every partition acknowledged a record
-// produced after t.
+// waitAcksEverywhere waits until every steady producer has a record
+// produced after t acknowledged on every partition: every client
+// recovered, not just one.
 func (a *ackLog) waitAcksEverywhere(t time.Time, timeout time.Duration) error {
-	for p := range int32(partitions) {
-		if _, err := a.waitAckAfter(p, t, timeout); err != nil {
-			return err
+	return testharness.Poll(timeout, 10*time.Millisecond, func() error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		for pi := range steadyProducers {
+			for p := range partitions {
+				if n := a.newestBy[pi][p]; !n.After(t) {
+					return fmt.Errorf("producer %d has no record produced after %s acknowledged on partition %d (its newest: produced %s)",
+						pi, t.Format("15:04:05.000"), p, n.Format("15:04:05.000"))
+				}
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // giveUpSummaryLocked lists the errors records were given up with, most
