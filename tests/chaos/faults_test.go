@@ -43,17 +43,20 @@ type roundLog struct {
 	kind    faultKind
 	target  string
 	nextAck time.Duration // fault → next acknowledged produce on the affected partition; -1 where it does not apply
-	fullISR time.Duration // recovery (restart, resume, heal, MinIO back) → full ISR everywhere
+	fullISR time.Duration // recovery (restart, resume, heal, MinIO back) → full ISR everywhere; -1 if never
 	note    string
 	err     error
 }
 
 func (r roundLog) String() string {
-	ack := "-"
+	ack, isr := "-", "-"
 	if r.nextAck >= 0 {
 		ack = r.nextAck.Round(time.Millisecond).String()
 	}
-	s := fmt.Sprintf("round %2d %-15s next ack %-8s full ISR %-8s %s", r.n, r.kind, ack, r.fullISR.Round(time.Millisecond), r.target)
+	if r.fullISR >= 0 {
+		isr = r.fullISR.Round(time.Millisecond).String()
+	}
+	s := fmt.Sprintf("round %2d %-15s next ack %-8s full ISR %-8s %s", r.n, r.kind, ack, isr, r.target)
 	if r.note != "" {
 		s += "; " + r.note
 	}
@@ -70,7 +73,7 @@ func (s *suite) runRound(round int) bool {
 	t := s.t
 	kind := s.set.faults[round%len(s.set.faults)]
 	p := int32(round % partitions)
-	r := roundLog{n: round + 1, kind: kind, nextAck: -1}
+	r := roundLog{n: round + 1, kind: kind, nextAck: -1, fullISR: -1}
 	giveUps := s.acks.giveUpsByKey()
 	v, err := s.metadata(0)
 	var recovered time.Time
