@@ -115,6 +115,33 @@ func (s *suite) metadata(skip int32) (view, error) {
 	return view{}, fmt.Errorf("no broker answered metadata: %w", errors.Join(errs...))
 }
 
+// agreedView waits until every broker answers Metadata with the same
+// leader and epoch for every partition, and returns that view: a fault
+// then targets the leader the whole cluster knows, not a stale one.
+func (s *suite) agreedView(timeout time.Duration) (view, error) {
+	var out view
+	err := poll(timeout, 50*time.Millisecond, func() error {
+		for i, n := range s.nodes {
+			v, err := s.ask(n)
+			if err != nil {
+				return err
+			}
+			if i == 0 {
+				out = v
+				continue
+			}
+			for p, m := range v.parts {
+				if o := out.parts[p]; o.leader != m.leader || o.epoch != m.epoch {
+					return fmt.Errorf("partition %d: broker %d sees leader %d at epoch %d, broker %d leader %d at epoch %d",
+						p, out.from, o.leader, o.epoch, n.id, m.leader, m.epoch)
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // waitFullISR waits until every broker answers Metadata with every
 // partition led, by the same leaders, with all three replicas in the ISR.
 // It returns how long that took.

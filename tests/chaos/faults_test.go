@@ -46,6 +46,7 @@ type roundLog struct {
 	fullISR time.Duration // recovery (restart, resume, heal, MinIO back) → full ISR everywhere; -1 if never
 	note    string
 	err     error
+	blocked string // goroutines blocked for minutes, when the cluster did not recover
 }
 
 func (r roundLog) String() string {
@@ -75,7 +76,7 @@ func (s *suite) runRound(round int) bool {
 	p := int32(round % partitions)
 	r := roundLog{n: round + 1, kind: kind, nextAck: -1, fullISR: -1}
 	giveUps := s.acks.giveUpsByKey()
-	v, err := s.metadata(0)
+	v, err := s.agreedView(30 * time.Second)
 	var recovered time.Time
 	if err == nil {
 		recovered, r.err = s.inject(kind, p, v, &r)
@@ -86,6 +87,7 @@ func (s *suite) runRound(round int) bool {
 	ok := true
 	if _, err := s.waitFullISR(recoverTimeout); err != nil {
 		r.err = joinErr(r.err, fmt.Errorf("no full ISR %v after recovery: %w", recoverTimeout, err))
+		r.blocked = s.blockedGoroutines()
 		ok = false
 	} else {
 		r.fullISR = time.Since(recovered)
@@ -209,6 +211,15 @@ func (s *suite) follower(m partitionMeta) *node {
 // acknowledgement on p and for metadata (from brokers other than skip)
 // naming another leader at a higher epoch, then dwells.
 func (s *suite) afterLeaderLoss(p, old, epoch, skip int32, t0 time.Time, r *roundLog) error {
+	// The controller moves a partition only a session (1.5 s) after its
+	// leader fell silent: a higher epoch seen at once was there before
+	// the fault, which then missed the leader.
+	if v, err := s.metadata(skip); err == nil && time.Since(t0) < time.Second {
+		if m := v.parts[p]; m.epoch > epoch {
+			return fmt.Errorf("partition %d was at epoch %d (leader %d) as soon as broker %d failed: the fault missed the leader of epoch %d",
+				p, m.epoch, m.leader, old, epoch)
+		}
+	}
 	var err error
 	if r.nextAck, err = s.acks.waitAckAfter(p, t0, ackTimeout); err != nil {
 		return err

@@ -2,6 +2,7 @@ package chaos_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +20,9 @@ func (s *suite) report() {
 	fmt.Fprintf(&b, "chaos: %d rounds in %v\n", len(s.rounds), time.Since(s.started).Round(time.Second))
 	for _, r := range s.rounds {
 		fmt.Fprintf(&b, "  %s\n", r)
+		if r.blocked != "" {
+			fmt.Fprintf(&b, "  when round %d did not recover:\n%s", r.n, r.blocked)
+		}
 	}
 	var kinds []string
 	for _, k := range allFaults {
@@ -97,41 +101,80 @@ func (s *suite) tierMetrics() string {
 }
 
 // metricsGoroutines shows where a broker whose /metrics does not answer
-// is stuck: the goroutines computing its metrics, from the goroutine dump
-// (the brokers run with --pprof).
+// is stuck: the goroutines computing its metrics.
 func (s *suite) metricsGoroutines(n *node) string {
+	gs, err := s.goroutines(n, func(g string) bool {
+		return strings.Contains(g, "broker.(*metrics)") || strings.Contains(g, "promhttp")
+	})
+	if err != nil {
+		return fmt.Sprintf("    goroutine dump: %v\n", err)
+	}
+	if len(gs) == 0 {
+		return "    no goroutine is in the metrics handler\n"
+	}
+	return "    stuck computing metrics:\n" + indentGoroutines(gs, 3)
+}
+
+// blockedGoroutines lists, for each running broker, the goroutines in
+// Chronik's broker and tier3 packages that have waited a minute or more
+// (the dump says "[select, 2 minutes]"), network waits aside: where a
+// cluster that does not recover is stuck.
+func (s *suite) blockedGoroutines() string {
+	var b strings.Builder
+	for _, n := range s.nodes {
+		gs, err := s.goroutines(n, func(g string) bool {
+			head, _, _ := strings.Cut(g, "\n")
+			return strings.Contains(head, "minutes]") && !strings.Contains(head, "IO wait") &&
+				(strings.Contains(g, "chronik/broker.") || strings.Contains(g, "chronik/tier3."))
+		})
+		switch {
+		case err != nil:
+			fmt.Fprintf(&b, "  broker %d: goroutine dump: %v\n", n.id, err)
+		case len(gs) > 0:
+			fmt.Fprintf(&b, "  broker %d: %d goroutines blocked for minutes:\n%s", n.id, len(gs), indentGoroutines(gs, 4))
+		}
+	}
+	return b.String()
+}
+
+// goroutines returns the goroutines of broker n's dump (the brokers run
+// with --pprof) that match.
+func (s *suite) goroutines(n *node, match func(string) bool) ([]string, error) {
 	if !n.b.Running() {
-		return ""
+		return nil, errors.New("not running")
 	}
 	cl := http.Client{Timeout: 10 * time.Second}
 	resp, err := cl.Get("http://" + n.b.HTTPAddr() + "/debug/pprof/goroutine?debug=2")
 	if err != nil {
-		return fmt.Sprintf("    goroutine dump: %v\n", err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	dump, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Sprintf("    goroutine dump: %v\n", err)
+		return nil, err
 	}
-	var b strings.Builder
-	shown := 0
+	var out []string
 	for _, g := range strings.Split(string(dump), "\n\n") {
-		if !strings.Contains(g, "broker.(*metrics)") && !strings.Contains(g, "promhttp") {
-			continue
+		if match(g) {
+			out = append(out, g)
 		}
-		if shown == 3 {
+	}
+	return out, nil
+}
+
+func indentGoroutines(gs []string, most int) string {
+	var b strings.Builder
+	for i, g := range gs {
+		if i == most {
+			fmt.Fprintf(&b, "    … %d more\n", len(gs)-most)
 			break
 		}
-		shown++
 		if len(g) > 3000 {
 			g = g[:3000] + "\n…"
 		}
 		fmt.Fprintf(&b, "    %s\n", strings.ReplaceAll(g, "\n", "\n    "))
 	}
-	if shown == 0 {
-		return fmt.Sprintf("    no goroutine of %d KB of dump is in the metrics handler\n", len(dump)>>10)
-	}
-	return "    stuck computing metrics:\n" + b.String()
+	return b.String()
 }
 
 // evidence are the broker log lines that explain a failed run.
