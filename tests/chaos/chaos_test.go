@@ -21,8 +21,8 @@
 //	minio-down       MinIO stopped for 30 s; producing must go on meanwhile
 //
 // After every fault the cluster must get every partition a leader and a
-// full ISR again, and every partition must acknowledge new records, before
-// the next round. After the rounds the producers stop and the suite checks:
+// full ISR again, and each producer must have new records acknowledged on
+// every partition, before the next round. After the rounds the producers stop and the suite checks:
 // upload lag back to 0 within 60 s; each partition's archive one ordered,
 // non-overlapping, gapless run of segments from offset 0 to the high
 // watermark, with both seal triggers seen; local segments within local

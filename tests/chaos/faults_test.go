@@ -91,8 +91,14 @@ func (s *suite) runRound(round int) bool {
 		ok = false
 	} else {
 		r.fullISR = time.Since(recovered)
-		if err := s.acks.waitAcksEverywhere(recovered, ackTimeout); err != nil {
+		if stuck, err := s.acks.waitAcksEverywhere(recovered, ackTimeout); err != nil {
 			r.err = joinErr(r.err, fmt.Errorf("after recovery: %w", err))
+			if stuck[0] >= 0 {
+				lines := s.prod.logs[stuck[0]].tail(int32(stuck[1]), 40)
+				r.blocked = fmt.Sprintf("  the last lines producer %d's client logged about partition %d or errors:\n    %s\n",
+					stuck[0], stuck[1], strings.Join(lines, "\n    "))
+			}
+			r.blocked += s.blockedGoroutines()
 			ok = false
 		}
 	}

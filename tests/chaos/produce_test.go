@@ -207,14 +207,16 @@ func (a *ackLog) waitAckAfter(p int32, t time.Time, timeout time.Duration) (time
 
 // waitAcksEverywhere waits until every steady producer has a record
 // produced after t acknowledged on every partition: every client
-// recovered, not just one.
-func (a *ackLog) waitAcksEverywhere(t time.Time, timeout time.Duration) error {
-	return testharness.Poll(timeout, 10*time.Millisecond, func() error {
+// recovered, not just one. On failure it names the producer and partition.
+func (a *ackLog) waitAcksEverywhere(t time.Time, timeout time.Duration) (stuck [2]int, err error) {
+	stuck = [2]int{-1, -1}
+	err = testharness.Poll(timeout, 10*time.Millisecond, func() error {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		for pi := range steadyProducers {
 			for p := range partitions {
 				if n := a.newestBy[pi][p]; !n.After(t) {
+					stuck = [2]int{pi, p}
 					return fmt.Errorf("producer %d has no record produced after %s acknowledged on partition %d (its newest: produced %s)",
 						pi, t.Format("15:04:05.000"), p, n.Format("15:04:05.000"))
 				}
@@ -222,6 +224,7 @@ func (a *ackLog) waitAcksEverywhere(t time.Time, timeout time.Duration) error {
 		}
 		return nil
 	})
+	return stuck, err
 }
 
 // giveUpSummaryLocked lists the errors records were given up with, most
@@ -246,8 +249,46 @@ func (a *ackLog) giveUpSummaryLocked() string {
 	return strings.Join(parts, "; ")
 }
 
+// clientLog keeps the last lines a franz-go client logged, to show what a
+// producer that stopped getting acknowledgements was doing. Safe for
+// concurrent use.
+type clientLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+const clientLogLines = 400
+
+func (l *clientLog) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if len(l.lines) == clientLogLines {
+			l.lines = append(l.lines[:0], l.lines[clientLogLines/2:]...)
+		}
+		l.lines = append(l.lines, line)
+	}
+	return len(b), nil
+}
+
+// tail returns the last n lines that mention partition p of the topic or
+// an error, with the time each was logged.
+func (l *clientLog) tail(p int32, n int) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	part := fmt.Sprintf("partition: %d", p)
+	for _, line := range l.lines {
+		if strings.Contains(line, part) || strings.Contains(line, "err") || strings.Contains(line, "ERROR") || strings.Contains(line, "WARN") {
+			out = append(out, line)
+		}
+	}
+	return out[max(0, len(out)-n):]
+}
+
 // producers are the steady producers' goroutines.
 type producers struct {
+	logs     [steadyProducers]*clientLog
 	stopCh   chan struct{}
 	wg       sync.WaitGroup
 	mu       sync.Mutex
@@ -285,7 +326,10 @@ func (s *suite) producerClient(extra ...kgo.Opt) *kgo.Client {
 func (s *suite) startProducers() *producers {
 	pr := &producers{stopCh: make(chan struct{})}
 	for pi := range steadyProducers {
-		cl := s.producerClient()
+		pr.logs[pi] = &clientLog{}
+		cl := s.producerClient(kgo.WithLogger(kgo.BasicLogger(pr.logs[pi], kgo.LogLevelInfo, func() string {
+			return time.Now().Format("15:04:05.000 ")
+		})))
 		pr.wg.Add(1)
 		go func() {
 			defer pr.wg.Done()
