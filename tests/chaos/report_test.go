@@ -117,20 +117,31 @@ func (s *suite) metricsGoroutines(n *node) string {
 
 // blockedGoroutines lists, for each running broker, the goroutines in
 // Chronik's broker and tier3 packages that have waited a minute or more
-// (the dump says "[select, 2 minutes]"), network waits aside: where a
-// cluster that does not recover is stuck.
+// (the dump says "[sync.Mutex.Lock, 2 minutes]") on a lock, a channel
+// send or an archive that does not load: where a cluster that does not
+// recover is stuck. Idle loops (a select or receive for minutes) are
+// left out.
 func (s *suite) blockedGoroutines() string {
 	var b strings.Builder
 	for _, n := range s.nodes {
 		gs, err := s.goroutines(n, func(g string) bool {
 			head, _, _ := strings.Cut(g, "\n")
-			return strings.Contains(head, "minutes]") && !strings.Contains(head, "IO wait") &&
-				(strings.Contains(g, "chronik/broker.") || strings.Contains(g, "chronik/tier3."))
+			if !strings.Contains(head, "minutes]") || !(strings.Contains(g, "chronik/broker.") || strings.Contains(g, "chronik/tier3.")) {
+				return false
+			}
+			for _, w := range []string{"semacquire", "sync.Mutex", "sync.RWMutex", "sync.Cond", "chan send"} {
+				if strings.Contains(head, w) {
+					return true
+				}
+			}
+			return strings.Contains(g, "waitArchiveLoaded")
 		})
 		switch {
 		case err != nil:
 			fmt.Fprintf(&b, "  broker %d: goroutine dump: %v\n", n.id, err)
-		case len(gs) > 0:
+		case len(gs) == 0:
+			fmt.Fprintf(&b, "  broker %d: no goroutine blocked for minutes on a lock, a channel send or the archive\n", n.id)
+		default:
 			fmt.Fprintf(&b, "  broker %d: %d goroutines blocked for minutes:\n%s", n.id, len(gs), indentGoroutines(gs, 4))
 		}
 	}
