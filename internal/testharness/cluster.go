@@ -65,10 +65,42 @@ func StartCluster(t testing.TB, n int, opts Options) []*Broker {
 func (b *Broker) RaftAddr() string { return b.raftAddr }
 
 // Pause stops the process with SIGSTOP: it keeps its sockets but answers
-// nothing, as a machine that froze or a long GC pause.
+// nothing, as a machine that froze or a long GC pause. It returns once
+// every thread of the process has stopped (a signal is delivered to each
+// thread when it next runs, which on a busy machine can take a while), so
+// nothing the process does can be timed after Pause.
 func (b *Broker) Pause() {
 	b.t.Helper()
 	b.signal(syscall.SIGSTOP)
+	pid := b.proc.cmd.Process.Pid
+	err := Poll(10*time.Second, time.Millisecond, func() error { return stopped(pid) })
+	if err != nil {
+		b.t.Fatalf("testharness: SIGSTOP: %v", err)
+	}
+}
+
+// stopped returns nil once every thread of process pid is stopped (state
+// T in /proc/<pid>/task/*/stat).
+func stopped(pid int) error {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return err
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		// pid (comm) state ...: comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) {
+			return fmt.Errorf("unreadable /proc/%d/task/%s/stat", pid, task.Name())
+		}
+		if st := stat[i+2]; st != 'T' && st != 't' {
+			return fmt.Errorf("thread %s of process %d is in state %c, not stopped", task.Name(), pid, st)
+		}
+	}
+	return nil
 }
 
 // Resume continues a paused process with SIGCONT.

@@ -2,10 +2,15 @@ package testharness
 
 import (
 	"context"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -92,5 +97,70 @@ func TestKfakeArgs(t *testing.T) {
 	}
 	if _, _, err := kfakeArgs([]string{"--default-partitions", "x"}); err == nil {
 		t.Error("--default-partitions x: no error")
+	}
+}
+
+// TestWipeDataDir: a broker killed, wiped and restarted comes back on the
+// same address with none of its topics.
+func TestWipeDataDir(t *testing.T) {
+	if CurrentTarget() != TargetChronik {
+		t.Skip("a kfake cluster has no data directory")
+	}
+	b := Start(t, Options{Args: []string{"--auto-create-topics=true"}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.DefaultProduceTopic("wiped"), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, kgo.StringRecord("before the wipe")).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+
+	b.Kill()
+	files, bytes := b.WipeDataDir()
+	if files == 0 || bytes == 0 {
+		t.Fatalf("WipeDataDir removed %d files, %d bytes: the broker had written nothing?", files, bytes)
+	}
+	if ents, err := os.ReadDir(b.DataDir()); err != nil || len(ents) != 0 {
+		t.Fatalf("data directory after the wipe: %d entries, %v", len(ents), err)
+	}
+	b.Restart()
+	topics, err := kadm.NewClient(cl).ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if topics.Has("wiped") {
+		t.Fatalf("the topic survived the wipe: %v", topics.Names())
+	}
+	if _, err := b.TryScrape(10 * time.Second); err != nil {
+		t.Fatalf("TryScrape after the restart: %v", err)
+	}
+}
+
+// TestHostsCutStaysLocal: traffic for a host that is cut off fails at once
+// instead of following the default route off the machine.
+func TestHostsCutStaysLocal(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	h := NewHosts(t, 1)
+	cmd := h.Command(1, "sleep", "30")
+	cmd.Start() // something in the namespace, not needed for the routes
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	h.Cut(1)
+	start := time.Now()
+	c, err := net.DialTimeout("tcp", h.IP(1)+":9092", 5*time.Second)
+	if err == nil {
+		c.Close()
+		t.Fatalf("dialled %s while it was cut off: something off this machine answered", h.IP(1))
+	}
+	if e := err.Error(); !strings.Contains(e, "unreachable") && !strings.Contains(e, "no route to host") {
+		t.Fatalf("dial %s while cut off: %v after %v; want no route at once", h.IP(1), err, time.Since(start))
+	}
+	h.Heal(1)
+	if out, err := exec.Command("ip", "route", "get", h.IP(1)).CombinedOutput(); err != nil || strings.Contains(string(out), "unreachable") {
+		t.Fatalf("after Heal: ip route get %s: %v %s", h.IP(1), err, out)
 	}
 }

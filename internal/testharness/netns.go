@@ -40,6 +40,11 @@ func NewHosts(t testing.TB, n int) *Hosts {
 		h.ip("-n", h.ns(i), "addr", "add", h.IP(i)+"/32", "dev", "lo")
 	}
 	h.ip("addr", "add", h.IP(0)+"/32", "dev", "lo")
+	// A link taken down takes its route with it, and the test's namespace
+	// has a default route: without this, traffic for a host that is cut
+	// off would leave the machine through it. The subnet is unreachable
+	// here unless a host's own route says otherwise.
+	h.ip("route", "replace", "unreachable", h.subnet+".0/24")
 	for a := 0; a <= n; a++ {
 		for b := a + 1; b <= n; b++ {
 			va, vb := fmt.Sprintf("%sv%dx%d", h.prefix, a, b), fmt.Sprintf("%sv%dx%d", h.prefix, b, a)
@@ -123,6 +128,7 @@ func (h *Hosts) remove() {
 		exec.Command("ip", "netns", "del", h.ns(i)).Run()
 	}
 	exec.Command("ip", "addr", "del", h.IP(0)+"/32", "dev", "lo").Run()
+	exec.Command("ip", "route", "del", "unreachable", h.subnet+".0/24").Run()
 }
 
 func (h *Hosts) ip(args ...string) {
