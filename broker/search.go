@@ -75,7 +75,7 @@ func (l *SearchLog) partition(t indexer.Topic, p int32) (*partition, error) {
 
 // Partition returns the partition's archived segments (as the uploader
 // last wrote its manifest), log start and high watermark.
-func (l *SearchLog) Partition(_ context.Context, t indexer.Topic, p int32) (indexer.Partition, error) {
+func (l *SearchLog) Partition(ctx context.Context, t indexer.Topic, p int32) (indexer.Partition, error) {
 	part, err := l.partition(t, p)
 	if err != nil {
 		return indexer.Partition{}, err
@@ -85,8 +85,17 @@ func (l *SearchLog) Partition(_ context.Context, t indexer.Topic, p int32) (inde
 	part.mu.RUnlock()
 	if l.b.tier.arch != nil && !loaded {
 		// Right after a start the manifest may not be loaded yet; without
-		// it every archived offset would count as the local tail.
-		l.b.waitArchiveLoaded(part, 5*time.Second)
+		// it every archived offset would count as the local tail. Wait a
+		// little (less when the caller is in a hurry: the indexer's lag
+		// gauges, read at every scrape), then say so rather than answer
+		// without it.
+		wait := 5 * time.Second
+		if dl, ok := ctx.Deadline(); ok {
+			wait = min(wait, time.Until(dl))
+		}
+		if !l.b.waitArchiveLoaded(part, wait) {
+			return indexer.Partition{}, fmt.Errorf("%s/%d: %w", t.Name, p, errArchiveNotLoaded)
+		}
 	}
 	follower := !l.b.leads(part.topic, p)
 	part.mu.RLock()

@@ -434,7 +434,11 @@ func (x *Indexer) Lag() (segments, records int64) {
 		if err != nil || !t.SearchEnabled || k.p >= t.Partitions {
 			continue
 		}
-		pi, err := x.cfg.Log.Partition(ctx, t, k.p)
+		// A scrape must not wait on a partition whose archive is not
+		// readable yet: it is left out until it is.
+		pctx, pcancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		pi, err := x.cfg.Log.Partition(pctx, t, k.p)
+		pcancel()
 		if err != nil || pi.Follower {
 			continue
 		}
