@@ -236,6 +236,29 @@ func applyAt(s *State, c *Command, index uint64) (*State, Result) {
 	return s, Result{Err: errorf(CodeInvalidRequest, "empty metadata command")}
 }
 
+// partition returns the topic ref names and its partition i, or an error
+// saying which is missing.
+func (s *State) partition(ref TopicRef, i int32) (*TopicInfo, PartitionInfo, *Error) {
+	t, err := s.topic(ref)
+	if err != nil {
+		return nil, PartitionInfo{}, err
+	}
+	if i < 0 || int(i) >= len(t.Partitions) {
+		return nil, PartitionInfo{}, errorf(CodeUnknownTopicOrPartition, "topic %q has no partition %d", t.Name, i)
+	}
+	return t, t.Partitions[i], nil
+}
+
+// withPartition returns a state like s with partition i of t replaced by
+// p (s is not modified).
+func (s *State) withPartition(t *TopicInfo, i int32, p PartitionInfo) *State {
+	n := s.clone()
+	parts := slices.Clone(t.Partitions)
+	parts[i] = p
+	n.Topics[t.Name] = t.withPartitions(parts)
+	return n
+}
+
 func (s *State) topic(ref TopicRef) (*TopicInfo, *Error) {
 	t := s.Topics[ref.Name]
 	if t == nil || t.ID != ref.ID {
@@ -410,22 +433,14 @@ func applyMarkReplica(s *State, c *MarkReplica) (*State, Result) {
 	} else {
 		np.Offline = slices.DeleteFunc(slices.Clone(p.Offline), func(r int32) bool { return r == c.Broker })
 	}
-	n := s.clone()
-	parts := slices.Clone(t.Partitions)
-	parts[c.Partition] = np
-	n.Topics[t.Name] = t.withPartitions(parts)
-	return n, Result{}
+	return s.withPartition(t, c.Partition, np), Result{}
 }
 
 func applyElectLeader(s *State, c *ElectLeader) (*State, Result) {
-	t, err := s.topic(c.TopicRef)
+	t, p, err := s.partition(c.TopicRef, c.Partition)
 	if err != nil {
 		return s, Result{Err: err}
 	}
-	if c.Partition < 0 || int(c.Partition) >= len(t.Partitions) {
-		return s, Result{Err: errorf(CodeUnknownTopicOrPartition, "topic %q has no partition %d", t.Name, c.Partition)}
-	}
-	p := t.Partitions[c.Partition]
 	switch {
 	case p.Leader >= 0 && s.Live(p.Leader):
 		return s, Result{Err: errorf(CodeInvalidRequest, "partition %s/%d has leader %d", t.Name, c.Partition, p.Leader)}
@@ -442,22 +457,14 @@ func applyElectLeader(s *State, c *ElectLeader) (*State, Result) {
 		np.ISR = []int32{c.Leader}
 		np.Empty = slices.DeleteFunc(slices.Clone(p.Empty), func(r int32) bool { return r == c.Leader })
 	}
-	n := s.clone()
-	parts := slices.Clone(t.Partitions)
-	parts[c.Partition] = np
-	n.Topics[t.Name] = t.withPartitions(parts)
-	return n, Result{}
+	return s.withPartition(t, c.Partition, np), Result{}
 }
 
 func applyChangeISR(s *State, c *ChangeISR) (*State, Result) {
-	t, err := s.topic(c.TopicRef)
+	t, p, err := s.partition(c.TopicRef, c.Partition)
 	if err != nil {
 		return s, Result{Err: err}
 	}
-	if c.Partition < 0 || int(c.Partition) >= len(t.Partitions) {
-		return s, Result{Err: errorf(CodeUnknownTopicOrPartition, "topic %q has no partition %d", t.Name, c.Partition)}
-	}
-	p := t.Partitions[c.Partition]
 	if p.Leader != c.Leader || p.LeaderEpoch != c.LeaderEpoch {
 		return s, Result{Err: errorf(CodeFencedLeaderEpoch, "leader %d epoch %d is no longer current (leader %d epoch %d)",
 			c.Leader, c.LeaderEpoch, p.Leader, p.LeaderEpoch)}
@@ -479,16 +486,14 @@ func applyChangeISR(s *State, c *ChangeISR) (*State, Result) {
 			return s, Result{Err: errorf(CodeInvalidRequest, "broker %d reported its replica damaged and cannot join the ISR", r)}
 		}
 	}
-	n := s.clone()
-	parts := slices.Clone(t.Partitions)
-	parts[c.Partition].ISR = slices.Clone(c.ISR)
-	parts[c.Partition].Empty = slices.DeleteFunc(slices.Clone(p.Empty), func(r int32) bool { return slices.Contains(c.ISR, r) })
-	parts[c.Partition] = finishReassign(n, parts[c.Partition])
+	np := p
+	np.ISR = slices.Clone(c.ISR)
+	np.Empty = slices.DeleteFunc(slices.Clone(p.Empty), func(r int32) bool { return slices.Contains(c.ISR, r) })
+	np = finishReassign(s, np)
 	if len(c.ISR) > 1 {
-		parts[c.Partition].Adopted = nil // replication took over from adoption
+		np.Adopted = nil // replication took over from adoption
 	}
-	n.Topics[t.Name] = t.withPartitions(parts)
-	return n, Result{}
+	return s.withPartition(t, c.Partition, np), Result{}
 }
 
 func encodeCommand(c *Command) ([]byte, error) { return json.Marshal(c) }

@@ -28,14 +28,10 @@ const (
 )
 
 func applyReassign(s *State, c *Reassign) (*State, Result) {
-	t, err := s.topic(c.TopicRef)
+	t, p, err := s.partition(c.TopicRef, c.Partition)
 	if err != nil {
 		return s, Result{Err: err}
 	}
-	if c.Partition < 0 || int(c.Partition) >= len(t.Partitions) {
-		return s, Result{Err: errorf(CodeUnknownTopicOrPartition, "topic %q has no partition %d", t.Name, c.Partition)}
-	}
-	p := t.Partitions[c.Partition]
 	orig := without(p.Replicas, p.Adding)
 	np := p
 	if c.Target == nil {
@@ -68,11 +64,7 @@ func applyReassign(s *State, c *Reassign) (*State, Result) {
 		np.Adding, np.Removing = without(c.Target, orig), removing
 		np = finishReassign(s, np)
 	}
-	n := s.clone()
-	parts := slices.Clone(t.Partitions)
-	parts[c.Partition] = np
-	n.Topics[t.Name] = t.withPartitions(parts)
-	return n, Result{}
+	return s.withPartition(t, c.Partition, np), Result{}
 }
 
 // finishReassign completes p's reassignment once every target replica is
