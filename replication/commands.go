@@ -405,17 +405,13 @@ func applyStorageReplaced(s *State, id int32) *State {
 }
 
 func applyMarkReplica(s *State, c *MarkReplica) (*State, Result) {
-	t, err := s.topic(c.TopicRef)
+	t, p, err := s.partition(c.TopicRef, c.Partition)
 	if err != nil {
 		return s, Result{Err: err}
-	}
-	if c.Partition < 0 || int(c.Partition) >= len(t.Partitions) {
-		return s, Result{Err: errorf(CodeUnknownTopicOrPartition, "topic %q has no partition %d", t.Name, c.Partition)}
 	}
 	if b := s.Brokers[c.Broker]; b == nil || b.Incarnation != c.Incarnation {
 		return s, Result{Err: errorf(CodeFencedLeaderEpoch, "broker %d restarted since it made the report", c.Broker)}
 	}
-	p := t.Partitions[c.Partition]
 	if !slices.Contains(p.Replicas, c.Broker) || slices.Contains(p.Offline, c.Broker) == c.Damaged {
 		return s, Result{}
 	}
