@@ -137,19 +137,8 @@ func TestClusterIDFromDataDirectories(t *testing.T) {
 // A new quorum forms only once every voter has answered: two nodes of
 // three started alone wait instead of forming a majority of their own.
 func TestNewQuorumWaitsForEveryVoter(t *testing.T) {
-	addrs := freeAddrs(t, 3)
-	var peers []Peer
-	for i, a := range addrs {
-		peers = append(peers, Peer{ID: int32(i + 1), Addr: a})
-	}
+	cfgs := quorumConfigs(t, 3)
 	var cs []*Controller
-	var cfgs []Config
-	for i := range addrs {
-		cfg := Config{NodeID: int32(i + 1), BindAddr: addrs[i], Peers: peers, Dir: t.TempDir(),
-			HeartbeatInterval: 50 * time.Millisecond, SessionTimeout: 500 * time.Millisecond,
-			RaftHeartbeatTimeout: 300 * time.Millisecond, RaftElectionTimeout: 300 * time.Millisecond}
-		cfgs = append(cfgs, cfg)
-	}
 	for i := range 2 {
 		c, err := Open(cfgs[i])
 		if err != nil {

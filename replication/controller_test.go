@@ -27,29 +27,38 @@ func freeAddrs(t *testing.T, n int) []string {
 	return out
 }
 
-func startQuorum(t *testing.T, n int, tune ...func(*Config)) ([]*Controller, []Config) {
+// quorumConfigs returns the configs of an n-node quorum on free local
+// ports, with fast timings.
+func quorumConfigs(t *testing.T, n int) []Config {
 	t.Helper()
 	addrs := freeAddrs(t, n)
 	var peers []Peer
 	for i, a := range addrs {
 		peers = append(peers, Peer{ID: int32(i + 1), Addr: a})
 	}
-	var cs []*Controller
 	var cfgs []Config
 	for i := range addrs {
-		cfg := Config{NodeID: int32(i + 1), BindAddr: addrs[i], Peers: peers, Dir: t.TempDir(),
+		cfgs = append(cfgs, Config{NodeID: int32(i + 1), BindAddr: addrs[i], Peers: peers, Dir: t.TempDir(),
 			HeartbeatInterval: 50 * time.Millisecond, SessionTimeout: 500 * time.Millisecond,
-			RaftHeartbeatTimeout: 300 * time.Millisecond, RaftElectionTimeout: 300 * time.Millisecond}
+			RaftHeartbeatTimeout: 300 * time.Millisecond, RaftElectionTimeout: 300 * time.Millisecond})
+	}
+	return cfgs
+}
+
+func startQuorum(t *testing.T, n int, tune ...func(*Config)) ([]*Controller, []Config) {
+	t.Helper()
+	cfgs := quorumConfigs(t, n)
+	var cs []*Controller
+	for i := range cfgs {
 		for _, f := range tune {
-			f(&cfg)
+			f(&cfgs[i])
 		}
-		c, err := Open(cfg)
+		c, err := Open(cfgs[i])
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.Start(BrokerInfo{Host: "127.0.0.1", Port: int32(9000 + i)})
 		cs = append(cs, c)
-		cfgs = append(cfgs, cfg)
 	}
 	t.Cleanup(func() {
 		for _, c := range cs {

@@ -21,6 +21,19 @@ func clusterOpts(archive string) testharness.Options {
 		Args: []string{"--default-replication-factor", "3", "--min-insync-replicas", "2"}}
 }
 
+// startTieredCluster starts three brokers on a new shared archive, with
+// topic (RF 3, tiered) holding n acknowledged records in full ISR, and
+// returns the brokers, their addresses and the cluster ID.
+func startTieredCluster(t *testing.T, topic string, partitions int32, n int) ([]*testharness.Broker, []string, string) {
+	t.Helper()
+	bs := testharness.StartCluster(t, 3, clusterOpts(t.TempDir()))
+	seeds := addrs(bs...)
+	createTopic(t, seeds, topic, partitions, 3, tieredConfigs)
+	produce(t, seeds, topic, 0, n)
+	waitFullISR(t, seeds, topic)
+	return bs, seeds, clusterID(t, seeds)
+}
+
 // waitFullISR waits until every partition of topic has a leader and all
 // three replicas in sync.
 func waitFullISR(t *testing.T, seeds []string, topic string) {
@@ -54,14 +67,8 @@ func waitFullISR(t *testing.T, seeds []string, topic string) {
 // holds every record: the cluster serves them all after the other two
 // brokers are stopped in turn.
 func TestReplaceBrokerWhoseDiskDied(t *testing.T) {
-	archive := t.TempDir()
-	bs := testharness.StartCluster(t, 3, clusterOpts(archive))
-	seeds := addrs(bs...)
 	const n = 40_000
-	createTopic(t, seeds, "orders", 3, 3, tieredConfigs)
-	produce(t, seeds, "orders", 0, n)
-	waitFullISR(t, seeds, "orders")
-	id := clusterID(t, seeds)
+	bs, seeds, id := startTieredCluster(t, "orders", 3, n)
 
 	dead := bs[1]
 	dead.Kill()
@@ -95,14 +102,8 @@ func TestReplaceBrokerWhoseDiskDied(t *testing.T) {
 // adopt every topic back from the brokers' logs and serve every record.
 // Before, the nodes formed a new, empty cluster and deleted every topic.
 func TestRecoverLostControllerQuorum(t *testing.T) {
-	archive := t.TempDir()
-	bs := testharness.StartCluster(t, 3, clusterOpts(archive))
-	seeds := addrs(bs...)
 	const n = 30_000
-	createTopic(t, seeds, "ledger", 3, 3, tieredConfigs)
-	produce(t, seeds, "ledger", 0, n)
-	waitFullISR(t, seeds, "ledger")
-	id := clusterID(t, seeds)
+	bs, seeds, id := startTieredCluster(t, "ledger", 3, n)
 	for _, b := range bs {
 		if err := b.Stop(); err != nil {
 			t.Fatal(err)
