@@ -253,11 +253,9 @@ func (p *partition) holding() replication.Holding {
 	end := p.hw
 	p.mu.RUnlock()
 	epoch := p.lastEpoch()
-	p.arch.mu.Lock()
-	if m := p.arch.seen; m != nil {
+	if m := p.arch.seen.Load(); m != nil {
 		epoch = max(epoch, m.LeaderEpoch)
 	}
-	p.arch.mu.Unlock()
 	return replication.Holding{LogEnd: end, LastEpoch: epoch}
 }
 

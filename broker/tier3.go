@@ -72,7 +72,8 @@ type archState struct {
 	// leader or follower (checkpointed in the partition directory as
 	// manifest.json): what a missing or rolled-back manifest in the store
 	// is measured against and restored from. Nil when none is known.
-	seen *tier3.Manifest
+	// Written under mu; read without it (adoption asks for its epoch).
+	seen atomic.Pointer[tier3.Manifest]
 
 	retryAt atomic.Int64 // unix nanos before which the uploader skips the partition
 	backoff time.Duration

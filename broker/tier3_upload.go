@@ -99,7 +99,7 @@ func (b *Broker) takeManifest(ctx context.Context, p *partition, epoch int32) (*
 	if err != nil {
 		return nil, fmt.Errorf("load manifest: %w", err)
 	}
-	if seen := a.seen; seen != nil && seen.Generation > 0 && (!m.Exists || seen.Newer(m)) {
+	if seen := a.seen.Load(); seen != nil && seen.Generation > 0 && (!m.Exists || seen.Newer(m)) {
 		if m, err = b.restoreManifest(ctx, p, m, seen, epoch); err != nil {
 			return nil, err
 		}
@@ -319,7 +319,7 @@ func (b *Broker) followArchive(ctx context.Context, p *partition) error {
 	if err != nil {
 		return fmt.Errorf("load manifest: %w", err)
 	}
-	if seen := a.seen; seen != nil && seen.Generation > 0 && (!m.Exists || seen.Newer(m)) {
+	if seen := a.seen.Load(); seen != nil && seen.Generation > 0 && (!m.Exists || seen.Newer(m)) {
 		p.mu.RLock()
 		loaded := p.archLoaded
 		p.mu.RUnlock()
@@ -363,7 +363,7 @@ func (b *Broker) followArchive(ctx context.Context, p *partition) error {
 // be held.
 func (b *Broker) recordManifest(p *partition, m *tier3.Manifest) error {
 	a := &p.arch
-	if !m.Exists || (a.seen != nil && !m.Newer(a.seen)) {
+	if seen := a.seen.Load(); !m.Exists || (seen != nil && !m.Newer(seen)) {
 		return nil
 	}
 	buf, err := json.Marshal(m)
@@ -376,7 +376,7 @@ func (b *Broker) recordManifest(p *partition, m *tier3.Manifest) error {
 	if err := writeFileAtomic(b.fs, filepath.Join(p.dir, manifestCopy), buf); err != nil {
 		return err
 	}
-	a.seen = m
+	a.seen.Store(m)
 	return nil
 }
 
@@ -397,5 +397,5 @@ func (b *Broker) loadManifestCopy(p *partition) {
 		return
 	}
 	m.Exists = true
-	p.arch.seen = m
+	p.arch.seen.Store(m)
 }
