@@ -96,6 +96,11 @@ type Broker struct {
 	// adoptTried: when each unknown local topic was last offered to the
 	// controller for adoption. Owned by the reconciler goroutine.
 	adoptTried map[[16]byte]time.Time
+	// standaloneData: a cluster broker started on a data directory that
+	// was not yet a member of a cluster but has a cluster ID (a standalone
+	// broker's, or one a restore wrote): its topics are adopted with
+	// min.insync.replicas 1. Set by open.
+	standaloneData bool
 }
 
 // topic is a topic's in-memory state. name and id never change.
@@ -196,6 +201,7 @@ func (b *Broker) open() (*Broker, error) {
 		return nil, err
 	}
 	b.meta = st
+	b.standaloneData = cfg.Cluster != nil && st.ClusterID != "" && !st.Member
 	for _, mt := range st.Topics {
 		id, err := parseTopicID(mt.ID)
 		if err != nil {

@@ -213,11 +213,13 @@ func (b *Broker) adoptTopics(ts []*topic) {
 		}
 		b.adoptTried[t.id] = now
 		configs := maps.Clone(b.topicConfigs(t))
-		if _, ok := configs["min.insync.replicas"]; !ok {
-			// One replica holds it: acks=all keeps working as it did
-			// (standalone, or before the quorum was lost), rather than
-			// failing on a cluster default above the replica count. The
-			// operator raises both together (docs/cluster.md).
+		if _, ok := configs["min.insync.replicas"]; !ok && b.standaloneData {
+			// A standalone broker's topic (or a restored one): one
+			// replica holds it, and acks=all keeps working as it did
+			// rather than failing on a cluster default above the replica
+			// count. The operator raises both together (docs/cluster.md).
+			// A recovered quorum's topics keep the cluster's default, so
+			// acks=all waits for the replicas adopted after the first.
 			if configs == nil {
 				configs = map[string]string{}
 			}
