@@ -49,7 +49,12 @@ import (
 //   newer UNKNOWN_LEADER_EPOCH. Consumers read below the high watermark
 //   (the minimum durable end over the ISR); a follower's fetch (ReplicaID,
 //   or ReplicaState in v15+) reads everything fsynced and reports, by its
-//   fetch offset, what the follower has fsynced (replica.go). A follower
+//   fetch offset, what the follower has fsynced (replica.go). A fetch is a
+//   follower's only when it carries the broker epoch of that broker's
+//   registered incarnation (ReplicaState, KIP-903; brokers of releases
+//   before it, which register without a storage ID, are taken at their
+//   word): a client claiming a broker's ID is served as a consumer and
+//   moves no high watermark. A follower
 //   fetching below the leader's local log start, with Tier 3, gets
 //   OFFSET_MOVED_TO_TIERED_STORAGE and starts its log at the leader's
 //   local log start (KIP-405): the archive holds what lies below.
@@ -91,11 +96,11 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 		return resp
 	}
 
-	replica := r.ReplicaID
+	replica, replicaEpoch := r.ReplicaID, int64(-1)
 	if r.Version >= 15 {
-		replica = r.ReplicaState.ID
+		replica, replicaEpoch = r.ReplicaState.ID, r.ReplicaState.Epoch
 	}
-	isFollower := replica >= 0 && b.ctl != nil
+	isFollower := replica >= 0 && b.ctl != nil && b.authenticReplica(c, replica, replicaEpoch)
 	now := time.Now()
 	var slots []fetchSlot
 	resp.Topics = make([]kmsg.FetchResponseTopic, len(r.Topics))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
@@ -28,6 +29,8 @@ type conn struct {
 
 	ctx    context.Context // cancelled when the connection ends
 	cancel context.CancelFunc
+
+	refusedReplica atomic.Bool // a fetch claimed a broker's ID without its epoch (logged once)
 }
 
 // reply resolves a request's response; it may block (a produce waiting for

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/internal/vfs"
 	"github.com/chronik-go/chronik/replication"
@@ -262,4 +263,88 @@ func TestWipedFollowerStartsAtLeadersLocalLog(t *testing.T) {
 	// It serves the whole log, the archived offsets from the archive.
 	waitArchLoaded(t, fp)
 	checkRecords(t, readAllTiered(t, f.b, fp, 1<<20), 600)
+}
+
+// A client that claims a follower's broker ID in its fetches (Fetch's
+// ReplicaState) does not move the leader's high watermark: without that
+// broker's epoch (KIP-903) it is served as a consumer. Before, its fetch
+// offset counted as the follower's progress, and an acks=all produce was
+// acknowledged while the real follower had not written it.
+func TestSpoofedReplicaFetchMovesNothing(t *testing.T) {
+	fss := make([]*vfs.ErrorFS, 3)
+	nodes := testCluster(t, 3, func(i int, c *Config) {
+		fss[i] = vfs.NewErrorFS(vfs.Default)
+		c.FS = fss[i]
+	})
+	two := int16(2)
+	configs := map[string]*string{"min.insync.replicas": kmsg.StringPtr("2")}
+	if _, err := nodes[0].b.createTopic("spoof", 1, two, configs, false); err != nil {
+		t.Fatal(err)
+	}
+	var pi replication.PartitionInfo
+	waitFor(t, 10*time.Second, func() error {
+		pi, _ = nodes[0].partitionInfo("spoof", 0)
+		if len(pi.ISR) != 2 {
+			return fmt.Errorf("ISR %v", pi.ISR)
+		}
+		return nil
+	})
+	ln := nodes[pi.Leader-1]
+	var follower int32
+	for _, r := range pi.Replicas {
+		if r != pi.Leader {
+			follower = r
+		}
+	}
+	// The follower's WAL stops completing: it fetches but holds nothing.
+	release := make(chan struct{})
+	defer close(release)
+	walDir := filepath.Join(nodes[follower-1].dir, "wal") + string(filepath.Separator)
+	fss[follower-1].SetHook(func(op vfs.Op, path string) error {
+		if op == vfs.OpSync && strings.HasPrefix(path, walDir) {
+			<-release
+		}
+		return nil
+	})
+	p := ln.b.lookupTopic("spoof").partitions[0]
+	batch := makeRecordBatch(seqRecords(0, 3, time.Now().UnixMilli()))
+	out, _ := p.append(context.Background(), ln.b.wal, batch, readBatchHeader(batch), false)
+	if out.err != nil {
+		t.Fatal(out.err)
+	}
+	<-out.wait.done
+	acked := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		acked <- p.replicationWait(ctx, out.baseOffset+3, pi.LeaderEpoch)
+	}()
+
+	// A client claims to be the follower, at the leader's end.
+	cl := testClient(t, ln.b)
+	for i := 0; i < 10; i++ {
+		req := kmsg.NewPtrFetchRequest()
+		req.ReplicaState.ID, req.ReplicaState.Epoch, req.ReplicaID = follower, -1, follower
+		req.MaxWaitMillis = 0
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic, rt.TopicID = "spoof", p.topic.id
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.FetchOffset, rp.CurrentLeaderEpoch, rp.PartitionMaxBytes = 0, out.baseOffset+3, -1, 1<<20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		if _, err := cl.Request(testCtx(t), req); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, hw := p.offsets(); hw > out.baseOffset {
+		t.Fatalf("the high watermark moved to %d on a spoofed follower fetch; the follower holds nothing past %d", hw, out.baseOffset)
+	}
+	select {
+	case err := <-acked:
+		if err == nil {
+			t.Fatal("acks=all was answered with one copy, on a spoofed follower fetch")
+		}
+	case <-time.After(time.Second):
+	}
 }

@@ -34,6 +34,7 @@ type metrics struct {
 	walFsync        prometheus.Observer
 
 	isrShrinks, isrExpands prometheus.Counter
+	replicaFetchesRefused  prometheus.Counter
 
 	segmentsSealed     prometheus.Counter
 	segmentBytesSealed prometheus.Counter
@@ -129,6 +130,8 @@ func newMetrics(b *Broker) *metrics {
 		"ISR shrinks this broker, as a partition leader, had the controller commit (a follower behind for replica.lag.time.max.ms).")
 	m.isrExpands = m.counter("chronik_isr_expands_total",
 		"ISR expansions this broker, as a partition leader, had the controller commit (a follower caught up to the high watermark).")
+	m.replicaFetchesRefused = m.counter("chronik_replica_fetches_refused_total",
+		"Fetches that claimed a broker's replica ID without that broker's epoch (KIP-903): served as consumers' fetches, moving no high watermark.")
 	m.gaugeFunc("chronik_under_replicated_partitions",
 		"Partitions this broker leads whose ISR is smaller than their replica set.", func() float64 {
 			n := 0

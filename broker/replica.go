@@ -455,6 +455,28 @@ func (b *Broker) startLocalLogAt(p *partition, offset int64) error {
 	return errors.Join(errs...)
 }
 
+// authenticReplica reports whether a fetch claiming to come from broker id
+// with broker epoch epoch does: the controller's registration of id must
+// have that epoch. Registrations of releases before broker epochs (no
+// storage ID) accept a fetch without one. Refusals are counted and logged
+// (once per connection): the fetch is then served as a consumer's.
+func (b *Broker) authenticReplica(c *conn, id int32, epoch int64) bool {
+	bi := b.ctl.State().Brokers[id]
+	switch {
+	case bi == nil:
+	case epoch == bi.Epoch():
+		return true
+	case epoch < 0 && bi.StorageID == "":
+		return true
+	}
+	b.metrics.replicaFetchesRefused.Inc()
+	if c.refusedReplica.CompareAndSwap(false, true) {
+		b.log.Warn("a fetch claims to come from a broker without its broker epoch; served as a consumer's", "claimed_broker", id,
+			"remote", c.remote, "epoch", epoch)
+	}
+	return false
+}
+
 // errBadReplicaBatch means fetched bytes failed the batch checks.
 var errBadReplicaBatch = errors.New("replica: fetched batch failed its checks")
 

@@ -180,6 +180,9 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 	req.ReplicaID = b.cfg.NodeID
 	req.ReplicaState.ID = b.cfg.NodeID
 	req.ReplicaState.Epoch = -1
+	if self := b.ctl.Self(); self != nil {
+		req.ReplicaState.Epoch = self.Epoch() // proves the fetch is this broker's (KIP-903)
+	}
 	req.MaxWaitMillis = 500
 	req.MinBytes = 1
 	req.MaxBytes = 16 << 20

@@ -1,10 +1,12 @@
 package replication
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"net"
 	"slices"
 	"sort"
@@ -55,6 +57,23 @@ type BrokerInfo struct {
 	// Fenced brokers missed their heartbeats: they lead nothing, are out
 	// of every ISR and are not listed to clients.
 	Fenced bool `json:"fenced"`
+}
+
+// Epoch is the broker epoch of this incarnation (Kafka's KIP-903): what a
+// follower sends in its fetches (ReplicaState.ReplicaEpoch) so its leader
+// knows them to come from that broker, not from a client claiming its ID.
+// It is derived from the incarnation, which only the controller quorum and
+// the brokers see.
+func (b *BrokerInfo) Epoch() int64 { return BrokerEpoch(b.Incarnation) }
+
+// BrokerEpoch derives a broker epoch from an incarnation: its first 8 bytes
+// as a positive integer (-1 when it has none).
+func BrokerEpoch(incarnation string) int64 {
+	raw, err := hex.DecodeString(incarnation)
+	if err != nil || len(raw) < 8 {
+		return -1
+	}
+	return int64(binary.BigEndian.Uint64(raw) & math.MaxInt64)
 }
 
 // InternalAddr is where another broker dials this one's Kafka listener.
