@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/chronik-go/chronik/internal/inflate"
 	"github.com/chronik-go/chronik/internal/vfs"
 	"github.com/chronik-go/chronik/replication"
 	"github.com/chronik-go/chronik/tier1"
@@ -287,6 +288,10 @@ func (b *Broker) applyTopicSettings(t *topic) {
 	t.logAppendTime.Store(v == "LogAppendTime")
 	t.segmentBytes.Store(int32(b.configInt(t, "segment.bytes")))
 }
+
+// inflateLimit bounds t's batches' records once inflated, on every path
+// that inflates them.
+func (t *topic) inflateLimit() int { return inflate.Limit(int64(t.maxMessageBytes.Load())) }
 
 // Start binds the Kafka listener and serves connections until Close.
 func (b *Broker) Start() error {
