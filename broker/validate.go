@@ -125,7 +125,7 @@ func walkRecords(raw []byte, h *batchHeader, r *batchRules) (int64, error) {
 		if i == h.NumRecords {
 			return 0, batchErr(kerr.InvalidRecord, "records continue past the %d the header counts", h.NumRecords)
 		}
-		length, n := binary.Varint(raw)
+		length, n := varint(raw, 0)
 		if n <= 0 || length < minRecordBytes-1 || length > int64(len(raw)-n) {
 			return 0, batchErr(kerr.InvalidRecord, "record %d: length %d does not fit the %d bytes left", i, length, len(raw))
 		}
@@ -188,35 +188,35 @@ func (e recordErr) Error() string { return string(e) }
 func checkRecord(rec []byte) (tsDelta, offDelta int64, err error) {
 	p := 1 // attributes: unused in v2 records
 	var n int
-	if tsDelta, n = binary.Varint(rec[p:]); n <= 0 {
+	if tsDelta, n = varint(rec, p); n <= 0 {
 		return 0, 0, recordErr("malformed timestamp delta")
 	}
 	p += n
-	if offDelta, n = binary.Varint(rec[p:]); n <= 0 || offDelta != int64(int32(offDelta)) {
+	if offDelta, n = varint(rec, p); n <= 0 || offDelta != int64(int32(offDelta)) {
 		return 0, 0, recordErr("malformed offset delta")
 	}
 	p += n
 	// Key, then value: a length (-1 for null) and the bytes.
-	for _, what := range [2]string{"key", "value"} {
-		l, n := binary.Varint(rec[p:])
+	for i := range 2 {
+		l, n := varint(rec, p)
 		if n <= 0 || l < -1 || l > int64(len(rec)-p-n) {
-			return 0, 0, recordErr("malformed " + what + " length")
+			return 0, 0, recordErr([2]string{"malformed key length", "malformed value length"}[i])
 		}
 		p += n + int(max(l, 0))
 	}
-	count, n := binary.Varint(rec[p:])
+	count, n := varint(rec, p)
 	// Every header takes at least two bytes.
 	if n <= 0 || count < 0 || count > int64(len(rec)-p-n)/2 {
 		return 0, 0, recordErr("malformed header count")
 	}
 	p += n
 	for range count {
-		kl, n := binary.Varint(rec[p:])
+		kl, n := varint(rec, p)
 		if n <= 0 || kl < 0 || kl > int64(len(rec)-p-n) {
 			return 0, 0, recordErr("malformed header key length")
 		}
 		p += n + int(kl)
-		vl, n := binary.Varint(rec[p:])
+		vl, n := varint(rec, p)
 		if n <= 0 || vl < -1 || vl > int64(len(rec)-p-n) {
 			return 0, 0, recordErr("malformed header value length")
 		}
@@ -226,4 +226,25 @@ func checkRecord(rec []byte) (tsDelta, offDelta int64, err error) {
 		return 0, 0, recordErr("bytes left after the headers")
 	}
 	return tsDelta, offDelta, nil
+}
+
+// varint decodes the zigzag varint at b[p:] as binary.Varint does, with
+// the one-byte case (most fields of most records) inlined.
+func varint(b []byte, p int) (int64, int) {
+	if uint(p) < uint(len(b)) {
+		if x := b[p]; x < 0x80 {
+			return int64(x>>1) ^ -int64(x&1), 1
+		}
+	}
+	return varintSlow(b, p)
+}
+
+// Kept out of line so that varint itself inlines.
+//
+//go:noinline
+func varintSlow(b []byte, p int) (int64, int) {
+	if p >= len(b) {
+		return 0, 0
+	}
+	return binary.Varint(b[p:])
 }
