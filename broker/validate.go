@@ -119,6 +119,7 @@ func walkRecords(raw []byte, h *batchHeader, r *batchRules) (int64, error) {
 	maxTs := int64(math.MinInt64)
 	prevDelta := int64(-1)
 	checkTs := r.client && !r.logAppendTime
+	lo, hi := satAdd(r.now, -r.beforeMax), satAdd(r.now, r.afterMax)
 	var tsErr error
 	var i int32
 	for ; len(raw) > 0; i++ {
@@ -144,11 +145,11 @@ func walkRecords(raw []byte, h *batchHeader, r *batchRules) (int64, error) {
 		prevDelta = offDelta
 		ts := h.FirstTimestamp + tsDelta
 		maxTs = max(maxTs, ts)
-		if checkTs && tsErr == nil && ts != -1 && outOfBounds(ts, r) {
+		if checkTs && tsErr == nil && ts != -1 && (ts < lo || ts > hi) {
 			// Kafka reports a bad timestamp only when the records are
 			// otherwise sound, so keep walking.
 			tsErr = batchErr(kerr.InvalidTimestamp, "record %d has timestamp %d, outside [%d, %d] (message.timestamp.before.max.ms, message.timestamp.after.max.ms)",
-				i, ts, satAdd(r.now, -r.beforeMax), satAdd(r.now, r.afterMax))
+				i, ts, lo, hi)
 		}
 	}
 	if i != h.NumRecords {
@@ -158,11 +159,6 @@ func walkRecords(raw []byte, h *batchHeader, r *batchRules) (int64, error) {
 		return 0, batchErr(kerr.InvalidRecord, "last offset delta %d; the last record's is %d", h.LastOffsetDelta, prevDelta)
 	}
 	return maxTs, tsErr
-}
-
-// outOfBounds reports whether ts lies outside [now-beforeMax, now+afterMax].
-func outOfBounds(ts int64, r *batchRules) bool {
-	return ts < satAdd(r.now, -r.beforeMax) || ts > satAdd(r.now, r.afterMax)
 }
 
 // satAdd adds without wrapping (the bounds default to math.MaxInt64).
@@ -228,23 +224,29 @@ func checkRecord(rec []byte) (tsDelta, offDelta int64, err error) {
 	return tsDelta, offDelta, nil
 }
 
-// varint decodes the zigzag varint at b[p:] as binary.Varint does, with
-// the one-byte case (most fields of most records) inlined.
+// varint decodes the zigzag varint at b[p:] as binary.Varint(b[p:]) does
+// (n == 0: too short; n < 0: overflow), reading in place: the record walk
+// calls it for every field of every record.
 func varint(b []byte, p int) (int64, int) {
-	if uint(p) < uint(len(b)) {
-		if x := b[p]; x < 0x80 {
-			return int64(x>>1) ^ -int64(x&1), 1
+	var x uint64
+	var s uint
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		if p+i >= len(b) {
+			return 0, 0
 		}
+		c := b[p+i]
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, -(i + 1)
+			}
+			x |= uint64(c) << s
+			return int64(x>>1) ^ -int64(x&1), i + 1
+		}
+		x |= uint64(c&0x7f) << s
+		s += 7
 	}
-	return varintSlow(b, p)
-}
-
-// Kept out of line so that varint itself inlines.
-//
-//go:noinline
-func varintSlow(b []byte, p int) (int64, int) {
-	if p >= len(b) {
+	if p+binary.MaxVarintLen64 >= len(b) {
 		return 0, 0
 	}
-	return binary.Varint(b[p:])
+	return 0, -(binary.MaxVarintLen64 + 1)
 }

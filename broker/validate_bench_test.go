@@ -62,3 +62,4 @@ func BenchmarkValidateRecords(b *testing.B) {
 		})
 	}
 }
+

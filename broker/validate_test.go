@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"math"
 	"strconv"
 	"testing"
 	"time"
@@ -424,5 +425,25 @@ func TestFollowerRefusesInvalidRecords(t *testing.T) {
 	waitDurable(t, res)
 	if p.nextOffset != 6 {
 		t.Fatalf("next offset %d after a compacted batch of 4 offsets at 2; want 6", p.nextOffset)
+	}
+}
+
+// varint must read exactly what binary.Varint reads.
+func TestVarintMatchesBinary(t *testing.T) {
+	var cases [][]byte
+	for _, v := range []int64{0, 1, -1, 63, -64, 64, 100, -100, 1 << 20, math.MaxInt32, math.MinInt32, math.MaxInt64, math.MinInt64} {
+		cases = append(cases, binary.AppendVarint(nil, v))
+	}
+	cases = append(cases, nil, []byte{0x80}, []byte{0xff, 0xff}, bytes.Repeat([]byte{0xff}, 10), append(bytes.Repeat([]byte{0xff}, 9), 2),
+		append(bytes.Repeat([]byte{0x80}, 9), 1), bytes.Repeat([]byte{0x80}, 11))
+	for _, c := range cases {
+		for _, pre := range []int{0, 3} {
+			b := append(make([]byte, pre), c...)
+			wv, wn := binary.Varint(b[pre:])
+			gv, gn := varint(b, pre)
+			if wv != gv || wn != gn {
+				t.Errorf("% x: varint %d, %d; binary.Varint %d, %d", c, gv, gn, wv, wn)
+			}
+		}
 	}
 }
