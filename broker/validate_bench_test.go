@@ -62,4 +62,3 @@ func BenchmarkValidateRecords(b *testing.B) {
 		})
 	}
 }
-
