@@ -13,8 +13,22 @@ import (
 //
 // Behavior:
 // * Exactly one record batch (magic 2) per partition. Length, CRC32C,
-//   attributes, record count and max.message.bytes are checked; records are
-//   never decompressed or recompressed: every codec is stored as sent.
+//   attributes and max.message.bytes are checked, then every record, as
+//   Kafka's LogValidator does (validate.go): the records are counted
+//   against NumRecords, their offset deltas must run 0..NumRecords-1 and
+//   end at LastOffsetDelta, and each must parse exactly (lengths, varints,
+//   headers, no trailing bytes); otherwise INVALID_RECORD. Compressed
+//   records are inflated into a scratch copy to be checked, at most 32
+//   times max.message.bytes (internal/inflate): a batch past that gets
+//   MESSAGE_TOO_LARGE, one that does not decode CORRUPT_MESSAGE. Batches
+//   are stored as sent, never recompressed.
+// * CreateTime timestamps (KIP-937): a record more than
+//   message.timestamp.before.max.ms behind the broker's clock or
+//   message.timestamp.after.max.ms ahead of it (default: no bound, one
+//   hour) fails the batch with INVALID_TIMESTAMP; a record without a
+//   timestamp (-1) is not checked. A header max timestamp that is not the
+//   largest record timestamp is corrected in place (CRC recomputed), as
+//   Kafka does. A failed batch leaves the partition untouched.
 // * Idempotent producers: a duplicate of one of a producer's last 5 batches
 //   is answered with its original offset (after that batch is durable); a
 //   sequence gap gets OUT_OF_ORDER_SEQUENCE_NUMBER; an older epoch gets
@@ -50,6 +64,13 @@ import (
 //   UNSUPPORTED_FOR_MESSAGE_FORMAT: message formats v0/v1 are not stored.
 // * Transactional batches get INVALID_TXN_STATE (transactions are not
 //   supported yet).
+// * A producer batch flagged LogAppendTime gets INVALID_TIMESTAMP. Kafka
+//   accepts it (and rewrites the flag) on a CreateTime topic when the batch
+//   carries a max timestamp; no client sends it.
+// * Records inflating past 32 times max.message.bytes get
+//   MESSAGE_TOO_LARGE; Kafka sets no bound.
+// * Records without a key are accepted in compacted topics (compaction
+//   keeps them); Kafka answers INVALID_RECORD.
 // * v13 topics are resolved by ID.
 
 const defaultProduceTimeout = 30 * time.Second
@@ -78,6 +99,7 @@ func handleProduce(c *conn, req *request) reply {
 		timeout = time.Duration(r.TimeoutMillis) * time.Millisecond
 	}
 	deadline := time.Now().Add(timeout)
+	nowMillis := time.Now().UnixMilli() // the clock timestamps are checked against
 	ctx, cancel := context.WithDeadline(c.ctx, deadline)
 	defer cancel()
 
@@ -126,6 +148,10 @@ func handleProduce(c *conn, req *request) reply {
 				continue
 			}
 			h, err := parseProduceBatch(rp.Records, t.maxMessageBytes.Load())
+			if err == nil {
+				rules := t.produceRules(nowMillis)
+				err = validateRecords(rp.Records, &h, &rules)
+			}
 			if err != nil {
 				sp.ErrorCode, sp.ErrorMessage = kafkaErr(err).Code, errMessage(err)
 				continue

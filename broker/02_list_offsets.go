@@ -132,7 +132,7 @@ func (b *Broker) findInBatch(p *partition, r batchRef, want func(off, ts int64) 
 		return -1, -1, kerr.KafkaStorageError.Code, -1
 	}
 	offset, timestamp := int64(-1), int64(-1)
-	err = forEachRecord(buf, func(off, t int64) bool {
+	err = forEachRecord(buf, p.topic.inflateLimit(), func(off, t int64) bool {
 		if want(off, t) {
 			offset, timestamp = off, t
 			return false

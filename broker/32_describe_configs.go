@@ -103,6 +103,8 @@ func (b *Broker) brokerConfigs() []brokerConfig {
 		{"broker.id", strconv.Itoa(int(b.cfg.NodeID)), "CHRONIK_NODE_ID", kmsg.ConfigTypeInt},
 		{"default.replication.factor", strconv.Itoa(int(b.cfg.DefaultReplicationFactor)), "CHRONIK_DEFAULT_REPLICATION_FACTOR", kmsg.ConfigTypeInt},
 		{"log.dirs", b.cfg.DataDir, "CHRONIK_DATA_DIR", kmsg.ConfigTypeString},
+		{"log.message.timestamp.after.max.ms", strconv.FormatInt(b.cfg.MessageTimestampAfterMaxMs, 10), "CHRONIK_MESSAGE_TIMESTAMP_AFTER_MAX_MS", kmsg.ConfigTypeLong},
+		{"log.message.timestamp.before.max.ms", strconv.FormatInt(b.cfg.MessageTimestampBeforeMaxMs, 10), "CHRONIK_MESSAGE_TIMESTAMP_BEFORE_MAX_MS", kmsg.ConfigTypeLong},
 		{"message.max.bytes", strconv.Itoa(int(b.cfg.MessageMaxBytes)), "CHRONIK_MESSAGE_MAX_BYTES", kmsg.ConfigTypeInt},
 		{"min.insync.replicas", strconv.Itoa(int(b.cfg.MinInsyncReplicas)), "CHRONIK_MIN_INSYNC_REPLICAS", kmsg.ConfigTypeInt},
 		{"num.partitions", strconv.Itoa(int(b.cfg.DefaultPartitions)), "CHRONIK_DEFAULT_PARTITIONS", kmsg.ConfigTypeInt},

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/chronik-go/chronik/internal/inflate"
 	"github.com/chronik-go/chronik/internal/vfs"
 	"github.com/chronik-go/chronik/replication"
 	"github.com/chronik-go/chronik/tier1"
@@ -116,6 +117,8 @@ type topic struct {
 	maxMessageBytes atomic.Int32
 	logAppendTime   atomic.Bool
 	segmentBytes    atomic.Int32
+	tsBeforeMax     atomic.Int64 // message.timestamp.before.max.ms
+	tsAfterMax      atomic.Int64 // message.timestamp.after.max.ms
 
 	fs       vfs.FS         // the broker's filesystem
 	cluster  bool           // a cluster broker's topic: batches carry leader epochs
@@ -286,6 +289,25 @@ func (b *Broker) applyTopicSettings(t *topic) {
 	v, _ = b.effectiveConfig(t, "message.timestamp.type")
 	t.logAppendTime.Store(v == "LogAppendTime")
 	t.segmentBytes.Store(int32(b.configInt(t, "segment.bytes")))
+	t.tsBeforeMax.Store(b.configInt(t, "message.timestamp.before.max.ms"))
+	t.tsAfterMax.Store(b.configInt(t, "message.timestamp.after.max.ms"))
+}
+
+// inflateLimit bounds t's batches' records once inflated, on every path
+// that inflates them.
+func (t *topic) inflateLimit() int { return inflate.Limit(int64(t.maxMessageBytes.Load())) }
+
+// produceRules are what a producer's batch to t is held to at now (unix
+// milliseconds).
+func (t *topic) produceRules(now int64) batchRules {
+	return batchRules{
+		inflateLimit:  t.inflateLimit(),
+		client:        true,
+		logAppendTime: t.logAppendTime.Load(),
+		now:           now,
+		beforeMax:     t.tsBeforeMax.Load(),
+		afterMax:      t.tsAfterMax.Load(),
+	}
 }
 
 // Start binds the Kafka listener and serves connections until Close.

@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +39,12 @@ type Config struct {
 	MaxRequestBytes int32
 	// MessageMaxBytes is the broker default for a topic's max.message.bytes.
 	MessageMaxBytes int32
+	// MessageTimestampBeforeMaxMs and MessageTimestampAfterMaxMs are the
+	// broker defaults of the topic configs message.timestamp.before.max.ms
+	// and message.timestamp.after.max.ms (KIP-937): how far in the past and
+	// in the future a producer's CreateTime timestamp may lie.
+	MessageTimestampBeforeMaxMs int64
+	MessageTimestampAfterMaxMs  int64
 	// MaxInflightPerConn bounds requests read ahead of their responses on one
 	// connection.
 	MaxInflightPerConn int
@@ -151,9 +158,13 @@ func DefaultConfig() Config {
 		Fsync:                    tier1.FsyncAlways,
 		MaxRequestBytes:          100 << 20,
 		MessageMaxBytes:          1 << 20,
-		MaxInflightPerConn:       128,
-		QueuedMaxRequestBytes:    512 << 20,
-		FetchMaxBytes:            55 << 20,
+
+		MessageTimestampBeforeMaxMs: math.MaxInt64,
+		MessageTimestampAfterMaxMs:  3600000,
+
+		MaxInflightPerConn:    128,
+		QueuedMaxRequestBytes: 512 << 20,
+		FetchMaxBytes:         55 << 20,
 
 		GroupMinSessionTimeout:        6 * time.Second,
 		GroupMaxSessionTimeout:        30 * time.Minute,
@@ -194,6 +205,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("broker: message max bytes %d must be at least 1024", c.MessageMaxBytes)
 	case c.MaxRequestBytes < c.MessageMaxBytes:
 		return fmt.Errorf("broker: max request bytes %d must be at least message max bytes %d", c.MaxRequestBytes, c.MessageMaxBytes)
+	case c.MessageTimestampBeforeMaxMs < 0 || c.MessageTimestampAfterMaxMs < 0:
+		return fmt.Errorf("broker: message timestamp before max %d and after max %d must not be negative", c.MessageTimestampBeforeMaxMs, c.MessageTimestampAfterMaxMs)
 	case c.WALProfile.QueueDepth <= 0:
 		return fmt.Errorf("broker: WAL profile has no queue depth")
 	case c.GroupMinSessionTimeout > c.GroupMaxSessionTimeout:

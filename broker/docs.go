@@ -17,8 +17,10 @@ type TopicConfigDoc struct {
 // topicConfigFrom maps the topic configs whose defaults follow a broker
 // setting to that setting. TestTopicConfigDocsFrom keeps it complete.
 var topicConfigFrom = map[string]string{
-	"max.message.bytes":   "CHRONIK_MESSAGE_MAX_BYTES",
-	"min.insync.replicas": "CHRONIK_MIN_INSYNC_REPLICAS",
+	"max.message.bytes":               "CHRONIK_MESSAGE_MAX_BYTES",
+	"message.timestamp.after.max.ms":  "CHRONIK_MESSAGE_TIMESTAMP_AFTER_MAX_MS",
+	"message.timestamp.before.max.ms": "CHRONIK_MESSAGE_TIMESTAMP_BEFORE_MAX_MS",
+	"min.insync.replicas":             "CHRONIK_MIN_INSYNC_REPLICAS",
 }
 
 // TopicConfigDocs returns the topic configs, sorted by name, with their

@@ -11,6 +11,8 @@ func TestTopicConfigDocsFrom(t *testing.T) {
 	other.MinInsyncReplicas++
 	other.DefaultPartitions++
 	other.DefaultReplicationFactor++
+	other.MessageTimestampBeforeMaxMs--
+	other.MessageTimestampAfterMaxMs++
 	a, b := TopicConfigDocs(base), TopicConfigDocs(other)
 	for i := range a {
 		varies := a[i].Default != b[i].Default

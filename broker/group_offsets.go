@@ -3,13 +3,11 @@ package broker
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -207,7 +205,7 @@ func (c *coordinator) replayOffsets() error {
 		return buf, err
 	}
 	err := scanOffsetBatches(hw, read, func(batch []byte) {
-		err := eachBatchRecord(batch, func(off int64, key, value []byte) {
+		err := eachBatchRecord(batch, c.offsets.t.inflateLimit(), func(off int64, key, value []byte) {
 			records++
 			c.replayRecord(off, key, value)
 		})
@@ -284,30 +282,13 @@ func (c *coordinator) replayRecord(off int64, key, value []byte) {
 	}
 }
 
-// eachBatchRecord decodes a batch's records (decompressing a copy).
-func eachBatchRecord(batch []byte, fn func(offset int64, key, value []byte)) error {
-	h := readBatchHeader(batch)
-	base := batchBaseOffset(batch)
-	raw := batch[batchHeaderLen:]
-	if codec := h.Attributes & attrCompressionMask; codec != 0 {
-		var err error
-		if raw, err = decompressor.Decompress(raw, kgo.CompressionCodecType(codec)); err != nil {
-			return err
-		}
-	}
-	for i := int32(0); i < h.NumRecords && len(raw) > 0; i++ {
-		l, n := binary.Varint(raw)
-		if n <= 0 || l < 0 || int64(len(raw)-n) < l {
-			return errors.New("broker: malformed record in batch")
-		}
-		var rec kmsg.Record
-		if err := rec.ReadFrom(raw[:n+int(l)]); err != nil {
-			return err
-		}
-		raw = raw[n+int(l):]
-		fn(base+int64(rec.OffsetDelta), rec.Key, rec.Value)
-	}
-	return nil
+// eachBatchRecord decodes a batch's records (decompressing a copy, under
+// limit).
+func eachBatchRecord(batch []byte, limit int, fn func(offset int64, key, value []byte)) error {
+	return eachStoredRecord(batch, limit, func(r *kmsg.Record, off, _ int64) bool {
+		fn(off, r.Key, r.Value)
+		return true
+	})
 }
 
 // expiryLoop expires the offsets of empty groups older than

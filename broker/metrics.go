@@ -103,7 +103,7 @@ func newMetrics(b *Broker) *metrics {
 	m.bytesIn = m.counter("chronik_bytes_in_total", "Bytes of Kafka request frames read from clients.")
 	m.bytesOut = m.counter("chronik_bytes_out_total", "Bytes of Kafka response frames written to clients.")
 	m.produceRecords = m.counter("chronik_produce_records_total",
-		"Records in produce batches accepted for the log, from the batch headers (records are not decoded; an idempotent retry answered as a duplicate counts again).")
+		"Records in produce batches accepted for the log, as counted by validation (an idempotent retry answered as a duplicate counts again).")
 
 	m.gaugeFunc("chronik_connections", "Open Kafka client connections.", func() float64 {
 		b.lnMu.Lock()

@@ -261,6 +261,13 @@ func (p *partition) appendReplica(ctx context.Context, wal *tier1.WAL, records [
 		case base != p.nextOffset:
 			return last, errDiverged
 		}
+		// A batch that would consume offsets its records do not hold, or
+		// inflate past the bound, is refused like a CRC failure: it is
+		// never stored, and the fetcher truncates and fetches again.
+		rules := batchRules{inflateLimit: p.topic.inflateLimit()}
+		if err := validateRecords(batch, &h, &rules); err != nil {
+			return last, fmt.Errorf("%w at offset %d: %v", errBadReplicaBatch, base, err)
+		}
 		p.mu.Lock()
 		noted := p.noteEpochLocked(batchLeaderEpoch(batch), base)
 		p.mu.Unlock()
@@ -480,9 +487,10 @@ func (b *Broker) authenticReplica(c *conn, id int32, epoch int64) bool {
 // errBadReplicaBatch means fetched bytes failed the batch checks.
 var errBadReplicaBatch = errors.New("replica: fetched batch failed its checks")
 
-// parseReplicaBatch checks a batch fetched from the leader before it is
-// stored: magic, length and CRC, as produce checks them (record counts may
-// differ in compacted logs, so they are not checked).
+// parseReplicaBatch checks the frame of a batch fetched from the leader
+// before it is stored: magic, length and CRC, as produce checks them.
+// validateRecords then checks its records, allowing the gaps compaction
+// leaves.
 func parseReplicaBatch(b []byte) (batchHeader, error) {
 	switch {
 	case len(b) < batchHeaderLen || int8(b[offMagic]) != 2:

@@ -41,6 +41,7 @@ func replicaPartitionOn(t *testing.T, fs vfs.FS) (*partition, *tier1.WAL) {
 	t.Helper()
 	tp := &topic{name: "t", id: [16]byte{1}, fs: fs, cluster: true, segRoot: "/segments", sealKick: make(chan struct{}, 1), configs: map[string]string{}}
 	tp.segmentBytes.Store(1 << 30)
+	tp.maxMessageBytes.Store(1 << 20)
 	p := newPartition(tp, 0)
 	tp.partitions = []*partition{p}
 	wal, _, err := tier1.Open(tier1.Config{Dir: "/wal", FS: fs, Profile: walProfile("low")}, func(e tier1.Entry) error {

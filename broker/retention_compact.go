@@ -25,6 +25,7 @@ func (b *Broker) compact(p *partition, now time.Time) error {
 	res, err := tier2.Compact(segs, tier2.CompactOptions{
 		MemoryBytes:     b.cfg.CompactionMemoryBytes,
 		TombstoneBefore: now.UnixMilli() - b.configInt(p.topic, "delete.retention.ms"),
+		InflateLimit:    p.topic.inflateLimit(),
 	})
 	if err != nil {
 		return err

@@ -54,7 +54,8 @@ func (l *SearchLog) Topic(_ context.Context, name string) (indexer.Topic, error)
 		return indexer.Topic{}, err
 	}
 	v, _ := l.b.effectiveConfig(t, "search.enabled")
-	return indexer.Topic{Name: t.name, ID: t.id, Partitions: int32(l.b.topicPartitionCount(t)), SearchEnabled: v != "false"}, nil
+	return indexer.Topic{Name: t.name, ID: t.id, Partitions: int32(l.b.topicPartitionCount(t)), SearchEnabled: v != "false",
+		MaxMessageBytes: int64(t.maxMessageBytes.Load())}, nil
 }
 
 func (l *SearchLog) partition(t indexer.Topic, p int32) (*partition, error) {

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/chronik-go/chronik/internal/inflate"
 	"github.com/chronik-go/chronik/tier2"
 )
 
@@ -152,7 +152,7 @@ func decodeRecords(t testing.TB, buf []byte) ([]testRecord, int64) {
 func eachBatchRecordTs(batch []byte, fn func(off, ts int64, key, value []byte)) error {
 	h := readBatchHeader(batch)
 	base := batchBaseOffset(batch)
-	raw, err := decompressor.Decompress(batch[batchHeaderLen:], kgo.CompressionCodecType(h.Attributes&attrCompressionMask))
+	raw, err := inflate.Records(nil, int(h.Attributes&attrCompressionMask), batch[batchHeaderLen:], inflate.Limit(inflate.DefaultMaxMessageBytes))
 	if err != nil {
 		return err
 	}

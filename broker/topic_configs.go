@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/internal/inflate"
 )
 
 // topicConfigDef describes one topic config Chronik accepts. Names and
@@ -71,7 +73,16 @@ var topicConfigDefs = func() map[string]*topicConfigDef {
 		{name: "local.retention.ms", def: constDefault("-2"), typ: kmsg.ConfigTypeLong, validate: validateInt(-2),
 			doc: "local time kept of segments archived to Tier 3; -2 means retention.ms"},
 		{name: "max.message.bytes", def: func(c *Config) string { return strconv.Itoa(int(c.MessageMaxBytes)) },
-			typ: kmsg.ConfigTypeInt, validate: validateInt(0), doc: "largest record batch accepted"},
+			typ: kmsg.ConfigTypeInt, validate: validateInt(0),
+			doc: "largest record batch accepted; a compressed batch's records may inflate to " + strconv.Itoa(inflate.Factor) + " times this (a larger one gets MESSAGE_TOO_LARGE), " +
+				"and every read that inflates them holds to the same bound, so lowering it can leave larger batches already stored unreadable by " +
+				"compaction, ListOffsets by timestamp and search"},
+		{name: "message.timestamp.after.max.ms", def: func(c *Config) string { return strconv.FormatInt(c.MessageTimestampAfterMaxMs, 10) },
+			typ: kmsg.ConfigTypeLong, validate: validateInt(0),
+			doc: "how far ahead of the broker's clock a CreateTime record's timestamp may be; a batch with a later one gets INVALID_TIMESTAMP (KIP-937)"},
+		{name: "message.timestamp.before.max.ms", def: func(c *Config) string { return strconv.FormatInt(c.MessageTimestampBeforeMaxMs, 10) },
+			typ: kmsg.ConfigTypeLong, validate: validateInt(0),
+			doc: "how far behind the broker's clock a CreateTime record's timestamp may be; a batch with an earlier one gets INVALID_TIMESTAMP (KIP-937)"},
 		{name: "message.timestamp.type", def: constDefault("CreateTime"), typ: kmsg.ConfigTypeString,
 			validate: validateEnum("CreateTime", "LogAppendTime"), doc: "CreateTime keeps the producer's timestamps"},
 		{name: "min.insync.replicas", def: func(c *Config) string { return strconv.Itoa(int(c.MinInsyncReplicas)) },

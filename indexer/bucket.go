@@ -40,7 +40,10 @@ func (l *BucketLog) Topic(ctx context.Context, name string) (Topic, error) {
 	if v, ok := ti.Configs["search.enabled"]; ok {
 		enabled, _ = strconv.ParseBool(v)
 	}
-	return Topic{Name: ti.Name, ID: id, Partitions: ti.Partitions, SearchEnabled: enabled}, nil
+	// Without the broker's config, a topic that does not set
+	// max.message.bytes is taken to have Kafka's default.
+	maxBytes, _ := strconv.ParseInt(ti.Configs["max.message.bytes"], 10, 64)
+	return Topic{Name: ti.Name, ID: id, Partitions: ti.Partitions, SearchEnabled: enabled, MaxMessageBytes: maxBytes}, nil
 }
 
 // Partition reads the partition's manifest.

@@ -46,6 +46,8 @@ type buildRequest struct {
 	Partition int32  `json:"partition"`
 	From      int64  `json:"from"`
 	To        int64  `json:"to"`
+	// InflateLimit bounds the topic's batches' records once inflated.
+	InflateLimit int `json:"inflate_limit"`
 }
 
 // buildResult is what a build child writes to stdout when it succeeds.
@@ -229,7 +231,7 @@ func (e *childInputError) Unwrap() error { return e.err }
 
 // feedChild writes a build child's whole input to w.
 func feedChild(ctx context.Context, w io.Writer, l Log, t Topic, p int32, from, to int64) error {
-	req, err := json.Marshal(buildRequest{Topic: t.Name, Partition: p, From: from, To: to})
+	req, err := json.Marshal(buildRequest{Topic: t.Name, Partition: p, From: from, To: to, InflateLimit: t.inflateLimit()})
 	if err != nil {
 		return err
 	}
@@ -296,7 +298,7 @@ func serveBuild(ctx context.Context, dir string, in io.Reader, out io.Writer) er
 	if err != nil {
 		return err
 	}
-	rs := recordStream{topic: req.Topic, partition: req.Partition, next: req.From, to: req.To}
+	rs := recordStream{topic: req.Topic, partition: req.Partition, next: req.From, to: req.To, limit: req.InflateLimit}
 	var n int64
 	add := func(r *Record) error { n++; return b.add(r) }
 	for {

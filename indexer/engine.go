@@ -437,7 +437,7 @@ func (e *Engine) fetch(ctx context.Context, topics map[string]Topic, res *Result
 				break // nothing at or after first: the rest are gone
 			}
 			j := i
-			err = tier2.EachBatchRecord(b, func(kr *kmsg.Record, off, ts int64) {
+			err = tier2.EachBatchRecord(b, t.inflateLimit(), func(kr *kmsg.Record, off, ts int64) {
 				for j < len(idx) && res.Hits[idx[j]].Offset < off {
 					j++
 				}

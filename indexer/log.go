@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/chronik-go/chronik/internal/inflate"
 	"github.com/chronik-go/chronik/tier2"
 	"github.com/chronik-go/chronik/tier3"
 )
@@ -34,6 +35,17 @@ type Topic struct {
 	// SearchEnabled is the topic's search.enabled config: the indexer
 	// skips topics that have it false. Search reads them all the same.
 	SearchEnabled bool
+	// MaxMessageBytes is the topic's max.message.bytes: compressed records
+	// are inflated under inflate.Limit of it. 0 means Kafka's default.
+	MaxMessageBytes int64
+}
+
+// inflateLimit bounds t's batches' records once inflated.
+func (t Topic) inflateLimit() int {
+	if t.MaxMessageBytes <= 0 {
+		return inflate.Limit(inflate.DefaultMaxMessageBytes)
+	}
+	return inflate.Limit(t.MaxMessageBytes)
 }
 
 // Partition is one partition's extent.
@@ -68,7 +80,7 @@ const readChunk = 4 << 20
 // [from, to), in offset order. Records passed to fn share no buffers with
 // later ones, so fn may keep them.
 func scan(ctx context.Context, l Log, t Topic, partition int32, from, to int64, fn func(r *Record) error) error {
-	rs := recordStream{topic: t.Name, partition: partition, next: from, to: to}
+	rs := recordStream{topic: t.Name, partition: partition, next: from, to: to, limit: t.inflateLimit()}
 	return readBatches(ctx, l, t, partition, from, to, func(b []byte) error { return rs.feed(b, fn) })
 }
 
@@ -107,11 +119,16 @@ type recordStream struct {
 	topic     string
 	partition int32
 	next, to  int64
+	limit     int // the topic's inflate bound; 0: the default topic's
 }
 
 func (s *recordStream) feed(b []byte, fn func(r *Record) error) error {
 	var ferr error
-	err := tier2.EachBatchRecord(b, func(kr *kmsg.Record, off, ts int64) {
+	limit := s.limit
+	if limit <= 0 {
+		limit = Topic{}.inflateLimit()
+	}
+	err := tier2.EachBatchRecord(b, limit, func(kr *kmsg.Record, off, ts int64) {
 		if ferr != nil || off < s.next || off >= s.to {
 			return
 		}

@@ -81,6 +81,11 @@ type Config struct {
 	MaxRequestBytes int32
 	MessageMaxBytes int32
 
+	// KIP-937 defaults of the topic configs: how far a CreateTime
+	// timestamp may lie behind and ahead of the broker's clock, in ms.
+	MessageTimestampBeforeMaxMs int64
+	MessageTimestampAfterMaxMs  int64
+
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // text, json
 

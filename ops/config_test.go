@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,6 +68,9 @@ func TestSettingNamesMatchContract(t *testing.T) {
 		"CHRONIK_CONFIG":            "config",
 		"CHRONIK_MAX_REQUEST_BYTES": "max-request-bytes",
 		"CHRONIK_MESSAGE_MAX_BYTES": "message-max-bytes",
+
+		"CHRONIK_MESSAGE_TIMESTAMP_BEFORE_MAX_MS": "message-timestamp-before-max",
+		"CHRONIK_MESSAGE_TIMESTAMP_AFTER_MAX_MS":  "message-timestamp-after-max",
 
 		"CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS": "broker-heartbeat-interval",
 		"CHRONIK_BROKER_SESSION_TIMEOUT_MS":    "broker-session-timeout",
@@ -151,6 +155,8 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_SCRUB_BYTES_PER_SEC", "1048576", nil, func(c Config) any { return c.ScrubBytesPerSec }, int64(1 << 20)},
 		{"CHRONIK_MAX_REQUEST_BYTES", "2097152", nil, func(c Config) any { return c.MaxRequestBytes }, int32(2097152)},
 		{"CHRONIK_MESSAGE_MAX_BYTES", "4096", nil, func(c Config) any { return c.MessageMaxBytes }, int32(4096)},
+		{"CHRONIK_MESSAGE_TIMESTAMP_BEFORE_MAX_MS", "86400000", nil, func(c Config) any { return c.MessageTimestampBeforeMaxMs }, int64(86400000)},
+		{"CHRONIK_MESSAGE_TIMESTAMP_AFTER_MAX_MS", "60000", nil, func(c Config) any { return c.MessageTimestampAfterMaxMs }, int64(60000)},
 		{"CHRONIK_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, "debug"},
 		{"CHRONIK_LOG_FORMAT", "json", nil, func(c Config) any { return c.LogFormat }, "json"},
 	}
@@ -213,6 +219,8 @@ default_replication_factor: 3
 min_insync_replicas: 3
 max_request_bytes: 8388608
 message_max_bytes: 2097152
+message_timestamp_before_max_ms: 604800000
+message_timestamp_after_max_ms: 0
 log_level: warn
 log_format: json
 `)
@@ -249,8 +257,12 @@ log_format: json
 		MinInsyncReplicas:        3,
 		MaxRequestBytes:          8 << 20,
 		MessageMaxBytes:          2 << 20,
-		LogLevel:                 "warn",
-		LogFormat:                "json",
+
+		MessageTimestampBeforeMaxMs: 604800000,
+		MessageTimestampAfterMaxMs:  0,
+
+		LogLevel:  "warn",
+		LogFormat: "json",
 	}
 	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Config{}), cmpIgnoreOrigins); diff != "" {
 		t.Errorf("file config (-want +got):\n%s", diff)
@@ -297,8 +309,12 @@ func TestDefaults(t *testing.T) {
 		MinInsyncReplicas:        1,
 		MaxRequestBytes:          104857600,
 		MessageMaxBytes:          1048576,
-		LogLevel:                 "info",
-		LogFormat:                "text",
+
+		MessageTimestampBeforeMaxMs: math.MaxInt64,
+		MessageTimestampAfterMaxMs:  3600000,
+
+		LogLevel:  "info",
+		LogFormat: "text",
 	}
 	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Config{}), cmpIgnoreOrigins); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)

@@ -274,6 +274,20 @@ var settings = []Setting{
 		set:     setInt32(func(c *Config) *int32 { return &c.MessageMaxBytes }),
 	},
 	{
+		Flag: "message-timestamp-before-max", Env: "CHRONIK_MESSAGE_TIMESTAMP_BEFORE_MAX_MS", Key: "message_timestamp_before_max_ms", Type: "ms",
+		Default: "9223372036854775807",
+		Help: "default of topics' message.timestamp.before.max.ms (KIP-937): a produced CreateTime record whose timestamp is more than this many " +
+			"milliseconds behind the broker's clock fails its batch with INVALID_TIMESTAMP; the default refuses none",
+		set: setInt64(func(c *Config) *int64 { return &c.MessageTimestampBeforeMaxMs }),
+	},
+	{
+		Flag: "message-timestamp-after-max", Env: "CHRONIK_MESSAGE_TIMESTAMP_AFTER_MAX_MS", Key: "message_timestamp_after_max_ms", Type: "ms",
+		Default: "3600000",
+		Help: "default of topics' message.timestamp.after.max.ms (KIP-937): a produced CreateTime record whose timestamp is more than this many " +
+			"milliseconds ahead of the broker's clock fails its batch with INVALID_TIMESTAMP, so a clock in the future cannot pin a segment past retention",
+		set: setInt64(func(c *Config) *int64 { return &c.MessageTimestampAfterMaxMs }),
+	},
+	{
 		Flag: "log-level", Env: "CHRONIK_LOG_LEVEL", Key: "log_level", Type: "level",
 		Default: "info",
 		Help:    "debug, info, warn or error",
@@ -296,6 +310,15 @@ func setInt32(field func(*Config) *int32) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		n, err := parseInt(v, math.MinInt32, math.MaxInt32)
 		*field(c) = int32(n)
+		return err
+	}
+}
+
+// setInt64 reads a non-negative whole number.
+func setInt64(field func(*Config) *int64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := parseInt(v, 0, math.MaxInt64)
+		*field(c) = n
 		return err
 	}
 }

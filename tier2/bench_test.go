@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/chronik-go/chronik/internal/inflate"
 	"github.com/chronik-go/chronik/internal/vfs"
 )
 
@@ -76,7 +77,7 @@ func BenchmarkSealedFetch(b *testing.B) {
 			}
 			for rest := buf; len(rest) > 0; {
 				h := headerInfo(rest)
-				if err := eachRecord(rest[:h.length], func(_ *kmsg.Record, _, _ int64) {}); err != nil {
+				if err := eachRecord(rest[:h.length], inflate.Limit(inflate.DefaultMaxMessageBytes), func(_ *kmsg.Record, _, _ int64) {}); err != nil {
 					b.Fatal(err)
 				}
 				rest = rest[h.length:]

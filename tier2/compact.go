@@ -11,6 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/internal/inflate"
 )
 
 // Compaction (cleanup.policy=compact) rewrites sealed segments so that only
@@ -46,6 +48,10 @@ const keyEntryBytes = 64
 type CompactOptions struct {
 	MemoryBytes     int64 // key map budget per pass
 	TombstoneBefore int64 // unix millis: older latest tombstones are dropped
+	// InflateLimit bounds a compressed batch's records once inflated (the
+	// topic's inflate.Limit); a batch past it fails the compaction. 0
+	// means the bound under Kafka's default max.message.bytes.
+	InflateLimit int
 }
 
 // CompactResult says what Compact did.
@@ -74,6 +80,9 @@ func hashKey(k []byte) keyHash {
 func Compact(segs []*Segment, opt CompactOptions) (CompactResult, error) {
 	res := CompactResult{Segments: append([]*Segment(nil), segs...)}
 	maxKeys := max(opt.MemoryBytes/keyEntryBytes, 1)
+	if opt.InflateLimit <= 0 {
+		opt.InflateLimit = inflate.Limit(inflate.DefaultMaxMessageBytes)
+	}
 	if len(segs) == 0 {
 		return res, nil
 	}
@@ -91,7 +100,7 @@ func Compact(segs []*Segment, opt CompactOptions) (CompactResult, error) {
 		mapEnd := end
 		full := errors.New("full")
 		err := forEachBatch(res.Segments, start, func(batch []byte, h batchInfo) error {
-			err := eachRecord(batch, func(r *kmsg.Record, off, ts int64) {
+			err := eachRecord(batch, opt.InflateLimit, func(r *kmsg.Record, off, ts int64) {
 				if r.Key != nil && off >= start {
 					m[hashKey(r.Key)] = off
 				}
@@ -112,7 +121,7 @@ func Compact(segs []*Segment, opt CompactOptions) (CompactResult, error) {
 			if s.Base >= mapEnd {
 				break
 			}
-			ns, dropped, kept, err := rewrite(s, m, mapEnd, opt.TombstoneBefore)
+			ns, dropped, kept, err := rewrite(s, m, mapEnd, opt)
 			if err != nil {
 				return res, err
 			}
@@ -163,18 +172,17 @@ func forEachBatch(segs []*Segment, from int64, fn func(batch []byte, h batchInfo
 	return nil
 }
 
-var decompressor = kgo.DefaultDecompressor()
-
-// eachRecord decodes a batch's records.
-func eachRecord(batch []byte, fn func(r *kmsg.Record, off, ts int64)) error {
+// eachRecord decodes a batch's records, inflating compressed ones into a
+// copy of at most limit bytes.
+func eachRecord(batch []byte, limit int, fn func(r *kmsg.Record, off, ts int64)) error {
 	attrs := binary.BigEndian.Uint16(batch[bOffAttributes:])
 	base := int64(binary.BigEndian.Uint64(batch[bOffBase:]))
 	first := int64(binary.BigEndian.Uint64(batch[bOffFirstTimestamp:]))
 	maxTs := int64(binary.BigEndian.Uint64(batch[bOffMaxTimestamp:]))
 	n := int32(binary.BigEndian.Uint32(batch[bOffNumRecords:]))
-	raw, err := decompressor.Decompress(batch[batchHeaderLen:], kgo.CompressionCodecType(attrs&0x07))
+	raw, err := inflate.Records(nil, int(attrs&0x07), batch[batchHeaderLen:], limit)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: batch at offset %d: %w", ErrCorrupt, base, err)
 	}
 	var r kmsg.Record
 	for i := int32(0); i < n && len(raw) > 0; i++ {
@@ -224,7 +232,7 @@ func compressorFor(codec kgo.CompressionCodecType) (kgo.Compressor, error) {
 
 // rewrite filters one segment against the key map of a pass. It returns
 // the replacement, or nil when nothing changed.
-func rewrite(s *Segment, m map[keyHash]int64, mapEnd, tombstoneBefore int64) (*Segment, int64, int, error) {
+func rewrite(s *Segment, m map[keyHash]int64, mapEnd int64, opt CompactOptions) (*Segment, int64, int, error) {
 	var w *Writer
 	var dropped int64
 	tombstonesKept := 0
@@ -235,7 +243,7 @@ func rewrite(s *Segment, m map[keyHash]int64, mapEnd, tombstoneBefore int64) (*S
 		kept = kept[:0]
 		n := 0
 		maxTs := int64(-1 << 63)
-		err := eachRecord(batch, func(r *kmsg.Record, off, ts int64) {
+		err := eachRecord(batch, opt.InflateLimit, func(r *kmsg.Record, off, ts int64) {
 			n++
 			keep := true
 			if r.Key != nil && off < mapEnd {
@@ -243,7 +251,7 @@ func rewrite(s *Segment, m map[keyHash]int64, mapEnd, tombstoneBefore int64) (*S
 					switch {
 					case latest > off:
 						keep = false
-					case latest == off && r.Value == nil && ts < tombstoneBefore:
+					case latest == off && r.Value == nil && ts < opt.TombstoneBefore:
 						keep = false
 					case latest == off && r.Value == nil:
 						tombstonesKept++

@@ -134,6 +134,8 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 	bc.MinInsyncReplicas = cfg.MinInsyncReplicas
 	bc.MaxRequestBytes = cfg.MaxRequestBytes
 	bc.MessageMaxBytes = cfg.MessageMaxBytes
+	bc.MessageTimestampBeforeMaxMs = cfg.MessageTimestampBeforeMaxMs
+	bc.MessageTimestampAfterMaxMs = cfg.MessageTimestampAfterMaxMs
 	bc.FsyncBatchTimeout = cfg.FsyncBatchTimeout
 	bc.ScrubInterval = cfg.ScrubInterval
 	bc.ScrubBytesPerSec = cfg.ScrubBytesPerSec
