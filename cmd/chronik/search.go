@@ -291,3 +291,10 @@ func (p *searchProgress) done() {
 		p.on = false
 	}
 }
+
+// searchLimits are the search API's bounds on one request, from the
+// CHRONIK_SEARCH_* settings.
+func searchLimits(cfg ops.Config) indexer.Limits {
+	return indexer.Limits{MaxHits: cfg.SearchMaxHits, MaxResponseBytes: cfg.SearchMaxResponseBytes,
+		Timeout: cfg.SearchTimeout, MaxConcurrent: cfg.SearchMaxConcurrent}
+}
