@@ -410,7 +410,18 @@ func (e *Engine) buildUnit(ctx context.Context, u *unit, dir string) (bleve.Inde
 	if u.seg != nil {
 		from, to = u.seg.Base, u.seg.Next
 	}
-	if err := scan(ctx, e.log, u.t, u.p, from, to, b.add); err != nil {
+	n := 0
+	add := func(r *Record) error {
+		// A read holds many records: stop between them when the search
+		// is over.
+		if n++; n%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		return b.add(r)
+	}
+	if err := scan(ctx, e.log, u.t, u.p, from, to, add); err != nil {
 		b.abort()
 		return nil, err
 	}
