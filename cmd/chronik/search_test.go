@@ -1,14 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/chronik-go/chronik/indexer"
 )
 
 // postSearch posts a search API request to a node.
@@ -310,5 +316,61 @@ func TestSearchCLIRetriesBusyBroker(t *testing.T) {
 	r = chronik(t, "", "search", "--server", busy.URL, "--topic", "t", "x")
 	if r.code == 0 || !strings.Contains(r.stderr, "429") || !strings.Contains(r.stderr, "after 5 tries") {
 		t.Errorf("always busy: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// chronik search --bucket pages in its own process with the search API's
+// bounds: pages of at most MaxHits and MaxResponseBytes, continued, give
+// the hits of one unbounded search; a larger page is refused.
+func TestSearchBucketPagesInProcess(t *testing.T) {
+	arch := t.TempDir()
+	n := startNode(t, "--tier3-url", "file://"+arch)
+	mustChronik(t, "", "topic", "create", "cold", "--brokers", n.kafka, "--partitions", "2", "--config", "segment.bytes=4096")
+	for p := range 2 {
+		var lines strings.Builder
+		for i := range 60 {
+			fmt.Fprintf(&lines, `{"n":%d,"pad":%q}`+"\n", p*1000+i, strings.Repeat("y", 100))
+		}
+		mustChronik(t, lines.String(), "produce", "--brokers", n.kafka, "--topic", "cold", "--partition", fmt.Sprint(p))
+	}
+	ctx := context.Background()
+	eng, closeEng, err := bucketEngine(ctx, searchOpts{bucket: "file://" + arch, cacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeEng()
+	// Wait until the sealed segments are archived and no more come.
+	last := uint64(0)
+	checkFor(t, 30*time.Second, 500*time.Millisecond, func() error {
+		r, err := eng.Search(ctx, indexer.Request{Topics: []string{"cold"}, Limit: 1, ExactTotal: true})
+		if err != nil {
+			return err
+		}
+		if r.Total < 40 || r.Total != last {
+			last = r.Total
+			return fmt.Errorf("%d archived hits", r.Total)
+		}
+		return nil
+	})
+	one, err := eng.Search(ctx, indexer.Request{Topics: []string{"cold"}, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d archived hits", len(one.Hits))
+	lim := indexer.Limits{MaxHits: 7, MaxResponseBytes: 2048}
+	page := bucketPage(eng, lim, newSearchProgress(io.Discard))
+	if _, err := page(ctx, indexer.APIRequest{Topics: []string{"cold"}, Limit: 8}); err == nil || !strings.Contains(err.Error(), "CHRONIK_SEARCH_MAX_HITS") {
+		t.Errorf("a page of 8 of at most 7: %v", err)
+	}
+	paged, err := searchPages(ctx, indexer.APIRequest{Topics: []string{"cold"}}, 0, 0, page, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(one.Hits, paged.Hits); d != "" || len(one.Hits) != int(one.Total) {
+		t.Errorf("pages of 7 differ from one search of %d hits (-one +pages):\n%s", one.Total, d)
+	}
+	r := mustChronik(t, "", "search", "--bucket", "file://"+arch, "--cache-dir", t.TempDir(), "--topic", "cold", "-o", "jsonl", "--limit", "0", "")
+	if lines := strings.Count(r.stdout, "\n"); lines != len(one.Hits) {
+		t.Errorf("chronik search --bucket --limit 0: %d hits, want %d", lines, len(one.Hits))
 	}
 }
