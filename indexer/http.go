@@ -139,7 +139,8 @@ func Handler(e *Engine, lim Limits) http.Handler {
 			if ctx.Err() == context.DeadlineExceeded && r.Context().Err() == nil {
 				writeJSON(w, http.StatusServiceUnavailable, APIError{TimeoutMs: lim.Timeout.Milliseconds(), Error: fmt.Sprintf(
 					"the search took longer than %v (CHRONIK_SEARCH_TIMEOUT_MS) before its first hits were read: "+
-						"narrow it (a shorter from/to range, fewer topics, a more selective query, a smaller limit)", lim.Timeout)})
+						"narrow it (a shorter from/to range, fewer topics, a more selective query, a smaller limit) "+
+						"or retry (indexes it finished building stay cached, so a retry goes further)", lim.Timeout)})
 				return
 			}
 			writeError(w, err)
