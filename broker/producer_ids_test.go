@@ -1,10 +1,19 @@
 package broker
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/tier1"
+	"github.com/chronik-go/chronik/tier2"
 )
 
 func initProducerIDRaw(t *testing.T, c *rawConn, id int64, epoch int16) *kmsg.InitProducerIDResponse {
@@ -55,5 +64,168 @@ func TestInitProducerIDClaimDoesNotFenceOwner(t *testing.T) {
 		if r := initProducerIDRaw(t, thief, claim[0], int16(claim[1])); r.ErrorCode != kerr.InvalidRequest.Code {
 			t.Errorf("claim id %d epoch %d: %v, want INVALID_REQUEST", claim[0], claim[1], kerr.ErrorForCode(r.ErrorCode))
 		}
+	}
+}
+
+// producersOf is how many idempotent producers p remembers.
+func producersOf(p *partition) int {
+	p.appendMu.Lock()
+	defer p.appendMu.Unlock()
+	return len(p.producers)
+}
+
+// A client inventing 50,000 producer IDs leaves at most
+// CHRONIK_PRODUCER_IDS_MAX_PER_PARTITION (default 10,000) producers in the
+// partition's memory and in its producers checkpoint, while an idempotent
+// franz-go producer writing alongside keeps working, every record once.
+func TestInventedProducerIDsStayBounded(t *testing.T) {
+	b := testBroker(t, t.TempDir(), func(c *Config) { c.Fsync = tier1.FsyncNever })
+	createTopicWith(t, b, "flood", map[string]string{"segment.ms": "1"})
+	const invented = 50_000
+	limit := DefaultConfig().ProducerIDsMaxPerPartition
+
+	live := testClient(t, b, kgo.DefaultProduceTopic("flood"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	stop := make(chan struct{})
+	liveErr := make(chan error, 1)
+	var liveSent atomic.Int64
+	go func() {
+		defer close(liveErr)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := live.ProduceSync(testCtx(t), &kgo.Record{Value: []byte("live-" + strconv.Itoa(i))}).FirstErr(); err != nil {
+				liveErr <- fmt.Errorf("live producer's record %d: %w", i, err)
+				return
+			}
+			liveSent.Add(1)
+		}
+	}()
+
+	// One connection, requests pipelined: each batch from a new producer ID
+	// at a sequence no real producer would start from.
+	c := dialRaw(t, b)
+	sendErr := make(chan error, 1)
+	go func() {
+		f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("flood"))
+		var buf []byte
+		for i := 0; i < invented; i++ {
+			req := produceReq("flood", 0, makeBatch(1, int64(1_000_000+i), 0, int32(i%1000), 1), -1)
+			buf = f.AppendRequest(buf[:0], req, int32(i+1))
+			c.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := c.nc.Write(buf); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- nil
+	}()
+	for i := 0; i < invented; i++ {
+		resp := kmsg.NewPtrProduceResponse()
+		resp.SetVersion(9)
+		if err := c.recv(resp); err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+			t.Fatalf("invented producer %d: %v", i, kerr.ErrorForCode(code))
+		}
+	}
+	if err := <-sendErr; err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	if err := <-liveErr; err != nil {
+		t.Fatal(err)
+	}
+	if liveSent.Load() == 0 {
+		t.Fatal("the live producer wrote nothing during the flood")
+	}
+
+	p := b.lookupTopic("flood").partitions[0]
+	if n := producersOf(p); n > limit {
+		t.Errorf("after %d invented producer IDs the partition remembers %d producers; want at most %d", invented, n, limit)
+	}
+	// The checkpoint written at the seal is bounded too.
+	if err := b.seal(p, time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, ps, ok, err := tier2.ReadProducers(b.fs, p.dir)
+	if err != nil || !ok {
+		t.Fatalf("producers checkpoint: ok %v, %v", ok, err)
+	}
+	if len(ps) == 0 {
+		t.Error("producers checkpoint is empty: the flood never reached it")
+	}
+	if len(ps) > limit {
+		t.Errorf("producers checkpoint holds %d producers; want at most %d", len(ps), limit)
+	}
+
+	// The live producer still works, and every one of its records landed once.
+	if err := live.ProduceSync(testCtx(t), &kgo.Record{Value: []byte("live-last")}).FirstErr(); err != nil {
+		t.Fatalf("live producer after the flood: %v", err)
+	}
+	want := liveSent.Load() + 1
+	seen := map[string]int{}
+	cons := testClient(t, b, kgo.ConsumeTopics("flood"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for total := int64(0); total < invented+want; {
+		fs := cons.PollFetches(testCtx(t))
+		if err := fs.Err(); err != nil {
+			t.Fatal(err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			total++
+			if strings.HasPrefix(string(r.Value), "live-") {
+				seen[string(r.Value)]++
+			}
+		})
+	}
+	if int64(len(seen)) != want {
+		t.Errorf("read %d distinct live records; want %d", len(seen), want)
+	}
+	for v, n := range seen {
+		if n != 1 {
+			t.Errorf("live record %q read %d times", v, n)
+		}
+	}
+}
+
+// An idempotent producer silent for longer than producer.id.expiration.ms
+// (CHRONIK_PRODUCER_ID_EXPIRATION_MS, default a day) is forgotten by the
+// periodic cleaning pass, in memory and in the next checkpoint; its next
+// write is accepted at any sequence, as Kafka (2.5+) accepts a producer it
+// has no state for.
+func TestIdleProducersExpire(t *testing.T) {
+	b := testBroker(t, t.TempDir(), nil)
+	createTopic(t, b, "idle", nil)
+	c := dialRaw(t, b)
+	for id := int64(7000); id < 7010; id++ {
+		if r := produceRaw(t, c, "idle", makeBatch(2, id, 0, 0, 1)); r.ErrorCode != 0 {
+			t.Fatalf("producer %d: %v", id, kerr.ErrorForCode(r.ErrorCode))
+		}
+	}
+	p := b.lookupTopic("idle").partitions[0]
+	if n := producersOf(p); n != 10 {
+		t.Fatalf("remembering %d producers; want 10", n)
+	}
+
+	b.clean(time.Now().Add(time.Hour)) // well within the expiration
+	if n := producersOf(p); n != 10 {
+		t.Fatalf("an hour on, remembering %d producers; want all 10", n)
+	}
+	b.clean(time.Now().Add(25 * time.Hour))
+	if n := producersOf(p); n != 0 {
+		t.Fatalf("25 hours on, still remembering %d producers; want none", n)
+	}
+	if err := b.seal(p, time.Now().Add(25*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ps, _, err := tier2.ReadProducers(b.fs, p.dir); err != nil || len(ps) != 0 {
+		t.Fatalf("producers checkpoint after expiry holds %d producers (%v); want none", len(ps), err)
+	}
+	// Unknown again: its next batch is taken wherever its sequence is.
+	if r := produceRaw(t, c, "idle", makeBatch(1, 7000, 0, 7, 1)); r.ErrorCode != 0 || r.BaseOffset != 20 {
+		t.Fatalf("expired producer's next batch: %v at %d, want accepted at 20", kerr.ErrorForCode(r.ErrorCode), r.BaseOffset)
 	}
 }
