@@ -120,6 +120,7 @@ const (
 	CodeInvalidReplicationFactor int16 = 38
 	CodeTopicAlreadyExists       int16 = 36
 	CodeInvalidRequest           int16 = 42
+	CodePolicyViolation          int16 = 44
 	CodeFencedLeaderEpoch        int16 = 74
 	CodeRequestTimedOut          int16 = 7
 )

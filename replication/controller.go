@@ -62,6 +62,9 @@ type Config struct {
 	// partition whose ISR has no live member gets a live replica outside
 	// it as leader, losing what that replica lacks.
 	UncleanLeaderElection bool
+	// MaxPartitions bounds the partitions of all topics together while
+	// this node leads the quorum (CHRONIK_MAX_PARTITIONS); 0: unbounded.
+	MaxPartitions int32
 
 	Logger *slog.Logger
 }
@@ -526,6 +529,27 @@ func (c *Controller) handleHeartbeat(b *BrokerInfo) callResponse {
 	return callResponse{Index: c.State().Index}
 }
 
+// checkPartitionLimit refuses adding n partitions to st past
+// Config.MaxPartitions: every partition costs each replica memory, files
+// and replication work, so clients must not create them without bound.
+func (c *Controller) checkPartitionLimit(st *State, n int) *Error {
+	limit := int(c.cfg.MaxPartitions)
+	if limit <= 0 {
+		return nil
+	}
+	if n > limit {
+		return errorf(CodeInvalidPartitions, "%d partitions exceed the cluster's limit of %d (CHRONIK_MAX_PARTITIONS)", n, limit)
+	}
+	total := 0
+	for _, t := range st.Topics {
+		total += len(t.Partitions)
+	}
+	if total+n > limit {
+		return errorf(CodePolicyViolation, "adding %d partitions to the cluster's %d would pass its limit of %d (CHRONIK_MAX_PARTITIONS)", n, total, limit)
+	}
+	return nil
+}
+
 // plan turns a request into a command against the newest state and commits
 // it. The second result is true when this node stopped leading.
 func (c *Controller) plan(req *Request) (Result, bool) {
@@ -541,6 +565,9 @@ func (c *Controller) plan(req *Request) (Result, bool) {
 				return Result{Index: st.Index}, false // a retry of a create that committed
 			}
 			return Result{Err: errorf(CodeTopicAlreadyExists, "topic %q already exists", r.Name)}, false
+		}
+		if err := c.checkPartitionLimit(st, int(r.Partitions)); err != nil {
+			return Result{Err: err}, false
 		}
 		parts, err := assign(st, int(r.Partitions), int(r.ReplicationFactor))
 		if err != nil {
@@ -558,6 +585,9 @@ func (c *Controller) plan(req *Request) (Result, bool) {
 		}
 		if int(r.Count) <= len(t.Partitions) {
 			return Result{Err: errorf(CodeInvalidPartitions, "topic %q has %d partitions; the new count %d must be larger", t.Name, len(t.Partitions), r.Count)}, false
+		}
+		if err := c.checkPartitionLimit(st, int(r.Count)-len(t.Partitions)); err != nil {
+			return Result{Err: err}, false
 		}
 		rf := 1
 		if len(t.Partitions) > 0 {
