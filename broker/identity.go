@@ -63,7 +63,8 @@ func hadRaftState(dataDir string) bool {
 
 // identityLoop waits for the controller quorum's cluster ID, checks the
 // data directory belongs to that cluster (adopting the ID into a new
-// directory), and only then registers the broker.
+// directory), and only then registers the broker; then it watches for the
+// controller refusing to run (replication.ErrDuplicateBroker).
 func (b *Broker) identityLoop() {
 	defer b.maintWG.Done()
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -76,6 +77,13 @@ func (b *Broker) identityLoop() {
 			}
 			b.identified.Store(true)
 			b.joinCluster()
+			// The controller may still refuse the registration for good
+			// (another live broker has this node ID).
+			select {
+			case <-b.closing:
+			case <-b.ctl.Fatal():
+				b.fail(b.ctl.Err())
+			}
 			return
 		}
 		select {

@@ -121,6 +121,9 @@ const (
 	CodeTopicAlreadyExists       int16 = 36
 	CodeInvalidRequest           int16 = 42
 	CodePolicyViolation          int16 = 44
+	// CodeDuplicateBrokerRegistration is KRaft's answer to a broker
+	// registering with the ID of another that is still live.
+	CodeDuplicateBrokerRegistration int16 = 101
 	CodeFencedLeaderEpoch        int16 = 74
 	CodeRequestTimedOut          int16 = 7
 )
