@@ -124,8 +124,8 @@ const (
 	// CodeDuplicateBrokerRegistration is KRaft's answer to a broker
 	// registering with the ID of another that is still live.
 	CodeDuplicateBrokerRegistration int16 = 101
-	CodeFencedLeaderEpoch        int16 = 74
-	CodeRequestTimedOut          int16 = 7
+	CodeFencedLeaderEpoch           int16 = 74
+	CodeRequestTimedOut             int16 = 7
 )
 
 func errorf(code int16, format string, args ...any) *Error {
