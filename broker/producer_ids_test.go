@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/chronik-go/chronik/replication"
 	"github.com/chronik-go/chronik/tier1"
 	"github.com/chronik-go/chronik/tier2"
 )
@@ -104,37 +105,7 @@ func TestInventedProducerIDsStayBounded(t *testing.T) {
 		}
 	}()
 
-	// One connection, requests pipelined: each batch from a new producer ID
-	// at a sequence no real producer would start from.
-	c := dialRaw(t, b)
-	sendErr := make(chan error, 1)
-	go func() {
-		f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("flood"))
-		var buf []byte
-		for i := 0; i < invented; i++ {
-			req := produceReq("flood", 0, makeBatch(1, int64(1_000_000+i), 0, int32(i%1000), 1), -1)
-			buf = f.AppendRequest(buf[:0], req, int32(i+1))
-			c.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-			if _, err := c.nc.Write(buf); err != nil {
-				sendErr <- err
-				return
-			}
-		}
-		sendErr <- nil
-	}()
-	for i := 0; i < invented; i++ {
-		resp := kmsg.NewPtrProduceResponse()
-		resp.SetVersion(9)
-		if err := c.recv(resp); err != nil {
-			t.Fatalf("response %d: %v", i, err)
-		}
-		if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
-			t.Fatalf("invented producer %d: %v", i, kerr.ErrorForCode(code))
-		}
-	}
-	if err := <-sendErr; err != nil {
-		t.Fatal(err)
-	}
+	floodProducerIDs(t, dialRaw(t, b), "flood", 1_000_000, invented)
 	close(stop)
 	if err := <-liveErr; err != nil {
 		t.Fatal(err)
@@ -227,5 +198,81 @@ func TestIdleProducersExpire(t *testing.T) {
 	// Unknown again: its next batch is taken wherever its sequence is.
 	if r := produceRaw(t, c, "idle", makeBatch(1, 7000, 0, 7, 1)); r.ErrorCode != 0 || r.BaseOffset != 20 {
 		t.Fatalf("expired producer's next batch: %v at %d, want accepted at 20", kerr.ErrorForCode(r.ErrorCode), r.BaseOffset)
+	}
+}
+
+// floodProducerIDs writes n one-record batches to topic's partition 0 on
+// one connection, requests pipelined, each from a new producer ID (from
+// first on) at a sequence no real producer would start from.
+func floodProducerIDs(t *testing.T, c *rawConn, topic string, first int64, n int) {
+	t.Helper()
+	sendErr := make(chan error, 1)
+	go func() {
+		f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("flood"))
+		var buf []byte
+		for i := 0; i < n; i++ {
+			req := produceReq(topic, 0, makeBatch(1, first+int64(i), 0, int32(i%1000), 1), -1)
+			buf = f.AppendRequest(buf[:0], req, int32(i+1))
+			c.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := c.nc.Write(buf); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- nil
+	}()
+	for i := 0; i < n; i++ {
+		resp := kmsg.NewPtrProduceResponse()
+		resp.SetVersion(9)
+		if err := c.recv(resp); err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+			t.Fatalf("invented producer %d: %v", first+int64(i), kerr.ErrorForCode(code))
+		}
+	}
+	if err := <-sendErr; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A follower remembers producers through the same bounded code as its
+// leader: the invented IDs it replicates leave at most the limit.
+func TestFollowerProducerIDsStayBounded(t *testing.T) {
+	const limit, invented = 100, 1000
+	nodes := testCluster(t, 2, func(_ int, c *Config) { c.ProducerIDsMaxPerPartition = limit })
+	if _, err := nodes[0].b.createTopic("rep", 1, 2, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	var pi replication.PartitionInfo
+	waitFor(t, 10*time.Second, func() error {
+		pi, _ = nodes[0].partitionInfo("rep", 0)
+		if len(pi.ISR) != 2 {
+			return fmt.Errorf("ISR %v", pi.ISR)
+		}
+		return nil
+	})
+	leader, follower := nodes[pi.Leader-1], nodes[2-pi.Leader]
+	waitFor(t, 10*time.Second, func() error {
+		if leader.b.lookupTopic("rep") == nil || follower.b.lookupTopic("rep") == nil {
+			return fmt.Errorf("topic not applied on both brokers yet")
+		}
+		return nil
+	})
+	floodProducerIDs(t, dialRaw(t, leader.b), "rep", 5_000_000, invented)
+	fp := follower.b.lookupTopic("rep").partitions[0]
+	waitFor(t, 10*time.Second, func() error {
+		fp.appendMu.Lock()
+		end := fp.nextOffset
+		fp.appendMu.Unlock()
+		if end != invented {
+			return fmt.Errorf("the follower holds %d of %d batches", end, invented)
+		}
+		return nil
+	})
+	for name, nd := range map[string]*testNode{"leader": leader, "follower": follower} {
+		if n := producersOf(nd.b.lookupTopic("rep").partitions[0]); n == 0 || n > limit {
+			t.Errorf("the %s remembers %d producers after %d invented IDs; want 1 to %d", name, n, invented, limit)
+		}
 	}
 }
