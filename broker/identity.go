@@ -21,6 +21,11 @@ import (
 //   - A standalone directory grows into a cluster: the quorum formed over
 //     it takes its cluster ID (replication/bootstrap.go) and its topics are
 //     adopted (cluster.go).
+//   - A node ID belongs to one data directory while its broker is live: the
+//     controller refuses a registration under a live broker's ID from
+//     another directory (another StorageID), and the newcomer stops with
+//     replication.ErrDuplicateBroker. The same directory starting again
+//     (a restart, even after kill -9) registers at once.
 //   - The archive's root holds cluster.json (tier3.ClusterInfo), claimed by
 //     the first broker that archives there. A broker never archives to,
 //     sweeps or reads manifests from an archive of another cluster; it
