@@ -460,7 +460,7 @@ func (p *partition) rememberLocked(h batchHeader, base int64, res *appendResult,
 // producerLimits bound the idempotent producer state of a topic's
 // partitions (Config.ProducerIDExpiration, ProducerIDsMaxPerPartition).
 type producerLimits struct {
-	expireMs int64 // a producer silent this long is forgotten
+	expireMs int64 // a producer silent this long is forgotten; 0: never
 	max      int   // producers remembered per partition at most; 0: unbounded
 }
 
@@ -524,6 +524,9 @@ func expireProducers(producers map[int64]*producerState, cutoff int64) int {
 // from; their next write is accepted at any sequence, as Kafka accepts a
 // producer it has no state for.
 func (p *partition) expireProducers(now time.Time) int {
+	if p.topic.producerLimits.expireMs <= 0 {
+		return 0
+	}
 	cutoff := now.UnixMilli() - p.topic.producerLimits.expireMs
 	p.appendMu.Lock()
 	n := expireProducers(p.producers, cutoff)

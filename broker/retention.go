@@ -240,7 +240,9 @@ func (b *Broker) seal(p *partition, now time.Time) error {
 		// The batches just sealed may be older than the expiration (a
 		// segment can stay active for segment.ms): their producers are
 		// forgotten here as the cleaning pass forgot them live.
-		expireProducers(producers, now.UnixMilli()-p.topic.producerLimits.expireMs)
+		if ms := p.topic.producerLimits.expireMs; ms > 0 {
+			expireProducers(producers, now.UnixMilli()-ms)
+		}
 		if err := tier2.WriteProducers(b.fs, p.dir, next, producerSnapshot(producers)); err != nil {
 			return err
 		}
