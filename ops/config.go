@@ -92,6 +92,11 @@ type Config struct {
 	MessageTimestampBeforeMaxMs int64
 	MessageTimestampAfterMaxMs  int64
 
+	// Bounds on state clients can make the broker keep.
+	ProducerIDExpiration       time.Duration
+	ProducerIDsMaxPerPartition int32
+	MaxPartitions              int32
+
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // text, json
 
@@ -410,6 +415,9 @@ func (c *Config) Validate() error {
 	if c.MaxRequestBytes < c.MessageMaxBytes {
 		bad("CHRONIK_MAX_REQUEST_BYTES", c.MaxRequestBytes, "is below %s=%d, so a batch of the largest allowed size could never arrive: raise it",
 			c.Origin("CHRONIK_MESSAGE_MAX_BYTES"), c.MessageMaxBytes)
+	}
+	if c.ProducerIDExpiration <= 0 {
+		bad("CHRONIK_PRODUCER_ID_EXPIRATION_MS", c.ProducerIDExpiration.Milliseconds(), "must be positive")
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		bad("CHRONIK_LOG_LEVEL", c.LogLevel, "is not one of debug, info, warn, error")

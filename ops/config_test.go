@@ -72,6 +72,10 @@ func TestSettingNamesMatchContract(t *testing.T) {
 		"CHRONIK_MESSAGE_TIMESTAMP_BEFORE_MAX_MS": "message-timestamp-before-max",
 		"CHRONIK_MESSAGE_TIMESTAMP_AFTER_MAX_MS":  "message-timestamp-after-max",
 
+		"CHRONIK_PRODUCER_ID_EXPIRATION_MS":      "producer-id-expiration",
+		"CHRONIK_PRODUCER_IDS_MAX_PER_PARTITION": "producer-ids-max-per-partition",
+		"CHRONIK_MAX_PARTITIONS":                 "max-partitions",
+
 		"CHRONIK_SEARCH_MAX_HITS":           "search-max-hits",
 		"CHRONIK_SEARCH_MAX_RESPONSE_BYTES": "search-max-response-bytes",
 		"CHRONIK_SEARCH_TIMEOUT_MS":         "search-timeout",
@@ -166,6 +170,9 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_MESSAGE_MAX_BYTES", "4096", nil, func(c Config) any { return c.MessageMaxBytes }, int32(4096)},
 		{"CHRONIK_MESSAGE_TIMESTAMP_BEFORE_MAX_MS", "86400000", nil, func(c Config) any { return c.MessageTimestampBeforeMaxMs }, int64(86400000)},
 		{"CHRONIK_MESSAGE_TIMESTAMP_AFTER_MAX_MS", "60000", nil, func(c Config) any { return c.MessageTimestampAfterMaxMs }, int64(60000)},
+		{"CHRONIK_PRODUCER_ID_EXPIRATION_MS", "60000", nil, func(c Config) any { return c.ProducerIDExpiration }, time.Minute},
+		{"CHRONIK_PRODUCER_IDS_MAX_PER_PARTITION", "500", nil, func(c Config) any { return c.ProducerIDsMaxPerPartition }, int32(500)},
+		{"CHRONIK_MAX_PARTITIONS", "100", nil, func(c Config) any { return c.MaxPartitions }, int32(100)},
 		{"CHRONIK_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, "debug"},
 		{"CHRONIK_LOG_FORMAT", "json", nil, func(c Config) any { return c.LogFormat }, "json"},
 	}
@@ -234,6 +241,9 @@ max_request_bytes: 8388608
 message_max_bytes: 2097152
 message_timestamp_before_max_ms: 604800000
 message_timestamp_after_max_ms: 0
+producer_id_expiration_ms: 3600000
+producer_ids_max_per_partition: 100
+max_partitions: 5000
 log_level: warn
 log_format: json
 `)
@@ -273,6 +283,10 @@ log_format: json
 
 		MessageTimestampBeforeMaxMs: 604800000,
 		MessageTimestampAfterMaxMs:  0,
+
+		ProducerIDExpiration:       time.Hour,
+		ProducerIDsMaxPerPartition: 100,
+		MaxPartitions:              5000,
 
 		SearchMaxHits:          2000,
 		SearchMaxResponseBytes: 4096,
@@ -330,6 +344,10 @@ func TestDefaults(t *testing.T) {
 
 		MessageTimestampBeforeMaxMs: math.MaxInt64,
 		MessageTimestampAfterMaxMs:  3600000,
+
+		ProducerIDExpiration:       24 * time.Hour,
+		ProducerIDsMaxPerPartition: 10000,
+		MaxPartitions:              20000,
 
 		SearchMaxHits:          10000,
 		SearchMaxResponseBytes: 16 << 20,

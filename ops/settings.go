@@ -327,6 +327,27 @@ var settings = []Setting{
 		set: setInt64(func(c *Config) *int64 { return &c.MessageTimestampAfterMaxMs }),
 	},
 	{
+		Flag: "producer-id-expiration", Env: "CHRONIK_PRODUCER_ID_EXPIRATION_MS", Key: "producer_id_expiration_ms", Type: "ms",
+		Default: "86400000",
+		Help: "an idempotent producer whose last write to a partition is older than this is forgotten there (Kafka's producer.id.expiration.ms), " +
+			"in milliseconds; its next write is accepted at any sequence, as Kafka accepts a producer it does not know",
+		set: setMillis(func(c *Config) *time.Duration { return &c.ProducerIDExpiration }),
+	},
+	{
+		Flag: "producer-ids-max-per-partition", Env: "CHRONIK_PRODUCER_IDS_MAX_PER_PARTITION", Key: "producer_ids_max_per_partition", Type: "int",
+		Default: "10000",
+		Help: "idempotent producers remembered per partition; past it the least recently used are forgotten, so clients inventing producer IDs " +
+			"cannot grow memory or the producer checkpoint without bound",
+		set: setPositiveInt32(func(c *Config) *int32 { return &c.ProducerIDsMaxPerPartition }),
+	},
+	{
+		Flag: "max-partitions", Env: "CHRONIK_MAX_PARTITIONS", Key: "max_partitions", Type: "int",
+		Default: "20000",
+		Help: "partitions the cluster holds at most, all topics together: CreateTopics and CreatePartitions past it fail with POLICY_VIOLATION " +
+			"and auto-creation leaves the topic unknown",
+		set: setPositiveInt32(func(c *Config) *int32 { return &c.MaxPartitions }),
+	},
+	{
 		Flag: "log-level", Env: "CHRONIK_LOG_LEVEL", Key: "log_level", Type: "level",
 		Default: "info",
 		Help:    "debug, info, warn or error",
@@ -348,6 +369,15 @@ var walProfiles = []string{"low", "medium", "high", "ultra"}
 func setInt32(field func(*Config) *int32) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		n, err := parseInt(v, math.MinInt32, math.MaxInt32)
+		*field(c) = int32(n)
+		return err
+	}
+}
+
+// setPositiveInt32 reads a whole number of at least 1.
+func setPositiveInt32(field func(*Config) *int32) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := parseInt(v, 1, math.MaxInt32)
 		*field(c) = int32(n)
 		return err
 	}

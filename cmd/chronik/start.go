@@ -136,6 +136,9 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 	bc.MessageMaxBytes = cfg.MessageMaxBytes
 	bc.MessageTimestampBeforeMaxMs = cfg.MessageTimestampBeforeMaxMs
 	bc.MessageTimestampAfterMaxMs = cfg.MessageTimestampAfterMaxMs
+	bc.ProducerIDExpiration = cfg.ProducerIDExpiration
+	bc.ProducerIDsMaxPerPartition = int(cfg.ProducerIDsMaxPerPartition)
+	bc.MaxPartitions = cfg.MaxPartitions
 	bc.FsyncBatchTimeout = cfg.FsyncBatchTimeout
 	bc.ScrubInterval = cfg.ScrubInterval
 	bc.ScrubBytesPerSec = cfg.ScrubBytesPerSec
