@@ -73,6 +73,12 @@ type Config struct {
 	IndexNice     int     // nice value of the index build processes (0-19)
 	IndexYieldCPU float64 // cores of broker CPU above which index builds pause; 0: never
 
+	// The search API's bounds on one request (indexer.Limits).
+	SearchMaxHits          int           // offset + limit of a page
+	SearchMaxResponseBytes int           // hits' bytes of an answer
+	SearchTimeout          time.Duration // 0: none
+	SearchMaxConcurrent    int           // searches at once; more: 429
+
 	AutoCreateTopics         bool
 	DefaultPartitions        int32
 	DefaultReplicationFactor int16

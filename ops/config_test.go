@@ -76,6 +76,11 @@ func TestSettingNamesMatchContract(t *testing.T) {
 		"CHRONIK_PRODUCER_IDS_MAX_PER_PARTITION": "producer-ids-max-per-partition",
 		"CHRONIK_MAX_PARTITIONS":                 "max-partitions",
 
+		"CHRONIK_SEARCH_MAX_HITS":           "search-max-hits",
+		"CHRONIK_SEARCH_MAX_RESPONSE_BYTES": "search-max-response-bytes",
+		"CHRONIK_SEARCH_TIMEOUT_MS":         "search-timeout",
+		"CHRONIK_SEARCH_MAX_CONCURRENT":     "search-max-concurrent",
+
 		"CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS": "broker-heartbeat-interval",
 		"CHRONIK_BROKER_SESSION_TIMEOUT_MS":    "broker-session-timeout",
 		"CHRONIK_REPLICA_LAG_TIME_MAX_MS":      "replica-lag-time-max",
@@ -141,6 +146,10 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_INDEX_WORKERS", "0", nil, func(c Config) any { return c.IndexWorkers }, 0},
 		{"CHRONIK_INDEX_NICE", "5", nil, func(c Config) any { return c.IndexNice }, 5},
 		{"CHRONIK_INDEX_YIELD_CPU", "1.5", nil, func(c Config) any { return c.IndexYieldCPU }, 1.5},
+		{"CHRONIK_SEARCH_MAX_HITS", "500", nil, func(c Config) any { return c.SearchMaxHits }, 500},
+		{"CHRONIK_SEARCH_MAX_RESPONSE_BYTES", "1048576", nil, func(c Config) any { return c.SearchMaxResponseBytes }, 1 << 20},
+		{"CHRONIK_SEARCH_TIMEOUT_MS", "5000", nil, func(c Config) any { return c.SearchTimeout }, 5 * time.Second},
+		{"CHRONIK_SEARCH_MAX_CONCURRENT", "16", nil, func(c Config) any { return c.SearchMaxConcurrent }, 16},
 		{"CHRONIK_DISABLE_REALTIME_INDEX", "false", nil, func(c Config) any { return c.RealtimeIndex }, true},
 		{"CHRONIK_AUTO_CREATE_TOPICS", "false", nil, func(c Config) any { return c.AutoCreateTopics }, false},
 		{"CHRONIK_DEFAULT_PARTITIONS", "12", nil, func(c Config) any { return c.DefaultPartitions }, int32(12)},
@@ -220,6 +229,10 @@ realtime_index: true
 index_workers: 3
 index_nice: 10
 index_yield_cpu: 0
+search_max_hits: 2000
+search_max_response_bytes: 4096
+search_timeout_ms: 0
+search_max_concurrent: 1
 auto_create_topics: false
 default_partitions: 3
 default_replication_factor: 3
@@ -274,6 +287,11 @@ log_format: json
 		ProducerIDExpiration:       time.Hour,
 		ProducerIDsMaxPerPartition: 100,
 		MaxPartitions:              5000,
+
+		SearchMaxHits:          2000,
+		SearchMaxResponseBytes: 4096,
+		SearchTimeout:          0,
+		SearchMaxConcurrent:    1,
 
 		LogLevel:  "warn",
 		LogFormat: "json",
@@ -330,6 +348,11 @@ func TestDefaults(t *testing.T) {
 		ProducerIDExpiration:       24 * time.Hour,
 		ProducerIDsMaxPerPartition: 10000,
 		MaxPartitions:              20000,
+
+		SearchMaxHits:          10000,
+		SearchMaxResponseBytes: 16 << 20,
+		SearchTimeout:          30 * time.Second,
+		SearchMaxConcurrent:    4,
 
 		LogLevel:  "info",
 		LogFormat: "text",

@@ -221,6 +221,45 @@ var settings = []Setting{
 		},
 	},
 	{
+		Flag: "search-max-hits", Env: "CHRONIK_SEARCH_MAX_HITS", Key: "search_max_hits", Type: "int",
+		Default: "10000",
+		Help: "most hits one page of the search API may ask for (offset + limit, 1 to 10000000); a request for more is refused " +
+			"with 400, and deeper hits are paged to with each answer's \"next\" (chronik search follows it)",
+		set: func(c *Config, v string) error {
+			n, err := parseInt(v, 1, 10_000_000)
+			c.SearchMaxHits = int(n)
+			return err
+		},
+	},
+	{
+		Flag: "search-max-response-bytes", Env: "CHRONIK_SEARCH_MAX_RESPONSE_BYTES", Key: "search_max_response_bytes", Type: "bytes",
+		Default: "16777216",
+		Help: "most bytes of hits (record keys, headers and values) one search API answer holds (at least 1024); " +
+			"past them the page ends early with a \"next\" that continues it",
+		set: func(c *Config, v string) error {
+			n, err := parseInt(v, 1024, math.MaxInt32)
+			c.SearchMaxResponseBytes = int(n)
+			return err
+		},
+	},
+	{
+		Flag: "search-timeout", Env: "CHRONIK_SEARCH_TIMEOUT_MS", Key: "search_timeout_ms", Type: "ms",
+		Default: "30000",
+		Help: "longest a search API request runs, in milliseconds: then it answers the hits read so far with a \"next\", " +
+			"or 503 when it has read none; 0 never stops one",
+		set: setMillis(func(c *Config) *time.Duration { return &c.SearchTimeout }),
+	},
+	{
+		Flag: "search-max-concurrent", Env: "CHRONIK_SEARCH_MAX_CONCURRENT", Key: "search_max_concurrent", Type: "int",
+		Default: "4",
+		Help:    "searches the search API runs at once (1 to 1024); one more is answered 429 Too Many Requests with Retry-After at once, not queued",
+		set: func(c *Config, v string) error {
+			n, err := parseInt(v, 1, 1024)
+			c.SearchMaxConcurrent = int(n)
+			return err
+		},
+	},
+	{
 		Env: "CHRONIK_DISABLE_REALTIME_INDEX", Key: "disable_realtime_index", Type: "bool",
 		Inverts: "CHRONIK_REALTIME_INDEX",
 		Help:    "the inverse of --realtime-index, accepted for configs written for the Rust Chronik",

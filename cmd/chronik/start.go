@@ -201,7 +201,7 @@ func startSearch(cfg ops.Config, b *broker.Broker, bcfg broker.Config, hs *ops.H
 			eng.RunRealtime(rtCtx, sl.TopicNames, time.Second)
 		}
 	}()
-	hs.Handle("POST /api/v1/search", indexer.Handler(eng, 4))
+	hs.Handle("POST /api/v1/search", indexer.Handler(eng, searchLimits(cfg)))
 	var x *indexer.Indexer
 	if cfg.IndexWorkers > 0 && bcfg.Tier3 != nil {
 		// Index builds run in child processes of this binary at low
