@@ -135,6 +135,14 @@ func (b *Broker) RSS() (int64, error) {
 	if pid == 0 {
 		return 0, fmt.Errorf("testharness: broker not running")
 	}
+	return RSSOf(pid)
+}
+
+// RSSOf is the resident set size in bytes of process pid. A goroutine
+// sampling a broker's memory while the test goroutine restarts it should
+// keep the PID itself and call this, since Broker's methods are not safe
+// for concurrent use.
+func RSSOf(pid int) (int64, error) {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
