@@ -188,7 +188,7 @@ func deleteTopics(t *testing.T, su *suite, names []string) {
 }
 
 // duplicateNodeWait bounds how long the impostor may take to give up.
-const duplicateNodeWait = 30 * time.Second
+const duplicateNodeWait = 20 * time.Second
 
 // duplicateNodeErr is how the impostor's error must name the node ID.
 var duplicateNodeErr = regexp.MustCompile(`(?i)(duplicate|already|in use|registered|another).*node.{0,12}\b2\b|node.{0,12}\b2\b.*(duplicate|already|in use|registered|another)`)

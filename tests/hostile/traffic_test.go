@@ -252,9 +252,9 @@ func walBytes(dataDir string) int64 {
 	return n
 }
 
-// peaks are the largest values per broker in [from, to]; walStart is each
-// broker's WAL size at the first sample of the window.
-func (s *sampler) peaks(from, to time.Time) (rss, wal, walStart []int64) {
+// peaks are the largest values per broker in [from, to]; rssStart and
+// walStart are each broker's at the first sample of the window.
+func (s *sampler) peaks(from, to time.Time) (rss, wal, rssStart, walStart []int64) {
 	s.take()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -264,14 +264,14 @@ func (s *sampler) peaks(from, to time.Time) (rss, wal, walStart []int64) {
 		}
 		if rss == nil {
 			rss, wal = make([]int64, len(sm.rss)), make([]int64, len(sm.wal))
-			walStart = slices.Clone(sm.wal)
+			rssStart, walStart = slices.Clone(sm.rss), slices.Clone(sm.wal)
 		}
 		for i := range sm.rss {
 			rss[i] = max(rss[i], sm.rss[i])
 			wal[i] = max(wal[i], sm.wal[i])
 		}
 	}
-	return rss, wal, walStart
+	return rss, wal, rssStart, walStart
 }
 
 func mib(n int64) string { return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB" }
