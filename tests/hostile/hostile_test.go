@@ -442,6 +442,9 @@ func fillSearchTopic(t *testing.T, su *suite) {
 // acknowledged record must be there.
 func verifyAcked(t *testing.T, su *suite) {
 	su.tr.halt()
+	if su.tr.failed > 0 {
+		t.Errorf("traffic: %d acks=all records failed during the suite, the last with %v", su.tr.failed, su.tr.lastErr)
+	}
 	acked := su.tr.ackedIDs()
 	want := map[string]bool{}
 	for _, i := range acked {
