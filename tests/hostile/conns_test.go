@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,10 @@ import (
 // hygiene settings (CHRONIK_REQUEST_READ_TIMEOUT_MS,
 // CHRONIK_RESPONSE_WRITE_TIMEOUT_MS, CHRONIK_CONNECTION_MAX_UNSENT_BYTES,
 // CHRONIK_MAX_CONNECTIONS_PER_IP).
+
+// connClosedMetric counts the connections a broker closed to protect
+// itself, by reason (the connection hygiene branch adds it).
+const connClosedMetric = "chronik_connections_closed_total"
 
 // closeGrace is how late after its timeout a broker may close a
 // connection: its timer granularity and a loaded 2-core machine.
@@ -116,14 +121,30 @@ func attackNonReadingFetch(t *testing.T, su *suite) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// How much one such fetch is answered with, read in full.
+	probe, err := dialRaw(b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := fetchReq(11, bigTopic, pi.topicID, 0, 0, 64<<20, -1, -1)
+	resp, err := probe.roundTrip(req, 30*time.Second)
+	probe.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := 0
+	for _, tp := range resp.(*kmsg.FetchResponse).Topics {
+		for _, p := range tp.Partitions {
+			answer += len(p.RecordBatches)
+		}
+	}
+	t.Logf("one fetch of the big topic is answered with %s of records", mib(int64(answer)))
 	for range nonReaders {
 		c, err := dialRaw(b.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
-		// A small receive buffer, so the broker meets a full socket soon.
-		c.Conn.(*net.TCPConn).SetReadBuffer(4 << 10)
 		for range nonReaderFetches {
 			if _, err := c.send(fetchReq(11, bigTopic, pi.topicID, 0, 0, 64<<20, -1, -1)); err != nil {
 				t.Fatalf("sending a fetch: %v", err)
@@ -164,7 +185,8 @@ func attackNonReadingFetch(t *testing.T, su *suite) string {
 	if err := testharness.ProbeAPIVersions(b.Addr(), 5*time.Second); err != nil {
 		t.Fatalf("broker %d: %v", pi.leader, err)
 	}
-	return fmt.Sprintf("%d×%d fetches never read: broker sockets %v, RSS +%s", nonReaders, nonReaderFetches, states, mib(rssPeak-rssBefore))
+	closes, _ := scrapeSeries(b.HTTPAddr(), connClosedMetric)
+	return fmt.Sprintf("%d×%d fetches never read: broker sockets %v, RSS +%s; %s %v", nonReaders, nonReaderFetches, states, mib(rssPeak-rssBefore), connClosedMetric, closes)
 }
 
 // tcpStates names /proc/net/tcp's st column.
@@ -190,11 +212,18 @@ func brokerSideState(broker, client string) (string, error) {
 	}
 	for _, line := range strings.Split(string(data), "\n")[1:] {
 		f := strings.Fields(line)
-		if len(f) > 3 && f[1] == local && f[2] == remote {
-			if st, ok := tcpStates[f[3]]; ok {
+		if len(f) > 4 && f[1] == local && f[2] == remote {
+			st, ok := tcpStates[f[3]]
+			if !ok {
+				st = f[3]
+			}
+			if st == "ESTABLISHED" {
 				return st, nil
 			}
-			return f[3], nil
+			// Closed with data queued: say how much the kernel still holds.
+			txq, _, _ := strings.Cut(f[4], ":")
+			n, _ := strconv.ParseInt(txq, 16, 64)
+			return fmt.Sprintf("%s (%s queued)", st, mib(n)), nil
 		}
 	}
 	return "GONE", nil

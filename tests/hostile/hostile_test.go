@@ -424,13 +424,15 @@ func fillBigTopic(t *testing.T, su *suite) {
 	}
 }
 
-// fillSearchTopic writes a few thousand JSON records for the search
-// attack: enough that a search indexing them in memory takes a while.
+// fillSearchTopic writes 2,000 JSON records for the search attack: a
+// search indexes them in memory (none are archived), which takes long
+// enough for eight sent at once to overlap, and little enough memory that
+// the two allowed to run stay well inside rssHeadroom.
 func fillSearchTopic(t *testing.T, su *suite) {
 	cl := newClient(t, su.seeds, kgo.DefaultProduceTopic(searchTopic), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordDeliveryTimeout(60*time.Second))
 	ctx, cancel := withTimeout(2 * time.Minute)
 	defer cancel()
-	for i := range 5000 {
+	for i := range 2000 {
 		cl.Produce(ctx, &kgo.Record{Value: fmt.Appendf(nil, `{"order":%d,"status":"s%d","note":"hostile search target %d"}`, i, i%7, i)}, nil)
 	}
 	if err := cl.Flush(ctx); err != nil {
