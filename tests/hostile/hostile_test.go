@@ -444,8 +444,8 @@ func fillSearchTopic(t *testing.T, su *suite) {
 // acknowledged record must be there.
 func verifyAcked(t *testing.T, su *suite) {
 	su.tr.halt()
-	if su.tr.failed > 0 {
-		t.Errorf("traffic: %d acks=all records failed during the suite, the last with %v", su.tr.failed, su.tr.lastErr)
+	if n, err := su.tr.failures(); n > 0 {
+		t.Errorf("traffic: %d acks=all records failed during the suite, the last with %v", n, err)
 	}
 	acked := su.tr.ackedIDs()
 	want := map[string]bool{}

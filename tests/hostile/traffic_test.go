@@ -33,6 +33,7 @@ type traffic struct {
 	lastErr      error
 	consumed     []time.Time // arrival of each consumed record
 
+	prod *kgo.Client
 	stop context.CancelFunc
 	done sync.WaitGroup
 }
@@ -45,6 +46,7 @@ func startTraffic(t *testing.T, seeds []string, topic string, rate int) *traffic
 	prod := newClient(t, seeds, kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(5*time.Millisecond), kgo.RecordDeliveryTimeout(60*time.Second), kgo.MaxBufferedRecords(1<<20))
 	cons := newClient(t, seeds, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	tr.prod = prod
 	ctx, cancel := context.WithCancel(context.Background())
 	tr.stop = cancel
 	tr.done.Add(2)
@@ -99,11 +101,21 @@ func startTraffic(t *testing.T, seeds []string, topic string, rate int) *traffic
 	return tr
 }
 
-// halt stops producing and consuming and waits for the answers of what
-// was sent.
+// halt stops producing and consuming and waits (a minute at most) for the
+// answers of what was sent.
 func (tr *traffic) halt() {
 	tr.stop()
 	tr.done.Wait()
+	ctx, cancel := withTimeout(time.Minute)
+	defer cancel()
+	tr.prod.Flush(ctx)
+}
+
+// failures is how many records failed, and the last error.
+func (tr *traffic) failures() (int, error) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.failed, tr.lastErr
 }
 
 // windowStats is the traffic seen in one window.
