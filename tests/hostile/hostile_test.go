@@ -16,12 +16,34 @@
 //   - the traffic's ack throughput at least minThroughputRatio of the
 //     baseline, and its p99 ack latency under maxP99.
 //
-// At the end every acknowledged record is read back.
+// At the end every acknowledged record is read back. The attacks, in the
+// order they run, and the answers they must get:
 //
-// Some attacks are answered by limits other branches are adding (the
-// settings below that main does not know yet). Their subtests fail on main
-// with a message naming the missing behaviour; that is expected until
-// those land.
+//	lying-batch              counts, last offset deltas and offset deltas that lie, behind a
+//	                         valid CRC: INVALID_RECORD (or CORRUPT_MESSAGE), end offset kept;
+//	                         a lying max timestamp is corrected, as Kafka does (broker/validate.go)
+//	future-timestamp         CreateTime a day ahead: INVALID_TIMESTAMP
+//	bombs                    gzip, lz4, zstd and snappy records inflating past 32 × max.message.bytes:
+//	                         MESSAGE_TOO_LARGE (internal/inflate), nothing stored
+//	fuzz-seeds               broker/fuzz_test.go's seeds as raw frames: an answer or a close, broker alive
+//	slowloris                8 connections per broker announcing 100 MiB: closed after
+//	                         CHRONIK_REQUEST_READ_TIMEOUT_MS, traffic unaffected
+//	non-reading-fetch        pipelined Fetches of 8 MB never read: closed after
+//	                         CHRONIK_RESPONSE_WRITE_TIMEOUT_MS, RSS bounded by CHRONIK_CONNECTION_MAX_UNSENT_BYTES
+//	connection-flood         2 × CHRONIK_MAX_CONNECTIONS_PER_IP connections: the excess closed at once
+//	producer-id-flood        20,000 invented idempotent producers on one partition:
+//	                         chronik_producer_ids within CHRONIK_PRODUCER_IDS_MAX_PER_PARTITION
+//	producer-id-claim        InitProducerId naming a live producer's ID and epoch: it is not fenced
+//	search                   8 concurrent searches: 429 with Retry-After past CHRONIK_SEARCH_MAX_CONCURRENT;
+//	                         10,000,000 hits: 400 naming CHRONIK_SEARCH_MAX_HITS
+//	auto-create-flood        Metadata auto-creating 3,000 topics: at most CHRONIK_MAX_PARTITIONS
+//	                         partitions; CreateTopics past it POLICY_VIOLATION (or INVALID_PARTITIONS)
+//	spoofed-replica          Fetches claiming a follower's ID, with and without guessed broker epochs
+//	                         (KIP-903): served as a consumer's, counted, no ISR or HW effect
+//	spoofed-replica-min-isr  the follower killed, min.insync.replicas 3, spoofing it: acks=all
+//	                         produce NOT_ENOUGH_REPLICAS(_AFTER_APPEND) or a timeout, never OK
+//	duplicate-node-id        a fourth broker started as node 2: exits naming the duplicate node
+//	                         ID; broker 2 stays registered and serving
 //
 //	go test -count=1 -v ./tests/hostile/
 //	CHRONIK_HOSTILE_LONG=1 go test -count=1 -v -timeout 30m ./tests/hostile/   # 60 s attack windows
