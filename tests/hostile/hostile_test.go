@@ -232,6 +232,9 @@ type row struct {
 }
 
 func TestHostile(t *testing.T) {
+	if testharness.CurrentTarget() != testharness.TargetChronik {
+		t.Skip("the attacks need a cluster of chronik processes, not kfake")
+	}
 	start := time.Now()
 	s := loadSettings(t)
 	bs := testharness.StartCluster(t, 3, testharness.Options{Env: clusterEnv(),
