@@ -117,3 +117,45 @@ func (b *Broker) signal(sig syscall.Signal) {
 		b.t.Fatalf("testharness: %v: %v", sig, err)
 	}
 }
+
+// PID is the broker process's ID, or 0 when it is not running (and on
+// the kfake target, which runs in the test process).
+func (b *Broker) PID() int {
+	if b.proc == nil || !b.Running() {
+		return 0
+	}
+	return b.proc.cmd.Process.Pid
+}
+
+// RSS is the broker process's resident set size in bytes (VmRSS in
+// /proc/<pid>/status): what an attack that makes the broker hold memory
+// shows up in.
+func (b *Broker) RSS() (int64, error) {
+	pid := b.PID()
+	if pid == 0 {
+		return 0, fmt.Errorf("testharness: broker not running")
+	}
+	return RSSOf(pid)
+}
+
+// RSSOf is the resident set size in bytes of process pid. A goroutine
+// sampling a broker's memory while the test goroutine restarts it should
+// keep the PID itself and call this, since Broker's methods are not safe
+// for concurrent use.
+func RSSOf(pid int) (int64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			// "VmRSS:	   12345 kB"
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err != nil {
+				return 0, fmt.Errorf("testharness: /proc/%d/status: VmRSS %q: %v", pid, v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("testharness: /proc/%d/status has no VmRSS", pid)
+}
