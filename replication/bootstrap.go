@@ -65,12 +65,15 @@ type ProbeInfo struct {
 	// cluster's quorum (as opposed to a standalone broker's data).
 	DataClusterID string `json:"data_cluster_id,omitempty"`
 	DataMember    bool   `json:"data_member,omitempty"`
+	// Process identifies the answering controller instance (random per
+	// Open), so a node can tell its own answer from a twin's.
+	Process string `json:"process,omitempty"`
 }
 
 // probeInfo is this node's own answer.
 func (c *Controller) probeInfo() ProbeInfo {
 	return ProbeInfo{Node: c.cfg.NodeID, HasState: c.hasState(), ClusterID: c.clusterID(),
-		DataClusterID: c.cfg.DataClusterID, DataMember: c.cfg.DataMember}
+		DataClusterID: c.cfg.DataClusterID, DataMember: c.cfg.DataMember, Process: c.process}
 }
 
 // clusterID is the cluster this node's Raft state belongs to: the
@@ -140,6 +143,37 @@ func (c *Controller) checkPeersCluster() error {
 		}
 	}
 	return nil
+}
+
+// checkNoTwin refuses, before Raft starts, to run beside a live node with
+// this node's ID: a second process started with a running broker's
+// CHRONIK_NODE_ID would take its Raft votes and fence its registration,
+// and the two would take turns. The address --peers gives for this node
+// is asked who answers there; a controller with this node ID that is not
+// this process is a twin. It is asked again for two session timeouts, in
+// case it is a previous run of this node still shutting down.
+func (c *Controller) checkNoTwin() error {
+	addr := c.peers[c.cfg.NodeID]
+	deadline := time.Now().Add(2*c.cfg.SessionTimeout + c.cfg.HeartbeatInterval)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		var resp callResponse
+		err := c.calls.call(ctx, addr, &callRequest{Probe: true}, &resp)
+		cancel()
+		twin := err == nil && resp.Probe != nil && resp.Probe.Node == c.cfg.NodeID &&
+			resp.Probe.Process != "" && resp.Probe.Process != c.process
+		if !twin {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: node ID %d is already served by a live controller at %s (the address --peers gives for it); "+
+				"this process would fence it: give this broker another CHRONIK_NODE_ID, or stop the other one first",
+				ErrDuplicateBroker, c.cfg.NodeID, addr)
+		}
+		c.log.Warn("another live process answers at this node's peer address with its node ID; waiting in case it is shutting down",
+			"node", c.cfg.NodeID, "addr", addr)
+		time.Sleep(c.cfg.HeartbeatInterval)
+	}
 }
 
 // hasState reports whether this node's Raft holds any state (false before

@@ -179,6 +179,7 @@ type Controller struct {
 
 	probedMu sync.Mutex
 	probed   map[int32]ProbeInfo // each peer's last answer to a Probe (bootstrap.go)
+	process  string              // random per Open: tells this process's Probe answers from a twin's
 
 	// raftClusterID is the cluster the Raft state belongs to, as the raft
 	// directory records it (cluster_id); written by the leader loop only.
@@ -220,7 +221,7 @@ func Open(cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("replication: session timeout %v must be at least 3 heartbeat intervals (%v)", cfg.SessionTimeout, cfg.HeartbeatInterval)
 	}
 	c := &Controller{cfg: cfg, log: cfg.Logger, fsm: newFSM(), calls: newCallConns(), peers: map[int32]string{}, hb: map[int32]time.Time{},
-		probed: map[int32]ProbeInfo{}, fatal: make(chan struct{}), closing: make(chan struct{})}
+		probed: map[int32]ProbeInfo{}, fatal: make(chan struct{}), closing: make(chan struct{}), process: rand.Text()}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -247,6 +248,10 @@ func Open(cfg Config) (*Controller, error) {
 	}
 	c.raftClusterID = readClusterIDFile(cfg.Dir)
 	if err := c.checkPeersCluster(); err != nil {
+		c.mux.Close()
+		return nil, err
+	}
+	if err := c.checkNoTwin(); err != nil {
 		c.mux.Close()
 		return nil, err
 	}

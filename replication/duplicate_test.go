@@ -81,3 +81,40 @@ func TestDuplicateNodeIDRefusedWhileLive(t *testing.T) {
 		return b.Incarnation == "restarted" && !b.Fenced
 	})
 }
+
+// A second process opened with a live node's ID, on another address of
+// its own, finds the twin at the address --peers gives for that ID and
+// refuses to start, before its Raft could take the live node's votes;
+// the live node's registration is untouched.
+func TestTwinNodeRefusedAtOpen(t *testing.T) {
+	cs, cfgs := startQuorum(t, 3)
+	waitAllLive(t, cs)
+	orig := *cs[1].Self()
+
+	twin := cfgs[1]
+	twin.BindAddr = freeAddrs(t, 1)[0]
+	twin.Dir = t.TempDir()
+	start := time.Now()
+	c, err := Open(twin)
+	if err == nil {
+		c.Close()
+		t.Fatal("a second process with node ID 2 opened beside the live one")
+	}
+	if !errors.Is(err, ErrDuplicateBroker) || !strings.Contains(err.Error(), "node ID 2") || !strings.Contains(err.Error(), cfgs[1].BindAddr) {
+		t.Fatalf("twin's error: %v; want ErrDuplicateBroker naming node ID 2 and %s", err, cfgs[1].BindAddr)
+	}
+	t.Logf("twin refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	for _, c := range cs {
+		if b := c.State().Brokers[2]; b.Incarnation != orig.Incarnation || b.Fenced {
+			t.Fatalf("node %d sees broker 2 as incarnation %s (fenced %v); want the live %s kept", c.cfg.NodeID, b.Incarnation, b.Fenced, orig.Incarnation)
+		}
+	}
+
+	// Once the live node is gone, a replacement with its ID opens.
+	cs[1].Close()
+	c, err = Open(twin)
+	if err != nil {
+		t.Fatalf("a node with ID 2 after the first one stopped: %v", err)
+	}
+	c.Close()
+}
