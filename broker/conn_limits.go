@@ -114,17 +114,18 @@ func (b *Broker) admitLocked(ip netip.Addr) string {
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 // reserveUnsent waits until n more fetch response bytes fit the
-// connection's ConnectionMaxUnsentBytes (or none are outstanding, so one
-// fetch larger than the bound still goes through) and takes them. It
-// returns what was taken, for releaseUnsent.
+// connection's ConnectionMaxUnsentBytes and takes them. A fetch whose
+// bound exceeds the limit takes all of it, so it still goes through,
+// alone. It returns what was taken, for releaseUnsent.
 func (c *conn) reserveUnsent(n int64) (int64, error) {
 	limit := c.b.cfg.ConnectionMaxUnsentBytes
 	if limit <= 0 || n <= 0 {
 		return 0, nil
 	}
+	n = min(n, limit)
 	for {
 		c.unsentMu.Lock()
-		if c.unsent == 0 || c.unsent+n <= limit {
+		if c.unsent+n <= limit {
 			c.unsent += n
 			c.unsentMu.Unlock()
 			return n, nil
