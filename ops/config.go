@@ -86,6 +86,20 @@ type Config struct {
 	MessageTimestampBeforeMaxMs int64
 	MessageTimestampAfterMaxMs  int64
 
+	// Connection hygiene: how long a started request may take to arrive,
+	// how long an idle connection and an unread response are kept (0:
+	// for ever), the Fetch response bytes built ahead of the socket per
+	// connection, and the connection caps (0: none).
+	RequestReadTimeout       time.Duration
+	ConnectionsMaxIdle       time.Duration
+	ResponseWriteTimeout     time.Duration
+	ConnectionMaxUnsentBytes int64
+	MaxConnections           int
+	MaxConnectionsPerIP      int
+	// ReplicaFetchRequireInternalAddr: a follower's fetch must come from an
+	// IP of the claimed broker's registered internal host.
+	ReplicaFetchRequireInternalAddr bool
+
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // text, json
 
