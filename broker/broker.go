@@ -42,6 +42,8 @@ type Broker struct {
 
 	reqBytes *semaphore.Weighted // request bytes held across all connections
 
+	replicaAddrs replicaAddrs // what brokers' internal hosts resolve to (replica_addr.go)
+
 	// adminMu serialises metadata changes (topic create, delete, alter) so
 	// each is persisted before it becomes visible.
 	adminMu sync.Mutex
