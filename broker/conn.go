@@ -105,10 +105,15 @@ func (c *conn) serve() {
 		c.writeLoop(queue)
 	}()
 	err := c.readLoop(queue, writerDone)
-	// Nobody can read an answer any more: wake long polls and waiters.
-	c.closeFor(err)
+	if closeReason(err) != "" {
+		c.closeFor(err) // the broker gives up on the peer: now
+	}
+	// No request follows: wake long polls and waiters, and let the writer
+	// send what is answered (a client may half-close after its requests).
+	c.cancel()
 	close(queue)
 	<-writerDone
+	c.closeFor(err)
 }
 
 func (c *conn) readLoop(queue chan<- inflight, writerDone <-chan struct{}) error {
