@@ -322,3 +322,53 @@ func TestUnreadResponsesAreBounded(t *testing.T) {
 		got += fs.NumRecords()
 	}
 }
+
+// A response write times out only when the client takes nothing for the
+// write timeout, not when the whole response takes longer: a slow
+// consumer keeps its connection.
+func TestResponseWriteTimeoutNeedsNoProgress(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	b := &Broker{cfg: Config{ResponseWriteTimeout: timeout}}
+	for _, vectored := range []bool{false, true} {
+		t.Run(fmt.Sprintf("vectored=%v", vectored), func(t *testing.T) {
+			p1, p2 := net.Pipe() // unbuffered: a write progresses only as it is read
+			defer p1.Close()
+			defer p2.Close()
+			c := &conn{b: b, nc: p1}
+			write := func(p []byte) error {
+				if vectored {
+					return c.writeBuffers(net.Buffers{p[:len(p)/2], p[len(p)/2:]})
+				}
+				_, err := connWriter{c}.Write(p)
+				return err
+			}
+			// 16 KiB read 1 KiB every 50 ms: 800 ms in all, four times the
+			// timeout, but never 200 ms without progress.
+			done := make(chan error, 1)
+			go func() { done <- write(make([]byte, 16<<10)) }()
+			buf := make([]byte, 1<<10)
+			for n := 0; n < 16<<10; {
+				time.Sleep(50 * time.Millisecond)
+				m, err := p2.Read(buf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n += m
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("a slow reader that kept reading got %v", err)
+			}
+			// A reader that stops: the write fails once nothing moved for
+			// the timeout.
+			start := time.Now()
+			go func() { done <- write(make([]byte, 16<<10)) }()
+			p2.Read(buf)
+			if err := <-done; !errors.Is(err, errWriteTimeout) {
+				t.Fatalf("a stalled reader: got %v, want errWriteTimeout", err)
+			}
+			if d := time.Since(start); d > 10*timeout {
+				t.Errorf("the stalled write took %v to fail; want about %v", d, timeout)
+			}
+		})
+	}
+}
