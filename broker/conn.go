@@ -199,34 +199,41 @@ func (c *conn) awaitFrame(br *bufio.Reader) error {
 	}
 }
 
-// readBody reads a frame body of size bytes as they arrive, taking the
-// broker-wide request budget (QueuedMaxRequestBytes) for each chunk once
-// it is here, so a peer that announced a large frame and sends nothing
-// holds neither budget nor buffer. The buffer grows with what arrived (to
-// at most twice that). Waiting for budget is bounded by deadline too:
-// connections each holding part of the budget while their senders stall
-// are closed, and the budget comes back. On error nothing stays held.
+// readBody reads a frame body of size bytes as they arrive. The buffer,
+// and the broker-wide request budget (QueuedMaxRequestBytes) it is
+// charged to, grow only once bytes are here and to at most four times
+// what arrived (at least readChunk): a peer that announced a large frame
+// and sends nothing holds neither. (Growing fourfold, not twofold, keeps
+// the copies and garbage of a large frame at a third of its size.) Waiting for budget is bounded by deadline
+// too, so connections each holding part of the budget while their
+// senders stall are closed and the budget comes back. Large reads go
+// from the socket straight into the body. On error nothing stays held;
+// on success the budget held is size.
 func (c *conn) readBody(br *bufio.Reader, size int, deadline time.Time) ([]byte, error) {
-	body := make([]byte, 0, min(size, readChunk))
+	var body []byte
+	fail := func(err error) ([]byte, error) {
+		c.b.reqBytes.Release(int64(cap(body)))
+		return nil, err
+	}
 	for len(body) < size {
-		if _, err := br.Peek(1); err != nil {
-			c.b.reqBytes.Release(int64(len(body)))
-			return nil, readErr(err)
-		}
-		n := min(br.Buffered(), size-len(body))
-		if err := c.acquireReq(int64(n), deadline); err != nil {
-			c.b.reqBytes.Release(int64(len(body)))
-			return nil, err
-		}
-		if len(body)+n > cap(body) {
-			grown := make([]byte, len(body), min(size, max(2*cap(body), len(body)+n)))
+		if len(body) == cap(body) {
+			if br.Buffered() == 0 {
+				if _, err := br.Peek(1); err != nil { // wait for bytes before taking room for them
+					return fail(readErr(err))
+				}
+			}
+			grow := min(size, max(4*cap(body), readChunk)) - cap(body)
+			if err := c.acquireReq(int64(grow), deadline); err != nil {
+				return fail(err)
+			}
+			grown := make([]byte, len(body), cap(body)+grow)
 			copy(grown, body)
 			body = grown
 		}
-		m, _ := br.Read(body[len(body) : len(body)+n]) // buffered: cannot fail
-		body = body[:len(body)+m]
-		if m < n {
-			c.b.reqBytes.Release(int64(n - m))
+		n, err := br.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		if err != nil && len(body) < size {
+			return fail(readErr(err))
 		}
 	}
 	return body, nil
