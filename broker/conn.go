@@ -23,7 +23,8 @@ import (
 // in the order sent); handlers return a reply that a writer goroutine
 // resolves and writes in the same order. Up to MaxInflightPerConn requests
 // are in flight: past that the reader stops reading the socket, which is
-// the backpressure a Kafka client expects.
+// the backpressure a Kafka client expects. What a slow, idle or
+// non-reading peer may hold is bounded in conn_limits.go.
 type conn struct {
 	b      *Broker
 	nc     net.Conn
