@@ -23,7 +23,9 @@ import (
 // * An unknown topic is created with the broker defaults when
 //   CHRONIK_AUTO_CREATE_TOPICS is on and the request allows it (always for
 //   v0-3, AllowAutoTopicCreation for v4+), as Kafka's
-//   auto.create.topics.enable; otherwise UNKNOWN_TOPIC_OR_PARTITION.
+//   auto.create.topics.enable; otherwise UNKNOWN_TOPIC_OR_PARTITION. A
+//   topic whose partitions would pass CHRONIK_MAX_PARTITIONS stays unknown
+//   (UNKNOWN_TOPIC_OR_PARTITION).
 // * v10+ topics may be named by ID; an unknown ID gets UNKNOWN_TOPIC_ID.
 // * __consumer_offsets is marked internal.
 // * Authorized operations are not computed (no ACLs): the fields stay at
@@ -85,6 +87,12 @@ func handleMetadata(c *conn, req *request) reply {
 				t, err = b.createTopic(name, -1, -1, nil, false)
 				if err != nil && kafkaErr(err) == kerr.TopicAlreadyExists {
 					t, err = b.lookupTopic(name), nil // created concurrently
+				}
+				if code := kafkaErr(err); code == kerr.PolicyViolation || code == kerr.InvalidPartitions {
+					// Past CHRONIK_MAX_PARTITIONS: the topic stays unknown, as
+					// with auto-creation off.
+					b.log.Debug("topic not auto-created", "topic", name, "err", err)
+					t, err = nil, nil
 				}
 				if err != nil {
 					st := kmsg.NewMetadataResponseTopic()

@@ -13,6 +13,9 @@ import (
 //   take the broker defaults; a replication factor above the live brokers
 //   gets INVALID_REPLICATION_FACTOR; unknown or invalid configs get
 //   INVALID_CONFIG. ValidateOnly checks without creating.
+// * Partitions past CHRONIK_MAX_PARTITIONS, all topics together, get
+//   POLICY_VIOLATION naming the limit; a count above it on its own gets
+//   INVALID_PARTITIONS.
 // * The topic is durable (metadata fsynced) before the response.
 // * v5+ returns partitions, replication factor and the effective configs;
 //   v7 returns the topic ID.

@@ -15,9 +15,13 @@ import (
 // * Hands out producer IDs that are never reused: IDs are reserved in blocks
 //   persisted in the metadata file before any is handed out; in a cluster
 //   the blocks come from the controller's log, so no two brokers share one.
-// * v3+ with a known producer ID and epoch bumps the epoch (KIP-360), so an
-//   idempotent producer can reset its sequences; at the largest epoch a new
-//   ID is issued.
+// * Without a transactional ID every request gets a fresh producer ID at
+//   epoch 0, whatever producer ID and epoch it claims (v3+, KIP-360), as
+//   Kafka's TransactionCoordinator does: the claim is unauthenticated, and
+//   bumping it would let any client fence the producer that owns the ID.
+//   A fresh ID resets the client's sequences just as well.
+// * A claim with exactly one of producer ID and epoch set (-1) is
+//   INVALID_REQUEST, as Kafka answers it.
 //
 // Deviations:
 // * A transactional ID gets INVALID_REQUEST: transactions are not supported
@@ -34,8 +38,8 @@ func handleInitProducerID(c *conn, req *request) reply {
 		resp.ErrorCode = kerr.InvalidRequest.Code
 		return now(resp)
 	}
-	if r.ProducerID >= 0 && r.ProducerEpoch >= 0 && r.ProducerEpoch < 32766 {
-		resp.ProducerID, resp.ProducerEpoch = r.ProducerID, r.ProducerEpoch+1
+	if (r.ProducerID == -1) != (r.ProducerEpoch == -1) {
+		resp.ErrorCode = kerr.InvalidRequest.Code
 		return now(resp)
 	}
 	id, err := b.nextProducerID()

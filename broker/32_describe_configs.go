@@ -108,6 +108,7 @@ func (b *Broker) brokerConfigs() []brokerConfig {
 		{"message.max.bytes", strconv.Itoa(int(b.cfg.MessageMaxBytes)), "CHRONIK_MESSAGE_MAX_BYTES", kmsg.ConfigTypeInt},
 		{"min.insync.replicas", strconv.Itoa(int(b.cfg.MinInsyncReplicas)), "CHRONIK_MIN_INSYNC_REPLICAS", kmsg.ConfigTypeInt},
 		{"num.partitions", strconv.Itoa(int(b.cfg.DefaultPartitions)), "CHRONIK_DEFAULT_PARTITIONS", kmsg.ConfigTypeInt},
+		{"producer.id.expiration.ms", strconv.FormatInt(b.cfg.ProducerIDExpiration.Milliseconds(), 10), "CHRONIK_PRODUCER_ID_EXPIRATION_MS", kmsg.ConfigTypeInt},
 		{"socket.request.max.bytes", strconv.Itoa(int(b.cfg.MaxRequestBytes)), "CHRONIK_MAX_REQUEST_BYTES", kmsg.ConfigTypeInt},
 	}
 }

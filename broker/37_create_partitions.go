@@ -10,6 +10,8 @@ import (
 // Behavior:
 // * Grows a topic to Count partitions; a count not above the current one
 //   gets INVALID_PARTITIONS; ValidateOnly checks without changing.
+// * Partitions past CHRONIK_MAX_PARTITIONS, all topics together, get
+//   POLICY_VIOLATION; a count above it on its own INVALID_PARTITIONS.
 //
 // Deviations:
 // * Manual assignments are rejected with INVALID_REQUEST (standalone).

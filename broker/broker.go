@@ -124,6 +124,8 @@ type topic struct {
 	tsBeforeMax     atomic.Int64 // message.timestamp.before.max.ms
 	tsAfterMax      atomic.Int64 // message.timestamp.after.max.ms
 
+	producerLimits producerLimits // idempotent producer state bounds (Config)
+
 	fs       vfs.FS         // the broker's filesystem
 	cluster  bool           // a cluster broker's topic: batches carry leader epochs
 	segRoot  string         // <data>/segments
@@ -275,7 +277,8 @@ func (b *Broker) open() (*Broker, error) {
 }
 
 func (b *Broker) newTopic(name string, id [16]byte, partitions int32, configs map[string]string, firstPartition int32) *topic {
-	t := &topic{name: name, id: id, configs: configs, fs: b.fs, cluster: b.cfg.Cluster != nil, segRoot: b.segRoot(), sealKick: b.sealKick, arch: b.tier.arch}
+	t := &topic{name: name, id: id, configs: configs, fs: b.fs, cluster: b.cfg.Cluster != nil, segRoot: b.segRoot(), sealKick: b.sealKick, arch: b.tier.arch,
+		producerLimits: producerLimits{expireMs: b.cfg.ProducerIDExpiration.Milliseconds(), max: b.cfg.ProducerIDsMaxPerPartition}}
 	if t.configs == nil {
 		t.configs = map[string]string{}
 	}

@@ -63,6 +63,7 @@ func (b *Broker) startCluster() error {
 		DataMember:            member,
 		Recover:               cc.Recover,
 		UncleanLeaderElection: cc.UncleanLeaderElection,
+		MaxPartitions:         b.cfg.MaxPartitions,
 		NodeID:                b.cfg.NodeID,
 		BindAddr:              cc.RaftAddr,
 		Peers:                 cc.Peers,

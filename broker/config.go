@@ -45,6 +45,17 @@ type Config struct {
 	// in the future a producer's CreateTime timestamp may lie.
 	MessageTimestampBeforeMaxMs int64
 	MessageTimestampAfterMaxMs  int64
+	// ProducerIDExpiration forgets an idempotent producer on a partition
+	// once its last write there is this old (Kafka's
+	// producer.id.expiration.ms); ProducerIDsMaxPerPartition bounds the
+	// producers a partition remembers, forgetting the least recently used.
+	// Both bound what clients inventing producer IDs can make a partition
+	// keep in memory and in its producers checkpoint.
+	ProducerIDExpiration       time.Duration
+	ProducerIDsMaxPerPartition int
+	// MaxPartitions bounds the partitions of all topics together; topic
+	// creation (explicit or automatic) and CreatePartitions past it fail.
+	MaxPartitions int32
 	// MaxInflightPerConn bounds requests read ahead of their responses on one
 	// connection.
 	MaxInflightPerConn int
@@ -192,6 +203,9 @@ func DefaultConfig() Config {
 
 		MessageTimestampBeforeMaxMs: math.MaxInt64,
 		MessageTimestampAfterMaxMs:  3600000,
+		ProducerIDExpiration:        24 * time.Hour,
+		ProducerIDsMaxPerPartition:  10000,
+		MaxPartitions:               20000,
 
 		MaxInflightPerConn:    128,
 		QueuedMaxRequestBytes: 512 << 20,
@@ -246,6 +260,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("broker: max request bytes %d must be at least message max bytes %d", c.MaxRequestBytes, c.MessageMaxBytes)
 	case c.MessageTimestampBeforeMaxMs < 0 || c.MessageTimestampAfterMaxMs < 0:
 		return fmt.Errorf("broker: message timestamp before max %d and after max %d must not be negative", c.MessageTimestampBeforeMaxMs, c.MessageTimestampAfterMaxMs)
+	case c.ProducerIDExpiration <= 0 || c.ProducerIDsMaxPerPartition < 1:
+		return fmt.Errorf("broker: producer ID expiration %v must be positive and producer IDs max per partition %d at least 1", c.ProducerIDExpiration, c.ProducerIDsMaxPerPartition)
+	case c.MaxPartitions < 1:
+		return fmt.Errorf("broker: max partitions %d must be at least 1", c.MaxPartitions)
 	case c.WALProfile.QueueDepth <= 0:
 		return fmt.Errorf("broker: WAL profile has no queue depth")
 	case c.GroupMinSessionTimeout > c.GroupMaxSessionTimeout:

@@ -21,6 +21,11 @@ import (
 //   - A standalone directory grows into a cluster: the quorum formed over
 //     it takes its cluster ID (replication/bootstrap.go) and its topics are
 //     adopted (cluster.go).
+//   - A node ID belongs to one data directory while its broker is live: the
+//     controller refuses a registration under a live broker's ID from
+//     another directory (another StorageID), and the newcomer stops with
+//     replication.ErrDuplicateBroker. The same directory starting again
+//     (a restart, even after kill -9) registers at once.
 //   - The archive's root holds cluster.json (tier3.ClusterInfo), claimed by
 //     the first broker that archives there. A broker never archives to,
 //     sweeps or reads manifests from an archive of another cluster; it
@@ -63,7 +68,8 @@ func hadRaftState(dataDir string) bool {
 
 // identityLoop waits for the controller quorum's cluster ID, checks the
 // data directory belongs to that cluster (adopting the ID into a new
-// directory), and only then registers the broker.
+// directory), and only then registers the broker; then it watches for the
+// controller refusing to run (replication.ErrDuplicateBroker).
 func (b *Broker) identityLoop() {
 	defer b.maintWG.Done()
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -76,6 +82,13 @@ func (b *Broker) identityLoop() {
 			}
 			b.identified.Store(true)
 			b.joinCluster()
+			// The controller may still refuse the registration for good
+			// (another live broker has this node ID).
+			select {
+			case <-b.closing:
+			case <-b.ctl.Fatal():
+				b.fail(b.ctl.Err())
+			}
 			return
 		}
 		select {

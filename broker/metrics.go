@@ -126,6 +126,15 @@ func newMetrics(b *Broker) *metrics {
 		}
 		return float64(n)
 	})
+	m.gaugeFunc("chronik_producer_ids",
+		"Idempotent producers remembered, summed over partitions: bounded per partition by CHRONIK_PRODUCER_IDS_MAX_PER_PARTITION, forgotten after CHRONIK_PRODUCER_ID_EXPIRATION_MS.",
+		func() float64 {
+			n := int64(0)
+			for _, p := range b.allPartitions() {
+				n += p.nProducers.Load()
+			}
+			return float64(n)
+		})
 
 	// Cluster mode (cluster.go, replica*.go); 0 on a standalone broker.
 	m.isrShrinks = m.counter("chronik_isr_shrinks_total",

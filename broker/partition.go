@@ -1,9 +1,11 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -40,6 +42,9 @@ type partition struct {
 	appendMu   sync.Mutex // guards the following
 	nextOffset int64      // log end offset including appends not yet durable
 	producers  map[int64]*producerState
+	// nProducers is len(producers) for the metrics, which must not wait
+	// for appendMu; set wherever producers changes size.
+	nProducers atomic.Int64
 	// resumes counts resumptions after a full disk (resumeAppendsLocked,
 	// under appendMu and mu); an append's disk-full failure counts only if
 	// none happened since the append began, so a late callback cannot mark
@@ -107,15 +112,22 @@ type batchMeta struct {
 	lastDelta int32
 	maxTs     int64
 	pos       tier1.Position
+	// appended is when this broker took the batch in (unix millis):
+	// the sealer rebuilds its producer's last write from it.
+	appended int64
 }
 
 func (m *batchMeta) last() int64 { return m.base + int64(m.lastDelta) }
 
 type producerState struct {
-	epoch  int16
-	recent [producerWindow]seqEntry // ring; recent[(head-1)%N] is newest
-	head   int
-	n      int
+	epoch int16
+	// lastWrite is when this broker last remembered a batch of the
+	// producer (unix millis): its append, replay or replication, or the
+	// load of the checkpoint that held it. Expiry and eviction go by it.
+	lastWrite int64
+	recent    [producerWindow]seqEntry // ring; recent[(head-1)%N] is newest
+	head      int
+	n         int
 	// next is the sequence expected while the window is empty because
 	// its batches failed on a full disk and were taken back.
 	next int32
@@ -188,7 +200,7 @@ func (p *partition) replayBatch(batch []byte, pos tier1.Position) {
 	if base < p.nextOffset {
 		return // already sealed into Tier 2; and never serve an offset twice
 	}
-	m := batchMeta{base: base, lastDelta: h.LastOffsetDelta, maxTs: h.MaxTimestamp, pos: pos}
+	m := batchMeta{base: base, lastDelta: h.LastOffsetDelta, maxTs: h.MaxTimestamp, pos: pos, appended: time.Now().UnixMilli()}
 	if p.topic.cluster {
 		p.noteEpochLocked(batchLeaderEpoch(batch), base)
 	}
@@ -203,7 +215,7 @@ func (p *partition) replayBatch(batch []byte, pos tier1.Position) {
 	p.nextOffset = m.last() + 1
 	p.hw = p.nextOffset
 	if h.ProducerID >= 0 {
-		p.rememberLocked(h, base, nil)
+		p.rememberLocked(h, base, nil, m.appended)
 	}
 }
 
@@ -271,7 +283,7 @@ func (p *partition) append(ctx context.Context, wal *tier1.WAL, batch []byte, h 
 		h.MaxTimestamp = out.logAppendTime
 	}
 	res := &appendResult{done: make(chan struct{})}
-	m := batchMeta{base: base, lastDelta: h.LastOffsetDelta, maxTs: h.MaxTimestamp}
+	m := batchMeta{base: base, lastDelta: h.LastOffsetDelta, maxTs: h.MaxTimestamp, appended: time.Now().UnixMilli()}
 	gen := p.resumes.Load()
 	waited, err := wal.Append(ctx, p.tp, batch, func(pos tier1.Position, err error) {
 		m.pos = pos
@@ -290,7 +302,7 @@ func (p *partition) append(ctx context.Context, wal *tier1.WAL, batch []byte, h 
 	}
 	p.nextOffset = m.last() + 1
 	if h.ProducerID >= 0 {
-		p.rememberLocked(h, base, res)
+		p.rememberLocked(h, base, res, m.appended)
 	}
 	out.baseOffset = base
 	out.wait = res
@@ -438,21 +450,99 @@ func (p *partition) checkSequenceLocked(h batchHeader) (*seqEntry, error) {
 	return nil, nil
 }
 
-// rememberLocked records an accepted batch in its producer's window.
-// appendMu must be held (or recovery must be running).
-func (p *partition) rememberLocked(h batchHeader, base int64, res *appendResult) {
-	rememberIn(p.producers, h, base, res)
+// rememberLocked records a batch accepted at now (unix millis) in its
+// producer's window. appendMu must be held (or recovery must be running).
+func (p *partition) rememberLocked(h batchHeader, base int64, res *appendResult, now int64) {
+	rememberIn(p.producers, h, base, res, now, p.topic.producerLimits.max)
+	p.nProducers.Store(int64(len(p.producers)))
 }
 
-func rememberIn(producers map[int64]*producerState, h batchHeader, base int64, res *appendResult) {
+// producerLimits bound the idempotent producer state of a topic's
+// partitions (Config.ProducerIDExpiration, ProducerIDsMaxPerPartition).
+type producerLimits struct {
+	expireMs int64 // a producer silent this long is forgotten; 0: never
+	max      int   // producers remembered per partition at most; 0: unbounded
+}
+
+// rememberIn records a batch of producer h.ProducerID at now (unix millis)
+// in producers, which hold at most limit producers (0: unbounded): a new
+// producer past it makes room by forgetting the least recently used.
+func rememberIn(producers map[int64]*producerState, h batchHeader, base int64, res *appendResult, now int64, limit int) {
 	ps := producers[h.ProducerID]
 	if ps == nil || h.ProducerEpoch > ps.epoch {
+		if ps == nil && limit > 0 && len(producers) >= limit {
+			evictProducers(producers, limit)
+		}
 		ps = &producerState{epoch: h.ProducerEpoch}
 		producers[h.ProducerID] = ps
 	}
+	ps.lastWrite = max(ps.lastWrite, now)
 	ps.recent[ps.head] = seqEntry{first: h.BaseSequence, last: h.lastSequence(), baseOffset: base, durable: res}
 	ps.head = (ps.head + 1) % producerWindow
 	ps.n = min(ps.n+1, producerWindow)
+}
+
+// evictProducers forgets the least recently used producers until a tenth
+// of limit (at least one) is free: a flood of new producer IDs then pays
+// for one sort per limit/10 new producers, not one scan per producer.
+// Forgotten producers lose their duplicate detection, never their writes:
+// an unknown producer's batch is accepted at any sequence.
+func evictProducers(producers map[int64]*producerState, limit int) {
+	keep := max(limit-max(limit/10, 1), 0)
+	if len(producers) <= keep {
+		return
+	}
+	type idAge struct {
+		id        int64
+		lastWrite int64
+	}
+	all := make([]idAge, 0, len(producers))
+	for id, ps := range producers {
+		all = append(all, idAge{id, ps.lastWrite})
+	}
+	slices.SortFunc(all, func(a, b idAge) int { return cmp.Compare(a.lastWrite, b.lastWrite) })
+	for _, e := range all[:len(all)-keep] {
+		delete(producers, e.id)
+	}
+}
+
+// expireProducers forgets the producers whose last write was before
+// cutoff (unix millis) and returns how many.
+func expireProducers(producers map[int64]*producerState, cutoff int64) int {
+	n := 0
+	for id, ps := range producers {
+		if ps.lastWrite < cutoff {
+			delete(producers, id)
+			n++
+		}
+	}
+	return n
+}
+
+// expireProducers forgets p's producers silent for longer than the
+// expiration, in the live windows and in those the next checkpoint starts
+// from; their next write is accepted at any sequence, as Kafka accepts a
+// producer it has no state for.
+func (p *partition) expireProducers(now time.Time) int {
+	if p.topic.producerLimits.expireMs <= 0 {
+		return 0
+	}
+	cutoff := now.UnixMilli() - p.topic.producerLimits.expireMs
+	p.appendMu.Lock()
+	n := expireProducers(p.producers, cutoff)
+	p.nProducers.Store(int64(len(p.producers)))
+	p.appendMu.Unlock()
+	p.maintMu.Lock()
+	expireProducers(p.sealedProducers, cutoff)
+	p.maintMu.Unlock()
+	return n
+}
+
+// producerCount is how many producers p remembers.
+func (p *partition) producerCount() int {
+	p.appendMu.Lock()
+	defer p.appendMu.Unlock()
+	return len(p.producers)
 }
 
 // offsets returns the log start offset and high watermark.

@@ -278,7 +278,7 @@ func (p *partition) appendReplica(ctx context.Context, wal *tier1.WAL, records [
 			}
 		}
 		res := &appendResult{done: make(chan struct{})}
-		m := batchMeta{base: base, lastDelta: h.LastOffsetDelta, maxTs: h.MaxTimestamp}
+		m := batchMeta{base: base, lastDelta: h.LastOffsetDelta, maxTs: h.MaxTimestamp, appended: time.Now().UnixMilli()}
 		if _, err := wal.Append(ctx, p.tp, batch, func(pos tier1.Position, err error) {
 			m.pos = pos
 			p.commit(m, err, gen)
@@ -290,7 +290,7 @@ func (p *partition) appendReplica(ctx context.Context, wal *tier1.WAL, records [
 		}
 		p.nextOffset = m.last() + 1
 		if h.ProducerID >= 0 {
-			p.rememberLocked(h, base, res)
+			p.rememberLocked(h, base, res, m.appended)
 		}
 		last = res
 	}
@@ -381,7 +381,7 @@ func (p *partition) truncateLocked(offset int64) {
 	// Forget idempotent window entries of dropped batches; the new
 	// leader's batches rebuild them as they arrive.
 	for id, ps := range p.producers {
-		np := &producerState{epoch: ps.epoch}
+		np := &producerState{epoch: ps.epoch, lastWrite: ps.lastWrite}
 		for j := ps.n - 1; j >= 0; j-- { // oldest first
 			e := ps.recent[(ps.head-1-j+2*producerWindow)%producerWindow]
 			if e.baseOffset < offset {
@@ -396,6 +396,7 @@ func (p *partition) truncateLocked(offset int64) {
 			p.producers[id] = np
 		}
 	}
+	p.nProducers.Store(int64(len(p.producers)))
 }
 
 // jumpTo restarts a follower's log at offset, above everything it holds:

@@ -215,7 +215,7 @@ func (b *Broker) seal(p *partition, now time.Time) error {
 			}
 			h := readBatchHeader(buf)
 			if h.ProducerID >= 0 {
-				rememberIn(producers, h, m.base, nil)
+				rememberIn(producers, h, m.base, nil, m.appended, p.topic.producerLimits.max)
 			}
 			if m.last() < logStart {
 				continue // deleted by DeleteRecords: not worth copying
@@ -236,6 +236,12 @@ func (b *Broker) seal(p *partition, now time.Time) error {
 			if seg, err = w.Finish(next); err != nil {
 				return err
 			}
+		}
+		// The batches just sealed may be older than the expiration (a
+		// segment can stay active for segment.ms): their producers are
+		// forgotten here as the cleaning pass forgot them live.
+		if ms := p.topic.producerLimits.expireMs; ms > 0 {
+			expireProducers(producers, now.UnixMilli()-ms)
 		}
 		if err := tier2.WriteProducers(b.fs, p.dir, next, producerSnapshot(producers)); err != nil {
 			return err
@@ -284,10 +290,13 @@ func producerSnapshot(m map[int64]*producerState) []tier2.ProducerState {
 	return out
 }
 
-func producersFromSnapshot(ps []tier2.ProducerState) map[int64]*producerState {
+// producersFromSnapshot rebuilds the windows of a producers checkpoint as
+// last written at now (unix millis): the checkpoint does not record when
+// each producer last wrote, so a restart restarts their expiry clocks.
+func producersFromSnapshot(ps []tier2.ProducerState, now int64) map[int64]*producerState {
 	m := make(map[int64]*producerState, len(ps))
 	for _, s := range ps {
-		st := &producerState{epoch: s.Epoch}
+		st := &producerState{epoch: s.Epoch, lastWrite: now}
 		for _, e := range s.Batches {
 			st.recent[st.head] = seqEntry{first: e.FirstSeq, last: e.LastSeq, baseOffset: e.Base}
 			st.head = (st.head + 1) % producerWindow
@@ -372,7 +381,7 @@ func (b *Broker) loadPartition(p *partition) error {
 	}
 	from := int64(0)
 	if ok {
-		p.sealedProducers = producersFromSnapshot(ps)
+		p.sealedProducers = producersFromSnapshot(ps, time.Now().UnixMilli())
 		from = end
 		// The checkpoint's end was the log end when it was written: never
 		// hand out offsets below it again, even if the segment that ended
@@ -398,7 +407,7 @@ func (b *Broker) loadPartition(p *partition) error {
 				h := readBatchHeader(rest)
 				base := batchBaseOffset(rest)
 				if h.ProducerID >= 0 {
-					rememberIn(p.sealedProducers, h, base, nil)
+					rememberIn(p.sealedProducers, h, base, nil, time.Now().UnixMilli(), p.topic.producerLimits.max)
 				}
 				next = base + int64(h.LastOffsetDelta) + 1
 				rest = rest[n:]
@@ -406,6 +415,7 @@ func (b *Broker) loadPartition(p *partition) error {
 		}
 	}
 	p.producers = cloneProducers(p.sealedProducers)
+	p.nProducers.Store(int64(len(p.producers)))
 	// The WAL replay skips batches below nextOffset: those sealed, even if
 	// their segments are gone locally (archived to Tier 3, then deleted
 	// by local retention, without moving the log start).
@@ -458,6 +468,9 @@ func (b *Broker) clean(now time.Time) {
 		case <-b.closing:
 			return
 		default:
+		}
+		if n := p.expireProducers(now); n > 0 {
+			b.log.Debug("forgot expired idempotent producers", "topic", p.topic.name, "partition", p.index, "producers", n)
 		}
 		if err := b.retain(p, now); err != nil {
 			b.log.Error("retention failed", "topic", p.topic.name, "partition", p.index, "err", err)

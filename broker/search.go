@@ -104,19 +104,40 @@ func (l *SearchLog) Partition(ctx context.Context, t indexer.Topic, p int32) (in
 	return indexer.Partition{Archived: part.archSegs, LogStart: part.logStart, End: part.hw, Follower: follower}, nil
 }
 
-// Read reads as a fetch does, from whichever tier holds offset.
-func (l *SearchLog) Read(_ context.Context, t indexer.Topic, p int32, offset int64, maxBytes int) ([]byte, error) {
+// Read reads as a fetch does, from whichever tier holds offset. An
+// archived read (object storage, up to archiveCtx's 30 s) does not take
+// the search's context, so the search stops waiting for it when its
+// context ends: a search API request ends at its timeout. The read
+// itself runs on to its own bound, its bytes dropped.
+func (l *SearchLog) Read(ctx context.Context, t indexer.Topic, p int32, offset int64, maxBytes int) ([]byte, error) {
 	part, err := l.partition(t, p)
 	if err != nil {
 		return nil, err
 	}
 	part.mu.RLock()
-	hw := part.hw
+	hw, local := part.hw, part.localStartLocked()
 	part.mu.RUnlock()
 	if offset >= hw {
 		return nil, nil
 	}
-	return l.b.readPartition(part, offset, maxBytes, nil)
+	if offset >= local || ctx.Done() == nil {
+		return l.b.readPartition(part, offset, maxBytes, nil)
+	}
+	type read struct {
+		b   []byte
+		err error
+	}
+	done := make(chan read, 1)
+	go func() {
+		b, err := l.b.readPartition(part, offset, maxBytes, nil)
+		done <- read{b, err}
+	}()
+	select {
+	case r := <-done:
+		return r.b, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // segmentArchived tells the indexer (Config.SegmentArchived) that p has

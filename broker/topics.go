@@ -65,6 +65,9 @@ func (b *Broker) createTopic(name string, partitions int32, rf int16, configs ma
 	if partitions < 1 || partitions > maxPartitions {
 		return nil, kerrf(kerr.InvalidPartitions, "partition count %d must be between 1 and %d", partitions, maxPartitions)
 	}
+	if partitions > b.cfg.MaxPartitions {
+		return nil, kerrf(kerr.InvalidPartitions, "%d partitions exceed the cluster's limit of %d (CHRONIK_MAX_PARTITIONS)", partitions, b.cfg.MaxPartitions)
+	}
 	if rf == -1 {
 		rf = b.defaultReplicationFactor()
 	}
@@ -98,6 +101,9 @@ func (b *Broker) createTopic(name string, partitions int32, rf int16, configs ma
 	defer b.adminMu.Unlock()
 	if b.lookupTopic(name) != nil {
 		return nil, kerrf(kerr.TopicAlreadyExists, "topic %q already exists", name)
+	}
+	if err := b.checkPartitionLimitLocked(partitions); err != nil {
+		return nil, err
 	}
 	if validateOnly {
 		return nil, nil
@@ -254,6 +260,9 @@ func (b *Broker) createPartitions(t *topic, count int32, validateOnly bool) erro
 	if count > maxPartitions {
 		return kerrf(kerr.InvalidPartitions, "partition count %d exceeds the limit %d", count, maxPartitions)
 	}
+	if count > b.cfg.MaxPartitions {
+		return kerrf(kerr.InvalidPartitions, "%d partitions exceed the cluster's limit of %d (CHRONIK_MAX_PARTITIONS)", count, b.cfg.MaxPartitions)
+	}
 	if b.ctl != nil {
 		_, err := b.propose(context.Background(), &replication.Request{CreatePartitions: &replication.CreatePartitionsRequest{
 			TopicRef: replication.TopicRef{Name: t.name, ID: t.id}, Count: count, ValidateOnly: validateOnly,
@@ -266,10 +275,33 @@ func (b *Broker) createPartitions(t *topic, count int32, validateOnly bool) erro
 	if count <= cur {
 		return kerrf(kerr.InvalidPartitions, "topic %q has %d partitions; the new count %d must be larger", t.name, cur, count)
 	}
+	if err := b.checkPartitionLimitLocked(count - cur); err != nil {
+		return err
+	}
 	if validateOnly {
 		return nil
 	}
 	return b.growTopicLocked(t, cur, count)
+}
+
+// checkPartitionLimitLocked refuses adding n partitions past
+// Config.MaxPartitions, counting every topic but the internal offsets
+// topic, which the broker creates itself. In a cluster the controller
+// checks its own state instead (replication.Config.MaxPartitions).
+// adminMu must be held, so concurrent creations cannot both fit.
+func (b *Broker) checkPartitionLimitLocked(n int32) error {
+	total := int64(0)
+	b.mu.RLock()
+	for _, t := range b.topics {
+		if t.name != offsetsTopic {
+			total += int64(len(t.partitions))
+		}
+	}
+	b.mu.RUnlock()
+	if limit := int64(b.cfg.MaxPartitions); total+int64(n) > limit {
+		return kerrf(kerr.PolicyViolation, "adding %d partitions to the cluster's %d would pass its limit of %d (CHRONIK_MAX_PARTITIONS)", n, total, limit)
+	}
+	return nil
 }
 
 // growTopicLocked adds partitions [cur, count) locally. adminMu must be held.

@@ -1,6 +1,7 @@
 package indexer
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -117,21 +118,28 @@ type memBuilder struct {
 	idx   bleve.Index
 	batch *bleve.Batch
 	docs  *docBuilder
+	// flushAt is the batch size written at once (0: 5000). A batch is
+	// analysed and indexed in one Bleve call no context stops.
+	flushAt int
 }
+
+// searchFlushAt bounds what a search's build of a tail index does past
+// the search's context: one batch, a fraction of a second of CPU.
+const searchFlushAt = 1000
 
 func newMemBuilder() (*memBuilder, error) {
 	idx, err := bleve.NewMemOnly(NewMapping())
 	if err != nil {
 		return nil, err
 	}
-	return &memBuilder{idx: idx, batch: idx.NewBatch(), docs: newDocBuilder()}, nil
+	return &memBuilder{idx: idx, batch: idx.NewBatch(), docs: newDocBuilder(), flushAt: searchFlushAt}, nil
 }
 
 func (m *memBuilder) add(r *Record) error {
 	if err := m.batch.IndexAdvanced(m.docs.Document(r)); err != nil {
 		return err
 	}
-	if m.batch.Size() >= 5000 {
+	if m.batch.Size() >= cmp.Or(m.flushAt, 5000) {
 		if err := m.idx.Batch(m.batch); err != nil {
 			return err
 		}

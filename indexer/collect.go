@@ -306,6 +306,7 @@ type timeUnit struct {
 	h     *Handle
 	u     *unit
 	rank  int32
+	po    int // partOrder against the request's cursor, if any
 	r     index.IndexReader
 	c     *docCoords
 	total uint64
@@ -315,8 +316,10 @@ type timeUnit struct {
 	skipped bool
 }
 
-// collectByTime runs a search sorted by time (see the top of this file).
-func (e *Engine) collectByTime(ctx context.Context, handles []*Handle, units []unit, q query.Query, req Request, res *Result) error {
+// collectByTime runs a search sorted by time (see the top of this file),
+// from after the cursor when there is one (page.go). It returns the
+// page's timestamps as indexed, for its continuation.
+func (e *Engine) collectByTime(ctx context.Context, handles []*Handle, units []unit, q query.Query, req Request, after *cursor, res *Result) ([]int64, error) {
 	desc := req.Sort != "time"
 	from, to := int64(math.MinInt64), int64(math.MaxInt64)
 	if !req.From.IsZero() {
@@ -328,6 +331,9 @@ func (e *Engine) collectByTime(ctx context.Context, handles []*Handle, units []u
 	tus := make([]*timeUnit, len(handles))
 	for i, h := range handles {
 		tus[i] = &timeUnit{h: h, u: &units[i]}
+		if after != nil {
+			tus[i].po = after.partOrder(&units[i])
+		}
 	}
 	// Ranks: (topic, partition) order.
 	byPart := slices.Clone(tus)
@@ -361,7 +367,7 @@ func (e *Engine) collectByTime(ctx context.Context, handles []*Handle, units []u
 		return err
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Best bound first; indexes outside the time range hold no hit.
 	live := tus[:0:0]
@@ -388,6 +394,8 @@ func (e *Engine) collectByTime(ctx context.Context, handles []*Handle, units []u
 		}
 		mu.Unlock()
 		countOnly := full && ((desc && tu.c.maxTs < worst.ts) || (!desc && tu.c.minTs > worst.ts))
+		// Every document at or before the cursor: none can be on the page.
+		countOnly = countOnly || after != nil && ((desc && tu.c.minTs > after.Ts) || (!desc && tu.c.maxTs < after.Ts))
 		if countOnly && !req.ExactTotal {
 			tu.skipped = true
 			return nil
@@ -423,7 +431,11 @@ func (e *Engine) collectByTime(ctx context.Context, handles []*Handle, units []u
 			if countOnly {
 				continue
 			}
-			x := timeHit{ts: ts, off: tu.c.off[n], rank: tu.rank}
+			off := tu.c.off[n]
+			if after != nil && !after.past(ts, off, tu.po, desc) {
+				continue
+			}
+			x := timeHit{ts: ts, off: off, rank: tu.rank}
 			if full && !before(x, worst, desc) {
 				continue
 			}
@@ -437,7 +449,7 @@ func (e *Engine) collectByTime(ctx context.Context, handles []*Handle, units []u
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, tu := range tus {
 		res.Total += tu.total
@@ -451,13 +463,15 @@ func (e *Engine) collectByTime(ctx context.Context, handles []*Handle, units []u
 	}
 	hits := top.sorted()
 	if req.Offset >= len(hits) {
-		return nil
+		return nil, nil
 	}
+	var ts []int64
 	for _, x := range hits[req.Offset:] {
 		u := byRank[x.rank]
 		res.Hits = append(res.Hits, Hit{Topic: u.t.Name, Partition: u.p, Offset: x.off})
+		ts = append(ts, x.ts)
 	}
-	return nil
+	return ts, nil
 }
 
 // eachInOrder runs fn for the units, starting them in order, Parallel at

@@ -82,6 +82,12 @@ type Request struct {
 	// hit to the page (sorted by time, such indexes are skipped and
 	// Result.Total is a lower bound).
 	ExactTotal bool
+	// After continues from a Result.Next: the hits after it (Offset more
+	// skipped first).
+	After string
+	// MaxBytes bounds the hits' bytes (hitBytes) of the answer: past it
+	// the page ends early, with Result.Next. 0: unbounded.
+	MaxBytes int
 	// Progress, when set, is called as indexes become ready.
 	Progress func(ready, total int)
 }
@@ -110,7 +116,20 @@ type Result struct {
 	Missing    int           `json:"missing"`      // hits whose record is gone (retention)
 	TookMs     float64       `json:"took_ms"`
 	Sort       string        `json:"sort"`
+	// Next, when set, continues the search (Request.After) after the
+	// last hit of this page; there may be no more hits. Empty: none
+	// follow.
+	Next string `json:"next,omitempty"`
+	// Truncated says why the page holds fewer hits than its limit when
+	// it ended early: TruncatedBytes or TruncatedTimeout. Next continues it.
+	Truncated string `json:"truncated,omitempty"`
 }
+
+// Why a page ended before its limit (Result.Truncated).
+const (
+	TruncatedBytes   = "max_response_bytes"
+	TruncatedTimeout = "timeout"
+)
 
 // Hit is one matching record (DESIGN.md's jsonl shape).
 type Hit struct {
@@ -159,6 +178,20 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 	default:
 		return nil, fmt.Errorf("%w: sort %q is not one of -time, time, score", errBadRequest, req.Sort)
 	}
+	if req.Sort == "" {
+		req.Sort = "-time"
+	}
+	var after *cursor
+	if req.After != "" {
+		if after, err = parseCursor(req.After, req.Sort); err != nil {
+			return nil, err
+		}
+	}
+	if req.Sort == "score" && after != nil {
+		// The position is a count of hits: page on from it.
+		req.Offset += after.N
+		after = nil
+	}
 	if req.Sort == "score" && req.Limit+req.Offset > maxScoreHits {
 		return nil, fmt.Errorf("%w: sorted by score, offset + limit may be at most %d (sort by time pages further)", errBadRequest, maxScoreHits)
 	}
@@ -194,9 +227,7 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Indexes: len(units), Built: built, Sort: req.Sort, TotalExact: true}
-	if res.Sort == "" {
-		res.Sort = "-time"
-	}
+	var pageTs []int64 // time orders: the page's timestamps as indexed (cursorAt)
 	switch {
 	case len(handles) == 0:
 	case req.Sort == "score":
@@ -204,12 +235,25 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 			return nil, err
 		}
 	default:
-		if err := e.collectByTime(ctx, handles, units, q, req, res); err != nil {
+		if pageTs, err = e.collectByTime(ctx, handles, units, q, req, after, res); err != nil {
 			return nil, err
 		}
 	}
-	if err := e.fetch(ctx, topics, res); err != nil {
+	page := res.Hits
+	n, err := e.fetch(ctx, topics, res, req.MaxBytes)
+	if err != nil {
 		return nil, err
+	}
+	if n > 0 && (n < len(page) || len(page) == req.Limit) {
+		// The page ended early or is full: more hits may follow its
+		// last (fetched or gone).
+		if req.Sort == "score" {
+			if next := req.Offset + n; next < maxScoreHits && uint64(next) < res.Total {
+				res.Next = (&cursor{Sort: "score", N: next}).encode()
+			}
+		} else {
+			res.Next = cursorAt(&page[n-1], pageTs[n-1], req.Sort).encode()
+		}
 	}
 	res.Took = time.Since(start)
 	res.TookMs = float64(res.Took.Microseconds()) / 1000
@@ -366,7 +410,18 @@ func (e *Engine) buildUnit(ctx context.Context, u *unit, dir string) (bleve.Inde
 	if u.seg != nil {
 		from, to = u.seg.Base, u.seg.Next
 	}
-	if err := scan(ctx, e.log, u.t, u.p, from, to, b.add); err != nil {
+	n := 0
+	add := func(r *Record) error {
+		// A read holds many records: stop between them when the search
+		// is over.
+		if n++; n%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		return b.add(r)
+	}
+	if err := scan(ctx, e.log, u.t, u.p, from, to, add); err != nil {
 		b.abort()
 		return nil, err
 	}
@@ -404,33 +459,87 @@ const (
 	maxHitRead = 4 << 20
 )
 
-// fetch reads every hit's record from its tier: per partition in offset
-// order, each read as large as the hits it serves warrant (doubling
-// while a read serves hits beyond its first, halving while it does not),
-// so dense hits cost a few large reads and sparse ones a batch each.
-func (e *Engine) fetch(ctx context.Context, topics map[string]Topic, res *Result) error {
+// fetch reads the page's records (res.Hits, in page order) from their
+// tiers and keeps the hits whose record it found. With maxBytes, hits are
+// read a window at a time, each window sized by the largest hit so far to
+// what the budget has left, and the page ends before the hit that would
+// take it past maxBytes (never before its first hit); a context ended
+// after at least one window ends the page too (a partial page, which
+// Result.Next continues). It returns how many of the page's hits the
+// answer covers, fetched or gone, and sets res.Truncated when that is not
+// all of them.
+func (e *Engine) fetch(ctx context.Context, topics map[string]Topic, res *Result, maxBytes int) (int, error) {
+	page := res.Hits
+	kept := make([]Hit, 0, len(page))
+	window, largest, used := len(page), 0, 0
+	if maxBytes > 0 {
+		window = min(len(page), 16)
+	}
+	i := 0
+	for i < len(page) {
+		w := page[i : i+window]
+		found, err := e.fetchHits(ctx, topics, w)
+		if err != nil {
+			if ctx.Err() != nil && i > 0 {
+				res.Truncated = TruncatedTimeout
+				break
+			}
+			return 0, err
+		}
+		for j := range w {
+			if !found[j] {
+				res.Missing++
+				continue
+			}
+			size := hitBytes(&w[j])
+			if maxBytes > 0 && used+size > maxBytes && len(kept) > 0 {
+				res.Truncated = TruncatedBytes
+				res.Hits = kept
+				return i + j, nil
+			}
+			used += size
+			largest = max(largest, size)
+			kept = append(kept, w[j])
+			res.Fetched++
+		}
+		i += window
+		if maxBytes > 0 {
+			window = max(1, min((maxBytes-used)/max(largest, 1), 1024))
+		}
+		window = min(window, len(page)-i)
+	}
+	res.Hits = kept
+	return i, nil
+}
+
+// fetchHits reads the records of hits: per partition in offset order,
+// each read as large as the hits it serves warrant (doubling while a read
+// serves hits beyond its first, halving while it does not), so dense hits
+// cost a few large reads and sparse ones a batch each. It reports which
+// hits it found.
+func (e *Engine) fetchHits(ctx context.Context, topics map[string]Topic, hits []Hit) ([]bool, error) {
 	type partKey struct {
 		topic string
 		p     int32
 	}
-	byPart := map[partKey][]int{} // indexes into res.Hits
-	for i, h := range res.Hits {
+	byPart := map[partKey][]int{} // indexes into hits
+	for i, h := range hits {
 		k := partKey{h.Topic, h.Partition}
 		byPart[k] = append(byPart[k], i)
 	}
-	found := make([]bool, len(res.Hits))
+	found := make([]bool, len(hits))
 	for k, idx := range byPart {
-		slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(res.Hits[a].Offset, res.Hits[b].Offset) })
+		slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(hits[a].Offset, hits[b].Offset) })
 		t := topics[k.topic]
 		size := 64 << 10
 		for i := 0; i < len(idx); {
 			if err := ctx.Err(); err != nil {
-				return err
+				return nil, err
 			}
-			first := res.Hits[idx[i]].Offset
+			first := hits[idx[i]].Offset
 			b, err := e.log.Read(ctx, t, k.p, first, size)
 			if err != nil {
-				return fmt.Errorf("indexer: read hit %s/%d@%d: %w", k.topic, k.p, first, err)
+				return nil, fmt.Errorf("indexer: read hit %s/%d@%d: %w", k.topic, k.p, first, err)
 			}
 			last := lastOffset(b)
 			if last < first {
@@ -438,24 +547,24 @@ func (e *Engine) fetch(ctx context.Context, topics map[string]Topic, res *Result
 			}
 			j := i
 			err = tier2.EachBatchRecord(b, t.inflateLimit(), func(kr *kmsg.Record, off, ts int64) {
-				for j < len(idx) && res.Hits[idx[j]].Offset < off {
+				for j < len(idx) && hits[idx[j]].Offset < off {
 					j++
 				}
-				if j == len(idx) || res.Hits[idx[j]].Offset != off {
+				if j == len(idx) || hits[idx[j]].Offset != off {
 					return
 				}
 				rec := Record{Offset: off, Timestamp: ts, Key: kr.Key, Value: kr.Value}
 				for _, hd := range kr.Headers {
 					rec.Headers = append(rec.Headers, Header{Key: hd.Key, Value: hd.Value})
 				}
-				fillHit(&res.Hits[idx[j]], &rec)
+				fillHit(&hits[idx[j]], &rec)
 				found[idx[j]] = true
 			})
 			if err != nil {
-				return fmt.Errorf("indexer: records of hit %s/%d@%d: %w", k.topic, k.p, first, err)
+				return nil, fmt.Errorf("indexer: records of hit %s/%d@%d: %w", k.topic, k.p, first, err)
 			}
 			served := 0
-			for i < len(idx) && res.Hits[idx[i]].Offset <= last {
+			for i < len(idx) && hits[idx[i]].Offset <= last {
 				i++
 				served++
 			}
@@ -466,17 +575,7 @@ func (e *Engine) fetch(ctx context.Context, topics map[string]Topic, res *Result
 			}
 		}
 	}
-	kept := res.Hits[:0]
-	for i, h := range res.Hits {
-		if !found[i] {
-			res.Missing++
-			continue
-		}
-		res.Fetched++
-		kept = append(kept, h)
-	}
-	res.Hits = kept
-	return nil
+	return found, nil
 }
 
 func fillHit(h *Hit, r *Record) {

@@ -9,7 +9,7 @@ import (
 )
 
 func TestHandler(t *testing.T) {
-	srv := httptest.NewServer(Handler(newTestEngine(t, mappingLog(), nil), 2))
+	srv := httptest.NewServer(Handler(newTestEngine(t, mappingLog(), nil), DefaultLimits()))
 	defer srv.Close()
 	cases := []struct {
 		body string

@@ -73,6 +73,12 @@ type Config struct {
 	IndexNice     int     // nice value of the index build processes (0-19)
 	IndexYieldCPU float64 // cores of broker CPU above which index builds pause; 0: never
 
+	// The search API's bounds on one request (indexer.Limits).
+	SearchMaxHits          int           // offset + limit of a page
+	SearchMaxResponseBytes int           // hits' bytes of an answer
+	SearchTimeout          time.Duration // 0: none
+	SearchMaxConcurrent    int           // searches at once; more: 429
+
 	AutoCreateTopics         bool
 	DefaultPartitions        int32
 	DefaultReplicationFactor int16
@@ -85,6 +91,11 @@ type Config struct {
 	// timestamp may lie behind and ahead of the broker's clock, in ms.
 	MessageTimestampBeforeMaxMs int64
 	MessageTimestampAfterMaxMs  int64
+
+	// Bounds on state clients can make the broker keep.
+	ProducerIDExpiration       time.Duration
+	ProducerIDsMaxPerPartition int32
+	MaxPartitions              int32
 
 	// Connection hygiene: how long a started request may take to arrive,
 	// how long an idle connection and an unread response are kept (0:
@@ -418,6 +429,9 @@ func (c *Config) Validate() error {
 	if c.MaxRequestBytes < c.MessageMaxBytes {
 		bad("CHRONIK_MAX_REQUEST_BYTES", c.MaxRequestBytes, "is below %s=%d, so a batch of the largest allowed size could never arrive: raise it",
 			c.Origin("CHRONIK_MESSAGE_MAX_BYTES"), c.MessageMaxBytes)
+	}
+	if c.ProducerIDExpiration <= 0 {
+		bad("CHRONIK_PRODUCER_ID_EXPIRATION_MS", c.ProducerIDExpiration.Milliseconds(), "must be positive")
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		bad("CHRONIK_LOG_LEVEL", c.LogLevel, "is not one of debug, info, warn, error")

@@ -72,6 +72,15 @@ func TestSettingNamesMatchContract(t *testing.T) {
 		"CHRONIK_MESSAGE_TIMESTAMP_BEFORE_MAX_MS": "message-timestamp-before-max",
 		"CHRONIK_MESSAGE_TIMESTAMP_AFTER_MAX_MS":  "message-timestamp-after-max",
 
+		"CHRONIK_PRODUCER_ID_EXPIRATION_MS":      "producer-id-expiration",
+		"CHRONIK_PRODUCER_IDS_MAX_PER_PARTITION": "producer-ids-max-per-partition",
+		"CHRONIK_MAX_PARTITIONS":                 "max-partitions",
+
+		"CHRONIK_SEARCH_MAX_HITS":           "search-max-hits",
+		"CHRONIK_SEARCH_MAX_RESPONSE_BYTES": "search-max-response-bytes",
+		"CHRONIK_SEARCH_TIMEOUT_MS":         "search-timeout",
+		"CHRONIK_SEARCH_MAX_CONCURRENT":     "search-max-concurrent",
+
 		"CHRONIK_REQUEST_READ_TIMEOUT_MS":             "request-read-timeout",
 		"CHRONIK_CONNECTIONS_MAX_IDLE_MS":             "connections-max-idle",
 		"CHRONIK_RESPONSE_WRITE_TIMEOUT_MS":           "response-write-timeout",
@@ -145,6 +154,10 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_INDEX_WORKERS", "0", nil, func(c Config) any { return c.IndexWorkers }, 0},
 		{"CHRONIK_INDEX_NICE", "5", nil, func(c Config) any { return c.IndexNice }, 5},
 		{"CHRONIK_INDEX_YIELD_CPU", "1.5", nil, func(c Config) any { return c.IndexYieldCPU }, 1.5},
+		{"CHRONIK_SEARCH_MAX_HITS", "500", nil, func(c Config) any { return c.SearchMaxHits }, 500},
+		{"CHRONIK_SEARCH_MAX_RESPONSE_BYTES", "1048576", nil, func(c Config) any { return c.SearchMaxResponseBytes }, 1 << 20},
+		{"CHRONIK_SEARCH_TIMEOUT_MS", "5000", nil, func(c Config) any { return c.SearchTimeout }, 5 * time.Second},
+		{"CHRONIK_SEARCH_MAX_CONCURRENT", "16", nil, func(c Config) any { return c.SearchMaxConcurrent }, 16},
 		{"CHRONIK_DISABLE_REALTIME_INDEX", "false", nil, func(c Config) any { return c.RealtimeIndex }, true},
 		{"CHRONIK_AUTO_CREATE_TOPICS", "false", nil, func(c Config) any { return c.AutoCreateTopics }, false},
 		{"CHRONIK_DEFAULT_PARTITIONS", "12", nil, func(c Config) any { return c.DefaultPartitions }, int32(12)},
@@ -165,6 +178,9 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_MESSAGE_MAX_BYTES", "4096", nil, func(c Config) any { return c.MessageMaxBytes }, int32(4096)},
 		{"CHRONIK_MESSAGE_TIMESTAMP_BEFORE_MAX_MS", "86400000", nil, func(c Config) any { return c.MessageTimestampBeforeMaxMs }, int64(86400000)},
 		{"CHRONIK_MESSAGE_TIMESTAMP_AFTER_MAX_MS", "60000", nil, func(c Config) any { return c.MessageTimestampAfterMaxMs }, int64(60000)},
+		{"CHRONIK_PRODUCER_ID_EXPIRATION_MS", "60000", nil, func(c Config) any { return c.ProducerIDExpiration }, time.Minute},
+		{"CHRONIK_PRODUCER_IDS_MAX_PER_PARTITION", "500", nil, func(c Config) any { return c.ProducerIDsMaxPerPartition }, int32(500)},
+		{"CHRONIK_MAX_PARTITIONS", "100", nil, func(c Config) any { return c.MaxPartitions }, int32(100)},
 		{"CHRONIK_REQUEST_READ_TIMEOUT_MS", "5000", nil, func(c Config) any { return c.RequestReadTimeout }, 5 * time.Second},
 		{"CHRONIK_CONNECTIONS_MAX_IDLE_MS", "0", nil, func(c Config) any { return c.ConnectionsMaxIdle }, time.Duration(0)},
 		{"CHRONIK_RESPONSE_WRITE_TIMEOUT_MS", "120000", nil, func(c Config) any { return c.ResponseWriteTimeout }, 2 * time.Minute},
@@ -228,6 +244,10 @@ realtime_index: true
 index_workers: 3
 index_nice: 10
 index_yield_cpu: 0
+search_max_hits: 2000
+search_max_response_bytes: 4096
+search_timeout_ms: 0
+search_max_concurrent: 1
 auto_create_topics: false
 default_partitions: 3
 default_replication_factor: 3
@@ -236,6 +256,9 @@ max_request_bytes: 8388608
 message_max_bytes: 2097152
 message_timestamp_before_max_ms: 604800000
 message_timestamp_after_max_ms: 0
+producer_id_expiration_ms: 3600000
+producer_ids_max_per_partition: 100
+max_partitions: 5000
 request_read_timeout_ms: 10000
 connections_max_idle_ms: 60000
 response_write_timeout_ms: 5000
@@ -282,6 +305,15 @@ log_format: json
 
 		MessageTimestampBeforeMaxMs: 604800000,
 		MessageTimestampAfterMaxMs:  0,
+
+		ProducerIDExpiration:       time.Hour,
+		ProducerIDsMaxPerPartition: 100,
+		MaxPartitions:              5000,
+
+		SearchMaxHits:          2000,
+		SearchMaxResponseBytes: 4096,
+		SearchTimeout:          0,
+		SearchMaxConcurrent:    1,
 
 		RequestReadTimeout:       10 * time.Second,
 		ConnectionsMaxIdle:       time.Minute,
@@ -341,6 +373,15 @@ func TestDefaults(t *testing.T) {
 
 		MessageTimestampBeforeMaxMs: math.MaxInt64,
 		MessageTimestampAfterMaxMs:  3600000,
+
+		ProducerIDExpiration:       24 * time.Hour,
+		ProducerIDsMaxPerPartition: 10000,
+		MaxPartitions:              20000,
+
+		SearchMaxHits:          10000,
+		SearchMaxResponseBytes: 16 << 20,
+		SearchTimeout:          30 * time.Second,
+		SearchMaxConcurrent:    4,
 
 		RequestReadTimeout:              30 * time.Second,
 		ConnectionsMaxIdle:              10 * time.Minute,

@@ -229,6 +229,45 @@ var settings = []Setting{
 		},
 	},
 	{
+		Flag: "search-max-hits", Env: "CHRONIK_SEARCH_MAX_HITS", Key: "search_max_hits", Type: "int",
+		Default: "10000",
+		Help: "most hits one page of the search API may ask for (offset + limit, 1 to 10000000); a request for more is refused " +
+			"with 400, and deeper hits are paged to with each answer's \"next\" (chronik search follows it)",
+		set: func(c *Config, v string) error {
+			n, err := parseInt(v, 1, 10_000_000)
+			c.SearchMaxHits = int(n)
+			return err
+		},
+	},
+	{
+		Flag: "search-max-response-bytes", Env: "CHRONIK_SEARCH_MAX_RESPONSE_BYTES", Key: "search_max_response_bytes", Type: "bytes",
+		Default: "16777216",
+		Help: "most bytes of hits (record keys, headers and values) one search API answer holds (at least 1024); " +
+			"past them the page ends early with a \"next\" that continues it",
+		set: func(c *Config, v string) error {
+			n, err := parseInt(v, 1024, math.MaxInt32)
+			c.SearchMaxResponseBytes = int(n)
+			return err
+		},
+	},
+	{
+		Flag: "search-timeout", Env: "CHRONIK_SEARCH_TIMEOUT_MS", Key: "search_timeout_ms", Type: "ms",
+		Default: "30000",
+		Help: "longest a search API request runs, in milliseconds: then it answers the hits read so far with a \"next\", " +
+			"or 503 when it has read none; 0 never stops one",
+		set: setMillis(func(c *Config) *time.Duration { return &c.SearchTimeout }),
+	},
+	{
+		Flag: "search-max-concurrent", Env: "CHRONIK_SEARCH_MAX_CONCURRENT", Key: "search_max_concurrent", Type: "int",
+		Default: "4",
+		Help:    "searches the search API runs at once (1 to 1024); one more is answered 429 Too Many Requests with Retry-After at once, not queued",
+		set: func(c *Config, v string) error {
+			n, err := parseInt(v, 1, 1024)
+			c.SearchMaxConcurrent = int(n)
+			return err
+		},
+	},
+	{
 		Env: "CHRONIK_DISABLE_REALTIME_INDEX", Key: "disable_realtime_index", Type: "bool",
 		Inverts: "CHRONIK_REALTIME_INDEX",
 		Help:    "the inverse of --realtime-index, accepted for configs written for the Rust Chronik",
@@ -296,6 +335,27 @@ var settings = []Setting{
 		set: setInt64(func(c *Config) *int64 { return &c.MessageTimestampAfterMaxMs }),
 	},
 	{
+		Flag: "producer-id-expiration", Env: "CHRONIK_PRODUCER_ID_EXPIRATION_MS", Key: "producer_id_expiration_ms", Type: "ms",
+		Default: "86400000",
+		Help: "an idempotent producer whose last write to a partition is older than this is forgotten there (Kafka's producer.id.expiration.ms), " +
+			"in milliseconds; its next write is accepted at any sequence, as Kafka accepts a producer it does not know",
+		set: setMillis(func(c *Config) *time.Duration { return &c.ProducerIDExpiration }),
+	},
+	{
+		Flag: "producer-ids-max-per-partition", Env: "CHRONIK_PRODUCER_IDS_MAX_PER_PARTITION", Key: "producer_ids_max_per_partition", Type: "int",
+		Default: "10000",
+		Help: "idempotent producers remembered per partition; past it the least recently used are forgotten, so clients inventing producer IDs " +
+			"cannot grow memory or the producer checkpoint without bound",
+		set: setPositiveInt32(func(c *Config) *int32 { return &c.ProducerIDsMaxPerPartition }),
+	},
+	{
+		Flag: "max-partitions", Env: "CHRONIK_MAX_PARTITIONS", Key: "max_partitions", Type: "int",
+		Default: "20000",
+		Help: "partitions the cluster holds at most, all topics together: CreateTopics and CreatePartitions past it fail with POLICY_VIOLATION " +
+			"and auto-creation leaves the topic unknown",
+		set: setPositiveInt32(func(c *Config) *int32 { return &c.MaxPartitions }),
+	},
+	{
 		Flag: "request-read-timeout", Env: "CHRONIK_REQUEST_READ_TIMEOUT_MS", Key: "request_read_timeout_ms", Type: "ms",
 		Default: "30000",
 		Help: "once the first byte of a request has arrived, the whole request must arrive within this many milliseconds or the connection is closed, " +
@@ -360,6 +420,15 @@ var walProfiles = []string{"low", "medium", "high", "ultra"}
 func setInt32(field func(*Config) *int32) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		n, err := parseInt(v, math.MinInt32, math.MaxInt32)
+		*field(c) = int32(n)
+		return err
+	}
+}
+
+// setPositiveInt32 reads a whole number of at least 1.
+func setPositiveInt32(field func(*Config) *int32) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := parseInt(v, 1, math.MaxInt32)
 		*field(c) = int32(n)
 		return err
 	}

@@ -120,8 +120,12 @@ const (
 	CodeInvalidReplicationFactor int16 = 38
 	CodeTopicAlreadyExists       int16 = 36
 	CodeInvalidRequest           int16 = 42
-	CodeFencedLeaderEpoch        int16 = 74
-	CodeRequestTimedOut          int16 = 7
+	CodePolicyViolation          int16 = 44
+	// CodeDuplicateBrokerRegistration is KRaft's answer to a broker
+	// registering with the ID of another that is still live.
+	CodeDuplicateBrokerRegistration int16 = 101
+	CodeFencedLeaderEpoch           int16 = 74
+	CodeRequestTimedOut             int16 = 7
 )
 
 func errorf(code int16, format string, args ...any) *Error {

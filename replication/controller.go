@@ -62,6 +62,9 @@ type Config struct {
 	// partition whose ISR has no live member gets a live replica outside
 	// it as leader, losing what that replica lacks.
 	UncleanLeaderElection bool
+	// MaxPartitions bounds the partitions of all topics together while
+	// this node leads the quorum (CHRONIK_MAX_PARTITIONS); 0: unbounded.
+	MaxPartitions int32
 
 	Logger *slog.Logger
 }
@@ -129,13 +132,21 @@ type callResponse struct {
 	NotLeader bool   `json:"not_leader,omitempty"`
 	Result    Result `json:"result"`
 	// Heartbeats: the leader's applied index when it answered.
-	Index uint64     `json:"index,omitempty"`
-	Probe *ProbeInfo `json:"probe,omitempty"`
+	Index uint64 `json:"index,omitempty"`
+	// Refused: the heartbeat's registration was refused (another live
+	// broker holds its ID).
+	Refused *Error     `json:"refused,omitempty"`
+	Probe   *ProbeInfo `json:"probe,omitempty"`
 }
 
 // ErrNoController means no controller leader could be reached before the
 // deadline: the quorum is down or this node is cut off from it.
 var ErrNoController = errors.New("no controller quorum reachable")
+
+// ErrDuplicateBroker means another broker with this node's ID, from
+// another data directory, is registered and live: this one must not
+// replace it.
+var ErrDuplicateBroker = errors.New("replication: another live broker has this node ID")
 
 // Controller is a node's member of the controller quorum: it runs Raft,
 // applies the metadata log, heartbeats on behalf of its broker, and while it
@@ -507,10 +518,27 @@ func (c *Controller) handleHeartbeat(b *BrokerInfo) callResponse {
 		c.leaderReady.Store(false)
 		return callResponse{NotLeader: true}
 	}
+	cur := c.State().Brokers[b.ID]
+	if cur != nil && !cur.Fenced && cur.Incarnation != b.Incarnation && cur.StorageID != "" && b.StorageID != "" && cur.StorageID != b.StorageID {
+		// Another process from another data directory claims a live
+		// broker's ID: registering it would fence the live one, and the
+		// two would take turns. Refuse, as KRaft refuses a registration
+		// while the old one's session is valid. A restart from the same
+		// directory (same StorageID) is let through below, and one from
+		// another directory once the old session expired.
+		c.hbMu.Lock()
+		last, ok := c.hb[b.ID]
+		c.hbMu.Unlock()
+		if ok && time.Since(last) <= c.cfg.SessionTimeout {
+			return callResponse{Refused: errorf(CodeDuplicateBrokerRegistration,
+				"node ID %d is already registered by a live broker at %s (storage ID %s, last heartbeat %v ago); "+
+					"this broker (storage ID %s) will not replace it: give it another CHRONIK_NODE_ID, or stop the other broker first",
+				b.ID, net.JoinHostPort(cur.Host, strconv.Itoa(int(cur.Port))), cur.StorageID, time.Since(last).Round(time.Millisecond), b.StorageID)}
+		}
+	}
 	c.hbMu.Lock()
 	c.hb[b.ID] = time.Now()
 	c.hbMu.Unlock()
-	cur := c.State().Brokers[b.ID]
 	if cur == nil || cur.Fenced || cur.Incarnation != b.Incarnation || cur.Host != b.Host || cur.Port != b.Port || cur.RaftAddr != b.RaftAddr ||
 		cur.InternalHost != b.InternalHost || cur.InternalPort != b.InternalPort || cur.StorageID != b.StorageID {
 		res, notLeader := c.commit(&Command{RegisterBroker: b})
@@ -524,6 +552,27 @@ func (c *Controller) handleHeartbeat(b *BrokerInfo) callResponse {
 		}
 	}
 	return callResponse{Index: c.State().Index}
+}
+
+// checkPartitionLimit refuses adding n partitions to st past
+// Config.MaxPartitions: every partition costs each replica memory, files
+// and replication work, so clients must not create them without bound.
+func (c *Controller) checkPartitionLimit(st *State, n int) *Error {
+	limit := int(c.cfg.MaxPartitions)
+	if limit <= 0 {
+		return nil
+	}
+	if n > limit {
+		return errorf(CodeInvalidPartitions, "%d partitions exceed the cluster's limit of %d (CHRONIK_MAX_PARTITIONS)", n, limit)
+	}
+	total := 0
+	for _, t := range st.Topics {
+		total += len(t.Partitions)
+	}
+	if total+n > limit {
+		return errorf(CodePolicyViolation, "adding %d partitions to the cluster's %d would pass its limit of %d (CHRONIK_MAX_PARTITIONS)", n, total, limit)
+	}
+	return nil
 }
 
 // plan turns a request into a command against the newest state and commits
@@ -542,6 +591,9 @@ func (c *Controller) plan(req *Request) (Result, bool) {
 			}
 			return Result{Err: errorf(CodeTopicAlreadyExists, "topic %q already exists", r.Name)}, false
 		}
+		if err := c.checkPartitionLimit(st, int(r.Partitions)); err != nil {
+			return Result{Err: err}, false
+		}
 		parts, err := assign(st, int(r.Partitions), int(r.ReplicationFactor))
 		if err != nil {
 			return Result{Err: err}, false
@@ -558,6 +610,9 @@ func (c *Controller) plan(req *Request) (Result, bool) {
 		}
 		if int(r.Count) <= len(t.Partitions) {
 			return Result{Err: errorf(CodeInvalidPartitions, "topic %q has %d partitions; the new count %d must be larger", t.Name, len(t.Partitions), r.Count)}, false
+		}
+		if err := c.checkPartitionLimit(st, int(r.Count)-len(t.Partitions)); err != nil {
+			return Result{Err: err}, false
 		}
 		rf := 1
 		if len(t.Partitions) > 0 {
@@ -627,6 +682,7 @@ func (c *Controller) heartbeatLoop() {
 	defer c.wg.Done()
 	t := time.NewTicker(c.cfg.HeartbeatInterval)
 	defer t.Stop()
+	var refusedSince time.Time
 	for {
 		if c.stopping.Load() {
 			return // a heartbeat now would unfence this broker again
@@ -636,7 +692,20 @@ func (c *Controller) heartbeatLoop() {
 		var resp callResponse
 		err := c.callLeader(ctx, &callRequest{Heartbeat: c.self.Load()}, &resp)
 		cancel()
-		if err == nil {
+		switch {
+		case err == nil && resp.Refused != nil:
+			// Keep asking for a full session: a broker that died
+			// holding this ID is fenced by then, a live one is not.
+			if refusedSince.IsZero() {
+				refusedSince = sent
+				c.log.Warn("registration refused; retrying until the other broker's session would have expired", "err", resp.Refused.Message)
+			}
+			if time.Since(refusedSince) > 2*c.cfg.SessionTimeout+c.cfg.HeartbeatInterval {
+				c.fail(fmt.Errorf("%w: %s", ErrDuplicateBroker, resp.Refused.Message))
+				return
+			}
+		case err == nil:
+			refusedSince = time.Time{}
 			wasCurrent := c.Current()
 			c.leaseMu.Lock()
 			c.pendingSent, c.pendingIdx = sent, resp.Index

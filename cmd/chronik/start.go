@@ -136,6 +136,9 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 	bc.MessageMaxBytes = cfg.MessageMaxBytes
 	bc.MessageTimestampBeforeMaxMs = cfg.MessageTimestampBeforeMaxMs
 	bc.MessageTimestampAfterMaxMs = cfg.MessageTimestampAfterMaxMs
+	bc.ProducerIDExpiration = cfg.ProducerIDExpiration
+	bc.ProducerIDsMaxPerPartition = int(cfg.ProducerIDsMaxPerPartition)
+	bc.MaxPartitions = cfg.MaxPartitions
 	bc.FsyncBatchTimeout = cfg.FsyncBatchTimeout
 	bc.RequestReadTimeout = cfg.RequestReadTimeout
 	bc.ConnectionsMaxIdle = cfg.ConnectionsMaxIdle
@@ -205,7 +208,7 @@ func startSearch(cfg ops.Config, b *broker.Broker, bcfg broker.Config, hs *ops.H
 			eng.RunRealtime(rtCtx, sl.TopicNames, time.Second)
 		}
 	}()
-	hs.Handle("POST /api/v1/search", indexer.Handler(eng, 4))
+	hs.Handle("POST /api/v1/search", indexer.Handler(eng, searchLimits(cfg)))
 	var x *indexer.Indexer
 	if cfg.IndexWorkers > 0 && bcfg.Tier3 != nil {
 		// Index builds run in child processes of this binary at low
