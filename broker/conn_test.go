@@ -115,9 +115,13 @@ func TestSlowRequestsAreClosed(t *testing.T) {
 		c.MaxRequestBytes = 2 << 20
 		c.QueuedMaxRequestBytes = 2 << 20
 	})
-	// Three connections each send half of a 2 MiB frame: two hold the
-	// whole budget between them, the third waits for it.
+	// Eight connections send only a length prefix; three each send half
+	// of a 2 MiB frame: two of those hold the whole budget between them,
+	// the third waits for it.
 	var slow []*rawConn
+	for i := 0; i < 8; i++ {
+		slow = append(slow, slowPrefix(t, b, 2<<20, nil))
+	}
 	for i := 0; i < 3; i++ {
 		slow = append(slow, slowPrefix(t, b, 2<<20, make([]byte, 1<<20)))
 	}
@@ -125,8 +129,8 @@ func TestSlowRequestsAreClosed(t *testing.T) {
 		waitClosed(t, c, 10*time.Second)
 	}
 	checkFor(t, 5*time.Second, func() error {
-		if n := closedCount(t, reg, closeReadTimeout); n != 3 {
-			return fmt.Errorf("%v connections counted closed for read_timeout, want 3", n)
+		if n := closedCount(t, reg, closeReadTimeout); n != 11 {
+			return fmt.Errorf("%v connections counted closed for read_timeout, want 11", n)
 		}
 		return nil
 	})
