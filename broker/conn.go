@@ -159,8 +159,8 @@ func (c *conn) readLoop(queue chan<- inflight, writerDone <-chan struct{}) error
 	}
 }
 
-// readChunk is the socket read buffer, and so the most request bytes
-// taken from the broker-wide budget at once.
+// readChunk is the socket read buffer and the first room given to a frame
+// body once its bytes arrive.
 const readChunk = 64 << 10
 
 func readErr(err error) error {
@@ -204,12 +204,13 @@ func (c *conn) awaitFrame(br *bufio.Reader) error {
 // and the broker-wide request budget (QueuedMaxRequestBytes) it is
 // charged to, grow only once bytes are here and to at most four times
 // what arrived (at least readChunk): a peer that announced a large frame
-// and sends nothing holds neither. (Growing fourfold, not twofold, keeps
-// the copies and garbage of a large frame at a third of its size.) Waiting for budget is bounded by deadline
-// too, so connections each holding part of the budget while their
-// senders stall are closed and the budget comes back. Large reads go
-// from the socket straight into the body. On error nothing stays held;
-// on success the budget held is size.
+// and sends nothing holds neither. Growing fourfold, not twofold, keeps
+// the copies and garbage of a large frame at a third of its size.
+// Waiting for budget is bounded by deadline too, so connections each
+// holding part of the budget while their senders stall are closed and
+// the budget comes back. Large reads go from the socket straight into
+// the body. On error nothing stays held; on success the budget held is
+// size.
 func (c *conn) readBody(br *bufio.Reader, size int, deadline time.Time) ([]byte, error) {
 	var body []byte
 	fail := func(err error) ([]byte, error) {
