@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -41,6 +42,8 @@ type Broker struct {
 
 	reqBytes *semaphore.Weighted // request bytes held across all connections
 
+	replicaAddrs replicaAddrs // what brokers' internal hosts resolve to (replica_addr.go)
+
 	// adminMu serialises metadata changes (topic create, delete, alter) so
 	// each is persisted before it becomes visible.
 	adminMu sync.Mutex
@@ -54,14 +57,15 @@ type Broker struct {
 	pidNext int64      // next producer ID to hand out
 	pidMax  int64      // IDs below pidMax are reserved in meta
 
-	lnMu     sync.Mutex // guards the following
-	ln       net.Listener
-	conns    map[*conn]struct{}
-	closed   bool
-	closing  chan struct{} // closed by Close
-	connWG   sync.WaitGroup
-	started  time.Time
-	acceptWG sync.WaitGroup
+	lnMu       sync.Mutex // guards the following
+	ln         net.Listener
+	conns      map[*conn]struct{}
+	connsPerIP map[netip.Addr]int // open connections by remote IP
+	closed     bool
+	closing    chan struct{} // closed by Close
+	connWG     sync.WaitGroup
+	started    time.Time
+	acceptWG   sync.WaitGroup
 
 	unlock func() // releases the data dir lock
 
@@ -142,6 +146,7 @@ func New(cfg Config) (*Broker, error) {
 		topics:      make(map[string]*topic),
 		topicsByID:  make(map[[16]byte]*topic),
 		conns:       make(map[*conn]struct{}),
+		connsPerIP:  make(map[netip.Addr]int),
 		closing:     make(chan struct{}),
 		files:       tier2.NewFileCache(cfg.MaxOpenSegmentFiles),
 		sealKick:    make(chan struct{}, 1),
@@ -390,14 +395,26 @@ func (b *Broker) acceptLoop(ln net.Listener) {
 			return
 		}
 		backoff = 0
-		c := newConn(b, nc)
+		ip := remoteIP(nc)
 		b.lnMu.Lock()
 		if b.closed {
 			b.lnMu.Unlock()
 			nc.Close()
 			return
 		}
+		if reason := b.admitLocked(ip); reason != "" {
+			// As Kafka: accepted, then closed at once, so the client sees
+			// a closed connection rather than a full backlog.
+			b.lnMu.Unlock()
+			nc.Close()
+			b.metrics.connsClosed.inc(reason)
+			b.log.Debug("refusing connection", "remote", nc.RemoteAddr().String(), "reason", reason)
+			continue
+		}
+		c := newConn(b, nc)
+		c.ip = ip
 		b.conns[c] = struct{}{}
+		b.connsPerIP[ip]++
 		b.connWG.Add(1)
 		b.lnMu.Unlock()
 		go func() {
@@ -405,6 +422,9 @@ func (b *Broker) acceptLoop(ln net.Listener) {
 			c.serve()
 			b.lnMu.Lock()
 			delete(b.conns, c)
+			if b.connsPerIP[ip]--; b.connsPerIP[ip] <= 0 {
+				delete(b.connsPerIP, ip)
+			}
 			b.lnMu.Unlock()
 		}()
 	}

@@ -67,6 +67,37 @@ type Config struct {
 	// (Kafka's fetch.max.bytes).
 	FetchMaxBytes int32
 
+	// RequestReadTimeout bounds how long a request frame may take to
+	// arrive once its first byte has; a slower peer is disconnected, so
+	// it cannot keep part of QueuedMaxRequestBytes. 0 waits for ever.
+	RequestReadTimeout time.Duration
+	// ConnectionsMaxIdle closes a connection with no request in flight
+	// that received nothing for this long (Kafka's
+	// connections.max.idle.ms). 0 keeps idle connections.
+	ConnectionsMaxIdle time.Duration
+	// ResponseWriteTimeout closes a connection whose socket takes no
+	// byte of a response for this long: a client that stops reading. 0
+	// waits for ever.
+	ResponseWriteTimeout time.Duration
+	// ConnectionMaxUnsentBytes bounds the Fetch response bytes one
+	// connection has built or is building but not yet written: a fetch
+	// reserves its request's bound (its max bytes, capped by
+	// FetchMaxBytes) when read, and gives it back once written. While a
+	// fetch does not fit, the connection reads no further requests. A
+	// single fetch is always let through. 0 means no bound.
+	ConnectionMaxUnsentBytes int64
+	// MaxConnections and MaxConnectionsPerIP cap the open client
+	// connections, in all and from one remote IP (Kafka's
+	// max.connections and max.connections.per.ip): past either, a new
+	// connection is accepted and closed at once. 0 means no cap.
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	// ReplicaFetchRequireInternalAddr serves a fetch as a follower's only
+	// when it comes from an IP the claimed broker's registered internal
+	// host resolves to (besides its broker epoch). Turn it off when
+	// brokers reach one another through NAT.
+	ReplicaFetchRequireInternalAddr bool
+
 	// GroupMinSessionTimeout and GroupMaxSessionTimeout bound a group
 	// member's session timeout (Kafka's group.min/max.session.timeout.ms).
 	GroupMinSessionTimeout time.Duration
@@ -180,6 +211,14 @@ func DefaultConfig() Config {
 		QueuedMaxRequestBytes: 512 << 20,
 		FetchMaxBytes:         55 << 20,
 
+		RequestReadTimeout:              30 * time.Second,
+		ConnectionsMaxIdle:              10 * time.Minute,
+		ResponseWriteTimeout:            30 * time.Second,
+		ConnectionMaxUnsentBytes:        64 << 20,
+		MaxConnections:                  10000,
+		MaxConnectionsPerIP:             1000,
+		ReplicaFetchRequireInternalAddr: true,
+
 		GroupMinSessionTimeout:        6 * time.Second,
 		GroupMaxSessionTimeout:        30 * time.Minute,
 		GroupInitialRebalanceDelay:    3 * time.Second,
@@ -253,6 +292,13 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("broker: fetch max bytes %d must be at least 1024", c.FetchMaxBytes)
 	case c.MaxInflightPerConn < 1:
 		return fmt.Errorf("broker: max inflight per connection %d must be at least 1", c.MaxInflightPerConn)
+	case c.RequestReadTimeout < 0 || c.ConnectionsMaxIdle < 0 || c.ResponseWriteTimeout < 0:
+		return fmt.Errorf("broker: request read timeout %v, connections max idle %v and response write timeout %v must not be negative",
+			c.RequestReadTimeout, c.ConnectionsMaxIdle, c.ResponseWriteTimeout)
+	case c.ConnectionMaxUnsentBytes < 0:
+		return fmt.Errorf("broker: connection max unsent bytes %d must not be negative", c.ConnectionMaxUnsentBytes)
+	case c.MaxConnections < 0 || c.MaxConnectionsPerIP < 0:
+		return fmt.Errorf("broker: max connections %d and max connections per IP %d must not be negative", c.MaxConnections, c.MaxConnectionsPerIP)
 	}
 	return nil
 }

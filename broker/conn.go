@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,16 +23,30 @@ import (
 // in the order sent); handlers return a reply that a writer goroutine
 // resolves and writes in the same order. Up to MaxInflightPerConn requests
 // are in flight: past that the reader stops reading the socket, which is
-// the backpressure a Kafka client expects.
+// the backpressure a Kafka client expects. What a slow, idle or
+// non-reading peer may hold is bounded in conn_limits.go.
 type conn struct {
 	b      *Broker
 	nc     net.Conn
 	remote string
+	ip     netip.Addr // remote IP (zero when not IP), for the per-IP cap
 
 	ctx    context.Context // cancelled when the connection ends
 	cancel context.CancelFunc
 
 	refusedReplica atomic.Bool // a fetch claimed a broker's ID without its epoch (logged once)
+
+	// inflight counts requests read and not yet answered; lastDone is when
+	// the writer last finished one (UnixNano). An idle connection has
+	// neither inflight requests nor a recent answer.
+	inflight atomic.Int64
+	lastDone atomic.Int64
+
+	closeOnce sync.Once
+
+	unsentMu    sync.Mutex    // guards the following
+	unsent      int64         // fetch response bytes reserved and not yet written
+	unsentFreed chan struct{} // closed when unsent drops; nil when nobody waits
 }
 
 // reply resolves a request's response; it may block (a produce waiting for
@@ -40,12 +56,13 @@ type reply func() kmsg.Response
 func now(resp kmsg.Response) reply { return func() kmsg.Response { return resp } }
 
 type inflight struct {
-	start time.Time // when decoding began, for chronik_request_duration_seconds
-	held  int64     // request bytes taken from Broker.reqBytes; released once answered
-	key   int16
-	corr  int32
-	flex  bool // response header carries tagged fields
-	reply reply
+	start  time.Time // when decoding began, for chronik_request_duration_seconds
+	held   int64     // request bytes taken from Broker.reqBytes; released once answered
+	unsent int64     // bytes reserved by reserveUnsent; released once written
+	key    int16
+	corr   int32
+	flex   bool // response header carries tagged fields
+	reply  reply
 }
 
 // request is a decoded request with its header.
@@ -56,7 +73,25 @@ type request struct {
 
 func newConn(b *Broker, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &conn{b: b, nc: nc, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel}
+	c := &conn{b: b, nc: nc, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel}
+	c.lastDone.Store(time.Now().UnixNano())
+	return c
+}
+
+// closeFor ends the connection because of err: the socket is closed and
+// every wait of the connection woken. A close the broker chose (a
+// timeout) is counted and logged once.
+func (c *conn) closeFor(err error) {
+	c.closeOnce.Do(func() {
+		if reason := closeReason(err); reason != "" {
+			c.b.metrics.connsClosed.inc(reason)
+			c.b.log.Debug("closing connection", "remote", c.remote, "reason", reason)
+		} else if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			c.b.log.Debug("closing connection", "remote", c.remote, "err", err)
+		}
+	})
+	c.cancel()
+	c.nc.Close()
 }
 
 func (c *conn) serve() {
@@ -71,41 +106,45 @@ func (c *conn) serve() {
 		c.writeLoop(queue)
 	}()
 	err := c.readLoop(queue, writerDone)
-	// Nobody can read an answer any more: wake long polls and waiters.
+	if closeReason(err) != "" {
+		c.closeFor(err) // the broker gives up on the peer: now
+	}
+	// No request follows: wake long polls and waiters, and let the writer
+	// send what is answered (a client may half-close after its requests).
 	c.cancel()
 	close(queue)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		c.b.log.Debug("closing connection", "remote", c.remote, "err", err)
-	}
 	<-writerDone
-	c.nc.Close()
+	c.closeFor(err)
 }
 
 func (c *conn) readLoop(queue chan<- inflight, writerDone <-chan struct{}) error {
-	br := bufio.NewReaderSize(c.nc, 64<<10)
+	br := bufio.NewReaderSize(c.nc, readChunk)
 	var sizeBuf [4]byte
 	for {
-		if _, err := io.ReadFull(br, sizeBuf[:]); err != nil {
+		if err := c.awaitFrame(br); err != nil {
 			return err
+		}
+		var deadline time.Time // the whole frame must arrive by then
+		if t := c.b.cfg.RequestReadTimeout; t > 0 {
+			deadline = time.Now().Add(t)
+		}
+		c.nc.SetReadDeadline(deadline)
+		if _, err := io.ReadFull(br, sizeBuf[:]); err != nil {
+			return readErr(err)
 		}
 		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
 		if size < 8 || size > c.b.cfg.MaxRequestBytes {
 			return fmt.Errorf("request frame of %d bytes is outside 8..%d (socket.request.max.bytes)", size, c.b.cfg.MaxRequestBytes)
 		}
-		// Each frame gets its own buffer: produce batches alias it until
-		// the WAL has written them. The broker-wide budget bounds what all
-		// connections hold; waiting for it stops reading this socket.
-		if err := c.b.reqBytes.Acquire(c.ctx, int64(size)); err != nil {
-			return err
-		}
-		body := make([]byte, size)
-		if _, err := io.ReadFull(br, body); err != nil {
-			c.b.reqBytes.Release(int64(size))
+		body, err := c.readBody(br, int(size), deadline)
+		if err != nil {
 			return err
 		}
 		c.b.metrics.bytesIn.Add(float64(4 + len(body)))
+		c.inflight.Add(1)
 		f, err := c.handle(body)
 		if err != nil {
+			c.inflight.Add(-1)
 			c.b.reqBytes.Release(int64(size))
 			return err
 		}
@@ -114,9 +153,113 @@ func (c *conn) readLoop(queue chan<- inflight, writerDone <-chan struct{}) error
 		case queue <- f:
 		case <-writerDone:
 			c.b.reqBytes.Release(f.held)
+			c.releaseUnsent(f.unsent)
 			return errors.New("writer stopped")
 		}
 	}
+}
+
+// readChunk is the socket read buffer and the first room given to a frame
+// body once its bytes arrive.
+const readChunk = 64 << 10
+
+func readErr(err error) error {
+	if isTimeout(err) {
+		return errReadTimeout
+	}
+	return err
+}
+
+// awaitFrame waits for the first byte of the next frame. A connection with
+// no request in flight that received nothing for ConnectionsMaxIdle is
+// closed (errIdle); one whose requests are still being answered is not.
+func (c *conn) awaitFrame(br *bufio.Reader) error {
+	if br.Buffered() > 0 {
+		return nil
+	}
+	idle := c.b.cfg.ConnectionsMaxIdle
+	var deadline time.Time
+	if idle > 0 {
+		deadline = time.Now().Add(idle)
+	}
+	for {
+		c.nc.SetReadDeadline(deadline)
+		_, err := br.Peek(1)
+		if err == nil || !isTimeout(err) {
+			return err
+		}
+		now := time.Now()
+		switch last := time.Unix(0, c.lastDone.Load()); {
+		case c.inflight.Load() > 0:
+			deadline = now.Add(idle)
+		case now.Sub(last) < idle:
+			deadline = last.Add(idle)
+		default:
+			return errIdle
+		}
+	}
+}
+
+// readBody reads a frame body of size bytes as they arrive. The buffer,
+// and the broker-wide request budget (QueuedMaxRequestBytes) it is
+// charged to, grow only once bytes are here and to at most four times
+// what arrived (at least readChunk): a peer that announced a large frame
+// and sends nothing holds neither. Growing fourfold, not twofold, keeps
+// the copies and garbage of a large frame at a third of its size.
+// Waiting for budget is bounded by deadline too, so connections each
+// holding part of the budget while their senders stall are closed and
+// the budget comes back. Large reads go from the socket straight into
+// the body. On error nothing stays held; on success the budget held is
+// size.
+func (c *conn) readBody(br *bufio.Reader, size int, deadline time.Time) ([]byte, error) {
+	var body []byte
+	fail := func(err error) ([]byte, error) {
+		c.b.reqBytes.Release(int64(cap(body)))
+		return nil, err
+	}
+	for len(body) < size {
+		if len(body) == cap(body) {
+			if br.Buffered() == 0 {
+				if _, err := br.Peek(1); err != nil { // wait for bytes before taking room for them
+					return fail(readErr(err))
+				}
+			}
+			grow := min(size, max(4*cap(body), readChunk)) - cap(body)
+			if err := c.acquireReq(int64(grow), deadline); err != nil {
+				return fail(err)
+			}
+			grown := make([]byte, len(body), cap(body)+grow)
+			copy(grown, body)
+			body = grown
+		}
+		n, err := br.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		if err != nil && len(body) < size {
+			return fail(readErr(err))
+		}
+	}
+	return body, nil
+}
+
+// acquireReq takes n bytes of the broker-wide request budget, waiting no
+// later than deadline (zero: as long as the connection lives).
+func (c *conn) acquireReq(n int64, deadline time.Time) error {
+	if c.b.reqBytes.TryAcquire(n) {
+		return nil
+	}
+	ctx := c.ctx
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	if err := c.b.reqBytes.Acquire(ctx, n); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return errReadTimeout
+		}
+		return err
+	}
+	return nil
 }
 
 // handle decodes one request frame and runs its handler. An error closes
@@ -155,56 +298,62 @@ func (c *conn) handle(body []byte) (inflight, error) {
 	}
 	resp := kreq.ResponseKind()
 	c.b.metrics.api[key].requests.Inc()
+	var unsent int64
+	if fr, ok := kreq.(*kmsg.FetchRequest); ok {
+		// Fetches build their responses at once: a client that does not
+		// read them must not make the broker build more.
+		var err error
+		if unsent, err = c.reserveUnsent(c.b.fetchBound(fr)); err != nil {
+			return inflight{}, err
+		}
+	}
 	return inflight{
-		start: start,
-		key:   key,
-		corr:  corr,
-		flex:  resp.IsFlexible() && key != int16(kmsg.ApiVersions),
-		reply: h(c, req),
+		start:  start,
+		key:    key,
+		corr:   corr,
+		flex:   resp.IsFlexible() && key != int16(kmsg.ApiVersions),
+		unsent: unsent,
+		reply:  h(c, req),
 	}, nil
 }
 
 func (c *conn) writeLoop(queue <-chan inflight) {
-	bw := bufio.NewWriterSize(c.nc, 64<<10)
+	bw := bufio.NewWriterSize(connWriter{c}, 64<<10)
 	var buf []byte
+	var err error
 	for f := range queue {
 		if bw.Buffered() > 0 {
 			// The next reply may block (a long poll, a produce waiting for
 			// fsync): send what is ready first, so a heartbeat answer never
 			// waits behind a fetch.
-			if err := bw.Flush(); err != nil {
-				c.nc.Close()
-				releaseReply(f.reply())
-				c.b.reqBytes.Release(f.held)
+			if err = bw.Flush(); err != nil {
+				c.drop(f)
 				break
 			}
 		}
 		resp := f.reply()
 		c.b.reqBytes.Release(f.held) // the request's buffers are done with
 		if resp == nil {
+			c.done(f)
 			c.b.metrics.requestDone(f.key, f.start, nil)
 			continue
 		}
 		var pieces net.Buffers
 		var size int
 		buf, pieces, size = appendFrame(buf[:0], f.corr, f.flex, resp)
-		var err error
 		if pieces == nil {
 			_, err = bw.Write(buf)
 		} else if err = bw.Flush(); err == nil {
 			// Large record bytes go straight from their buffers (fetch_write.go).
-			_, err = pieces.WriteTo(c.nc)
+			err = c.writeBuffers(pieces)
 		}
 		releaseReply(resp) // its bytes are in the socket or in buf
-		if err != nil {
-			c.nc.Close()
-			break
+		if err == nil && len(queue) == 0 {
+			err = bw.Flush()
 		}
-		if len(queue) == 0 {
-			if err := bw.Flush(); err != nil {
-				c.nc.Close()
-				break
-			}
+		c.done(f)
+		if err != nil {
+			break
 		}
 		c.b.metrics.bytesOut.Add(float64(size))
 		c.b.metrics.requestDone(f.key, f.start, unwrapResponse(resp))
@@ -212,11 +361,28 @@ func (c *conn) writeLoop(queue <-chan inflight) {
 			buf = nil // don't pin one huge fetch response per connection
 		}
 	}
+	if err != nil {
+		c.closeFor(err)
+	}
 	// Drain so the reader never blocks on a full queue after a write error;
 	// each reply still runs so its request's bytes are released only once
 	// its work (a produce's WAL write) no longer needs them.
 	for f := range queue {
-		releaseReply(f.reply())
-		c.b.reqBytes.Release(f.held)
+		c.drop(f)
 	}
+}
+
+// done marks f answered: what it reserved is released and the connection's
+// idle clock restarts.
+func (c *conn) done(f inflight) {
+	c.releaseUnsent(f.unsent)
+	c.lastDone.Store(time.Now().UnixNano())
+	c.inflight.Add(-1)
+}
+
+// drop waits for f's reply and discards it: the connection is gone.
+func (c *conn) drop(f inflight) {
+	releaseReply(f.reply())
+	c.b.reqBytes.Release(f.held)
+	c.done(f)
 }

@@ -28,6 +28,7 @@ type metrics struct {
 
 	bytesIn, bytesOut prometheus.Counter
 	produceRecords    prometheus.Counter
+	connsClosed       connCloseMetrics
 
 	walGroupEntries prometheus.Observer
 	walGroupBytes   prometheus.Observer
@@ -110,6 +111,7 @@ func newMetrics(b *Broker) *metrics {
 		defer b.lnMu.Unlock()
 		return float64(len(b.conns))
 	})
+	m.connsClosed = newConnCloseMetrics(m)
 	m.gaugeFunc("chronik_topics", "Topics, internal ones included.", func() float64 {
 		b.mu.RLock()
 		defer b.mu.RUnlock()

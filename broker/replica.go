@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/chronik-go/chronik/replication"
 	"github.com/chronik-go/chronik/tier1"
 	"github.com/chronik-go/chronik/tier2"
 )
@@ -466,23 +467,43 @@ func (b *Broker) startLocalLogAt(p *partition, offset int64) error {
 // authenticReplica reports whether a fetch claiming to come from broker id
 // with broker epoch epoch does: the controller's registration of id must
 // have that epoch. Registrations of releases before broker epochs (no
-// storage ID) accept a fetch without one. Refusals are counted and logged
-// (once per connection): the fetch is then served as a consumer's.
+// storage ID) accept a fetch without one. With
+// ReplicaFetchRequireInternalAddr the connection must also come from an
+// address of the broker's registered internal host: the epoch is a secret
+// only while nothing leaks it. Refusals are counted and logged (once per
+// connection): the fetch is then served as a consumer's.
 func (b *Broker) authenticReplica(c *conn, id int32, epoch int64) bool {
 	bi := b.ctl.State().Brokers[id]
+	var why string
 	switch {
 	case bi == nil:
-	case epoch == bi.Epoch():
-		return true
-	case epoch < 0 && bi.StorageID == "":
+		why = "a fetch claims to come from an unregistered broker; served as a consumer's"
+	case epoch != bi.Epoch() && (epoch >= 0 || bi.StorageID != ""):
+		why = "a fetch claims to come from a broker without its broker epoch; served as a consumer's"
+	case b.cfg.ReplicaFetchRequireInternalAddr && !b.replicaAddrs.matches(registeredHost(bi), c.ip):
+		why = "a fetch claims to come from a broker but not from its registered internal address; served as a consumer's " +
+			"(set CHRONIK_REPLICA_FETCH_REQUIRE_INTERNAL_ADDR=false when brokers reach one another through NAT)"
+	default:
 		return true
 	}
 	b.metrics.replicaFetchesRefused.Inc()
 	if c.refusedReplica.CompareAndSwap(false, true) {
-		b.log.Warn("a fetch claims to come from a broker without its broker epoch; served as a consumer's", "claimed_broker", id,
-			"remote", c.remote, "epoch", epoch)
+		args := []any{"claimed_broker", id, "remote", c.remote, "epoch", epoch}
+		if bi != nil {
+			args = append(args, "registered_addr", bi.InternalAddr())
+		}
+		b.log.Warn(why, args...)
 	}
 	return false
+}
+
+// registeredHost is the host other brokers dial bi at, and so the one its
+// fetches come from.
+func registeredHost(bi *replication.BrokerInfo) string {
+	if bi.InternalHost != "" {
+		return bi.InternalHost
+	}
+	return bi.Host
 }
 
 // errBadReplicaBatch means fetched bytes failed the batch checks.

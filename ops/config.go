@@ -97,6 +97,20 @@ type Config struct {
 	ProducerIDsMaxPerPartition int32
 	MaxPartitions              int32
 
+	// Connection hygiene: how long a started request may take to arrive,
+	// how long an idle connection and an unread response are kept (0:
+	// for ever), the Fetch response bytes built ahead of the socket per
+	// connection, and the connection caps (0: none).
+	RequestReadTimeout       time.Duration
+	ConnectionsMaxIdle       time.Duration
+	ResponseWriteTimeout     time.Duration
+	ConnectionMaxUnsentBytes int64
+	MaxConnections           int
+	MaxConnectionsPerIP      int
+	// ReplicaFetchRequireInternalAddr: a follower's fetch must come from an
+	// IP of the claimed broker's registered internal host.
+	ReplicaFetchRequireInternalAddr bool
+
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // text, json
 

@@ -81,6 +81,14 @@ func TestSettingNamesMatchContract(t *testing.T) {
 		"CHRONIK_SEARCH_TIMEOUT_MS":         "search-timeout",
 		"CHRONIK_SEARCH_MAX_CONCURRENT":     "search-max-concurrent",
 
+		"CHRONIK_REQUEST_READ_TIMEOUT_MS":             "request-read-timeout",
+		"CHRONIK_CONNECTIONS_MAX_IDLE_MS":             "connections-max-idle",
+		"CHRONIK_RESPONSE_WRITE_TIMEOUT_MS":           "response-write-timeout",
+		"CHRONIK_CONNECTION_MAX_UNSENT_BYTES":         "connection-max-unsent-bytes",
+		"CHRONIK_MAX_CONNECTIONS":                     "max-connections",
+		"CHRONIK_MAX_CONNECTIONS_PER_IP":              "max-connections-per-ip",
+		"CHRONIK_REPLICA_FETCH_REQUIRE_INTERNAL_ADDR": "replica-fetch-require-internal-addr",
+
 		"CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS": "broker-heartbeat-interval",
 		"CHRONIK_BROKER_SESSION_TIMEOUT_MS":    "broker-session-timeout",
 		"CHRONIK_REPLICA_LAG_TIME_MAX_MS":      "replica-lag-time-max",
@@ -173,6 +181,13 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_PRODUCER_ID_EXPIRATION_MS", "60000", nil, func(c Config) any { return c.ProducerIDExpiration }, time.Minute},
 		{"CHRONIK_PRODUCER_IDS_MAX_PER_PARTITION", "500", nil, func(c Config) any { return c.ProducerIDsMaxPerPartition }, int32(500)},
 		{"CHRONIK_MAX_PARTITIONS", "100", nil, func(c Config) any { return c.MaxPartitions }, int32(100)},
+		{"CHRONIK_REQUEST_READ_TIMEOUT_MS", "5000", nil, func(c Config) any { return c.RequestReadTimeout }, 5 * time.Second},
+		{"CHRONIK_CONNECTIONS_MAX_IDLE_MS", "0", nil, func(c Config) any { return c.ConnectionsMaxIdle }, time.Duration(0)},
+		{"CHRONIK_RESPONSE_WRITE_TIMEOUT_MS", "120000", nil, func(c Config) any { return c.ResponseWriteTimeout }, 2 * time.Minute},
+		{"CHRONIK_CONNECTION_MAX_UNSENT_BYTES", "1048576", nil, func(c Config) any { return c.ConnectionMaxUnsentBytes }, int64(1 << 20)},
+		{"CHRONIK_MAX_CONNECTIONS", "50", nil, func(c Config) any { return c.MaxConnections }, 50},
+		{"CHRONIK_MAX_CONNECTIONS_PER_IP", "0", nil, func(c Config) any { return c.MaxConnectionsPerIP }, 0},
+		{"CHRONIK_REPLICA_FETCH_REQUIRE_INTERNAL_ADDR", "false", nil, func(c Config) any { return c.ReplicaFetchRequireInternalAddr }, false},
 		{"CHRONIK_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, "debug"},
 		{"CHRONIK_LOG_FORMAT", "json", nil, func(c Config) any { return c.LogFormat }, "json"},
 	}
@@ -244,6 +259,13 @@ message_timestamp_after_max_ms: 0
 producer_id_expiration_ms: 3600000
 producer_ids_max_per_partition: 100
 max_partitions: 5000
+request_read_timeout_ms: 10000
+connections_max_idle_ms: 60000
+response_write_timeout_ms: 5000
+connection_max_unsent_bytes: 8388608
+max_connections: 100
+max_connections_per_ip: 10
+replica_fetch_require_internal_addr: false
 log_level: warn
 log_format: json
 `)
@@ -292,6 +314,13 @@ log_format: json
 		SearchMaxResponseBytes: 4096,
 		SearchTimeout:          0,
 		SearchMaxConcurrent:    1,
+
+		RequestReadTimeout:       10 * time.Second,
+		ConnectionsMaxIdle:       time.Minute,
+		ResponseWriteTimeout:     5 * time.Second,
+		ConnectionMaxUnsentBytes: 8 << 20,
+		MaxConnections:           100,
+		MaxConnectionsPerIP:      10,
 
 		LogLevel:  "warn",
 		LogFormat: "json",
@@ -353,6 +382,14 @@ func TestDefaults(t *testing.T) {
 		SearchMaxResponseBytes: 16 << 20,
 		SearchTimeout:          30 * time.Second,
 		SearchMaxConcurrent:    4,
+
+		RequestReadTimeout:              30 * time.Second,
+		ConnectionsMaxIdle:              10 * time.Minute,
+		ResponseWriteTimeout:            30 * time.Second,
+		ConnectionMaxUnsentBytes:        64 << 20,
+		MaxConnections:                  10000,
+		MaxConnectionsPerIP:             1000,
+		ReplicaFetchRequireInternalAddr: true,
 
 		LogLevel:  "info",
 		LogFormat: "text",

@@ -120,6 +120,14 @@ var settings = []Setting{
 		set:     setMillis(func(c *Config) *time.Duration { return &c.ReplicaLagTimeMax }),
 	},
 	{
+		Flag: "replica-fetch-require-internal-addr", Env: "CHRONIK_REPLICA_FETCH_REQUIRE_INTERNAL_ADDR", Key: "replica_fetch_require_internal_addr", Type: "bool",
+		Default: "true",
+		Help: "serve a fetch as a follower replica's (moving the high watermark) only when it comes from an IP that the claimed broker's registered " +
+			"internal address (CHRONIK_INTERNAL_ADDR, else its advertised one) resolves to, besides carrying its broker epoch (cluster mode); " +
+			"turn off when brokers reach one another through NAT",
+		set: setBool(func(c *Config) *bool { return &c.ReplicaFetchRequireInternalAddr }, false),
+	},
+	{
 		Flag: "controller-recover", Env: "CHRONIK_CONTROLLER_RECOVER", Key: "controller_recover", Type: "bool",
 		Default: "false",
 		Help: "form a new controller quorum although every node lost its Raft state while the data directories say they were members of a cluster: " +
@@ -348,6 +356,49 @@ var settings = []Setting{
 		set: setPositiveInt32(func(c *Config) *int32 { return &c.MaxPartitions }),
 	},
 	{
+		Flag: "request-read-timeout", Env: "CHRONIK_REQUEST_READ_TIMEOUT_MS", Key: "request_read_timeout_ms", Type: "ms",
+		Default: "30000",
+		Help: "once the first byte of a request has arrived, the whole request must arrive within this many milliseconds or the connection is closed, " +
+			"so a client that stops mid-request cannot hold the broker's request memory; 0 waits for ever",
+		set: setMillis(func(c *Config) *time.Duration { return &c.RequestReadTimeout }),
+	},
+	{
+		Flag: "connections-max-idle", Env: "CHRONIK_CONNECTIONS_MAX_IDLE_MS", Key: "connections_max_idle_ms", Type: "ms",
+		Default: "600000",
+		Help: "a client connection with no request in flight that has sent nothing for this many milliseconds is closed " +
+			"(Kafka's connections.max.idle.ms); 0 keeps idle connections",
+		set: setMillis(func(c *Config) *time.Duration { return &c.ConnectionsMaxIdle }),
+	},
+	{
+		Flag: "response-write-timeout", Env: "CHRONIK_RESPONSE_WRITE_TIMEOUT_MS", Key: "response_write_timeout_ms", Type: "ms",
+		Default: "30000",
+		Help: "a connection whose client takes no byte of a pending response for this many milliseconds (it stopped reading) is closed, " +
+			"releasing the responses built for it; a slow reader that makes progress keeps its connection; 0 waits for ever",
+		set: setMillis(func(c *Config) *time.Duration { return &c.ResponseWriteTimeout }),
+	},
+	{
+		Flag: "connection-max-unsent-bytes", Env: "CHRONIK_CONNECTION_MAX_UNSENT_BYTES", Key: "connection_max_unsent_bytes", Type: "bytes",
+		Default: "67108864",
+		Help: "bound on the Fetch response bytes one connection may have built and not yet written: each Fetch reserves its own bound " +
+			"(its max bytes, capped by the broker's fetch max bytes, at most this whole value) when read and releases it once its response is written; " +
+			"while the next Fetch does not fit, the connection reads no further requests. Other responses are small and bounded by the requests in flight; 0 means no bound",
+		set: setInt64(func(c *Config) *int64 { return &c.ConnectionMaxUnsentBytes }),
+	},
+	{
+		Flag: "max-connections", Env: "CHRONIK_MAX_CONNECTIONS", Key: "max_connections", Type: "int",
+		Default: "10000",
+		Help: "open client connections the broker serves (Kafka's max.connections): past it a new connection is accepted and closed at once; " +
+			"0 means no cap",
+		set: setInt(func(c *Config) *int { return &c.MaxConnections }),
+	},
+	{
+		Flag: "max-connections-per-ip", Env: "CHRONIK_MAX_CONNECTIONS_PER_IP", Key: "max_connections_per_ip", Type: "int",
+		Default: "1000",
+		Help: "open client connections from one remote IP, loopback included (Kafka's max.connections.per.ip): past it a new connection from that IP " +
+			"is accepted and closed at once; 0 means no cap",
+		set: setInt(func(c *Config) *int { return &c.MaxConnectionsPerIP }),
+	},
+	{
 		Flag: "log-level", Env: "CHRONIK_LOG_LEVEL", Key: "log_level", Type: "level",
 		Default: "info",
 		Help:    "debug, info, warn or error",
@@ -379,6 +430,15 @@ func setPositiveInt32(field func(*Config) *int32) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		n, err := parseInt(v, 1, math.MaxInt32)
 		*field(c) = int32(n)
+		return err
+	}
+}
+
+// setInt reads a non-negative whole number up to 2^31-1.
+func setInt(field func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := parseInt(v, 0, math.MaxInt32)
+		*field(c) = int(n)
 		return err
 	}
 }

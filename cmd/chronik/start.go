@@ -140,6 +140,13 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 	bc.ProducerIDsMaxPerPartition = int(cfg.ProducerIDsMaxPerPartition)
 	bc.MaxPartitions = cfg.MaxPartitions
 	bc.FsyncBatchTimeout = cfg.FsyncBatchTimeout
+	bc.RequestReadTimeout = cfg.RequestReadTimeout
+	bc.ConnectionsMaxIdle = cfg.ConnectionsMaxIdle
+	bc.ResponseWriteTimeout = cfg.ResponseWriteTimeout
+	bc.ConnectionMaxUnsentBytes = cfg.ConnectionMaxUnsentBytes
+	bc.MaxConnections = cfg.MaxConnections
+	bc.MaxConnectionsPerIP = cfg.MaxConnectionsPerIP
+	bc.ReplicaFetchRequireInternalAddr = cfg.ReplicaFetchRequireInternalAddr
 	bc.ScrubInterval = cfg.ScrubInterval
 	bc.ScrubBytesPerSec = cfg.ScrubBytesPerSec
 	bc.Logger = log
