@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/chronik-go/chronik/broker"
+	"github.com/chronik-go/chronik/internal/inflate"
 	"github.com/chronik-go/chronik/ops"
 	"github.com/chronik-go/chronik/tier1"
 )
@@ -91,6 +92,7 @@ func render() []byte {
 	renderTopicConfigs(&d)
 	renderMetrics(&d)
 	renderSizing(&d)
+	renderLimits(&d)
 	renderDocker(&d)
 	return d.Bytes()
 }
@@ -293,4 +295,69 @@ func groupDigits(n int64) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// settingDefault is the documented default of the setting env; gendocs
+// fails on a name the settings table does not have, so the limits below
+// cannot name a setting that does not exist.
+func settingDefault(env string) string {
+	for _, s := range ops.Settings() {
+		if s.Env == env {
+			if s.Default == "" {
+				return s.DefaultDoc
+			}
+			return s.Default
+		}
+	}
+	panic("gendocs: no setting " + env)
+}
+
+func renderLimits(d *doc) {
+	bc := broker.DefaultConfig()
+	d.p("## Limits on what one client can take")
+	d.p("")
+	d.p("A Kafka listener faces every client on the network, buggy or hostile. Each resource a client can make")
+	d.p("a broker spend has a bound; past it the client gets the answer in the last column and the broker, its")
+	d.p("other clients and its replicas go on. `tests/hostile` runs every one of these against a three-broker")
+	d.p("cluster beside steady acks=all traffic.")
+	d.p("")
+	d.row("limit", "default", "past it")
+	d.row("---", "---", "---")
+	set := func(env, what, past string) {
+		d.row(what+" ("+code(env)+")", code(settingDefault(env)), past)
+	}
+	set("CHRONIK_MAX_REQUEST_BYTES", "one request frame", "the connection is closed")
+	d.row("request bytes held by all connections together", mib(bc.QueuedMaxRequestBytes),
+		"taken as bytes arrive, never on a frame's announced length; connections wait for it, each no longer than the request read timeout")
+	d.row("requests read ahead of their answers, per connection", fmt.Sprint(bc.MaxInflightPerConn), "the connection is not read until an answer is written")
+	set("CHRONIK_REQUEST_READ_TIMEOUT_MS", "time to send a started request in full", "the connection is closed (`chronik_connections_closed_total{reason=\"read_timeout\"}`)")
+	set("CHRONIK_CONNECTIONS_MAX_IDLE_MS", "time a connection with nothing in flight stays open", "closed (`reason=\"idle\"`)")
+	set("CHRONIK_RESPONSE_WRITE_TIMEOUT_MS", "time a client may take none of a response", "closed (`reason=\"write_timeout\"`)")
+	set("CHRONIK_CONNECTION_MAX_UNSENT_BYTES", "fetch response bytes built and not yet sent, per connection", "the connection is not read until some are sent")
+	d.row("one fetch response", mib(int64(bc.FetchMaxBytes)), "the response stops there (a first batch larger than the client's max bytes is still sent whole, as Kafka does)")
+	set("CHRONIK_MAX_CONNECTIONS", "open connections", "a new one is closed at once (`reason=\"max_connections\"`)")
+	set("CHRONIK_MAX_CONNECTIONS_PER_IP", "open connections from one IP address, loopback included", "a new one is closed at once (`reason=\"max_connections_per_ip\"`)")
+	set("CHRONIK_MESSAGE_MAX_BYTES", "one record batch (topic config `max.message.bytes`)", "`MESSAGE_TOO_LARGE`")
+	d.row("one batch's records once inflated", fmt.Sprintf("%d × `max.message.bytes`", inflate.Factor),
+		"`MESSAGE_TOO_LARGE` on produce; refused before allocating when the codec declares a larger size; the same bound on every path that inflates (ListOffsets by time, compaction, group replay, search)")
+	d.row("record batches whose records disagree with their header (count, offsets, lengths, timestamps)", "always checked", "`CORRUPT_MESSAGE` or `INVALID_RECORD`, on the leader and on followers; the partition is untouched")
+	set("CHRONIK_MESSAGE_TIMESTAMP_AFTER_MAX_MS", "how far ahead of the broker's clock a record's time may be (`message.timestamp.after.max.ms`)", "`INVALID_TIMESTAMP`, so a record from the future cannot pin a segment past retention")
+	set("CHRONIK_MESSAGE_TIMESTAMP_BEFORE_MAX_MS", "how far behind it (`message.timestamp.before.max.ms`)", "`INVALID_TIMESTAMP`")
+	set("CHRONIK_PRODUCER_IDS_MAX_PER_PARTITION", "idempotent producers remembered per partition", "the least recently used are forgotten (`chronik_producer_ids`)")
+	set("CHRONIK_PRODUCER_ID_EXPIRATION_MS", "time a producer that writes nothing is remembered (`producer.id.expiration.ms`)", "forgotten; its next write starts afresh")
+	set("CHRONIK_MAX_PARTITIONS", "partitions in the cluster, all topics together", "`POLICY_VIOLATION` (`INVALID_PARTITIONS` for one request asking more); auto-creation leaves the topic unknown")
+	d.row("members of one consumer group (`group.max.size`)", groupDigits(10_000), "`GROUP_MAX_SIZE_REACHED`")
+	d.row("committed offsets of a group with no members (`offsets.retention.minutes`)", fmt.Sprintf("%g days", bc.OffsetsRetention.Hours()/24),
+		"expired, and the empty group forgotten; the number of groups is not bounded otherwise")
+	set("CHRONIK_SEARCH_MAX_HITS", "hits in one search API page", "HTTP 400 naming the limit; page on with `next`")
+	set("CHRONIK_SEARCH_MAX_RESPONSE_BYTES", "bytes of hits in one search API page", "the page ends early with `next`")
+	set("CHRONIK_SEARCH_TIMEOUT_MS", "time one search request runs", "a partial page with `next`, or HTTP 503 when nothing was read yet")
+	set("CHRONIK_SEARCH_MAX_CONCURRENT", "searches running at once", "HTTP 429 with `Retry-After`, not queued")
+	d.p("")
+	d.p("Replica fetches (a Fetch carrying a broker's ID) count as a follower's progress only with that broker's")
+	d.p("registered epoch (KIP-903) and, unless `CHRONIK_REPLICA_FETCH_REQUIRE_INTERNAL_ADDR` is false, from an")
+	d.p("address its registered internal host resolves to; any other is served as a consumer's fetch and counted in")
+	d.p("`chronik_replica_fetches_refused_total`. A second broker started with a live broker's node ID exits with an")
+	d.p("error instead of fencing it.")
+	d.p("")
 }
