@@ -53,8 +53,9 @@ import (
 //   follower's only when it carries the broker epoch of that broker's
 //   registered incarnation (ReplicaState, KIP-903; brokers of releases
 //   before it, which register without a storage ID, are taken at their
-//   word): a client claiming a broker's ID is served as a consumer and
-//   moves no high watermark. A follower
+//   word): any other fetch naming a broker gets STALE_BROKER_EPOCH (the
+//   follower whose registration has not reached this broker yet retries)
+//   and moves no high watermark. A follower
 //   fetching below the leader's local log start, with Tier 3, gets
 //   OFFSET_MOVED_TO_TIERED_STORAGE and starts its log at the leader's
 //   local log start (KIP-405): the archive holds what lies below.
@@ -101,6 +102,14 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 		replica, replicaEpoch = r.ReplicaState.ID, r.ReplicaState.Epoch
 	}
 	isFollower := replica >= 0 && b.ctl != nil && b.authenticReplica(c, replica, replicaEpoch)
+	if replica >= 0 && b.ctl != nil && !isFollower {
+		// Consumers send no broker ID. Serving this fetch as a consumer's
+		// would hand a real follower whose new registration this broker
+		// has not applied yet the whole archive from offset 0; it retries
+		// once its registration is here, and starts where a follower does.
+		resp.ErrorCode = kerr.StaleBrokerEpoch.Code
+		return resp
+	}
 	now := time.Now()
 	var slots []fetchSlot
 	resp.Topics = make([]kmsg.FetchResponseTopic, len(r.Topics))

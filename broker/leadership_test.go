@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -267,7 +268,7 @@ func TestWipedFollowerStartsAtLeadersLocalLog(t *testing.T) {
 
 // A client that claims a follower's broker ID in its fetches (Fetch's
 // ReplicaState) does not move the leader's high watermark: without that
-// broker's epoch (KIP-903) it is served as a consumer. Before, its fetch
+// broker's epoch (KIP-903) it is answered STALE_BROKER_EPOCH. Before, its fetch
 // offset counted as the follower's progress, and an acks=all produce was
 // acknowledged while the real follower had not written it.
 func TestSpoofedReplicaFetchMovesNothing(t *testing.T) {
@@ -332,8 +333,12 @@ func TestSpoofedReplicaFetchMovesNothing(t *testing.T) {
 		rp.Partition, rp.FetchOffset, rp.CurrentLeaderEpoch, rp.PartitionMaxBytes = 0, out.baseOffset+3, -1, 1<<20
 		rt.Partitions = append(rt.Partitions, rp)
 		req.Topics = append(req.Topics, rt)
-		if _, err := cl.Request(testCtx(t), req); err != nil {
+		resp, err := cl.Request(testCtx(t), req)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if code := resp.(*kmsg.FetchResponse).ErrorCode; code != kerr.StaleBrokerEpoch.Code {
+			t.Fatalf("spoofed follower fetch answered %v; want STALE_BROKER_EPOCH", kerr.ErrorForCode(code))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -471,17 +471,17 @@ func (b *Broker) startLocalLogAt(p *partition, offset int64) error {
 // ReplicaFetchRequireInternalAddr the connection must also come from an
 // address of the broker's registered internal host: the epoch is a secret
 // only while nothing leaks it. Refusals are counted and logged (once per
-// connection): the fetch is then served as a consumer's.
+// connection): the fetch is then answered STALE_BROKER_EPOCH (01_fetch.go).
 func (b *Broker) authenticReplica(c *conn, id int32, epoch int64) bool {
 	bi := b.ctl.State().Brokers[id]
 	var why string
 	switch {
 	case bi == nil:
-		why = "a fetch claims to come from an unregistered broker; served as a consumer's"
+		why = "a fetch claims to come from an unregistered broker; answered STALE_BROKER_EPOCH"
 	case epoch != bi.Epoch() && (epoch >= 0 || bi.StorageID != ""):
-		why = "a fetch claims to come from a broker without its broker epoch; served as a consumer's"
+		why = "a fetch claims to come from a broker without its broker epoch; answered STALE_BROKER_EPOCH"
 	case b.cfg.ReplicaFetchRequireInternalAddr && !b.replicaAddrs.matches(registeredHost(bi), c.ip):
-		why = "a fetch claims to come from a broker but not from its registered internal address; served as a consumer's " +
+		why = "a fetch claims to come from a broker but not from its registered internal address; answered STALE_BROKER_EPOCH " +
 			"(set CHRONIK_REPLICA_FETCH_REQUIRE_INTERNAL_ADDR=false when brokers reach one another through NAT)"
 	default:
 		return true

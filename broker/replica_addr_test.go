@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/internal/vfs"
@@ -99,7 +100,7 @@ func localNonLoopback(t *testing.T) net.IP {
 
 // A fetch that carries a follower's ID and its real broker epoch (leaked,
 // say) but does not come from an address of the follower's registered
-// internal host moves no high watermark: it is served as a consumer's.
+// internal host moves no high watermark: it is answered STALE_BROKER_EPOCH.
 // Before, the epoch alone made it the follower's.
 func TestReplicaFetchFromAnotherAddressMovesNothing(t *testing.T) {
 	from := localNonLoopback(t)
@@ -171,6 +172,9 @@ func TestReplicaFetchFromAnotherAddressMovesNothing(t *testing.T) {
 		resp.Version = req.Version
 		if err := c.recv(resp); err != nil {
 			t.Fatal(err)
+		}
+		if resp.ErrorCode != kerr.StaleBrokerEpoch.Code {
+			t.Fatalf("fetch from %v claiming broker %d answered %v; want STALE_BROKER_EPOCH", from, follower, kerr.ErrorForCode(resp.ErrorCode))
 		}
 	}
 	if _, hw := p.offsets(); hw > out.baseOffset {

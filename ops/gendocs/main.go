@@ -356,7 +356,7 @@ func renderLimits(d *doc) {
 	d.p("")
 	d.p("Replica fetches (a Fetch carrying a broker's ID) count as a follower's progress only with that broker's")
 	d.p("registered epoch (KIP-903) and, unless `CHRONIK_REPLICA_FETCH_REQUIRE_INTERNAL_ADDR` is false, from an")
-	d.p("address its registered internal host resolves to; any other is served as a consumer's fetch and counted in")
+	d.p("address its registered internal host resolves to; any other is answered `STALE_BROKER_EPOCH` and counted in")
 	d.p("`chronik_replica_fetches_refused_total`. A second broker started with a live broker's node ID exits with an")
 	d.p("error instead of fencing it.")
 	d.p("")

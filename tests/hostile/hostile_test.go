@@ -39,7 +39,7 @@
 //	auto-create-flood        Metadata auto-creating 3,000 topics: at most CHRONIK_MAX_PARTITIONS
 //	                         partitions; CreateTopics past it POLICY_VIOLATION (or INVALID_PARTITIONS)
 //	spoofed-replica          Fetches claiming a follower's ID, with and without guessed broker epochs
-//	                         (KIP-903): served as a consumer's, counted, no ISR or HW effect
+//	                         (KIP-903): STALE_BROKER_EPOCH, counted, no ISR or HW effect
 //	spoofed-replica-min-isr  the follower killed, min.insync.replicas 3, spoofing it: acks=all
 //	                         produce NOT_ENOUGH_REPLICAS(_AFTER_APPEND) or a timeout, never OK
 //	duplicate-node-id        a fourth broker started as node 2: exits naming the duplicate node

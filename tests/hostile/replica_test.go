@@ -21,7 +21,7 @@ import (
 // (authenticReplica): a fetch whose ReplicaID or ReplicaState names a
 // broker is a replica's only with that broker's registered broker epoch
 // (KIP-903), which only the controller quorum and the brokers know; any
-// other is served as a consumer's and counted in
+// other is answered STALE_BROKER_EPOCH and counted in
 // chronik_replica_fetches_refused_total. So a spoofed fetch must never move
 // a follower's position: not the high watermark, not the ISR.
 
@@ -123,6 +123,12 @@ func attackSpoofedReplica(t *testing.T, su *suite) string {
 	}
 	if end := endOffset(t, su, spoofTopic, 0); end != hw {
 		t.Errorf("high watermark moved from %d to %d under spoofed fetches alone", hw, end)
+	}
+	stale := kerr.StaleBrokerEpoch.Error()
+	for answer, n := range sp.answers {
+		if answer != stale {
+			t.Errorf("%d spoofed fetches answered %s; want every one %s", n, answer, stale)
+		}
 	}
 	refused := refusedCount(t, su.broker(pi.leader)) - refusedBefore
 	if refused < 1 {
