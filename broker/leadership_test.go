@@ -266,40 +266,37 @@ func TestWipedFollowerStartsAtLeadersLocalLog(t *testing.T) {
 	checkRecords(t, readAllTiered(t, f.b, fp, 1<<20), 600)
 }
 
-// A client that claims a follower's broker ID in its fetches (Fetch's
-// ReplicaState) does not move the leader's high watermark: without that
-// broker's epoch (KIP-903) it is answered STALE_BROKER_EPOCH. Before, its fetch
-// offset counted as the follower's progress, and an acks=all produce was
-// acknowledged while the real follower had not written it.
-func TestSpoofedReplicaFetchMovesNothing(t *testing.T) {
+// stalledFollower makes a 3-broker cluster with topic (one partition,
+// replication factor 2, min.insync.replicas 2) whose follower's WAL stops
+// completing, so it fetches but holds nothing, and appends 3 records on
+// the leader: only a follower fetch that is taken at its word can move
+// the high watermark past baseOffset.
+func stalledFollower(t *testing.T, topic string) (ln *testNode, pi replication.PartitionInfo, follower int32, p *partition, baseOffset int64) {
+	t.Helper()
 	fss := make([]*vfs.ErrorFS, 3)
 	nodes := testCluster(t, 3, func(i int, c *Config) {
 		fss[i] = vfs.NewErrorFS(vfs.Default)
 		c.FS = fss[i]
 	})
-	two := int16(2)
 	configs := map[string]*string{"min.insync.replicas": kmsg.StringPtr("2")}
-	if _, err := nodes[0].b.createTopic("spoof", 1, two, configs, false); err != nil {
+	if _, err := nodes[0].b.createTopic(topic, 1, 2, configs, false); err != nil {
 		t.Fatal(err)
 	}
-	var pi replication.PartitionInfo
 	waitFor(t, 10*time.Second, func() error {
-		pi, _ = nodes[0].partitionInfo("spoof", 0)
+		pi, _ = nodes[0].partitionInfo(topic, 0)
 		if len(pi.ISR) != 2 {
 			return fmt.Errorf("ISR %v", pi.ISR)
 		}
 		return nil
 	})
-	ln := nodes[pi.Leader-1]
-	var follower int32
+	ln = nodes[pi.Leader-1]
 	for _, r := range pi.Replicas {
 		if r != pi.Leader {
 			follower = r
 		}
 	}
-	// The follower's WAL stops completing: it fetches but holds nothing.
 	release := make(chan struct{})
-	defer close(release)
+	t.Cleanup(func() { close(release) })
 	walDir := filepath.Join(nodes[follower-1].dir, "wal") + string(filepath.Separator)
 	fss[follower-1].SetHook(func(op vfs.Op, path string) error {
 		if op == vfs.OpSync && strings.HasPrefix(path, walDir) {
@@ -307,18 +304,28 @@ func TestSpoofedReplicaFetchMovesNothing(t *testing.T) {
 		}
 		return nil
 	})
-	p := ln.b.lookupTopic("spoof").partitions[0]
+	p = ln.b.lookupTopic(topic).partitions[0]
 	batch := makeRecordBatch(seqRecords(0, 3, time.Now().UnixMilli()))
 	out, _ := p.append(context.Background(), ln.b.wal, batch, readBatchHeader(batch), false)
 	if out.err != nil {
 		t.Fatal(out.err)
 	}
 	<-out.wait.done
+	return ln, pi, follower, p, out.baseOffset
+}
+
+// A client that claims a follower's broker ID in its fetches (Fetch's
+// ReplicaState) does not move the leader's high watermark: without that
+// broker's epoch (KIP-903) it is answered STALE_BROKER_EPOCH. Before, its fetch
+// offset counted as the follower's progress, and an acks=all produce was
+// acknowledged while the real follower had not written it.
+func TestSpoofedReplicaFetchMovesNothing(t *testing.T) {
+	ln, pi, follower, p, base := stalledFollower(t, "spoof")
 	acked := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		acked <- p.replicationWait(ctx, out.baseOffset+3, pi.LeaderEpoch)
+		acked <- p.replicationWait(ctx, base+3, pi.LeaderEpoch)
 	}()
 
 	// A client claims to be the follower, at the leader's end.
@@ -330,7 +337,7 @@ func TestSpoofedReplicaFetchMovesNothing(t *testing.T) {
 		rt := kmsg.NewFetchRequestTopic()
 		rt.Topic, rt.TopicID = "spoof", p.topic.id
 		rp := kmsg.NewFetchRequestTopicPartition()
-		rp.Partition, rp.FetchOffset, rp.CurrentLeaderEpoch, rp.PartitionMaxBytes = 0, out.baseOffset+3, -1, 1<<20
+		rp.Partition, rp.FetchOffset, rp.CurrentLeaderEpoch, rp.PartitionMaxBytes = 0, base+3, -1, 1<<20
 		rt.Partitions = append(rt.Partitions, rp)
 		req.Topics = append(req.Topics, rt)
 		resp, err := cl.Request(testCtx(t), req)
@@ -342,8 +349,8 @@ func TestSpoofedReplicaFetchMovesNothing(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if _, hw := p.offsets(); hw > out.baseOffset {
-		t.Fatalf("the high watermark moved to %d on a spoofed follower fetch; the follower holds nothing past %d", hw, out.baseOffset)
+	if _, hw := p.offsets(); hw > base {
+		t.Fatalf("the high watermark moved to %d on a spoofed follower fetch; the follower holds nothing past %d", hw, base)
 	}
 	select {
 	case err := <-acked:

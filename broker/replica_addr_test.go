@@ -3,11 +3,8 @@ package broker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,9 +12,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/chronik-go/chronik/internal/vfs"
-	"github.com/chronik-go/chronik/replication"
 )
 
 func TestReplicaAddrsMatches(t *testing.T) {
@@ -104,47 +98,7 @@ func localNonLoopback(t *testing.T) net.IP {
 // Before, the epoch alone made it the follower's.
 func TestReplicaFetchFromAnotherAddressMovesNothing(t *testing.T) {
 	from := localNonLoopback(t)
-	fss := make([]*vfs.ErrorFS, 3)
-	nodes := testCluster(t, 3, func(i int, c *Config) {
-		fss[i] = vfs.NewErrorFS(vfs.Default)
-		c.FS = fss[i]
-	})
-	configs := map[string]*string{"min.insync.replicas": kmsg.StringPtr("2")}
-	if _, err := nodes[0].b.createTopic("elsewhere", 1, 2, configs, false); err != nil {
-		t.Fatal(err)
-	}
-	var pi replication.PartitionInfo
-	waitFor(t, 10*time.Second, func() error {
-		pi, _ = nodes[0].partitionInfo("elsewhere", 0)
-		if len(pi.ISR) != 2 {
-			return fmt.Errorf("ISR %v", pi.ISR)
-		}
-		return nil
-	})
-	ln := nodes[pi.Leader-1]
-	var follower int32
-	for _, r := range pi.Replicas {
-		if r != pi.Leader {
-			follower = r
-		}
-	}
-	// The follower's WAL stops completing: it fetches but holds nothing.
-	release := make(chan struct{})
-	defer close(release)
-	walDir := filepath.Join(nodes[follower-1].dir, "wal") + string(filepath.Separator)
-	fss[follower-1].SetHook(func(op vfs.Op, path string) error {
-		if op == vfs.OpSync && strings.HasPrefix(path, walDir) {
-			<-release
-		}
-		return nil
-	})
-	p := ln.b.lookupTopic("elsewhere").partitions[0]
-	batch := makeRecordBatch(seqRecords(0, 3, time.Now().UnixMilli()))
-	out, _ := p.append(context.Background(), ln.b.wal, batch, readBatchHeader(batch), false)
-	if out.err != nil {
-		t.Fatal(out.err)
-	}
-	<-out.wait.done
+	ln, _, follower, p, base := stalledFollower(t, "elsewhere")
 
 	// Someone holding the follower's epoch fetches at the leader's end,
 	// from an address that is not the follower's.
@@ -164,7 +118,7 @@ func TestReplicaFetchFromAnotherAddressMovesNothing(t *testing.T) {
 		rt := kmsg.NewFetchRequestTopic()
 		rt.Topic, rt.TopicID = "elsewhere", p.topic.id
 		rp := kmsg.NewFetchRequestTopicPartition()
-		rp.Partition, rp.FetchOffset, rp.CurrentLeaderEpoch, rp.PartitionMaxBytes = 0, out.baseOffset+3, -1, 1<<20
+		rp.Partition, rp.FetchOffset, rp.CurrentLeaderEpoch, rp.PartitionMaxBytes = 0, base+3, -1, 1<<20
 		rt.Partitions = append(rt.Partitions, rp)
 		req.Topics = append(req.Topics, rt)
 		c.send(req)
@@ -177,9 +131,9 @@ func TestReplicaFetchFromAnotherAddressMovesNothing(t *testing.T) {
 			t.Fatalf("fetch from %v claiming broker %d answered %v; want STALE_BROKER_EPOCH", from, follower, kerr.ErrorForCode(resp.ErrorCode))
 		}
 	}
-	if _, hw := p.offsets(); hw > out.baseOffset {
+	if _, hw := p.offsets(); hw > base {
 		t.Fatalf("the high watermark moved to %d on a fetch from %v claiming broker %d; the follower holds nothing past %d",
-			hw, from, follower, out.baseOffset)
+			hw, from, follower, base)
 	}
 	if n := counterValue(ln.b.metrics.replicaFetchesRefused) - refused; n < 5 {
 		t.Errorf("%v fetches counted refused, want at least 5", n)
