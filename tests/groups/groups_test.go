@@ -60,18 +60,34 @@ func recordsFor(t *testing.T, kind clientKind) int {
 func setup(t *testing.T, topic string, n int) (*testharness.Broker, *kadm.Client, map[int32]int64) {
 	t.Helper()
 	b := testharness.Start(t, testharness.Options{})
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.ProducerLinger(5*time.Millisecond),
-		kgo.MaxBufferedRecords(100_000), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	adm := kadm.NewClient(cl)
+	cl, adm := producer(t, b.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if resp, err := adm.CreateTopic(ctx, partitions, 1, nil, topic); err != nil || resp.Err != nil {
 		t.Fatalf("create topic: %v %v", err, resp.Err)
 	}
+	return b, adm, fill(t, cl, adm, topic, n)
+}
+
+// producer returns a client for filling topics through seeds, and an admin
+// client on it, both closed when the test ends.
+func producer(t *testing.T, seeds ...string) (*kgo.Client, *kadm.Client) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ProducerLinger(5*time.Millisecond),
+		kgo.MaxBufferedRecords(100_000), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl, kadm.NewClient(cl)
+}
+
+// fill produces n 100-byte keyed records to topic (acks=all) and returns
+// its end offsets.
+func fill(t *testing.T, cl *kgo.Client, adm *kadm.Client, topic string, n int) map[int32]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	start := time.Now()
 	value := make([]byte, 100)
 	for i := range value {
@@ -106,7 +122,7 @@ func setup(t *testing.T, topic string, n int) (*testharness.Broker, *kadm.Client
 		t.Fatalf("topic holds %d records, want %d", total, n)
 	}
 	t.Logf("produced %d records to %d partitions in %v", n, partitions, time.Since(start).Round(time.Millisecond))
-	return b, adm, ends
+	return ends
 }
 
 // waitProcessed waits until the group has processed at least n records and

@@ -81,7 +81,7 @@ type pacer struct{ perMember atomic.Int64 }
 type group struct {
 	t         *testing.T
 	kind      clientKind
-	addr      string
+	addr      string // bootstrap brokers, host:port, comma-separated
 	topic     string
 	name      string
 	worker    string // the sarama or confluent worker binary

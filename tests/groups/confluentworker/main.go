@@ -7,12 +7,21 @@
 // It commits synchronously every -commit-interval and in the rebalance
 // callback before partitions are revoked (cooperative-sticky, or KIP-848's
 // consumer protocol with -group-protocol consumer).
+//
+// With -committed it joins nothing: it asks for the group's committed
+// offsets of every partition of -topic with one Consumer.Committed call
+// (librdkafka's rd_kafka_committed: FindCoordinator, then OffsetFetch),
+// bounded by -timeout, prints them as one JSON object and exits:
+// {"committed":[{"partition":0,"offset":123},...],"ms":45}, a partition
+// without a committed offset having offset -1001 (OFFSET_INVALID), or
+// {"error":"..."} with exit status 1 when the call fails (e.g. _TIMED_OUT).
 package main
 
 import (
 	"bufio"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"log"
 	"os"
 	"os/signal"
@@ -116,7 +125,12 @@ func main() {
 	interval := flag.Duration("commit-interval", 100*time.Millisecond, "commit interval")
 	session := flag.Duration("session-timeout", 6*time.Second, "session timeout")
 	protocol := flag.String("group-protocol", "classic", "classic or consumer (KIP-848)")
+	committedOnly := flag.Bool("committed", false, "print the group's committed offsets of -topic and exit")
+	timeout := flag.Duration("timeout", 10*time.Second, "with -committed: bound of the metadata and committed calls")
 	flag.Parse()
+	if *committedOnly {
+		os.Exit(committed(*brokers, *group, *topic, *timeout))
+	}
 
 	conf := ckafka.ConfigMap{
 		"bootstrap.servers":  *brokers,
@@ -218,4 +232,64 @@ func main() {
 			lastCommit = time.Now()
 		}
 	}
+}
+
+// committedOffset is one partition of the -committed output.
+type committedOffset struct {
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+	Error     string `json:"error,omitempty"`
+}
+
+// committed prints the committed offsets of group for every partition of
+// topic as librdkafka's committed() returns them, and returns the exit
+// status.
+func committed(brokers, group, topic string, timeout time.Duration) int {
+	enc := json.NewEncoder(os.Stdout)
+	fail := func(err error) int {
+		enc.Encode(map[string]string{"error": err.Error()})
+		return 1
+	}
+	c, err := ckafka.NewConsumer(&ckafka.ConfigMap{
+		"bootstrap.servers":  brokers,
+		"group.id":           group,
+		"client.id":          "confluentworker-committed",
+		"enable.auto.commit": false,
+		"log_level":          4,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	md, err := c.GetMetadata(&topic, false, int(timeout.Milliseconds()))
+	if err != nil {
+		return fail(fmt.Errorf("metadata: %w", err))
+	}
+	var tps []ckafka.TopicPartition
+	for _, p := range md.Topics[topic].Partitions {
+		tps = append(tps, ckafka.TopicPartition{Topic: &topic, Partition: p.ID})
+	}
+	if len(tps) == 0 {
+		return fail(fmt.Errorf("metadata: topic %s has no partitions (%v)", topic, md.Topics[topic].Error))
+	}
+	start := time.Now()
+	res, err := c.Committed(tps, int(timeout.Milliseconds()))
+	if err != nil {
+		return fail(fmt.Errorf("committed after %v: %w", time.Since(start).Round(time.Millisecond), err))
+	}
+	out := struct {
+		Committed []committedOffset `json:"committed"`
+		Ms        int64             `json:"ms"`
+	}{Ms: time.Since(start).Milliseconds()}
+	for _, tp := range res {
+		o := committedOffset{Partition: tp.Partition, Offset: int64(tp.Offset)}
+		if tp.Error != nil {
+			o.Error = tp.Error.Error()
+		}
+		out.Committed = append(out.Committed, o)
+	}
+	if err := enc.Encode(out); err != nil {
+		return 1
+	}
+	return 0
 }

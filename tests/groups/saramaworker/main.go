@@ -19,6 +19,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -133,8 +134,13 @@ func (h *handler) commit(s sarama.ConsumerGroupSession, only []int32) {
 		h.client.RefreshCoordinator(h.group)
 		return
 	}
+	refresh := false
 	for p, off := range pending {
 		if kerr, ok := resp.Errors[topic][p]; !ok || kerr != sarama.ErrNoError {
+			// As sarama's offset manager: the coordinator moved (its
+			// broker died and another leads the group's offsets
+			// partition), look it up again before the next commit.
+			refresh = refresh || kerr == sarama.ErrNotCoordinatorForConsumer || kerr == sarama.ErrConsumerCoordinatorNotAvailable
 			continue
 		}
 		h.mu.Lock()
@@ -143,6 +149,9 @@ func (h *handler) commit(s sarama.ConsumerGroupSession, only []int32) {
 		h.out.write(commit{record{topic, p, off}})
 	}
 	h.out.flush()
+	if refresh {
+		h.client.RefreshCoordinator(h.group)
+	}
 }
 
 func contains(ps []int32, p int32) bool {
@@ -180,7 +189,7 @@ func (h *handler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Consu
 }
 
 func main() {
-	brokers := flag.String("brokers", "127.0.0.1:9092", "bootstrap broker")
+	brokers := flag.String("brokers", "127.0.0.1:9092", "bootstrap brokers, comma-separated")
 	topic := flag.String("topic", "", "topic")
 	group := flag.String("group", "", "group")
 	interval := flag.Duration("commit-interval", 100*time.Millisecond, "commit interval")
@@ -200,7 +209,7 @@ func main() {
 	cfg.Metadata.Retry.Backoff = 100 * time.Millisecond
 	cfg.Consumer.Retry.Backoff = 100 * time.Millisecond
 
-	client, err := sarama.NewClient([]string{*brokers}, cfg)
+	client, err := sarama.NewClient(strings.Split(*brokers, ","), cfg)
 	if err != nil {
 		log.Fatalf("saramaworker: %v", err)
 	}
