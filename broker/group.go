@@ -70,8 +70,8 @@ type coordinator struct {
 	// owned: in a cluster, the partitions of __consumer_offsets this
 	// broker leads, by index; only the groups of loaded ones are served
 	// (cluster_groups.go). Unused standalone, where every group is ours.
-	owned   map[int32]*ownedPartition
-	ownSeq  uint64
+	owned  map[int32]*ownedPartition
+	ownSeq uint64
 
 	offsets *offsetLog // the __consumer_offsets writer; nil-safe in tests of pure state
 
