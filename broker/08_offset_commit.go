@@ -12,9 +12,13 @@ import (
 // OffsetCommit: v0-10
 //
 // Behavior:
-// * Answered only after the commit is fsynced: the partitions' offsets are
-//   one record batch appended to __consumer_offsets through the produce
-//   path, so concurrent commits share WAL group commits.
+// * Answered only after the commit is durable: the partitions' offsets are
+//   one record batch appended to the group's partition of
+//   __consumer_offsets through the produce path (concurrent commits share
+//   WAL group commits), fsynced, and in a cluster covered by the
+//   partition's high watermark (min.insync.replicas). NOT_COORDINATOR when
+//   leadership of the partition moves meanwhile; COORDINATOR_NOT_AVAILABLE
+//   when the partition has too few in-sync replicas.
 // * Generation -1 (and v0) commits into a group with no members, creating
 //   it if needed (admin and standalone consumers). Otherwise the member and
 //   generation must match: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION,
