@@ -58,9 +58,6 @@ func handleMetadata(c *conn, req *request) reply {
 		ts := b.snapshotTopics()
 		sort.Slice(ts, func(i, j int) bool { return ts[i].name < ts[j].name })
 		for _, t := range ts {
-			if b.ctl != nil && t.name == offsetsTopic {
-				continue
-			}
 			resp.Topics = append(resp.Topics, b.metadataTopic(t))
 		}
 		return now(resp)
@@ -79,9 +76,6 @@ func handleMetadata(c *conn, req *request) reply {
 		} else {
 			name := *rt.Topic
 			t = b.lookupTopic(name)
-			if b.ctl != nil && name == offsetsTopic {
-				t = nil
-			}
 			if t == nil && autoCreate {
 				var err error
 				t, err = b.createTopic(name, -1, -1, nil, false)

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -11,9 +12,13 @@ import (
 // OffsetCommit: v0-10
 //
 // Behavior:
-// * Answered only after the commit is fsynced: the partitions' offsets are
-//   one record batch appended to __consumer_offsets through the produce
-//   path, so concurrent commits share WAL group commits.
+// * Answered only after the commit is durable: the partitions' offsets are
+//   one record batch appended to the group's partition of
+//   __consumer_offsets through the produce path (concurrent commits share
+//   WAL group commits), fsynced, and in a cluster covered by the
+//   partition's high watermark (min.insync.replicas). NOT_COORDINATOR when
+//   leadership of the partition moves meanwhile; COORDINATOR_NOT_AVAILABLE
+//   when the partition has too few in-sync replicas.
 // * Generation -1 (and v0) commits into a group with no members, creating
 //   it if needed (admin and standalone consumers). Otherwise the member and
 //   generation must match: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION,
@@ -104,60 +109,41 @@ func handleOffsetCommit(c *conn, req *request) reply {
 		}
 	}
 
-	// The check and the enqueue are one step under the group's append
-	// lock (see coordinator.appendLocks); the wait is not.
-	al := b.groups.appendLock(r.Group)
-	al.Lock()
-	g, gerr := b.groups.commitCheck(r.Group, r.MemberID, r.InstanceID, generation, entries)
-	if gerr != nil {
-		al.Unlock()
-		return failAll(gerr)
-	}
-	if len(entries) == 0 {
-		al.Unlock()
-		return now(resp)
-	}
 	ctx, cancel := context.WithTimeout(c.ctx, offsetWriteTimeout)
-	res, base, err := b.groups.offsets.write(ctx, r.Group, entries)
-	cancel()
-	al.Unlock()
+	defer cancel()
+	var refused *kerr.Error
+	w, _, err := b.groups.appendOffsets(ctx, r.Group, func() (*group, []offsetEntry, error) {
+		g, gerr := b.groups.commitCheck(r.Group, r.MemberID, r.InstanceID, generation, entries)
+		if gerr != nil {
+			refused = gerr
+			return nil, nil, gerr
+		}
+		return g, entries, nil
+	})
 	if err != nil {
-		b.groups.finishOffsets(g, entries, 0, false)
-		code := commitWriteErr(err)
+		if refused != nil {
+			return failAll(refused)
+		}
 		for _, sp := range slots {
-			sp.ErrorCode = code.Code
+			sp.ErrorCode = commitWriteErr(err).Code
 		}
 		return now(resp)
 	}
-	// Apply once durable, whether or not the reply ever runs (the
-	// connection may be gone); the reply waits for the apply.
-	applied := make(chan struct{})
-	go func() {
-		<-res.done
-		b.groups.finishOffsets(g, entries, base, res.err == nil)
-		close(applied)
-	}()
+	// The entries are applied once durable, whether or not this reply
+	// ever runs (the connection may be gone); the reply waits for that.
 	return func() kmsg.Response {
-		timer := time.NewTimer(offsetWriteTimeout)
-		defer timer.Stop()
-		select {
-		case <-applied:
-		case <-timer.C:
-			for _, sp := range slots {
-				sp.ErrorCode = kerr.RequestTimedOut.Code
+		ctx, cancel := b.ctxUntilClose(context.Background())
+		defer cancel()
+		ctx, cancelTimeout := context.WithTimeout(ctx, offsetWriteTimeout)
+		defer cancelTimeout()
+		if err := w.wait(ctx); err != nil {
+			code := commitWriteErr(err)
+			if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				code = kerr.CoordinatorNotAvailable // the broker is closing
 			}
-			return resp
-		case <-c.b.closing:
 			for _, sp := range slots {
-				sp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+				sp.ErrorCode = code.Code
 			}
-			return resp
-		}
-		if res.err != nil {
-			for _, sp := range slots {
-				sp.ErrorCode = commitWriteErr(res.err).Code
-			}
-			return resp
 		}
 		return resp
 	}
@@ -167,8 +153,10 @@ func handleOffsetCommit(c *conn, req *request) reply {
 // Kafka does.
 func commitWriteErr(err error) *kerr.Error {
 	switch code := kafkaErr(err); code {
-	case kerr.RequestTimedOut:
+	case kerr.RequestTimedOut, kerr.NotCoordinator:
 		return code
+	case kerr.NotLeaderForPartition:
+		return kerr.NotCoordinator
 	case kerr.MessageTooLarge, kerr.RecordListTooLarge:
 		return kerr.InvalidCommitOffsetSize
 	default:
@@ -186,8 +174,8 @@ func (c *coordinator) commitCheck(name, memberID string, instanceID *string, gen
 	}
 	g := c.lockGroup(name, generation < 0)
 	if g == nil {
-		if c.isClosed() {
-			return nil, kerr.CoordinatorNotAvailable
+		if code := c.unavailable(name); code != nil {
+			return nil, code
 		}
 		return nil, kerr.IllegalGeneration
 	}

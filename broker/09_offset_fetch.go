@@ -68,8 +68,8 @@ func handleOffsetFetch(c *conn, req *request) reply {
 func (c *coordinator) fetchOffsets(name string, topics []kmsg.OffsetFetchRequestGroupTopic, version int16) kmsg.OffsetFetchResponseGroup {
 	out := kmsg.NewOffsetFetchResponseGroup()
 	out.Group = name
-	if c.isClosed() {
-		out.ErrorCode = kerr.CoordinatorNotAvailable.Code
+	if code := c.unavailable(name); code != nil {
+		out.ErrorCode = code.Code
 		return out
 	}
 	byID := version >= 10

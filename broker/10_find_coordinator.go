@@ -9,8 +9,10 @@ import (
 //
 // Behavior:
 // * Standalone, this broker coordinates every group. In a cluster a group's
-//   coordinator is its name hashed over the configured voters (cluster.go);
-//   while that broker is fenced the answer is COORDINATOR_NOT_AVAILABLE.
+//   coordinator is the leader of its partition of __consumer_offsets,
+//   abs(javaStringHash(group)) % partitions (cluster_groups.go); the topic
+//   is created on the first lookup, which (like a lookup while the
+//   partition has no leader) answers COORDINATOR_NOT_AVAILABLE.
 // * v4+ answer every key of the batch (KIP-699).
 //
 // Deviations:

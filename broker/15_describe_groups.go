@@ -35,8 +35,8 @@ func (c *coordinator) describe(name string, version int16) kmsg.DescribeGroupsRe
 	g := c.group(name, false)
 	if g == nil {
 		out.State = groupDead.String()
-		if c.isClosed() {
-			out.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		if code := c.unavailable(name); code != nil {
+			out.ErrorCode = code.Code
 		} else if version >= 6 {
 			out.ErrorCode = kerr.GroupIDNotFound.Code
 			msg := "group " + name + " does not exist"

@@ -38,7 +38,7 @@ func handleOffsetForLeaderEpoch(c *conn, req *request) reply {
 			}
 			p := b.partitionOf(t, rp.Partition)
 			switch {
-			case p == nil || t.name == offsetsTopic:
+			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			default:
 				if _, lerr := b.leaderCheck(t, rp.Partition, cur); lerr != nil {

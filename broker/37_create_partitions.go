@@ -28,6 +28,9 @@ func handleCreatePartitions(c *conn, req *request) reply {
 		switch {
 		case t == nil:
 			err = kerrf(kerr.UnknownTopicOrPartition, "topic %q does not exist", rt.Topic)
+		case t.name == offsetsTopic:
+			// More partitions would move groups away from their offsets.
+			err = kerrf(kerr.InvalidRequest, "%s is internal: its partition count places the groups and cannot change", offsetsTopic)
 		case len(rt.Assignment) > 0:
 			err = kerrf(kerr.InvalidRequest, "manual replica assignment is not supported")
 		default:

@@ -55,7 +55,7 @@ func handleAlterPartitionAssignments(c *conn, req *request) reply {
 // reassign starts, replaces or (target nil) cancels the reassignment of
 // partition p of t.
 func (b *Broker) reassign(t *topic, name string, p int32, target []int32, allowRFChange bool) error {
-	if t == nil || t.name == offsetsTopic || b.partitionOf(t, p) == nil {
+	if t == nil || b.partitionOf(t, p) == nil {
 		return kerrf(kerr.UnknownTopicOrPartition, "topic %q has no partition %d", name, p)
 	}
 	if b.ctl == nil {

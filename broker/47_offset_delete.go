@@ -43,94 +43,83 @@ func handleOffsetDelete(c *conn, req *request) reply {
 		}
 	}
 
-	// The subscription check and the enqueue are one step under the
-	// group's append lock, so a member cannot subscribe in between.
-	al := b.groups.appendLock(r.Group)
-	al.Lock()
-	g := b.groups.lockGroup(r.Group, false)
-	if g == nil {
-		al.Unlock()
-		resp.Topics = nil
-		resp.ErrorCode = kerr.GroupIDNotFound.Code
-		return now(resp)
-	}
-	subscribed := func(string) bool { return false }
-	switch {
-	case len(g.members) > 0:
-		if g.protocolType != "consumer" {
-			g.mu.Unlock()
-			al.Unlock()
-			resp.Topics = nil
-			resp.ErrorCode = kerr.NonEmptyGroup.Code
-			return now(resp)
-		}
-		topics := map[string]bool{}
-		for _, m := range g.members {
-			var md kmsg.ConsumerMemberMetadata
-			if md.ReadFrom(protocolMetadata(m, g.protocol)) == nil {
-				for _, t := range md.Topics {
-					topics[t] = true
-				}
-			}
-		}
-		subscribed = func(t string) bool { return topics[t] }
-	case g.cg != nil && len(g.cg.members) > 0:
-		cg := g.cg
-		subscribed = func(t string) bool {
-			for _, m := range cg.members {
-				if m.subscribes(t) {
-					return true
-				}
-			}
-			return false
-		}
-	}
-	var entries []offsetEntry
+	// The subscription check and the enqueue are one step (the check of
+	// appendOffsets), so a member cannot subscribe in between.
+	var refused *kerr.Error
 	var slots []*kmsg.OffsetDeleteResponseTopicPartition
-	for _, w := range wants {
-		if subscribed(w.tp.topic) {
-			w.sp.ErrorCode = kerr.GroupSubscribedToTopic.Code
-			continue
+	check := func() (*group, []offsetEntry, error) {
+		g := b.groups.lockGroup(r.Group, false)
+		if g == nil {
+			refused = kerr.GroupIDNotFound
+			if code := b.groups.unavailable(r.Group); code != nil {
+				refused = code
+			}
+			return nil, nil, refused
 		}
-		entries = append(entries, offsetEntry{tp: w.tp, deleted: true})
-		slots = append(slots, w.sp)
-	}
-	g.beginInflightLocked(entries)
-	g.mu.Unlock()
-	if len(entries) == 0 {
-		al.Unlock()
-		return now(resp)
+		defer g.mu.Unlock()
+		subscribed := func(string) bool { return false }
+		switch {
+		case len(g.members) > 0:
+			if g.protocolType != "consumer" {
+				refused = kerr.NonEmptyGroup
+				return nil, nil, refused
+			}
+			topics := map[string]bool{}
+			for _, m := range g.members {
+				var md kmsg.ConsumerMemberMetadata
+				if md.ReadFrom(protocolMetadata(m, g.protocol)) == nil {
+					for _, t := range md.Topics {
+						topics[t] = true
+					}
+				}
+			}
+			subscribed = func(t string) bool { return topics[t] }
+		case g.cg != nil && len(g.cg.members) > 0:
+			cg := g.cg
+			subscribed = func(t string) bool {
+				for _, m := range cg.members {
+					if m.subscribes(t) {
+						return true
+					}
+				}
+				return false
+			}
+		}
+		var entries []offsetEntry
+		for _, w := range wants {
+			if subscribed(w.tp.topic) {
+				w.sp.ErrorCode = kerr.GroupSubscribedToTopic.Code
+				continue
+			}
+			entries = append(entries, offsetEntry{tp: w.tp, deleted: true})
+			slots = append(slots, w.sp)
+		}
+		g.beginInflightLocked(entries)
+		return g, entries, nil
 	}
 	ctx, cancel := b.ctxUntilClose(c.ctx)
-	res, base, err := b.groups.offsets.write(ctx, r.Group, entries)
-	al.Unlock()
+	w, _, err := b.groups.appendOffsets(ctx, r.Group, check)
 	if err != nil {
 		cancel()
-		b.groups.finishOffsets(g, entries, 0, false)
+		if refused != nil {
+			resp.Topics = nil
+			resp.ErrorCode = refused.Code
+			return now(resp)
+		}
 		for _, sp := range slots {
 			sp.ErrorCode = commitWriteErr(err).Code
 		}
 		return now(resp)
 	}
-	applied := make(chan struct{})
-	go func() {
-		<-res.done
-		b.groups.finishOffsets(g, entries, base, res.err == nil)
-		close(applied)
-	}()
 	return func() kmsg.Response {
 		defer cancel()
-		select {
-		case <-applied:
-		case <-ctx.Done():
-			for _, sp := range slots {
-				sp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		if err := w.wait(ctx); err != nil {
+			code := commitWriteErr(err)
+			if ctx.Err() != nil {
+				code = kerr.CoordinatorNotAvailable
 			}
-			return resp
-		}
-		if res.err != nil {
 			for _, sp := range slots {
-				sp.ErrorCode = commitWriteErr(res.err).Code
+				sp.ErrorCode = code.Code
 			}
 		}
 		return resp

@@ -29,8 +29,8 @@ func (c *coordinator) describeConsumer(name string) kmsg.ConsumerGroupDescribeRe
 	out := kmsg.NewConsumerGroupDescribeResponseGroup()
 	out.Group = name
 	out.AuthorizedOperations = -2147483648
-	if c.isClosed() {
-		out.ErrorCode = kerr.CoordinatorNotAvailable.Code
+	if code := c.unavailable(name); code != nil {
+		out.ErrorCode = code.Code
 		return out
 	}
 	g := c.group(name, false)

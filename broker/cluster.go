@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"maps"
 	"net"
 	"path/filepath"
@@ -48,10 +47,8 @@ type ClusterConfig struct {
 // has lapsed (cut off from the quorum, or paused), gets
 // NOT_LEADER_OR_FOLLOWER.
 //
-// Group coordination stays broker-local: every group has one coordinator,
-// picked by hashing its name over the configured voters; its offsets live
-// in that broker's own __consumer_offsets. (A replicated offsets topic comes
-// with ISR replication.)
+// Group coordination follows the leadership of __consumer_offsets, a
+// replicated topic like any other (cluster_groups.go).
 
 // startCluster opens the controller member and starts the reconciler. It
 // runs after local recovery.
@@ -135,6 +132,7 @@ func (b *Broker) reconcileLoop() {
 		b.adminMu.Unlock()
 		b.adoptTopics(adopt)
 		b.syncReplication(st) // partitions the reconcile just created
+		b.groups.syncCoordinator(st)
 		b.reconciledMu.Lock()
 		if st.Index > b.reconciledIdx {
 			b.reconciledIdx = st.Index
@@ -157,9 +155,6 @@ func (b *Broker) reconcileLocked(st *replication.State) (adopt []*topic) {
 		}
 	}
 	for _, t := range b.snapshotTopics() {
-		if t.name == offsetsTopic {
-			continue // broker-local
-		}
 		ti := st.Topics[t.name]
 		switch _, deleted := st.Deleted[replication.TopicID(t.id)]; {
 		case ti != nil && [16]byte(ti.ID) == t.id:
@@ -399,42 +394,44 @@ func (b *Broker) isReplica(t *topic, p int32) bool {
 }
 
 // groupCoordinator returns the broker coordinating group, in a cluster: the
-// group's name hashed over the configured voters, so it does not move
-// when a broker is down (the group waits for it: its offsets are there).
+// leader of the group's partition of __consumer_offsets (cluster_groups.go).
+// The topic is created on the first lookup.
 func (b *Broker) groupCoordinator(group string) (*replication.BrokerInfo, *kerr.Error) {
 	if !b.ctl.Current() {
 		return nil, kerr.CoordinatorNotAvailable
 	}
-	// Over the configured voters, a fixed list: a broker registering or
-	// going away never moves a group away from its offsets.
-	ids := make([]int32, 0, len(b.cfg.Cluster.Peers))
-	for _, p := range b.cfg.Cluster.Peers {
-		ids = append(ids, p.ID)
+	st := b.ctl.State()
+	ti := st.Topics[offsetsTopic]
+	if ti == nil || len(ti.Partitions) == 0 {
+		b.ensureOffsetsTopicCluster()
+		return nil, kerr.CoordinatorNotAvailable
 	}
-	slices.Sort(ids)
-	h := fnv.New32a()
-	h.Write([]byte(group))
-	bi := b.ctl.State().Brokers[ids[h.Sum32()%uint32(len(ids))]]
-	if bi == nil || bi.Fenced {
+	ps := ti.Partitions[offsetsPartition(group, len(ti.Partitions))]
+	bi := st.Brokers[ps.Leader]
+	if ps.Leader < 0 || bi == nil || bi.Fenced {
 		return nil, kerr.CoordinatorNotAvailable
 	}
 	return bi, nil
 }
 
-// coordinates reports whether this broker coordinates group (always, when
-// standalone).
+// coordinates reports whether this broker serves group now (always, when
+// standalone): NOT_COORDINATOR when it does not lead the group's partition
+// of __consumer_offsets, COORDINATOR_LOAD_IN_PROGRESS while it loads it.
 func (b *Broker) coordinates(group string) *kerr.Error {
 	if b.ctl == nil {
 		return nil
 	}
-	bi, err := b.groupCoordinator(group)
-	if err != nil {
-		return err
+	if !b.ctl.Current() {
+		return kerr.CoordinatorNotAvailable
 	}
-	if bi.ID != b.cfg.NodeID {
+	ti := b.ctl.State().Topics[offsetsTopic]
+	if ti == nil || len(ti.Partitions) == 0 {
+		return kerr.CoordinatorNotAvailable
+	}
+	if ti.Partitions[offsetsPartition(group, len(ti.Partitions))].Leader != b.cfg.NodeID {
 		return kerr.NotCoordinator
 	}
-	return nil
+	return b.groups.unavailable(group)
 }
 
 // liveReplicas returns the replicas of ps that are registered and unfenced,

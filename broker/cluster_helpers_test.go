@@ -20,7 +20,7 @@ type testNode struct {
 // 127.0.0.1 (every node a controller voter), each in a data directory of
 // its own, mod tuning node i's config (it may name another data
 // directory), and waits until every broker is registered and current.
-func testCluster(t *testing.T, n int, mod func(i int, c *Config)) []*testNode {
+func testCluster(t testing.TB, n int, mod func(i int, c *Config)) []*testNode {
 	t.Helper()
 	var peers []replication.Peer
 	for i := range n {

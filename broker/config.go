@@ -111,6 +111,12 @@ type Config struct {
 	// how often they are checked (0 disables expiry).
 	OffsetsRetention              time.Duration
 	OffsetsRetentionCheckInterval time.Duration
+	// OffsetsTopicNumPartitions and OffsetsTopicReplicationFactor shape
+	// __consumer_offsets when it is created (Kafka's
+	// offsets.topic.num.partitions, 50, and
+	// offsets.topic.replication.factor, 3, capped by the live brokers).
+	OffsetsTopicNumPartitions     int32
+	OffsetsTopicReplicationFactor int16
 	// ConsumerGroupHeartbeatInterval and ConsumerGroupSessionTimeout are
 	// the KIP-848 consumer protocol's heartbeat interval, told to members,
 	// and the silence after which a member is removed (Kafka's
@@ -224,6 +230,8 @@ func DefaultConfig() Config {
 		GroupInitialRebalanceDelay:    3 * time.Second,
 		OffsetsRetention:              7 * 24 * time.Hour,
 		OffsetsRetentionCheckInterval: 10 * time.Minute,
+		OffsetsTopicNumPartitions:     50,
+		OffsetsTopicReplicationFactor: 3,
 
 		ConsumerGroupHeartbeatInterval: 5 * time.Second,
 		ConsumerGroupSessionTimeout:    45 * time.Second,

@@ -67,6 +67,11 @@ type coordinator struct {
 	mu     sync.Mutex // guards the following
 	groups map[string]*group
 	closed bool
+	// owned: in a cluster, the partitions of __consumer_offsets this
+	// broker leads, by index; only the groups of loaded ones are served
+	// (cluster_groups.go). Unused standalone, where every group is ours.
+	owned  map[int32]*ownedPartition
+	ownSeq uint64
 
 	offsets *offsetLog // the __consumer_offsets writer; nil-safe in tests of pure state
 
@@ -85,6 +90,10 @@ type coordinator struct {
 type group struct {
 	c    *coordinator
 	name string
+	// part is the group's partition of __consumer_offsets and gen the
+	// ownership of it the group was loaded or created under (cluster).
+	part int32
+	gen  uint64
 
 	mu           sync.Mutex // guards the following
 	state        groupState
@@ -152,14 +161,16 @@ func newCoordinator(b *Broker) *coordinator {
 	return &coordinator{
 		b:          b,
 		groups:     make(map[string]*group),
+		owned:      make(map[int32]*ownedPartition),
 		stopExpiry: make(chan struct{}),
 		expiryDone: make(chan struct{}),
 	}
 }
 
 // group returns the named group, creating it when create is set. It returns
-// nil if the group does not exist (and create is false) or the coordinator
-// is closed.
+// nil if the group does not exist (and create is false), the coordinator
+// is closed, or (in a cluster) this broker does not serve the group's
+// partition of __consumer_offsets.
 func (c *coordinator) group(name string, create bool) *group {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -167,7 +178,7 @@ func (c *coordinator) group(name string, create bool) *group {
 		return nil
 	}
 	g := c.groups[name]
-	if g == nil && create {
+	if g == nil && create && c.unavailableLocked(name) == nil {
 		g = c.newGroupLocked(name)
 	}
 	return g
@@ -175,9 +186,24 @@ func (c *coordinator) group(name string, create bool) *group {
 
 // newGroupLocked creates and registers a group; c.mu is held.
 func (c *coordinator) newGroupLocked(name string) *group {
-	g := &group{
+	g := c.newGroup(name)
+	if o := c.owned[g.part]; o != nil {
+		g.gen = o.gen
+	}
+	c.groups[name] = g
+	return g
+}
+
+// newGroup returns an empty group, not registered.
+func (c *coordinator) newGroup(name string) *group {
+	part := int32(-1)
+	if p := c.offsets.partitionFor(name); p != nil {
+		part = p.index
+	}
+	return &group{
 		c:          c,
 		name:       name,
+		part:       part,
 		members:    make(map[string]*member),
 		static:     make(map[string]string),
 		pending:    make(map[string]time.Time),
@@ -186,8 +212,6 @@ func (c *coordinator) newGroupLocked(name string) *group {
 		deletedAt:  make(map[topicPart]int64),
 		emptySince: time.Now(),
 	}
-	c.groups[name] = g
-	return g
 }
 
 // appendLock returns the lock serializing name's __consumer_offsets
@@ -575,8 +599,8 @@ func (c *coordinator) join(r *kmsg.JoinGroupRequest, clientID, clientHost string
 	}
 	g := c.lockGroup(r.Group, r.MemberID == "")
 	if g == nil {
-		if c.isClosed() {
-			return joinErr(v, kerr.CoordinatorNotAvailable, r.MemberID)
+		if code := c.unavailable(r.Group); code != nil {
+			return joinErr(v, code, r.MemberID)
 		}
 		return joinErr(v, kerr.UnknownMemberID, r.MemberID)
 	}
@@ -653,10 +677,46 @@ func (c *coordinator) join(r *kmsg.JoinGroupRequest, clientID, clientHost string
 	return g.addOrUpdateLocked(m, r, session, rebalance, clientID, clientHost)
 }
 
-func (c *coordinator) isClosed() bool {
+// unavailable returns the error for a request of group name this
+// coordinator cannot serve: COORDINATOR_NOT_AVAILABLE once closed,
+// NOT_COORDINATOR (or COORDINATOR_LOAD_IN_PROGRESS) when, in a cluster,
+// the group's partition of __consumer_offsets is not served here; nil
+// otherwise.
+func (c *coordinator) unavailable(name string) *kerr.Error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.closed
+	return c.unavailableLocked(name)
+}
+
+func (c *coordinator) unavailableLocked(name string) *kerr.Error {
+	if c.closed {
+		return kerr.CoordinatorNotAvailable
+	}
+	if c.b.cfg.Cluster == nil {
+		return nil
+	}
+	p := c.offsets.partitionFor(name)
+	if p == nil {
+		return kerr.CoordinatorNotAvailable
+	}
+	switch o := c.owned[p.index]; {
+	case o == nil:
+		return kerr.NotCoordinator
+	case !o.loaded:
+		return kerr.CoordinatorLoadInProgress
+	}
+	return nil
+}
+
+// ownsLocked reports whether a group of partition part created under
+// ownership gen may still be changed: standalone always, in a cluster
+// while that ownership lasts. c.mu must be held.
+func (c *coordinator) ownsLocked(part int32, gen uint64) bool {
+	if c.b.cfg.Cluster == nil {
+		return true
+	}
+	o := c.owned[part]
+	return o != nil && o.loaded && o.gen == gen
 }
 
 // compatibleLocked reports whether protocols shares a protocol with every

@@ -18,13 +18,74 @@ import (
 // each committing one partition of its own group per request.
 func BenchmarkOffsetCommit(b *testing.B) {
 	br := groupBroker(b, b.TempDir())
-	const conns = 8
-	var clients [conns]*kgo.Client
+	var clients [8]*kgo.Client
 	for i := range clients {
 		clients[i] = testClient(b, br)
 	}
 	groupCreateTopic(b, kadm.NewClient(clients[0]), "bench", 16)
-	topicID := br.lookupTopic("bench").id
+	benchCommits(b, clients[:], br.lookupTopic("bench").id)
+}
+
+// BenchmarkOffsetCommitReplicated is BenchmarkOffsetCommit on a cluster of
+// three brokers in this process: __consumer_offsets has 3 replicas and
+// min.insync.replicas 2, so each commit is acknowledged once a follower
+// has fsynced it too. The groups spread over the three coordinators; each
+// client connects to all three.
+func BenchmarkOffsetCommitReplicated(b *testing.B) {
+	nodes := testCluster(b, 3, func(i int, c *Config) { c.MinInsyncReplicas = 2 })
+	if _, err := nodes[0].b.createTopic("bench", 16, 3, nil, false); err != nil {
+		b.Fatal(err)
+	}
+	var seeds []string
+	for _, nd := range nodes {
+		seeds = append(seeds, nd.b.Addr().String())
+	}
+	var clients [8]*kgo.Client
+	for i := range clients {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(cl.Close)
+		clients[i] = cl
+	}
+	var id [16]byte
+	waitFor(b, 10*time.Second, func() error {
+		for _, nd := range nodes {
+			t := nd.b.lookupTopic("bench")
+			if t == nil {
+				return fmt.Errorf("node %d has not applied the topic", nd.cfg.NodeID)
+			}
+			id = t.id
+		}
+		return nil
+	})
+	// The first lookup creates __consumer_offsets; wait until every
+	// partition has a leader that has loaded it.
+	waitFor(b, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := kadm.NewClient(clients[0]).FetchOffsets(ctx, "warm-up")
+		if err != nil {
+			return err
+		}
+		ti := nodes[0].b.ctl.State().Topics[offsetsTopic]
+		if ti == nil {
+			return fmt.Errorf("%s not created yet", offsetsTopic)
+		}
+		for i, ps := range ti.Partitions {
+			if len(ps.ISR) < 3 || ps.Leader < 1 || nodes[ps.Leader-1].b.groups.unavailable(fmt.Sprint(i)) == kerr.CoordinatorLoadInProgress {
+				return fmt.Errorf("partition %d: %+v", i, ps)
+			}
+		}
+		return nil
+	})
+	benchCommits(b, clients[:], id)
+}
+
+// benchCommits runs 32 committers per CPU over clients, each committing one
+// partition of topic "bench" (16 partitions) in its own group per request.
+func benchCommits(b *testing.B, clients []*kgo.Client, topicID [16]byte) {
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(32)
@@ -32,7 +93,7 @@ func BenchmarkOffsetCommit(b *testing.B) {
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		n := next.Add(1)
-		cl := clients[n%conns]
+		cl := clients[int(n)%len(clients)]
 		group := fmt.Sprintf("bench-%d", n)
 		ctx := context.Background()
 		var off int64

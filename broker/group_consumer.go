@@ -133,8 +133,8 @@ func (c *coordinator) consumerHeartbeat(r *kmsg.ConsumerGroupHeartbeatRequest, c
 
 	g := c.lockGroup(r.Group, r.MemberEpoch == 0)
 	if g == nil {
-		if c.isClosed() {
-			return nil, hbErrf(kerr.CoordinatorNotAvailable, "coordinator is shutting down")
+		if code := c.unavailable(r.Group); code != nil {
+			return nil, hbErrf(code, "this broker does not coordinate group %q now", r.Group)
 		}
 		return nil, hbErrf(kerr.UnknownMemberID, "group %q has no member %q", r.Group, r.MemberID)
 	}

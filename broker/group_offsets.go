@@ -41,25 +41,56 @@ type offsetEntry struct {
 	deleted bool
 }
 
-// offsetLog appends to partition 0 of __consumer_offsets.
+// offsetLog writes a group's records to its partition of
+// __consumer_offsets: abs(javaStringHash(group)) % partitions, as Kafka.
 type offsetLog struct {
 	b *Broker
-	t *topic
 }
 
-// ensureOffsetsTopic creates __consumer_offsets if it is missing.
+// topic returns the local __consumer_offsets, or nil.
+func (l *offsetLog) topic() *topic { return l.b.lookupTopic(offsetsTopic) }
+
+// partitionFor returns group's partition of __consumer_offsets, or nil when
+// the topic is missing.
+func (l *offsetLog) partitionFor(group string) *partition {
+	t := l.topic()
+	if t == nil {
+		return nil
+	}
+	n := l.b.topicPartitionCount(t)
+	if n == 0 {
+		return nil
+	}
+	return l.b.partitionOf(t, offsetsPartition(group, n))
+}
+
+// ensureOffsetsTopic creates the standalone broker's __consumer_offsets if
+// it is missing, with offsets.topic.num.partitions partitions, so that a
+// standalone broker grown into a cluster keeps Kafka's coordinator rule. A
+// data directory of an earlier release keeps the partition count it has.
 func (b *Broker) ensureOffsetsTopic() (*topic, error) {
 	if t := b.lookupTopic(offsetsTopic); t != nil {
 		return t, nil
 	}
-	// Always broker-local (in a cluster too, see cluster.go): created here,
-	// never through the controller.
 	b.adminMu.Lock()
 	defer b.adminMu.Unlock()
 	if t := b.lookupTopic(offsetsTopic); t != nil {
 		return t, nil
 	}
-	return b.addTopicLocked(offsetsTopic, newTopicID(), 1, map[string]string{"cleanup.policy": "compact"})
+	return b.addTopicLocked(offsetsTopic, newTopicID(), b.offsetsTopicPartitions(), offsetsTopicConfigs())
+}
+
+// offsetsTopicConfigs are the configs __consumer_offsets is created with:
+// compacted, as in Kafka, with Kafka's offsets.topic.segment.bytes.
+func offsetsTopicConfigs() map[string]string {
+	return map[string]string{"cleanup.policy": "compact", "segment.bytes": "104857600"}
+}
+
+func (b *Broker) offsetsTopicPartitions() int32 {
+	if n := b.cfg.OffsetsTopicNumPartitions; n > 0 {
+		return n
+	}
+	return 50
 }
 
 // encodeOffsetBatch builds one uncompressed v2 record batch of entries.
@@ -101,22 +132,60 @@ func encodeOffsetBatch(group string, entries []offsetEntry, nowMillis int64) []b
 	return batch
 }
 
-// write appends entries for group and returns the result to wait on and the
-// __consumer_offsets offset of the first entry.
-func (l *offsetLog) write(ctx context.Context, group string, entries []offsetEntry) (*appendResult, int64, error) {
-	if len(entries) == 0 {
-		return closedResult, 0, nil
+// offsetWrite is an append to __consumer_offsets on its way to
+// durability.
+type offsetWrite struct {
+	res  *appendResult
+	base int64 // the __consumer_offsets offset of the first entry
+	// replicated: in a cluster the write counts once the partition's high
+	// watermark reaches end under the leader epoch it was written in.
+	p          *partition
+	end        int64
+	epoch      int32
+	replicated bool
+}
+
+// wait waits until w is durable: fsynced, and in a cluster replicated to
+// min.insync.replicas. It fails when leadership of the partition moves.
+func (w *offsetWrite) wait(ctx context.Context) error {
+	select {
+	case <-w.res.done:
+	case <-ctx.Done():
+		return kerrf(kerr.RequestTimedOut, "offsets were not durable in time")
 	}
-	p := l.b.partitionOf(l.t, 0)
+	if w.res.err != nil {
+		return w.res.err
+	}
+	if !w.replicated {
+		return nil
+	}
+	return w.p.replicationWait(ctx, w.end, w.epoch)
+}
+
+// write appends entries for group to its partition of __consumer_offsets.
+// In a cluster this broker must lead the partition, with enough in-sync
+// replicas.
+func (l *offsetLog) write(ctx context.Context, group string, entries []offsetEntry) (*offsetWrite, error) {
+	if len(entries) == 0 {
+		return &offsetWrite{res: closedResult}, nil
+	}
+	p := l.partitionFor(group)
 	if p == nil {
-		return nil, 0, kerrf(kerr.CoordinatorNotAvailable, "%s is missing", offsetsTopic)
+		return nil, kerrf(kerr.CoordinatorNotAvailable, "%s is missing", offsetsTopic)
+	}
+	epoch, isr, minISR, replicated, leads := p.leadershipForProduce()
+	if replicated && !leads {
+		return nil, kerrf(kerr.NotCoordinator, "this broker no longer leads %s partition %d", offsetsTopic, p.index)
+	}
+	if replicated && isr < minISR {
+		return nil, kerrf(kerr.NotEnoughReplicas, "%s partition %d has %d in-sync replicas, min.insync.replicas is %d", offsetsTopic, p.index, isr, minISR)
 	}
 	batch := encodeOffsetBatch(group, entries, time.Now().UnixMilli())
 	out, _ := p.append(ctx, l.b.wal, batch, readBatchHeader(batch), false)
 	if out.err != nil {
-		return nil, 0, out.err
+		return nil, out.err
 	}
-	return out.wait, out.baseOffset, nil
+	return &offsetWrite{res: out.wait, base: out.baseOffset, p: p, end: out.baseOffset + int64(len(entries)), epoch: epoch, replicated: replicated}, nil
 }
 
 // applyLocked installs entries written at logBase unless a later write of
@@ -171,9 +240,11 @@ func (c *coordinator) finishOffsets(g0 *group, entries []offsetEntry, base int64
 	defer c.mu.Unlock()
 	g0.mu.Lock()
 	defer g0.mu.Unlock()
-	if durable && !g0.deleted && !c.closed {
+	if durable && !g0.deleted && !c.closed && c.ownsLocked(g0.part, g0.gen) {
 		// c.mu is held, so the map cannot change under us and no other
 		// goroutine holds two group locks: locking g after g0 is safe.
+		// Not owned any more (leadership of the partition moved): the
+		// new coordinator loads the entries from the log.
 		g := c.groups[g0.name]
 		if g == nil {
 			g = c.newGroupLocked(g0.name)
@@ -189,14 +260,11 @@ func (c *coordinator) finishOffsets(g0 *group, entries []offsetEntry, base int64
 	g0.endInflightLocked(entries)
 }
 
-// replayOffsets rebuilds committed offsets from __consumer_offsets. It runs
-// in New, before the broker serves.
-func (c *coordinator) replayOffsets() error {
-	p := c.b.partitionOf(c.offsets.t, 0)
-	if p == nil {
-		return nil
-	}
-	_, hw := p.offsets()
+// replayPartition rebuilds the groups whose offsets live in partition p of
+// __consumer_offsets, reading everything this broker holds of it, into
+// groups (by name). It returns the number of records read.
+func (c *coordinator) replayPartition(p *partition, groups map[string]*group) (int, error) {
+	end := p.localEnd()
 	var buf []byte
 	records := 0
 	read := func(next int64) ([]byte, error) {
@@ -204,20 +272,24 @@ func (c *coordinator) replayOffsets() error {
 		buf, err = p.readFrom(c.b.wal, next, 1<<20, buf[:0])
 		return buf, err
 	}
-	err := scanOffsetBatches(hw, read, func(batch []byte) {
-		err := eachBatchRecord(batch, c.offsets.t.inflateLimit(), func(off int64, key, value []byte) {
+	get := func(name string) *group {
+		g := groups[name]
+		if g == nil {
+			g = c.newGroup(name)
+			groups[name] = g
+		}
+		return g
+	}
+	err := scanOffsetBatches(end, read, func(batch []byte) {
+		err := eachBatchRecord(batch, p.topic.inflateLimit(), func(off int64, key, value []byte) {
 			records++
-			c.replayRecord(off, key, value)
+			replayRecord(get, off, key, value)
 		})
 		if err != nil {
-			c.b.log.Warn("skipping unreadable batch in "+offsetsTopic, "offset", batchBaseOffset(batch), "err", err)
+			c.b.log.Warn("skipping unreadable batch in "+offsetsTopic, "partition", p.index, "offset", batchBaseOffset(batch), "err", err)
 		}
 	})
-	if err != nil {
-		return err
-	}
-	c.b.log.Info("recovered committed offsets", "records", records, "groups", len(c.groups))
-	return nil
+	return records, err
 }
 
 // scanOffsetBatches calls fn for each record batch read (by read, from an
@@ -251,18 +323,20 @@ func scanOffsetBatches(hw int64, read func(next int64) ([]byte, error), fn func(
 	return nil
 }
 
-func (c *coordinator) replayRecord(off int64, key, value []byte) {
+// replayRecord applies one __consumer_offsets record to the group get
+// returns (created if needed).
+func replayRecord(get func(name string) *group, off int64, key, value []byte) {
 	if len(key) < 2 {
 		return
 	}
 	if v := int16(binary.BigEndian.Uint16(key)); v != 0 && v != 1 {
-		return // group metadata (v2) is not kept: members rejoin after a restart
+		return // group metadata (v2) is not kept: members rejoin after a move or a restart
 	}
 	var k kmsg.OffsetCommitKey
 	if k.ReadFrom(key) != nil {
 		return
 	}
-	g := c.group(k.Group, true)
+	g := get(k.Group)
 	tp := topicPart{k.Topic, k.Partition}
 	if value == nil {
 		g.applyLocked([]offsetEntry{{tp: tp, deleted: true}}, off)
@@ -318,50 +392,44 @@ func (c *coordinator) expireOffsets(now time.Time) {
 	}
 }
 
-// expireGroup tombstones g's expired offsets. The choice and the enqueue
-// are made under the group's append lock, so a commit either is applied
-// before the choice (and seen by it) or is ordered after the tombstones.
+// expireGroup tombstones g's expired offsets. The choice is made in the
+// check of appendOffsets, so a commit either is applied before the choice
+// (and seen by it) or is ordered after the tombstones.
 func (c *coordinator) expireGroup(g *group, now time.Time) {
 	retention := c.b.cfg.OffsetsRetention
-	al := c.appendLock(g.name)
-	al.Lock()
-	g.mu.Lock()
-	if g.state == groupDead || g.activeLocked() || len(g.inflight) > 0 {
-		// Dead: replaced or deleted. In flight: a commit not yet
-		// applied could be the one we would tombstone; retry later.
-		g.mu.Unlock()
-		al.Unlock()
-		return
-	}
-	var expired []offsetEntry
-	for tp, o := range g.offsets {
-		base := time.UnixMilli(o.commitTime)
-		if g.emptySince.After(base) {
-			base = g.emptySince
+	check := func() (*group, []offsetEntry, error) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.state == groupDead || g.activeLocked() || len(g.inflight) > 0 {
+			// Dead: replaced, deleted or unloaded. In flight: a commit
+			// not yet applied could be the one we would tombstone;
+			// retry later.
+			return g, nil, nil
 		}
-		if now.Sub(base) >= retention {
-			expired = append(expired, offsetEntry{tp: tp, deleted: true})
+		var expired []offsetEntry
+		for tp, o := range g.offsets {
+			base := time.UnixMilli(o.commitTime)
+			if g.emptySince.After(base) {
+				base = g.emptySince
+			}
+			if now.Sub(base) >= retention {
+				expired = append(expired, offsetEntry{tp: tp, deleted: true})
+			}
 		}
-	}
-	g.beginInflightLocked(expired)
-	g.mu.Unlock()
-	if len(expired) == 0 {
-		al.Unlock()
-		return
+		g.beginInflightLocked(expired)
+		return g, expired, nil
 	}
 	ctx, cancel := c.b.ctxUntilClose(context.Background())
-	res, base, err := c.offsets.write(ctx, g.name, expired)
-	cancel()
-	al.Unlock()
-	if err != nil {
-		c.finishOffsets(g, expired, 0, false)
-		c.b.log.Warn("expire offsets failed", "group", g.name, "err", err)
-		return
+	defer cancel()
+	w, n, err := c.appendOffsets(ctx, g.name, check)
+	if err == nil {
+		err = w.wait(ctx)
 	}
-	<-res.done
-	c.finishOffsets(g, expired, base, res.err == nil)
-	if res.err == nil {
-		c.b.log.Info("expired committed offsets", "group", g.name, "partitions", len(expired))
+	switch {
+	case err != nil:
+		c.b.log.Warn("expire offsets failed", "group", g.name, "err", err)
+	case n > 0:
+		c.b.log.Info("expired committed offsets", "group", g.name, "partitions", n)
 	}
 }
 
@@ -379,75 +447,148 @@ func (c *coordinator) forgetIfUnused(g *group) {
 }
 
 // deleteGroup removes an empty group and tombstones its offsets. The check,
-// the removal and the enqueue of the tombstones happen under the group's
-// append lock, so a commit that recreates the group is ordered after the
-// tombstones, and the tombstones cover every commit enqueued before them.
+// the removal and the enqueue of the tombstones are the check and enqueue
+// of appendOffsets, so a commit that recreates the group is ordered after
+// the tombstones, and the tombstones cover every commit enqueued before
+// them.
 func (c *coordinator) deleteGroup(ctx context.Context, name string) error {
-	al := c.appendLock(name)
-	al.Lock()
-	c.mu.Lock()
-	g := c.groups[name]
-	if g == nil || c.closed {
-		c.mu.Unlock()
-		al.Unlock()
-		return kerrf(kerr.GroupIDNotFound, "group %q does not exist", name)
-	}
-	g.mu.Lock()
-	if g.activeLocked() {
-		n := len(g.members)
-		if g.cg != nil {
-			n += len(g.cg.members)
+	check := func() (*group, []offsetEntry, error) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		g := c.groups[name]
+		if g == nil || c.closed {
+			return nil, nil, kerrf(kerr.GroupIDNotFound, "group %q does not exist", name)
 		}
-		g.mu.Unlock()
-		c.mu.Unlock()
-		al.Unlock()
-		return kerrf(kerr.NonEmptyGroup, "group %q has %d active members", name, n)
-	}
-	var entries []offsetEntry
-	for tp := range g.offsets {
-		entries = append(entries, offsetEntry{tp: tp, deleted: true})
-	}
-	for tp := range g.inflight {
-		// Enqueued (before us) but not applied yet: tombstone it too.
-		if _, ok := g.offsets[tp]; !ok {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.activeLocked() {
+			n := len(g.members)
+			if g.cg != nil {
+				n += len(g.cg.members)
+			}
+			return nil, nil, kerrf(kerr.NonEmptyGroup, "group %q has %d active members", name, n)
+		}
+		var entries []offsetEntry
+		for tp := range g.offsets {
 			entries = append(entries, offsetEntry{tp: tp, deleted: true})
 		}
+		for tp := range g.inflight {
+			// Enqueued (before us) but not applied yet: tombstone it too.
+			if _, ok := g.offsets[tp]; !ok {
+				entries = append(entries, offsetEntry{tp: tp, deleted: true})
+			}
+		}
+		g.stopGroupTimersLocked()
+		g.state = groupDead
+		g.deleted = true
+		delete(c.groups, name)
+		g.beginInflightLocked(entries)
+		return g, entries, nil
 	}
-	g.stopGroupTimersLocked()
-	g.state = groupDead
-	g.deleted = true
-	delete(c.groups, name)
-	g.mu.Unlock()
-	c.mu.Unlock()
-	// No commit for name can be checked until al is released, so one that
-	// recreates the group is enqueued after these tombstones.
 	ctx, cancel := context.WithTimeout(ctx, offsetWriteTimeout)
 	defer cancel()
-	res, _, err := c.offsets.write(ctx, name, entries)
-	al.Unlock()
+	w, _, err := c.appendOffsets(ctx, name, check)
 	if err != nil {
 		return err
 	}
+	return w.wait(ctx)
+}
+
+// pendingOffsets is a __consumer_offsets write whose entries are applied
+// to their group once durable, whether or not anyone waits for it.
+type pendingOffsets struct {
+	applied chan struct{}
+	err     error // set before applied is closed
+}
+
+var appliedOffsets = func() *pendingOffsets {
+	w := &pendingOffsets{applied: make(chan struct{})}
+	close(w.applied)
+	return w
+}()
+
+// wait waits until the write is applied (or failed) and returns its error.
+func (w *pendingOffsets) wait(ctx context.Context) error {
 	select {
-	case <-res.done:
-		return res.err
+	case <-w.applied:
+		return w.err
 	case <-ctx.Done():
 		return kerrf(kerr.RequestTimedOut, "offsets were not durable in time")
 	}
 }
 
-// startGroups creates __consumer_offsets if needed, rebuilds the committed
-// offsets from it and starts offset expiry. It runs in New after WAL
-// recovery.
-func (b *Broker) startGroups() (*coordinator, error) {
-	t, err := b.ensureOffsetsTopic()
-	if err != nil {
-		return nil, fmt.Errorf("broker: create %s: %w", offsetsTopic, err)
+// appendOffsets is the one way committed offsets are written: commits,
+// OffsetDelete, DeleteGroups and expiry all go through it. Under the
+// group's append lock (coordinator.appendLocks) it runs check, which
+// validates the request against the group and returns the group the
+// entries were registered in flight on (beginInflightLocked) and the
+// entries, and enqueues them to the group's partition of
+// __consumer_offsets; so the log order of a group's writes is the order of
+// their checks. The wait for durability (fsync, and replication in a
+// cluster) is not under the lock: a goroutine applies the entries once
+// durable, so they are applied even if the caller is gone. It returns the
+// number of entries written.
+func (c *coordinator) appendOffsets(ctx context.Context, name string, check func() (*group, []offsetEntry, error)) (*pendingOffsets, int, error) {
+	al := c.appendLock(name)
+	al.Lock()
+	g, entries, cerr := check()
+	if cerr != nil {
+		al.Unlock()
+		return nil, 0, cerr
 	}
+	if len(entries) == 0 {
+		al.Unlock()
+		if g != nil {
+			c.finishOffsets(g, nil, 0, false)
+		}
+		return appliedOffsets, 0, nil
+	}
+	ow, err := c.offsets.write(ctx, name, entries)
+	al.Unlock()
+	if err != nil {
+		c.finishOffsets(g, entries, 0, false)
+		return nil, 0, err
+	}
+	w := &pendingOffsets{applied: make(chan struct{})}
+	go func() {
+		wctx, cancel := c.b.ctxUntilClose(context.Background())
+		wctx, cancelTimeout := context.WithTimeout(wctx, offsetWriteTimeout)
+		err := ow.wait(wctx)
+		cancelTimeout()
+		cancel()
+		c.finishOffsets(g, entries, ow.base, err == nil)
+		w.err = err
+		close(w.applied)
+	}()
+	return w, len(entries), nil
+}
+
+// startGroups starts the group coordinator; it runs in New after WAL
+// recovery. Standalone, the broker coordinates every group: it creates
+// __consumer_offsets if needed and rebuilds every group's committed offsets
+// from it now. In a cluster it coordinates the groups of the partitions of
+// __consumer_offsets it leads, loaded as the controller hands them to it
+// (syncCoordinator).
+func (b *Broker) startGroups() (*coordinator, error) {
 	c := newCoordinator(b)
-	c.offsets = &offsetLog{b: b, t: t}
-	if err := c.replayOffsets(); err != nil {
-		return nil, err
+	c.offsets = &offsetLog{b: b}
+	if b.cfg.Cluster == nil {
+		t, err := b.ensureOffsetsTopic()
+		if err != nil {
+			return nil, fmt.Errorf("broker: create %s: %w", offsetsTopic, err)
+		}
+		records := 0
+		b.mu.RLock()
+		parts := t.partitions
+		b.mu.RUnlock()
+		for _, p := range parts {
+			n, err := c.replayPartition(p, c.groups)
+			if err != nil {
+				return nil, err
+			}
+			records += n
+		}
+		b.log.Info("recovered committed offsets", "records", records, "groups", len(c.groups))
 	}
 	go c.expiryLoop()
 	return c, nil

@@ -45,7 +45,7 @@ func memOffset(b *Broker, group string, tp topicPart) (int64, bool) {
 
 // startCommit checks and enqueues a generation -1 commit as
 // handleOffsetCommit does, without finishing it.
-func startCommit(t *testing.T, b *Broker, group string, tp topicPart, offset, commitTime int64) (*group, []offsetEntry, *appendResult, int64) {
+func startCommit(t *testing.T, b *Broker, group string, tp topicPart, offset, commitTime int64) (*group, []offsetEntry, *offsetWrite, int64) {
 	t.Helper()
 	c := b.groups
 	entries := []offsetEntry{{tp: tp, value: committedOffset{offset: offset, leaderEpoch: -1, commitTime: commitTime}}}
@@ -56,16 +56,16 @@ func startCommit(t *testing.T, b *Broker, group string, tp topicPart, offset, co
 	if kerr != nil {
 		t.Fatalf("commit check: %v", kerr)
 	}
-	res, base, err := c.offsets.write(context.Background(), group, entries)
+	w, err := c.offsets.write(context.Background(), group, entries)
 	if err != nil {
 		t.Fatalf("write: %v", err)
 	}
-	return g, entries, res, base
+	return g, entries, w, w.base
 }
 
-func finishCommit(b *Broker, g *group, entries []offsetEntry, res *appendResult, base int64) {
-	<-res.done
-	b.groups.finishOffsets(g, entries, base, res.err == nil)
+func finishCommit(b *Broker, g *group, entries []offsetEntry, w *offsetWrite, base int64) {
+	err := w.wait(context.Background())
+	b.groups.finishOffsets(g, entries, base, err == nil)
 }
 
 // TestGroupDeleteTombstonesInflightCommit: a commit enqueued before

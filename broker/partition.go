@@ -157,7 +157,7 @@ func newPartition(t *topic, i int32) *partition {
 		// A cluster partition is bounded by its high watermark from the
 		// start, before the controller's view of it arrives: nothing
 		// unconfirmed is served, sealed or acknowledged as replicated.
-		repl: replState{on: t.cluster && t.name != offsetsTopic},
+		repl: replState{on: t.cluster},
 	}
 }
 
@@ -543,6 +543,14 @@ func (p *partition) producerCount() int {
 	p.appendMu.Lock()
 	defer p.appendMu.Unlock()
 	return len(p.producers)
+}
+
+// localEnd returns the end of what this broker holds of p, durable here;
+// in a cluster it may be ahead of the high watermark.
+func (p *partition) localEnd() int64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.hw
 }
 
 // offsets returns the log start offset and high watermark.

@@ -157,7 +157,7 @@ func TestCompactedConsumerOffsetsReplay(t *testing.T) {
 	if err := b.setTopicConfigsLocked(ot, map[string]string{"cleanup.policy": "compact", "segment.ms": seg}); err != nil {
 		t.Fatal(err)
 	}
-	p := ot.partitions[0]
+	p := ot.partitions[offsetsPartition("g", len(ot.partitions))]
 	waitFor(t, 5*time.Second, func() error {
 		p.mu.RLock()
 		defer p.mu.RUnlock()

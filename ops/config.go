@@ -97,6 +97,12 @@ type Config struct {
 	ProducerIDsMaxPerPartition int32
 	MaxPartitions              int32
 
+	// Consumer groups: __consumer_offsets' shape when it is created, and
+	// how long an empty group's committed offsets are kept.
+	OffsetsTopicNumPartitions     int32
+	OffsetsTopicReplicationFactor int16
+	OffsetsRetention              time.Duration
+
 	// Connection hygiene: how long a started request may take to arrive,
 	// how long an idle connection and an unread response are kept (0:
 	// for ever), the Fetch response bytes built ahead of the socket per

@@ -76,6 +76,10 @@ func TestSettingNamesMatchContract(t *testing.T) {
 		"CHRONIK_PRODUCER_IDS_MAX_PER_PARTITION": "producer-ids-max-per-partition",
 		"CHRONIK_MAX_PARTITIONS":                 "max-partitions",
 
+		"CHRONIK_OFFSETS_TOPIC_NUM_PARTITIONS":     "offsets-topic-num-partitions",
+		"CHRONIK_OFFSETS_TOPIC_REPLICATION_FACTOR": "offsets-topic-replication-factor",
+		"CHRONIK_OFFSETS_RETENTION_MINUTES":        "offsets-retention-minutes",
+
 		"CHRONIK_SEARCH_MAX_HITS":           "search-max-hits",
 		"CHRONIK_SEARCH_MAX_RESPONSE_BYTES": "search-max-response-bytes",
 		"CHRONIK_SEARCH_TIMEOUT_MS":         "search-timeout",
@@ -181,6 +185,9 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_PRODUCER_ID_EXPIRATION_MS", "60000", nil, func(c Config) any { return c.ProducerIDExpiration }, time.Minute},
 		{"CHRONIK_PRODUCER_IDS_MAX_PER_PARTITION", "500", nil, func(c Config) any { return c.ProducerIDsMaxPerPartition }, int32(500)},
 		{"CHRONIK_MAX_PARTITIONS", "100", nil, func(c Config) any { return c.MaxPartitions }, int32(100)},
+		{"CHRONIK_OFFSETS_TOPIC_NUM_PARTITIONS", "1", nil, func(c Config) any { return c.OffsetsTopicNumPartitions }, int32(1)},
+		{"CHRONIK_OFFSETS_TOPIC_REPLICATION_FACTOR", "2", nil, func(c Config) any { return c.OffsetsTopicReplicationFactor }, int16(2)},
+		{"CHRONIK_OFFSETS_RETENTION_MINUTES", "1440", nil, func(c Config) any { return c.OffsetsRetention }, 24 * time.Hour},
 		{"CHRONIK_REQUEST_READ_TIMEOUT_MS", "5000", nil, func(c Config) any { return c.RequestReadTimeout }, 5 * time.Second},
 		{"CHRONIK_CONNECTIONS_MAX_IDLE_MS", "0", nil, func(c Config) any { return c.ConnectionsMaxIdle }, time.Duration(0)},
 		{"CHRONIK_RESPONSE_WRITE_TIMEOUT_MS", "120000", nil, func(c Config) any { return c.ResponseWriteTimeout }, 2 * time.Minute},
@@ -310,6 +317,10 @@ log_format: json
 		ProducerIDsMaxPerPartition: 100,
 		MaxPartitions:              5000,
 
+		OffsetsTopicNumPartitions:     50,
+		OffsetsTopicReplicationFactor: 3,
+		OffsetsRetention:              7 * 24 * time.Hour,
+
 		SearchMaxHits:          2000,
 		SearchMaxResponseBytes: 4096,
 		SearchTimeout:          0,
@@ -377,6 +388,10 @@ func TestDefaults(t *testing.T) {
 		ProducerIDExpiration:       24 * time.Hour,
 		ProducerIDsMaxPerPartition: 10000,
 		MaxPartitions:              20000,
+
+		OffsetsTopicNumPartitions:     50,
+		OffsetsTopicReplicationFactor: 3,
+		OffsetsRetention:              7 * 24 * time.Hour,
 
 		SearchMaxHits:          10000,
 		SearchMaxResponseBytes: 16 << 20,

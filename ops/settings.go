@@ -356,6 +356,31 @@ var settings = []Setting{
 		set: setPositiveInt32(func(c *Config) *int32 { return &c.MaxPartitions }),
 	},
 	{
+		Flag: "offsets-topic-num-partitions", Env: "CHRONIK_OFFSETS_TOPIC_NUM_PARTITIONS", Key: "offsets_topic_num_partitions", Type: "int",
+		Default: "50",
+		Help: "partitions of __consumer_offsets when it is created (Kafka's offsets.topic.num.partitions); a group's coordinator is the leader " +
+			"of partition abs(hash(group)) % this, so it cannot change once the topic exists",
+		set: setPositiveInt32(func(c *Config) *int32 { return &c.OffsetsTopicNumPartitions }),
+	},
+	{
+		Flag: "offsets-topic-replication-factor", Env: "CHRONIK_OFFSETS_TOPIC_REPLICATION_FACTOR", Key: "offsets_topic_replication_factor", Type: "int",
+		Default: "3",
+		Help: "replicas of each __consumer_offsets partition when the topic is created (Kafka's offsets.topic.replication.factor), capped by " +
+			"the brokers live then; raise it later with a partition reassignment",
+		set: setPositiveInt16(func(c *Config) *int16 { return &c.OffsetsTopicReplicationFactor }),
+	},
+	{
+		Flag: "offsets-retention-minutes", Env: "CHRONIK_OFFSETS_RETENTION_MINUTES", Key: "offsets_retention_minutes", Type: "int",
+		Default: "10080",
+		Help: "committed offsets of a group with no members are removed this many minutes after the group emptied or they were committed, " +
+			"whichever is later (Kafka's offsets.retention.minutes, 7 days)",
+		set: func(c *Config, v string) error {
+			n, err := parseInt(v, 1, math.MaxInt32)
+			c.OffsetsRetention = time.Duration(n) * time.Minute
+			return err
+		},
+	},
+	{
 		Flag: "request-read-timeout", Env: "CHRONIK_REQUEST_READ_TIMEOUT_MS", Key: "request_read_timeout_ms", Type: "ms",
 		Default: "30000",
 		Help: "once the first byte of a request has arrived, the whole request must arrive within this many milliseconds or the connection is closed, " +
@@ -448,6 +473,15 @@ func setInt64(field func(*Config) *int64) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		n, err := parseInt(v, 0, math.MaxInt64)
 		*field(c) = n
+		return err
+	}
+}
+
+// setPositiveInt16 reads a whole number of at least 1.
+func setPositiveInt16(field func(*Config) *int16) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := parseInt(v, 1, math.MaxInt16)
+		*field(c) = int16(n)
 		return err
 	}
 }

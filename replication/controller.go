@@ -559,6 +559,10 @@ func (c *Controller) handleHeartbeat(b *BrokerInfo) callResponse {
 	return callResponse{Index: c.State().Index}
 }
 
+// OffsetsTopic is the internal topic of committed offsets; the brokers
+// create it, and it does not count against MaxPartitions.
+const OffsetsTopic = "__consumer_offsets"
+
 // checkPartitionLimit refuses adding n partitions to st past
 // Config.MaxPartitions: every partition costs each replica memory, files
 // and replication work, so clients must not create them without bound.
@@ -572,7 +576,9 @@ func (c *Controller) checkPartitionLimit(st *State, n int) *Error {
 	}
 	total := 0
 	for _, t := range st.Topics {
-		total += len(t.Partitions)
+		if t.Name != OffsetsTopic {
+			total += len(t.Partitions)
+		}
 	}
 	if total+n > limit {
 		return errorf(CodePolicyViolation, "adding %d partitions to the cluster's %d would pass its limit of %d (CHRONIK_MAX_PARTITIONS)", n, total, limit)
@@ -596,7 +602,9 @@ func (c *Controller) plan(req *Request) (Result, bool) {
 			}
 			return Result{Err: errorf(CodeTopicAlreadyExists, "topic %q already exists", r.Name)}, false
 		}
-		if err := c.checkPartitionLimit(st, int(r.Partitions)); err != nil {
+		if r.Name == OffsetsTopic {
+			// Created by the brokers, outside the limit (as standalone).
+		} else if err := c.checkPartitionLimit(st, int(r.Partitions)); err != nil {
 			return Result{Err: err}, false
 		}
 		parts, err := assign(st, int(r.Partitions), int(r.ReplicationFactor))

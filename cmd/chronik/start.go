@@ -139,6 +139,9 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 	bc.ProducerIDExpiration = cfg.ProducerIDExpiration
 	bc.ProducerIDsMaxPerPartition = int(cfg.ProducerIDsMaxPerPartition)
 	bc.MaxPartitions = cfg.MaxPartitions
+	bc.OffsetsTopicNumPartitions = cfg.OffsetsTopicNumPartitions
+	bc.OffsetsTopicReplicationFactor = cfg.OffsetsTopicReplicationFactor
+	bc.OffsetsRetention = cfg.OffsetsRetention
 	bc.FsyncBatchTimeout = cfg.FsyncBatchTimeout
 	bc.RequestReadTimeout = cfg.RequestReadTimeout
 	bc.ConnectionsMaxIdle = cfg.ConnectionsMaxIdle
