@@ -4,6 +4,13 @@
 // that every record is processed and that duplicates stay within what the
 // disrupted members had processed but not yet committed.
 //
+// TestCoordinatorFailover does the same against a cluster of three brokers
+// while the broker coordinating the group is killed (and, in its wipe
+// round, comes back with an empty data directory): the group must commit
+// again through another broker within 10 s, and kadm and librdkafka's
+// committed() must return every commit acknowledged before the kill while
+// that broker is down.
+//
 // Members: franz-go through `chronik consume --group` (cooperative-sticky,
 // and with --group-protocol consumer for KIP-848), and the sarama and
 // confluent-kafka-go programs in ./saramaworker and ./confluentworker
@@ -12,8 +19,10 @@
 // test paces the group by reading their stdout at a bounded rate, so the
 // membership changes land mid-consumption.
 //
-//	go test ./tests/groups                       # about 3.5 minutes on 2 cores
+//	go test ./tests/groups                       # about 7 minutes on 2 cores
+//	go test ./tests/groups -run CoordinatorFailover  # about 3.5 of them
 //	CHRONIK_GROUPS_RECORDS=200000 go test ./tests/groups -run Churn/franz
+//	CHRONIK_FAILOVER_RECORDS=300000 go test ./tests/groups -run CoordinatorFailover/wipe/confluent
 package groups_test
 
 import (
