@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"time"
-	"unicode/utf16"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -14,49 +13,20 @@ import (
 
 // Group coordination in a cluster is Kafka's: __consumer_offsets is a
 // replicated internal topic, and a group's coordinator is the leader of its
-// partition, abs(javaStringHash(group)) % partitions, so tools computing
-// coordinators agree. A commit is acknowledged once the partition's high
-// watermark covers it (min.insync.replicas holds as for any acks=all
-// write). When the controller makes this broker leader of an offsets
-// partition, the coordinator loads that partition's groups from its replica
-// (requests for them get COORDINATOR_LOAD_IN_PROGRESS meanwhile) and
-// serves them; when leadership moves away it unloads them, answering
-// parked members NOT_COORDINATOR, and the new leader loads them from its
-// own replica. Members rejoin there: group metadata (generations,
-// assignments) is not kept in the log, committed offsets are.
+// partition, abs(javaStringHash(group)) % partitions (group.Partition). A
+// commit is acknowledged once the partition's high watermark covers it
+// (offsetsLog). The reconciler tells the coordinator which partitions this
+// broker leads (syncCoordinator); it loads and drops their groups.
 
-// ownedPartition is a partition of __consumer_offsets this broker leads.
-type ownedPartition struct {
-	epoch  int32  // the leader epoch it was taken at
-	gen    uint64 // unique per ownership: groups remember theirs
-	loaded bool
-}
-
-// offsetsPartition is Kafka's coordinator rule: abs(hashCode(group)) %
-// partitions, hashCode being Java's String.hashCode over UTF-16 code units
-// and abs(MinInt32) taken as 0.
-func offsetsPartition(group string, partitions int) int32 {
-	var h int32
-	for _, u := range utf16.Encode([]rune(group)) {
-		h = 31*h + int32(u)
-	}
-	if h == -1<<31 {
-		h = 0
-	} else if h < 0 {
-		h = -h
-	}
-	return h % int32(partitions)
-}
-
-// syncCoordinator takes up and gives up partitions of __consumer_offsets as
-// the controller's state says this broker leads them. It runs on the
-// reconciler after syncReplication.
-func (c *coordinator) syncCoordinator(st *replication.State) {
-	b := c.b
+// syncCoordinator hands the coordinator the partitions of
+// __consumer_offsets this broker leads now, with their leader epochs: those
+// the controller says it leads and that have taken up that leadership. It
+// runs on the reconciler after syncReplication.
+func (b *Broker) syncCoordinator(st *replication.State) {
 	me := b.cfg.NodeID
 	ti := st.Topics[offsetsTopic]
 	t := b.lookupTopic(offsetsTopic)
-	lead := map[int32]int32{} // partition -> leader epoch, for those led here
+	led := map[int32]int32{}
 	if ti != nil && t != nil && [16]byte(ti.ID) == t.id {
 		b.mu.RLock()
 		parts := t.partitions
@@ -64,97 +34,12 @@ func (c *coordinator) syncCoordinator(st *replication.State) {
 		for i, ps := range ti.Partitions {
 			if ps.Leader == me && i < len(parts) {
 				if epoch, _, _, on, leads := parts[i].leadershipForProduce(); on && leads && epoch == ps.LeaderEpoch {
-					lead[int32(i)] = ps.LeaderEpoch
+					led[int32(i)] = ps.LeaderEpoch
 				}
 			}
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return
-	}
-	for k, o := range c.owned {
-		if epoch, ok := lead[k]; !ok || epoch != o.epoch {
-			c.unloadLocked(k)
-		}
-	}
-	for k, epoch := range lead {
-		if c.owned[k] != nil {
-			continue
-		}
-		c.ownSeq++
-		o := &ownedPartition{epoch: epoch, gen: c.ownSeq}
-		c.owned[k] = o
-		p := b.partitionOf(t, k)
-		go c.load(p, o)
-	}
-}
-
-// load reads partition p's groups and serves them, unless the ownership o
-// ended meanwhile. A failed read is retried while o lasts.
-func (c *coordinator) load(p *partition, o *ownedPartition) {
-	start := time.Now()
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
-		groups := map[string]*group{}
-		records, err := c.replayPartition(p, groups)
-		c.mu.Lock()
-		if c.closed || c.owned[p.index] != o {
-			c.mu.Unlock()
-			return
-		}
-		if err == nil {
-			for name, g := range groups {
-				g.gen = o.gen
-				c.groups[name] = g
-			}
-			o.loaded = true
-			c.mu.Unlock()
-			c.b.log.Info("loaded the groups of an offsets partition", "partition", p.index, "leader_epoch", o.epoch,
-				"groups", len(groups), "records", records, "took", time.Since(start).Round(time.Millisecond))
-			return
-		}
-		c.mu.Unlock()
-		c.b.log.Warn("loading the groups of an offsets partition failed; retrying", "partition", p.index, "err", err)
-		select {
-		case <-c.b.closing:
-			return
-		case <-time.After(backoff):
-		}
-	}
-}
-
-// unloadLocked gives up partition k: its groups are dropped, their timers
-// stopped and parked members answered NOT_COORDINATOR, so they find the
-// new coordinator. Writes in flight for them are not applied here (the new
-// leader reads them from the log). c.mu is held.
-func (c *coordinator) unloadLocked(k int32) {
-	delete(c.owned, k)
-	n := 0
-	for name, g := range c.groups {
-		if g.part != k {
-			continue
-		}
-		g.mu.Lock()
-		g.stopGroupTimersLocked()
-		for _, m := range g.members {
-			if m.session != nil {
-				m.session.Stop()
-			}
-			m.sessionSeq++
-			g.failWaitersLocked(m, kerr.NotCoordinator)
-		}
-		if g.cg != nil {
-			for _, m := range g.cg.members {
-				stopCgMember(m)
-			}
-		}
-		g.state = groupDead
-		g.mu.Unlock()
-		delete(c.groups, name)
-		n++
-	}
-	c.b.log.Info("gave up an offsets partition; its groups move with its leadership", "partition", k, "groups", n)
+	b.groups.SetLeadership(led)
 }
 
 // ensureOffsetsTopicCluster asks the controller, in the background, to
