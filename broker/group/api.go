@@ -3,6 +3,7 @@ package group
 import (
 	"context"
 	"errors"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ import (
 // nil, blocks until the commit is durable and fills in its errors.
 func (c *Coordinator) OffsetCommit(r *kmsg.OffsetCommitRequest) (*kmsg.OffsetCommitResponse, func()) {
 	resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
-	var slots []*kmsg.OffsetCommitResponseTopicPartition
+	var slots []*int16 // the error codes of the partitions written
 	resp.Topics = make([]kmsg.OffsetCommitResponseTopic, len(r.Topics))
 	for i := range r.Topics {
 		rt := &r.Topics[i]
@@ -78,7 +79,7 @@ func (c *Coordinator) OffsetCommit(r *kmsg.OffsetCommitRequest) (*kmsg.OffsetCom
 				v.metadata = *rp.Metadata
 			}
 			entries = append(entries, offsetEntry{tp: topicPart{name, rp.Partition}, value: v})
-			slots = append(slots, sp)
+			slots = append(slots, &sp.ErrorCode)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), offsetWriteTimeout)
@@ -92,23 +93,27 @@ func (c *Coordinator) OffsetCommit(r *kmsg.OffsetCommitRequest) (*kmsg.OffsetCom
 		}
 		return g, entries, nil
 	})
-	if err != nil {
-		if refused != nil {
-			failAll(refused)
-			return resp, nil
-		}
-		for _, sp := range slots {
-			sp.ErrorCode = commitWriteErr(err).Code
-		}
+	if refused != nil {
+		failAll(refused)
 		return resp, nil
 	}
-	return resp, func() {
-		c.settle(w, func(code *kerr.Error) {
-			for _, sp := range slots {
-				sp.ErrorCode = code.Code
-			}
-		})
+	return resp, c.writeOutcome(w, err, slots)
+}
+
+// writeOutcome answers the partitions whose error codes are codes for a
+// write that appendOffsets started (err nil; w under way) or refused: at
+// once when it failed, or by the returned wait.
+func (c *Coordinator) writeOutcome(w *pendingOffsets, err error, codes []*int16) func() {
+	set := func(code *kerr.Error) {
+		for _, p := range codes {
+			*p = code.Code
+		}
 	}
+	if err != nil {
+		set(commitWriteErr(err))
+		return nil
+	}
+	return func() { c.settle(w, set) }
 }
 
 // settle waits for w, bounded by offsetWriteTimeout and Close, and calls
@@ -157,7 +162,7 @@ func (c *Coordinator) OffsetDelete(r *kmsg.OffsetDeleteRequest) (*kmsg.OffsetDel
 	// The subscription check and the enqueue are one step (the check of
 	// appendOffsets), so a member cannot subscribe in between.
 	var refused *kerr.Error
-	var slots []*kmsg.OffsetDeleteResponseTopicPartition
+	var slots []*int16 // the error codes of the partitions written
 	check := func() (*group, []offsetEntry, error) {
 		g := c.lockGroup(r.Group, false)
 		if g == nil {
@@ -203,7 +208,7 @@ func (c *Coordinator) OffsetDelete(r *kmsg.OffsetDeleteRequest) (*kmsg.OffsetDel
 				continue
 			}
 			entries = append(entries, offsetEntry{tp: w.tp, deleted: true})
-			slots = append(slots, w.sp)
+			slots = append(slots, &w.sp.ErrorCode)
 		}
 		g.beginInflightLocked(entries)
 		return g, entries, nil
@@ -211,24 +216,12 @@ func (c *Coordinator) OffsetDelete(r *kmsg.OffsetDeleteRequest) (*kmsg.OffsetDel
 	ctx, cancel := context.WithTimeout(context.Background(), offsetWriteTimeout)
 	defer cancel()
 	w, _, err := c.appendOffsets(ctx, r.Group, check)
-	if err != nil {
-		if refused != nil {
-			resp.Topics = nil
-			resp.ErrorCode = refused.Code
-			return resp, nil
-		}
-		for _, sp := range slots {
-			sp.ErrorCode = commitWriteErr(err).Code
-		}
+	if refused != nil {
+		resp.Topics = nil
+		resp.ErrorCode = refused.Code
 		return resp, nil
 	}
-	return resp, func() {
-		c.settle(w, func(code *kerr.Error) {
-			for _, sp := range slots {
-				sp.ErrorCode = code.Code
-			}
-		})
-	}
+	return resp, c.writeOutcome(w, err, slots)
 }
 
 // OffsetFetch runs an OffsetFetch (v0-10).
@@ -507,15 +500,7 @@ func (c *Coordinator) fetchOffsets(name string, topics []kmsg.OffsetFetchRequest
 		}
 		return out
 	}
-	byTopic := map[string][]int32{}
-	for tp := range snap {
-		byTopic[tp.topic] = append(byTopic[tp.topic], tp.partition)
-	}
-	names := make([]string, 0, len(byTopic))
-	for n := range byTopic {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names, byTopic := groupByTopic(maps.Keys(snap))
 	for _, n := range names {
 		rt := kmsg.NewOffsetFetchResponseGroupTopic()
 		rt.Topic = n

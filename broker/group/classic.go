@@ -268,8 +268,9 @@ func (g *group) failWaitersLocked(m *member, code *kerr.Error) {
 	}
 }
 
-// removeMemberLocked drops m and rebalances the rest.
-func (g *group) removeMemberLocked(m *member, why string) {
+// dropMemberLocked takes m out of the group: its session ends and a
+// parked join or sync gets UNKNOWN_MEMBER_ID.
+func (g *group) dropMemberLocked(m *member) {
 	if m.session != nil {
 		m.session.Stop()
 	}
@@ -282,6 +283,11 @@ func (g *group) removeMemberLocked(m *member, why string) {
 	if g.leader == m.id {
 		g.leader = ""
 	}
+}
+
+// removeMemberLocked drops m and rebalances the rest.
+func (g *group) removeMemberLocked(m *member, why string) {
+	g.dropMemberLocked(m)
 	switch g.state {
 	case groupStable, groupCompletingRebalance:
 		g.prepareRebalanceLocked(why)
@@ -361,18 +367,7 @@ func (g *group) completeJoinLocked() {
 	g.stopGroupTimersLocked()
 	for _, m := range g.members {
 		if !m.joined {
-			if m.session != nil {
-				m.session.Stop()
-			}
-			m.sessionSeq++
-			g.failWaitersLocked(m, kerr.UnknownMemberID)
-			delete(g.members, m.id)
-			if m.instanceID != "" && g.static[m.instanceID] == m.id {
-				delete(g.static, m.instanceID)
-			}
-			if g.leader == m.id {
-				g.leader = ""
-			}
+			g.dropMemberLocked(m)
 		}
 	}
 	g.generation++

@@ -1,6 +1,9 @@
 package group
 
 import (
+	"iter"
+	"maps"
+	"slices"
 	"sort"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -129,15 +132,7 @@ func (c *Coordinator) describeConsumer(name string) kmsg.ConsumerGroupDescribeRe
 
 func (g *group) describeAssignment(tps map[topicPart]struct{}) kmsg.Assignment {
 	a := kmsg.NewAssignment()
-	byTopic := map[string][]int32{}
-	for tp := range tps {
-		byTopic[tp.topic] = append(byTopic[tp.topic], tp.partition)
-	}
-	names := make([]string, 0, len(byTopic))
-	for n := range byTopic {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names, byTopic := groupByTopic(maps.Keys(tps))
 	for _, n := range names {
 		at := kmsg.NewAssignmentTopicPartition()
 		at.Topic, at.Partitions = n, byTopic[n]
@@ -148,4 +143,15 @@ func (g *group) describeAssignment(tps map[topicPart]struct{}) kmsg.Assignment {
 		a.TopicPartitions = append(a.TopicPartitions, at)
 	}
 	return a
+}
+
+// groupByTopic returns the topics of tps, sorted, and each one's
+// partitions.
+func groupByTopic(tps iter.Seq[topicPart]) (names []string, byTopic map[string][]int32) {
+	byTopic = map[string][]int32{}
+	for tp := range tps {
+		byTopic[tp.topic] = append(byTopic[tp.topic], tp.partition)
+	}
+	names = slices.Sorted(maps.Keys(byTopic))
+	return names, byTopic
 }
