@@ -88,6 +88,11 @@ type group struct {
 	// are tombstoned by it and must not be applied to a new group.
 	deleted bool
 
+	// metaSeq orders the group's metadata writes (metadata.go);
+	// loadedMeta is the latest metadata record met while loading.
+	metaSeq    uint64
+	loadedMeta *kmsg.GroupMetadataValue
+
 	// cg is the KIP-848 consumer-protocol state (group_consumer.go); nil
 	// until a member heartbeats with ConsumerGroupHeartbeat.
 	cg *consumerGroup
@@ -374,6 +379,7 @@ func (g *group) completeJoinLocked() {
 	if len(g.members) == 0 {
 		g.state, g.protocol, g.leader = groupEmpty, "", ""
 		g.emptySince = time.Now()
+		g.persistMetadataLocked()
 		return
 	}
 	if _, ok := g.members[g.leader]; !ok {
@@ -727,6 +733,7 @@ func (g *group) replaceStaticLocked(old *member, r *kmsg.JoinGroupRequest, sessi
 			// the old leader ID and keep their assignment.
 			resp.LeaderID, resp.Members = old.id, nil
 		}
+		g.persistMetadataLocked()
 		return joinResult{resp: resp}
 	}
 	return g.addOrUpdateLocked(m, r, session, rebalance, clientID, clientHost)
@@ -796,6 +803,7 @@ func (c *Coordinator) sync(r *kmsg.SyncGroupRequest) syncResult {
 		}
 		g.state = groupStable
 		g.stopGroupTimersLocked()
+		g.persistMetadataLocked()
 		for _, o := range g.members {
 			if o.syncWait != nil {
 				o.syncWait <- g.syncResponseLocked(o)

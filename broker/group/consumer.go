@@ -34,8 +34,9 @@ import (
 // members of one protocol only: JoinGroup into a group with consumer-protocol
 // members, or a heartbeat into a group with classic members, gets
 // INCONSISTENT_GROUP_PROTOCOL. The state lives in group.cg under group.mu.
-// Like classic membership it is not persisted: after a restart members get
-// UNKNOWN_MEMBER_ID and rejoin; committed offsets are durable as before.
+// Unlike classic membership (metadata.go) it is not persisted: after a
+// restart or a coordinator move members get UNKNOWN_MEMBER_ID and rejoin at
+// epoch 0; committed offsets are durable as before.
 
 type consumerGroup struct {
 	epoch       int32

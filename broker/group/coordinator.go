@@ -235,18 +235,25 @@ func (c *Coordinator) Close() {
 	<-c.expiryDone
 	for _, g := range groups {
 		g.mu.Lock()
-		g.stopGroupTimersLocked()
-		for _, m := range g.members {
-			if m.session != nil {
-				m.session.Stop()
-			}
-			g.failWaitersLocked(m, kerr.CoordinatorNotAvailable)
-		}
-		if g.cg != nil {
-			for _, m := range g.cg.members {
-				stopCgMember(m)
-			}
-		}
+		g.stopLocked(kerr.CoordinatorNotAvailable)
 		g.mu.Unlock()
+	}
+}
+
+// stopLocked stops every timer of g and answers its parked members with
+// code: the coordinator no longer serves g. g.mu is held.
+func (g *group) stopLocked(code *kerr.Error) {
+	g.stopGroupTimersLocked()
+	for _, m := range g.members {
+		if m.session != nil {
+			m.session.Stop()
+		}
+		m.sessionSeq++
+		g.failWaitersLocked(m, code)
+	}
+	if g.cg != nil {
+		for _, m := range g.cg.members {
+			stopCgMember(m)
+		}
 	}
 }

@@ -30,11 +30,14 @@ type committedOffset struct {
 	logOffset   int64 // where in __consumer_offsets it was written; later wins
 }
 
-// offsetEntry is one commit or (deleted) tombstone to write.
+// offsetEntry is one commit or (deleted) tombstone to write; or, with
+// meta set, the tombstone of the group's metadata (DeleteGroups), which
+// carries no offset.
 type offsetEntry struct {
 	tp      topicPart
 	value   committedOffset
 	deleted bool
+	meta    bool
 }
 
 // write appends entries for group to its partition of __consumer_offsets.
@@ -51,6 +54,10 @@ func (c *Coordinator) write(ctx context.Context, group string, entries []offsetE
 func encodeOffsets(group string, entries []offsetEntry, nowMillis int64) []Record {
 	out := make([]Record, len(entries))
 	for i, e := range entries {
+		if e.meta {
+			out[i] = metadataTombstone(group)
+			continue
+		}
 		k := kmsg.OffsetCommitKey{Version: 1, Group: group, Topic: e.tp.topic, Partition: e.tp.partition}
 		out[i].Key = k.AppendTo(nil)
 		if !e.deleted {
@@ -70,6 +77,9 @@ func encodeOffsets(group string, entries []offsetEntry, nowMillis int64) []Recor
 // the same partition is already applied.
 func (g *group) applyLocked(entries []offsetEntry, logBase int64) {
 	for i, e := range entries {
+		if e.meta {
+			continue
+		}
 		lo := logBase + int64(i)
 		if cur, ok := g.offsets[e.tp]; ok && cur.logOffset > lo {
 			continue
@@ -93,6 +103,9 @@ func (g *group) applyLocked(entries []offsetEntry, logBase int64) {
 // beginInflightLocked records entries as enqueued against g.
 func (g *group) beginInflightLocked(entries []offsetEntry) {
 	for _, e := range entries {
+		if e.meta {
+			continue
+		}
 		g.inflight[e.tp]++
 	}
 }
@@ -100,6 +113,9 @@ func (g *group) beginInflightLocked(entries []offsetEntry) {
 // endInflightLocked undoes beginInflightLocked.
 func (g *group) endInflightLocked(entries []offsetEntry) {
 	for _, e := range entries {
+		if e.meta {
+			continue
+		}
 		if g.inflight[e.tp]--; g.inflight[e.tp] <= 0 {
 			delete(g.inflight, e.tp)
 			delete(g.deletedAt, e.tp)
@@ -155,6 +171,22 @@ func (c *Coordinator) replayPartition(p int32, groups map[string]*group) (int, e
 		records++
 		replayRecord(get, off, key, value)
 	})
+	for name, g := range groups {
+		if g.part != p {
+			continue
+		}
+		g.mu.Lock()
+		if g.loadedMeta != nil {
+			g.restoreLocked(g.loadedMeta)
+			g.loadedMeta = nil
+		}
+		if !g.activeLocked() && len(g.offsets) == 0 {
+			// Deleted, or emptied with nothing committed: as if
+			// forgotten (forgetIfUnused).
+			delete(groups, name)
+		}
+		g.mu.Unlock()
+	}
 	return records, err
 }
 
@@ -164,8 +196,24 @@ func replayRecord(get func(name string) *group, off int64, key, value []byte) {
 	if len(key) < 2 {
 		return
 	}
-	if v := int16(binary.BigEndian.Uint16(key)); v != 0 && v != 1 {
-		return // group metadata (v2) is not kept: members rejoin after a move or a restart
+	switch v := int16(binary.BigEndian.Uint16(key)); v {
+	case 0, 1:
+	case 2: // group metadata (metadata.go); the latest wins
+		var k kmsg.GroupMetadataKey
+		if k.ReadFrom(key) != nil {
+			return
+		}
+		g := get(k.Group)
+		g.loadedMeta = nil
+		if value != nil {
+			var md kmsg.GroupMetadataValue
+			if md.ReadFrom(value) == nil {
+				g.loadedMeta = &md
+			}
+		}
+		return
+	default:
+		return
 	}
 	var k kmsg.OffsetCommitKey
 	if k.ReadFrom(key) != nil {
@@ -304,6 +352,7 @@ func (c *Coordinator) deleteGroup(ctx context.Context, name string) error {
 				entries = append(entries, offsetEntry{tp: tp, deleted: true})
 			}
 		}
+		entries = append(entries, offsetEntry{meta: true})
 		g.stopGroupTimersLocked()
 		g.state = groupDead
 		g.deleted = true

@@ -13,9 +13,9 @@ import (
 // groups from its replica when it takes it up (requests for them get
 // COORDINATOR_LOAD_IN_PROGRESS meanwhile) and drops them when it gives it
 // up, answering parked members NOT_COORDINATOR, so they find the new
-// leader, which loads them from its own replica. Members rejoin there:
-// group membership (generations, assignments) is not kept in the log,
-// committed offsets are.
+// leader, which loads them from its own replica: committed offsets, and
+// classic groups' membership (metadata.go), so their members go on in
+// their generation there; KIP-848 members rejoin.
 
 // ownedPartition is a partition of __consumer_offsets this broker leads.
 type ownedPartition struct {
@@ -78,6 +78,7 @@ func (c *Coordinator) load(p int32, o *ownedPartition) {
 		c.mu.Lock()
 		if c.closed || c.owned[p] != o {
 			c.mu.Unlock()
+			stopAll(groups)
 			return
 		}
 		if err == nil {
@@ -92,6 +93,7 @@ func (c *Coordinator) load(p int32, o *ownedPartition) {
 			return
 		}
 		c.mu.Unlock()
+		stopAll(groups)
 		c.log.Warn("loading the groups of an offsets partition failed; retrying", "partition", p, "err", err)
 		select {
 		case <-c.closing:
@@ -113,23 +115,21 @@ func (c *Coordinator) unloadLocked(k int32) {
 			continue
 		}
 		g.mu.Lock()
-		g.stopGroupTimersLocked()
-		for _, m := range g.members {
-			if m.session != nil {
-				m.session.Stop()
-			}
-			m.sessionSeq++
-			g.failWaitersLocked(m, kerr.NotCoordinator)
-		}
-		if g.cg != nil {
-			for _, m := range g.cg.members {
-				stopCgMember(m)
-			}
-		}
+		g.stopLocked(kerr.NotCoordinator)
 		g.state = groupDead
 		g.mu.Unlock()
 		delete(c.groups, name)
 		n++
 	}
 	c.log.Info("gave up an offsets partition; its groups move with its leadership", "partition", k, "groups", n)
+}
+
+// stopAll stops the timers of groups loaded but never served (restored
+// members' sessions).
+func stopAll(groups map[string]*group) {
+	for _, g := range groups {
+		g.mu.Lock()
+		g.stopLocked(kerr.NotCoordinator)
+		g.mu.Unlock()
+	}
 }
