@@ -82,7 +82,7 @@ func (c *Coordinator) OffsetCommit(r *kmsg.OffsetCommitRequest) (*kmsg.OffsetCom
 			slots = append(slots, &sp.ErrorCode)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), offsetWriteTimeout)
+	ctx, cancel := context.WithTimeout(c.ctx, offsetWriteTimeout)
 	defer cancel()
 	var refused *kerr.Error
 	w, _, err := c.appendOffsets(ctx, r.Group, func() (*group, []offsetEntry, error) {
@@ -119,10 +119,8 @@ func (c *Coordinator) writeOutcome(w *pendingOffsets, err error, codes []*int16)
 // settle waits for w, bounded by offsetWriteTimeout and Close, and calls
 // fail with the error its requests get if it failed.
 func (c *Coordinator) settle(w *pendingOffsets, fail func(*kerr.Error)) {
-	ctx, cancel := c.ctxUntilClose(context.Background())
+	ctx, cancel := context.WithTimeout(c.ctx, offsetWriteTimeout)
 	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, offsetWriteTimeout)
-	defer cancelTimeout()
 	if err := w.wait(ctx); err != nil {
 		code := commitWriteErr(err)
 		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -213,7 +211,7 @@ func (c *Coordinator) OffsetDelete(r *kmsg.OffsetDeleteRequest) (*kmsg.OffsetDel
 		g.beginInflightLocked(entries)
 		return g, entries, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), offsetWriteTimeout)
+	ctx, cancel := context.WithTimeout(c.ctx, offsetWriteTimeout)
 	defer cancel()
 	w, _, err := c.appendOffsets(ctx, r.Group, check)
 	if refused != nil {

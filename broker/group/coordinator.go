@@ -116,7 +116,11 @@ type Coordinator struct {
 	olog   Log
 	topics Topics
 
-	closing chan struct{} // closed by Close
+	// ctx ends with Close: every wait of the coordinator's own is bound
+	// by it.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	closing <-chan struct{} // ctx.Done()
 
 	mu     sync.Mutex // guards the following
 	groups map[string]*group
@@ -148,12 +152,15 @@ func New(cfg Config, log Log, topics Topics) (*Coordinator, error) {
 	if cfg.MaxOffsetMetadata <= 0 {
 		cfg.MaxOffsetMetadata = maxOffsetMetadata
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	c := &Coordinator{
+		ctx:        ctx,
+		cancel:     cancel,
+		closing:    ctx.Done(),
 		cfg:        cfg,
 		log:        cfg.Logger,
 		olog:       log,
 		topics:     topics,
-		closing:    make(chan struct{}),
 		groups:     make(map[string]*group),
 		owned:      make(map[int32]*ownedPartition),
 		stopExpiry: make(chan struct{}),
@@ -187,14 +194,11 @@ func (c *Coordinator) partitionOf(name string) int32 {
 // ctxUntilClose returns a context ended with parent or by Close.
 func (c *Coordinator) ctxUntilClose(parent context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(parent)
-	go func() {
-		select {
-		case <-c.closing:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
+	stop := context.AfterFunc(c.ctx, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // Error is a Kafka error code with a message; errors.As finds the code.
@@ -230,7 +234,7 @@ func (c *Coordinator) Close() {
 	c.closed = true
 	groups := c.groups
 	c.mu.Unlock()
-	close(c.closing)
+	c.cancel()
 	close(c.stopExpiry)
 	<-c.expiryDone
 	for _, g := range groups {

@@ -45,10 +45,8 @@ func (g *group) persistMetadataLocked() {
 			al.Unlock()
 			return // the partition moved; the new leader has what was durable
 		}
-		ctx, cancel := c.ctxUntilClose(context.Background())
+		ctx, cancel := context.WithTimeout(c.ctx, offsetWriteTimeout)
 		defer cancel()
-		ctx, cancelTimeout := context.WithTimeout(ctx, offsetWriteTimeout)
-		defer cancelTimeout()
 		w, err := c.olog.Append(ctx, p, []Record{rec})
 		al.Unlock()
 		if err == nil {

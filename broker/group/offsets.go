@@ -293,7 +293,7 @@ func (c *Coordinator) expireGroup(g *group, now time.Time) {
 		g.beginInflightLocked(expired)
 		return g, expired, nil
 	}
-	ctx, cancel := c.ctxUntilClose(context.Background())
+	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	w, n, err := c.appendOffsets(ctx, g.name, check)
 	if err == nil {
@@ -426,10 +426,8 @@ func (c *Coordinator) appendOffsets(ctx context.Context, name string, check func
 	}
 	w := &pendingOffsets{applied: make(chan struct{})}
 	go func() {
-		wctx, cancel := c.ctxUntilClose(context.Background())
-		wctx, cancelTimeout := context.WithTimeout(wctx, offsetWriteTimeout)
+		wctx, cancel := context.WithTimeout(c.ctx, offsetWriteTimeout)
 		err := ow.Wait(wctx)
-		cancelTimeout()
 		cancel()
 		c.finishOffsets(g, entries, ow.Base(), err == nil)
 		w.err = err

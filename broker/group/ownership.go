@@ -3,6 +3,7 @@ package group
 import (
 	"time"
 	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 )
@@ -30,8 +31,12 @@ type ownedPartition struct {
 // 0, so tools that compute coordinators agree.
 func Partition(group string, partitions int) int32 {
 	var h int32
-	for _, u := range utf16.Encode([]rune(group)) {
-		h = 31*h + int32(u)
+	for _, r := range group {
+		if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+			h = 31*(31*h+r1) + r2 // a surrogate pair
+		} else {
+			h = 31*h + r
+		}
 	}
 	if h == -1<<31 {
 		h = 0
