@@ -104,6 +104,8 @@ type Broker struct {
 	adoptTried map[[16]byte]time.Time
 	// offsetsCreating: a proposal creating __consumer_offsets is out.
 	offsetsCreating atomic.Bool
+	// offsetsRaising: reassignments raising its replication are out.
+	offsetsRaising atomic.Bool
 	// standaloneData: a cluster broker started on a data directory that
 	// was not yet a member of a cluster but has a cluster ID (a standalone
 	// broker's, or one a restore wrote): its topics are adopted with

@@ -134,6 +134,7 @@ func (b *Broker) reconcileLoop() {
 		b.adoptTopics(adopt)
 		b.syncReplication(st) // partitions the reconcile just created
 		b.syncCoordinator(st)
+		b.raiseOffsetsReplication(st)
 		b.reconciledMu.Lock()
 		if st.Index > b.reconciledIdx {
 			b.reconciledIdx = st.Index

@@ -2,7 +2,7 @@ package broker
 
 import (
 	"context"
-	"strconv"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -44,11 +44,13 @@ func (b *Broker) syncCoordinator(st *replication.State) {
 
 // ensureOffsetsTopicCluster asks the controller, in the background, to
 // create __consumer_offsets when a group coordinator is first looked up:
-// offsets.topic.num.partitions partitions, offsets.topic.replication.factor
-// replicas capped by the live brokers (raise it later with a partition
-// reassignment). A broker holding a local __consumer_offsets the
-// controller does not know yet (a grown standalone broker) leaves it to
-// adoption, which keeps its committed offsets.
+// offsets.topic.num.partitions partitions and
+// offsets.topic.replication.factor replicas, capped by the live brokers
+// (raiseOffsetsReplication adds the rest as brokers register). It waits
+// until min.insync.replicas brokers are live: commits could not succeed
+// before. A broker holding a local __consumer_offsets the controller does
+// not know yet (a grown standalone broker) leaves it to adoption, which
+// keeps its committed offsets.
 func (b *Broker) ensureOffsetsTopicCluster() {
 	if b.lookupTopic(offsetsTopic) != nil || !b.offsetsCreating.CompareAndSwap(false, true) {
 		return
@@ -59,32 +61,68 @@ func (b *Broker) ensureOffsetsTopicCluster() {
 		if st.Topics[offsetsTopic] != nil {
 			return
 		}
-		live := 0
-		for id := range st.Brokers {
-			if st.Live(id) {
-				live++
-			}
-		}
+		live := len(st.LiveBrokers())
 		rf := min(int(b.offsetsTopicReplicationFactor()), live)
-		if rf < 1 {
+		if rf < int(b.cfg.MinInsyncReplicas) || rf < 1 {
+			b.log.Info("waiting for min.insync.replicas live brokers before creating "+offsetsTopic, "live", live, "min_insync_replicas", b.cfg.MinInsyncReplicas)
 			return
-		}
-		configs := offsetsTopicConfigs()
-		if rf < int(b.cfg.MinInsyncReplicas) {
-			// Fewer live brokers than the cluster's min.insync.replicas:
-			// commits would fail until the topic is reassigned.
-			configs["min.insync.replicas"] = strconv.Itoa(rf)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		_, err := b.ctl.Propose(ctx, &replication.Request{CreateTopic: &replication.CreateTopicRequest{
-			Name: offsetsTopic, ID: newTopicID(), Partitions: b.offsetsTopicPartitions(), ReplicationFactor: int16(rf), Configs: configs,
+			Name: offsetsTopic, ID: newTopicID(), Partitions: b.offsetsTopicPartitions(), ReplicationFactor: int16(rf), Configs: offsetsTopicConfigs(),
 		}})
 		if err != nil {
 			b.log.Warn("creating "+offsetsTopic+" failed; the next coordinator lookup retries", "err", err)
 			return
 		}
 		b.log.Info("created "+offsetsTopic, "partitions", b.offsetsTopicPartitions(), "replication_factor", rf)
+	}()
+}
+
+// raiseOffsetsReplication reassigns partitions of __consumer_offsets that
+// have fewer replicas than offsets.topic.replication.factor (created while
+// few brokers were live, or adopted from a standalone broker) to as many
+// as the live brokers allow, spreading the added replicas. It runs on the
+// reconciler of the controller's leader; one pass is out at a time.
+func (b *Broker) raiseOffsetsReplication(st *replication.State) {
+	ti := st.Topics[offsetsTopic]
+	if ti == nil || b.ctl.LeaderID() != b.cfg.NodeID {
+		return
+	}
+	live := st.LiveBrokers()
+	want := min(int(b.offsetsTopicReplicationFactor()), len(live))
+	var moves []*replication.Reassign
+	for i, ps := range ti.Partitions {
+		if len(ps.Replicas) >= want || len(ps.Adding) > 0 || len(ps.Removing) > 0 {
+			continue
+		}
+		target := slices.Clone(ps.Replicas)
+		for k := range live {
+			if len(target) == want {
+				break
+			}
+			if id := live[(i+k)%len(live)].ID; !slices.Contains(target, id) {
+				target = append(target, id)
+			}
+		}
+		moves = append(moves, &replication.Reassign{TopicRef: replication.TopicRef{Name: ti.Name, ID: [16]byte(ti.ID)}, Partition: int32(i), Target: target})
+	}
+	if len(moves) == 0 || !b.offsetsRaising.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer b.offsetsRaising.Store(false)
+		for _, r := range moves {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := b.ctl.Propose(ctx, &replication.Request{Reassign: r})
+			cancel()
+			if err != nil {
+				b.log.Warn("raising the replication of "+offsetsTopic+" failed; the reconciler retries", "partition", r.Partition, "err", err)
+				return
+			}
+		}
+		b.log.Info("raising the replication of "+offsetsTopic, "partitions", len(moves), "replication_factor", want)
 	}()
 }
 

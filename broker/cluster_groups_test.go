@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chronik-go/chronik/broker/group"
+	"github.com/chronik-go/chronik/replication"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -145,4 +146,28 @@ func TestGroupOffsetsSurviveCoordinatorLoss(t *testing.T) {
 	commit(200)
 	dead.restart(t, nil)
 	check(adm, 200)
+}
+
+// __consumer_offsets created with fewer replicas than
+// offsets.topic.replication.factor (a lookup while one broker was live) is
+// raised to it by the controller's leader once the brokers are there.
+func TestOffsetsReplicationRaised(t *testing.T) {
+	nodes := testCluster(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := nodes[0].b.ctl.Propose(ctx, &replication.Request{CreateTopic: &replication.CreateTopicRequest{
+		Name: offsetsTopic, ID: newTopicID(), Partitions: 6, ReplicationFactor: 1, Configs: offsetsTopicConfigs(),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() error {
+		ti := nodes[0].b.ctl.State().Topics[offsetsTopic]
+		for i, ps := range ti.Partitions {
+			if len(ps.Replicas) != 3 || len(ps.ISR) != 3 || len(ps.Adding) > 0 {
+				return fmt.Errorf("partition %d: replicas %v isr %v adding %v", i, ps.Replicas, ps.ISR, ps.Adding)
+			}
+		}
+		return nil
+	})
 }
