@@ -10,6 +10,7 @@ import (
 	"github.com/chronik-go/chronik/broker/group"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -25,6 +26,30 @@ func BenchmarkOffsetCommit(b *testing.B) {
 	}
 	groupCreateTopic(b, kadm.NewClient(clients[0]), "bench", 16)
 	benchCommits(b, clients[:], br.lookupTopic("bench").id)
+}
+
+// BenchmarkOffsetCommitKfake is BenchmarkOffsetCommit against franz-go's
+// in-memory kfake (one broker, nothing written to disk), for the ratio.
+func BenchmarkOffsetCommitKfake(b *testing.B) {
+	kf, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(16, "bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(kf.Close)
+	var clients [8]*kgo.Client
+	for i := range clients {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(kf.ListenAddrs()...))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(cl.Close)
+		clients[i] = cl
+	}
+	md, err := kadm.NewClient(clients[0]).Metadata(context.Background(), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchCommits(b, clients[:], md.Topics["bench"].ID)
 }
 
 // BenchmarkOffsetCommitReplicated is BenchmarkOffsetCommit on a cluster of
