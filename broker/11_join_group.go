@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"net"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -35,14 +34,10 @@ import (
 
 func handleJoinGroup(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.JoinGroupRequest)
-	host, _, err := net.SplitHostPort(c.remote)
-	if err != nil {
-		host = c.remote
-	}
-	res := c.b.groups.join(r, req.clientID, "/"+host)
-	if res.resp != nil {
-		res.resp.SetVersion(r.Version)
-		return now(res.resp)
+	resp, wait := c.b.groups.JoinGroup(r, req.clientID, "/"+c.remoteHost())
+	if resp != nil {
+		resp.SetVersion(r.Version)
+		return now(resp)
 	}
 	timeout := time.Duration(max(r.RebalanceTimeoutMillis, r.SessionTimeoutMillis))*time.Millisecond + 5*time.Second
 	return func() kmsg.Response {
@@ -50,7 +45,7 @@ func handleJoinGroup(c *conn, req *request) reply {
 		defer timer.Stop()
 		var resp *kmsg.JoinGroupResponse
 		select {
-		case resp = <-res.wait:
+		case resp = <-wait:
 		case <-timer.C:
 			resp = kmsg.NewPtrJoinGroupResponse()
 			resp.ErrorCode, resp.Generation = kerr.RebalanceInProgress.Code, -1

@@ -12,7 +12,7 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 func handleHeartbeat(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.HeartbeatRequest)
 	resp := r.ResponseKind().(*kmsg.HeartbeatResponse)
-	if err := c.b.groups.heartbeat(r); err != nil {
+	if err := c.b.groups.Heartbeat(r); err != nil {
 		resp.ErrorCode = err.Code
 	}
 	return now(resp)

@@ -19,7 +19,7 @@ func handleLeaveGroup(c *conn, req *request) reply {
 		m.MemberID = r.MemberID
 		members = []kmsg.LeaveGroupRequestMember{m}
 	}
-	gerr, errs := c.b.groups.leave(r.Group, members)
+	gerr, errs := c.b.groups.LeaveGroup(r.Group, members)
 	if gerr != nil {
 		resp.ErrorCode = gerr.Code
 		return now(resp)

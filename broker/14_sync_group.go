@@ -24,17 +24,17 @@ const syncWaitLimit = 5 * time.Minute
 
 func handleSyncGroup(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.SyncGroupRequest)
-	res := c.b.groups.sync(r)
-	if res.resp != nil {
-		res.resp.SetVersion(r.Version)
-		return now(res.resp)
+	resp, wait := c.b.groups.SyncGroup(r)
+	if resp != nil {
+		resp.SetVersion(r.Version)
+		return now(resp)
 	}
 	return func() kmsg.Response {
 		timer := time.NewTimer(syncWaitLimit)
 		defer timer.Stop()
 		var resp *kmsg.SyncGroupResponse
 		select {
-		case resp = <-res.wait:
+		case resp = <-wait:
 		case <-timer.C:
 			resp = kmsg.NewPtrSyncGroupResponse()
 			resp.ErrorCode = kerr.RebalanceInProgress.Code

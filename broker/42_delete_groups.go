@@ -14,22 +14,5 @@ import (
 
 func handleDeleteGroups(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.DeleteGroupsRequest)
-	resp := r.ResponseKind().(*kmsg.DeleteGroupsResponse)
-	groups := r.Groups
-	return func() kmsg.Response {
-		ctx, cancel := c.b.ctxUntilClose(c.ctx)
-		defer cancel()
-		for _, name := range groups {
-			rg := kmsg.NewDeleteGroupsResponseGroup()
-			rg.Group = name
-			if err := c.b.groups.deleteGroup(ctx, name); err != nil {
-				rg.ErrorCode = kafkaErr(err).Code
-				if r.Version >= 3 {
-					rg.ErrorMessage = errMessage(err)
-				}
-			}
-			resp.Groups = append(resp.Groups, rg)
-		}
-		return resp
-	}
+	return func() kmsg.Response { return c.b.groups.DeleteGroups(c.ctx, r) }
 }

@@ -1,8 +1,6 @@
 package broker
 
 import (
-	"net"
-
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -10,7 +8,7 @@ import (
 //
 // Behavior:
 // * KIP-848's consumer group protocol, with server-side assignment
-//   (group_consumer.go): "uniform" (sticky, balanced) and "range"
+//   (broker/group/consumer.go): "uniform" (sticky, balanced) and "range"
 //   assignors, group and member epochs, and a target assignment each member
 //   reaches by first releasing what it loses (revocation before
 //   reassignment; a member that does not release within its rebalance
@@ -38,17 +36,5 @@ import (
 
 func handleConsumerGroupHeartbeat(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.ConsumerGroupHeartbeatRequest)
-	host, _, err := net.SplitHostPort(c.remote)
-	if err != nil {
-		host = c.remote
-	}
-	resp, herr := c.b.groups.consumerHeartbeat(r, req.clientID, "/"+host)
-	if herr != nil {
-		resp = r.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
-		resp.ErrorCode = herr.code.Code
-		msg := herr.msg
-		resp.ErrorMessage = &msg
-	}
-	resp.SetVersion(r.Version)
-	return now(resp)
+	return now(c.b.groups.ConsumerGroupHeartbeat(r, req.clientID, "/"+c.remoteHost()))
 }

@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/chronik-go/chronik/broker/group"
 	"github.com/chronik-go/chronik/internal/inflate"
 	"github.com/chronik-go/chronik/internal/vfs"
 	"github.com/chronik-go/chronik/replication"
@@ -36,7 +37,7 @@ type Broker struct {
 	fs  vfs.FS
 	wal *tier1.WAL
 
-	groups *coordinator // the classic group coordinator and committed offsets
+	groups *group.Coordinator // consumer groups and their committed offsets (broker/group)
 
 	metrics *metrics // always set; exported only when cfg.Metrics is
 
@@ -103,6 +104,8 @@ type Broker struct {
 	adoptTried map[[16]byte]time.Time
 	// offsetsCreating: a proposal creating __consumer_offsets is out.
 	offsetsCreating atomic.Bool
+	// offsetsRaising: reassignments raising its replication are out.
+	offsetsRaising atomic.Bool
 	// standaloneData: a cluster broker started on a data directory that
 	// was not yet a member of a cluster but has a cluster ID (a standalone
 	// broker's, or one a restore wrote): its topics are adopted with
@@ -457,6 +460,7 @@ func (b *Broker) Close() error {
 		c.nc.Close()
 	}
 	b.lnMu.Unlock()
+	b.groups.Close() // answers members parked in a join or sync round
 	b.acceptWG.Wait()
 	b.connWG.Wait()
 	b.maintWG.Wait()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/chronik-go/chronik/broker/group"
 	"github.com/chronik-go/chronik/replication"
 )
 
@@ -132,7 +133,8 @@ func (b *Broker) reconcileLoop() {
 		b.adminMu.Unlock()
 		b.adoptTopics(adopt)
 		b.syncReplication(st) // partitions the reconcile just created
-		b.groups.syncCoordinator(st)
+		b.syncCoordinator(st)
+		b.raiseOffsetsReplication(st)
 		b.reconciledMu.Lock()
 		if st.Index > b.reconciledIdx {
 			b.reconciledIdx = st.Index
@@ -396,7 +398,7 @@ func (b *Broker) isReplica(t *topic, p int32) bool {
 // groupCoordinator returns the broker coordinating group, in a cluster: the
 // leader of the group's partition of __consumer_offsets (cluster_groups.go).
 // The topic is created on the first lookup.
-func (b *Broker) groupCoordinator(group string) (*replication.BrokerInfo, *kerr.Error) {
+func (b *Broker) groupCoordinator(name string) (*replication.BrokerInfo, *kerr.Error) {
 	if !b.ctl.Current() {
 		return nil, kerr.CoordinatorNotAvailable
 	}
@@ -406,7 +408,7 @@ func (b *Broker) groupCoordinator(group string) (*replication.BrokerInfo, *kerr.
 		b.ensureOffsetsTopicCluster()
 		return nil, kerr.CoordinatorNotAvailable
 	}
-	ps := ti.Partitions[offsetsPartition(group, len(ti.Partitions))]
+	ps := ti.Partitions[group.Partition(name, len(ti.Partitions))]
 	bi := st.Brokers[ps.Leader]
 	if ps.Leader < 0 || bi == nil || bi.Fenced {
 		return nil, kerr.CoordinatorNotAvailable
@@ -414,10 +416,10 @@ func (b *Broker) groupCoordinator(group string) (*replication.BrokerInfo, *kerr.
 	return bi, nil
 }
 
-// coordinates reports whether this broker serves group now (always, when
+// coordinates reports whether this broker serves group name now (always, when
 // standalone): NOT_COORDINATOR when it does not lead the group's partition
 // of __consumer_offsets, COORDINATOR_LOAD_IN_PROGRESS while it loads it.
-func (b *Broker) coordinates(group string) *kerr.Error {
+func (b *Broker) coordinates(name string) *kerr.Error {
 	if b.ctl == nil {
 		return nil
 	}
@@ -428,10 +430,10 @@ func (b *Broker) coordinates(group string) *kerr.Error {
 	if ti == nil || len(ti.Partitions) == 0 {
 		return kerr.CoordinatorNotAvailable
 	}
-	if ti.Partitions[offsetsPartition(group, len(ti.Partitions))].Leader != b.cfg.NodeID {
+	if ti.Partitions[group.Partition(name, len(ti.Partitions))].Leader != b.cfg.NodeID {
 		return kerr.NotCoordinator
 	}
-	return b.groups.unavailable(group)
+	return b.groups.Unavailable(name)
 }
 
 // liveReplicas returns the replicas of ps that are registered and unfenced,

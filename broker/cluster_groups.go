@@ -2,9 +2,8 @@ package broker
 
 import (
 	"context"
-	"strconv"
+	"slices"
 	"time"
-	"unicode/utf16"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -14,49 +13,20 @@ import (
 
 // Group coordination in a cluster is Kafka's: __consumer_offsets is a
 // replicated internal topic, and a group's coordinator is the leader of its
-// partition, abs(javaStringHash(group)) % partitions, so tools computing
-// coordinators agree. A commit is acknowledged once the partition's high
-// watermark covers it (min.insync.replicas holds as for any acks=all
-// write). When the controller makes this broker leader of an offsets
-// partition, the coordinator loads that partition's groups from its replica
-// (requests for them get COORDINATOR_LOAD_IN_PROGRESS meanwhile) and
-// serves them; when leadership moves away it unloads them, answering
-// parked members NOT_COORDINATOR, and the new leader loads them from its
-// own replica. Members rejoin there: group metadata (generations,
-// assignments) is not kept in the log, committed offsets are.
+// partition, abs(javaStringHash(group)) % partitions (group.Partition). A
+// commit is acknowledged once the partition's high watermark covers it
+// (offsetsLog). The reconciler tells the coordinator which partitions this
+// broker leads (syncCoordinator); it loads and drops their groups.
 
-// ownedPartition is a partition of __consumer_offsets this broker leads.
-type ownedPartition struct {
-	epoch  int32  // the leader epoch it was taken at
-	gen    uint64 // unique per ownership: groups remember theirs
-	loaded bool
-}
-
-// offsetsPartition is Kafka's coordinator rule: abs(hashCode(group)) %
-// partitions, hashCode being Java's String.hashCode over UTF-16 code units
-// and abs(MinInt32) taken as 0.
-func offsetsPartition(group string, partitions int) int32 {
-	var h int32
-	for _, u := range utf16.Encode([]rune(group)) {
-		h = 31*h + int32(u)
-	}
-	if h == -1<<31 {
-		h = 0
-	} else if h < 0 {
-		h = -h
-	}
-	return h % int32(partitions)
-}
-
-// syncCoordinator takes up and gives up partitions of __consumer_offsets as
-// the controller's state says this broker leads them. It runs on the
-// reconciler after syncReplication.
-func (c *coordinator) syncCoordinator(st *replication.State) {
-	b := c.b
+// syncCoordinator hands the coordinator the partitions of
+// __consumer_offsets this broker leads now, with their leader epochs: those
+// the controller says it leads and that have taken up that leadership. It
+// runs on the reconciler after syncReplication.
+func (b *Broker) syncCoordinator(st *replication.State) {
 	me := b.cfg.NodeID
 	ti := st.Topics[offsetsTopic]
 	t := b.lookupTopic(offsetsTopic)
-	lead := map[int32]int32{} // partition -> leader epoch, for those led here
+	led := map[int32]int32{}
 	if ti != nil && t != nil && [16]byte(ti.ID) == t.id {
 		b.mu.RLock()
 		parts := t.partitions
@@ -64,106 +34,23 @@ func (c *coordinator) syncCoordinator(st *replication.State) {
 		for i, ps := range ti.Partitions {
 			if ps.Leader == me && i < len(parts) {
 				if epoch, _, _, on, leads := parts[i].leadershipForProduce(); on && leads && epoch == ps.LeaderEpoch {
-					lead[int32(i)] = ps.LeaderEpoch
+					led[int32(i)] = ps.LeaderEpoch
 				}
 			}
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return
-	}
-	for k, o := range c.owned {
-		if epoch, ok := lead[k]; !ok || epoch != o.epoch {
-			c.unloadLocked(k)
-		}
-	}
-	for k, epoch := range lead {
-		if c.owned[k] != nil {
-			continue
-		}
-		c.ownSeq++
-		o := &ownedPartition{epoch: epoch, gen: c.ownSeq}
-		c.owned[k] = o
-		p := b.partitionOf(t, k)
-		go c.load(p, o)
-	}
-}
-
-// load reads partition p's groups and serves them, unless the ownership o
-// ended meanwhile. A failed read is retried while o lasts.
-func (c *coordinator) load(p *partition, o *ownedPartition) {
-	start := time.Now()
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
-		groups := map[string]*group{}
-		records, err := c.replayPartition(p, groups)
-		c.mu.Lock()
-		if c.closed || c.owned[p.index] != o {
-			c.mu.Unlock()
-			return
-		}
-		if err == nil {
-			for name, g := range groups {
-				g.gen = o.gen
-				c.groups[name] = g
-			}
-			o.loaded = true
-			c.mu.Unlock()
-			c.b.log.Info("loaded the groups of an offsets partition", "partition", p.index, "leader_epoch", o.epoch,
-				"groups", len(groups), "records", records, "took", time.Since(start).Round(time.Millisecond))
-			return
-		}
-		c.mu.Unlock()
-		c.b.log.Warn("loading the groups of an offsets partition failed; retrying", "partition", p.index, "err", err)
-		select {
-		case <-c.b.closing:
-			return
-		case <-time.After(backoff):
-		}
-	}
-}
-
-// unloadLocked gives up partition k: its groups are dropped, their timers
-// stopped and parked members answered NOT_COORDINATOR, so they find the
-// new coordinator. Writes in flight for them are not applied here (the new
-// leader reads them from the log). c.mu is held.
-func (c *coordinator) unloadLocked(k int32) {
-	delete(c.owned, k)
-	n := 0
-	for name, g := range c.groups {
-		if g.part != k {
-			continue
-		}
-		g.mu.Lock()
-		g.stopGroupTimersLocked()
-		for _, m := range g.members {
-			if m.session != nil {
-				m.session.Stop()
-			}
-			m.sessionSeq++
-			g.failWaitersLocked(m, kerr.NotCoordinator)
-		}
-		if g.cg != nil {
-			for _, m := range g.cg.members {
-				stopCgMember(m)
-			}
-		}
-		g.state = groupDead
-		g.mu.Unlock()
-		delete(c.groups, name)
-		n++
-	}
-	c.b.log.Info("gave up an offsets partition; its groups move with its leadership", "partition", k, "groups", n)
+	b.groups.SetLeadership(led)
 }
 
 // ensureOffsetsTopicCluster asks the controller, in the background, to
 // create __consumer_offsets when a group coordinator is first looked up:
-// offsets.topic.num.partitions partitions, offsets.topic.replication.factor
-// replicas capped by the live brokers (raise it later with a partition
-// reassignment). A broker holding a local __consumer_offsets the
-// controller does not know yet (a grown standalone broker) leaves it to
-// adoption, which keeps its committed offsets.
+// offsets.topic.num.partitions partitions and
+// offsets.topic.replication.factor replicas, capped by the live brokers
+// (raiseOffsetsReplication adds the rest as brokers register). It waits
+// until min.insync.replicas brokers are live: commits could not succeed
+// before. A broker holding a local __consumer_offsets the controller does
+// not know yet (a grown standalone broker) leaves it to adoption, which
+// keeps its committed offsets.
 func (b *Broker) ensureOffsetsTopicCluster() {
 	if b.lookupTopic(offsetsTopic) != nil || !b.offsetsCreating.CompareAndSwap(false, true) {
 		return
@@ -174,32 +61,68 @@ func (b *Broker) ensureOffsetsTopicCluster() {
 		if st.Topics[offsetsTopic] != nil {
 			return
 		}
-		live := 0
-		for id := range st.Brokers {
-			if st.Live(id) {
-				live++
-			}
-		}
+		live := len(st.LiveBrokers())
 		rf := min(int(b.offsetsTopicReplicationFactor()), live)
-		if rf < 1 {
+		if rf < int(b.cfg.MinInsyncReplicas) || rf < 1 {
+			b.log.Info("waiting for min.insync.replicas live brokers before creating "+offsetsTopic, "live", live, "min_insync_replicas", b.cfg.MinInsyncReplicas)
 			return
-		}
-		configs := offsetsTopicConfigs()
-		if rf < int(b.cfg.MinInsyncReplicas) {
-			// Fewer live brokers than the cluster's min.insync.replicas:
-			// commits would fail until the topic is reassigned.
-			configs["min.insync.replicas"] = strconv.Itoa(rf)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		_, err := b.ctl.Propose(ctx, &replication.Request{CreateTopic: &replication.CreateTopicRequest{
-			Name: offsetsTopic, ID: newTopicID(), Partitions: b.offsetsTopicPartitions(), ReplicationFactor: int16(rf), Configs: configs,
+			Name: offsetsTopic, ID: newTopicID(), Partitions: b.offsetsTopicPartitions(), ReplicationFactor: int16(rf), Configs: offsetsTopicConfigs(),
 		}})
 		if err != nil {
 			b.log.Warn("creating "+offsetsTopic+" failed; the next coordinator lookup retries", "err", err)
 			return
 		}
 		b.log.Info("created "+offsetsTopic, "partitions", b.offsetsTopicPartitions(), "replication_factor", rf)
+	}()
+}
+
+// raiseOffsetsReplication reassigns partitions of __consumer_offsets that
+// have fewer replicas than offsets.topic.replication.factor (created while
+// few brokers were live, or adopted from a standalone broker) to as many
+// as the live brokers allow, spreading the added replicas. It runs on the
+// reconciler of the controller's leader; one pass is out at a time.
+func (b *Broker) raiseOffsetsReplication(st *replication.State) {
+	ti := st.Topics[offsetsTopic]
+	if ti == nil || b.ctl.LeaderID() != b.cfg.NodeID {
+		return
+	}
+	live := st.LiveBrokers()
+	want := min(int(b.offsetsTopicReplicationFactor()), len(live))
+	var moves []*replication.Reassign
+	for i, ps := range ti.Partitions {
+		if len(ps.Replicas) >= want || len(ps.Adding) > 0 || len(ps.Removing) > 0 {
+			continue
+		}
+		target := slices.Clone(ps.Replicas)
+		for k := range live {
+			if len(target) == want {
+				break
+			}
+			if id := live[(i+k)%len(live)].ID; !slices.Contains(target, id) {
+				target = append(target, id)
+			}
+		}
+		moves = append(moves, &replication.Reassign{TopicRef: replication.TopicRef{Name: ti.Name, ID: [16]byte(ti.ID)}, Partition: int32(i), Target: target})
+	}
+	if len(moves) == 0 || !b.offsetsRaising.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer b.offsetsRaising.Store(false)
+		for _, r := range moves {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := b.ctl.Propose(ctx, &replication.Request{Reassign: r})
+			cancel()
+			if err != nil {
+				b.log.Warn("raising the replication of "+offsetsTopic+" failed; the reconciler retries", "partition", r.Partition, "err", err)
+				return
+			}
+		}
+		b.log.Info("raising the replication of "+offsetsTopic, "partitions", len(moves), "replication_factor", want)
 	}()
 }
 

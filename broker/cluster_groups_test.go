@@ -6,37 +6,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chronik-go/chronik/broker/group"
+	"github.com/chronik-go/chronik/replication"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// The coordinator rule is Kafka's: Java's String.hashCode over UTF-16 code
-// units, abs() with MinInt32 as 0, modulo the partition count.
-func TestOffsetsPartitionIsKafkasRule(t *testing.T) {
-	for _, c := range []struct {
-		group string
-		n     int
-		want  int32
-	}{
-		{"hello", 50, 99162322 % 50},              // "hello".hashCode() = 99162322
-		{"polygenelubricants", 50, 0},             // hashCode() = Integer.MIN_VALUE
-		{"ü", 50, 252 % 50},                       // one UTF-16 unit, 0xFC
-		{"😀", 50, 1772899 % 50},                   // a surrogate pair: 31*0xD83D + 0xDE00
-		{"console-consumer-12345", 1, 0},          // one partition
-		{"abcdefghijklmnop", 50, 2093879032 % 50}, // hashCode() = -2093879032
-	} {
-		if got := offsetsPartition(c.group, c.n); got != c.want {
-			t.Errorf("offsetsPartition(%q, %d) = %d, want %d", c.group, c.n, got, c.want)
-		}
-	}
-}
-
-// findCoordinator asks node nd who coordinates group.
-func findCoordinator(t *testing.T, cl *kgo.Client, group string) (int32, error) {
+// findCoordinator asks who coordinates group name.
+func findCoordinator(t *testing.T, cl *kgo.Client, name string) (int32, error) {
 	t.Helper()
 	req := kmsg.NewPtrFindCoordinatorRequest()
-	req.CoordinatorKey = group
+	req.CoordinatorKey = name
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	resp, err := req.RequestWith(ctx, cl)
@@ -77,7 +58,7 @@ func TestGroupOffsetsSurviveCoordinatorLoss(t *testing.T) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	const group = "survivor"
+	const name = "survivor"
 	commit := func(at int64) {
 		t.Helper()
 		os := kadm.Offsets{}
@@ -86,7 +67,7 @@ func TestGroupOffsetsSurviveCoordinatorLoss(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		resp, err := adm.CommitOffsets(ctx, group, os)
+		resp, err := adm.CommitOffsets(ctx, name, os)
 		if err == nil {
 			err = resp.Error()
 		}
@@ -101,7 +82,7 @@ func TestGroupOffsetsSurviveCoordinatorLoss(t *testing.T) {
 		var fetched kadm.OffsetResponses
 		waitFor(t, 20*time.Second, func() error {
 			var err error
-			fetched, err = adm.FetchOffsets(ctx, group)
+			fetched, err = adm.FetchOffsets(ctx, name)
 			if err == nil {
 				err = fetched.Error()
 			}
@@ -115,7 +96,7 @@ func TestGroupOffsetsSurviveCoordinatorLoss(t *testing.T) {
 		}
 	}
 	commit(100)
-	coord, err := findCoordinator(t, cl, group)
+	coord, err := findCoordinator(t, cl, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +104,7 @@ func TestGroupOffsetsSurviveCoordinatorLoss(t *testing.T) {
 	if ti == nil || len(ti.Partitions) != 50 || len(ti.Partitions[0].Replicas) != 3 {
 		t.Fatalf("%s in the controller: %+v", offsetsTopic, ti)
 	}
-	if lead := ti.Partitions[offsetsPartition(group, 50)].Leader; lead != coord {
+	if lead := ti.Partitions[group.Partition(name, 50)].Leader; lead != coord {
 		t.Fatalf("FindCoordinator says %d, the group's partition is led by %d", coord, lead)
 	}
 	dead := nodes[coord-1]
@@ -141,22 +122,52 @@ func TestGroupOffsetsSurviveCoordinatorLoss(t *testing.T) {
 	}
 	defer lcl.Close()
 	waitFor(t, 20*time.Second, func() error {
-		now, err := findCoordinator(t, lcl, group)
+		now, err := findCoordinator(t, lcl, name)
 		if err == nil && now == coord {
 			err = fmt.Errorf("still the stopped broker %d", coord)
 		}
 		return err
 	})
 	t.Logf("a new coordinator %v after the old one stopped", time.Since(killed).Round(time.Millisecond))
-	// A client that knew the old coordinator may keep dialing it for its
-	// retry timeout (franz-go pins sharded group requests to the broker
-	// ID); a new client, as a new member would, asks afresh.
-	check(kadm.NewClient(lcl), 100)
+	// A client that knew the old coordinator, or learned the brokers
+	// before it was fenced, may keep dialing it for its retry timeout
+	// (franz-go pins sharded group requests to the broker ID); a new
+	// client, as a new member would, asks afresh.
+	fresh, err := kgo.NewClient(kgo.SeedBrokers(live...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	check(kadm.NewClient(fresh), 100)
 	t.Logf("committed offsets served by the new coordinator %v after the old one stopped", time.Since(killed).Round(time.Millisecond))
-	if now, err := findCoordinator(t, cl, group); err != nil || now == coord {
+	if now, err := findCoordinator(t, cl, name); err != nil || now == coord {
 		t.Fatalf("coordinator after the loss: %d, %v (was %d)", now, err, coord)
 	}
 	commit(200)
 	dead.restart(t, nil)
 	check(adm, 200)
+}
+
+// __consumer_offsets created with fewer replicas than
+// offsets.topic.replication.factor (a lookup while one broker was live) is
+// raised to it by the controller's leader once the brokers are there.
+func TestOffsetsReplicationRaised(t *testing.T) {
+	nodes := testCluster(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := nodes[0].b.ctl.Propose(ctx, &replication.Request{CreateTopic: &replication.CreateTopicRequest{
+		Name: offsetsTopic, ID: newTopicID(), Partitions: 6, ReplicationFactor: 1, Configs: offsetsTopicConfigs(),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() error {
+		ti := nodes[0].b.ctl.State().Topics[offsetsTopic]
+		for i, ps := range ti.Partitions {
+			if len(ps.Replicas) != 3 || len(ps.ISR) != 3 || len(ps.Adding) > 0 {
+				return fmt.Errorf("partition %d: replicas %v isr %v adding %v", i, ps.Replicas, ps.ISR, ps.Adding)
+			}
+		}
+		return nil
+	})
 }

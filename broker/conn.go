@@ -81,6 +81,16 @@ func newConn(b *Broker, nc net.Conn) *conn {
 // closeFor ends the connection because of err: the socket is closed and
 // every wait of the connection woken. A close the broker chose (a
 // timeout) is counted and logged once.
+// remoteHost is the client's IP address (or its whole address when it
+// has no port).
+func (c *conn) remoteHost() string {
+	host, _, err := net.SplitHostPort(c.remote)
+	if err != nil {
+		return c.remote
+	}
+	return host
+}
+
 func (c *conn) closeFor(err error) {
 	c.closeOnce.Do(func() {
 		if reason := closeReason(err); reason != "" {

@@ -76,7 +76,7 @@ func TestGroupSarama(t *testing.T) {
 	})
 	g2 := startMember()
 	checkFor(t, 20*time.Second, func() error {
-		if st, _, n := groupStatus(b, "sarama-g"); st != groupStable || n != 2 {
+		if st, _, n := groupStatus(b, "sarama-g"); st != "Stable" || n != 2 {
 			return fmt.Errorf("state %v with %d members", st, n)
 		}
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -83,14 +84,8 @@ func committed(t testing.TB, adm *kadm.Client, group, topic string) map[int32]in
 	return out
 }
 
-func groupStatus(b *Broker, name string) (state groupState, gen int32, members int) {
-	g := b.groups.group(name, false)
-	if g == nil {
-		return groupDead, -1, 0
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.state, g.generation, len(g.members)
+func groupStatus(b *Broker, name string) (state string, gen int32, members int) {
+	return b.groups.Status(name)
 }
 
 // TestGroupCooperativeChurn: three cooperative-sticky consumers share a
@@ -319,7 +314,7 @@ func TestGroupStaticMembership(t *testing.T) {
 	}()
 	checkFor(t, 20*time.Second, func() error {
 		st, _, n := groupStatus(b, "sg")
-		if st != groupStable || n != 2 {
+		if st != "Stable" || n != 2 {
 			return fmt.Errorf("state %v with %d members", st, n)
 		}
 		return nil
@@ -338,16 +333,13 @@ func TestGroupStaticMembership(t *testing.T) {
 		return fmt.Errorf("restarted member at generation %d, want %d", g, gen)
 	})
 	st, gen2, n := groupStatus(b, "sg")
-	if st != groupStable || gen2 != gen || n != 2 || revokedB.Load() != revokes {
+	if st != "Stable" || gen2 != gen || n != 2 || revokedB.Load() != revokes {
 		t.Fatalf("after static restart: state %v generation %d (was %d) members %d, other member revoked %d times (was %d)",
 			st, gen2, gen, n, revokedB.Load(), revokes)
 	}
 
 	// The stale member ID is fenced.
-	g := b.groups.group("sg", false)
-	g.mu.Lock()
-	gen3 := g.generation
-	g.mu.Unlock()
+	_, gen3, _ := groupStatus(b, "sg")
 	hb := kmsg.NewPtrHeartbeatRequest()
 	hb.Group, hb.Generation, hb.MemberID, hb.InstanceID = "sg", gen3, "a-stale", kmsg.StringPtr("a")
 	resp, err := hb.RequestWith(ctx, testClient(t, b))
@@ -393,7 +385,7 @@ func TestGroupSessionExpiry(t *testing.T) {
 		}
 	}()
 	checkFor(t, 10*time.Second, func() error {
-		if st, _, n := groupStatus(b, "eg"); st != groupStable || n != 1 {
+		if st, _, n := groupStatus(b, "eg"); st != "Stable" || n != 1 {
 			return fmt.Errorf("state %v with %d members", st, n)
 		}
 		return nil
@@ -403,16 +395,12 @@ func TestGroupSessionExpiry(t *testing.T) {
 		t.Fatalf("join: %v", err)
 	}
 	checkFor(t, 10*time.Second, func() error {
-		if st, gen, n := groupStatus(b, "eg"); st != groupStable || n != 1 || gen <= dead.Generation {
+		if st, gen, n := groupStatus(b, "eg"); st != "Stable" || n != 1 || gen <= dead.Generation {
 			return fmt.Errorf("state %v generation %d members %d", st, gen, n)
 		}
 		return nil
 	})
-	g := b.groups.group("eg", false)
-	g.mu.Lock()
-	_, still := g.members[dead.MemberID]
-	g.mu.Unlock()
-	if still {
+	if slices.Contains(b.groups.Members("eg"), dead.MemberID) {
 		t.Fatal("expired member still in the group")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chronik-go/chronik/broker/group"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -157,7 +158,7 @@ func TestCompactedConsumerOffsetsReplay(t *testing.T) {
 	if err := b.setTopicConfigsLocked(ot, map[string]string{"cleanup.policy": "compact", "segment.ms": seg}); err != nil {
 		t.Fatal(err)
 	}
-	p := ot.partitions[offsetsPartition("g", len(ot.partitions))]
+	p := ot.partitions[group.Partition("g", len(ot.partitions))]
 	waitFor(t, 5*time.Second, func() error {
 		p.mu.RLock()
 		defer p.mu.RUnlock()

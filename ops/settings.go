@@ -365,8 +365,8 @@ var settings = []Setting{
 	{
 		Flag: "offsets-topic-replication-factor", Env: "CHRONIK_OFFSETS_TOPIC_REPLICATION_FACTOR", Key: "offsets_topic_replication_factor", Type: "int",
 		Default: "3",
-		Help: "replicas of each __consumer_offsets partition when the topic is created (Kafka's offsets.topic.replication.factor), capped by " +
-			"the brokers live then; raise it later with a partition reassignment",
+		Help: "replicas of each __consumer_offsets partition (Kafka's offsets.topic.replication.factor): created with as many as the brokers " +
+			"live then allow, raised by reassignment as more register",
 		set: setPositiveInt16(func(c *Config) *int16 { return &c.OffsetsTopicReplicationFactor }),
 	},
 	{

@@ -1,4 +1,4 @@
-package broker
+package group
 
 import (
 	"bytes"
@@ -11,16 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// The group coordinator for Kafka's classic group protocol. This broker is
-// the coordinator of every group.
-//
-// Concurrency: coordinator.mu guards the group map; each group's mutex guards
-// that group. Lock order is a group's append lock (coordinator.appendLocks),
-// then coordinator.mu, then group.mu. Nothing waits on the WAL or on a client
-// while holding either of the last two: JoinGroup and SyncGroup park a
-// buffered (capacity 1) channel in the member and wait for it in the reply,
-// and OffsetCommit waits for durability in the reply, after a goroutine has
-// applied the durable commit (so it is applied even if no reply is sent).
+// Kafka's classic group protocol: JoinGroup, SyncGroup, Heartbeat,
+// LeaveGroup.
 //
 // Timers: each member has one session timer and each group at most one
 // rebalance timer and one initial-delay timer; every timer is stopped when
@@ -61,34 +53,8 @@ const (
 	maxGroupMembers = 10_000
 )
 
-type coordinator struct {
-	b *Broker
-
-	mu     sync.Mutex // guards the following
-	groups map[string]*group
-	closed bool
-	// owned: in a cluster, the partitions of __consumer_offsets this
-	// broker leads, by index; only the groups of loaded ones are served
-	// (cluster_groups.go). Unused standalone, where every group is ours.
-	owned  map[int32]*ownedPartition
-	ownSeq uint64
-
-	offsets *offsetLog // the __consumer_offsets writer; nil-safe in tests of pure state
-
-	// appendLocks serialize, per group name (striped), the check and
-	// enqueue of every __consumer_offsets write (commits, OffsetDelete,
-	// DeleteGroups and expiry tombstones), so that the log order of a
-	// group's writes is the order of their checks. Only the enqueue is
-	// done under it, never the wait for durability. Lock order:
-	// appendLock, then coordinator.mu, then group.mu.
-	appendLocks [64]sync.Mutex
-
-	stopExpiry chan struct{}
-	expiryDone chan struct{}
-}
-
 type group struct {
-	c    *coordinator
+	c    *Coordinator
 	name string
 	// part is the group's partition of __consumer_offsets and gen the
 	// ownership of it the group was loaded or created under (cluster).
@@ -121,6 +87,11 @@ type group struct {
 	// deleted is set by DeleteGroups: writes enqueued before the deletion
 	// are tombstoned by it and must not be applied to a new group.
 	deleted bool
+
+	// metaSeq orders the group's metadata writes (metadata.go);
+	// loadedMeta is the latest metadata record met while loading.
+	metaSeq    uint64
+	loadedMeta *kmsg.GroupMetadataValue
 
 	// cg is the KIP-848 consumer-protocol state (group_consumer.go); nil
 	// until a member heartbeats with ConsumerGroupHeartbeat.
@@ -157,21 +128,11 @@ type member struct {
 	sessionSeq uint64 // bumped on every reset so a stale fire is ignored
 }
 
-func newCoordinator(b *Broker) *coordinator {
-	return &coordinator{
-		b:          b,
-		groups:     make(map[string]*group),
-		owned:      make(map[int32]*ownedPartition),
-		stopExpiry: make(chan struct{}),
-		expiryDone: make(chan struct{}),
-	}
-}
-
 // group returns the named group, creating it when create is set. It returns
 // nil if the group does not exist (and create is false), the coordinator
 // is closed, or (in a cluster) this broker does not serve the group's
 // partition of __consumer_offsets.
-func (c *coordinator) group(name string, create bool) *group {
+func (c *Coordinator) group(name string, create bool) *group {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -185,7 +146,7 @@ func (c *coordinator) group(name string, create bool) *group {
 }
 
 // newGroupLocked creates and registers a group; c.mu is held.
-func (c *coordinator) newGroupLocked(name string) *group {
+func (c *Coordinator) newGroupLocked(name string) *group {
 	g := c.newGroup(name)
 	if o := c.owned[g.part]; o != nil {
 		g.gen = o.gen
@@ -195,15 +156,11 @@ func (c *coordinator) newGroupLocked(name string) *group {
 }
 
 // newGroup returns an empty group, not registered.
-func (c *coordinator) newGroup(name string) *group {
-	part := int32(-1)
-	if p := c.offsets.partitionFor(name); p != nil {
-		part = p.index
-	}
+func (c *Coordinator) newGroup(name string) *group {
 	return &group{
 		c:          c,
 		name:       name,
-		part:       part,
+		part:       c.partitionOf(name),
 		members:    make(map[string]*member),
 		static:     make(map[string]string),
 		pending:    make(map[string]time.Time),
@@ -216,7 +173,7 @@ func (c *coordinator) newGroup(name string) *group {
 
 // appendLock returns the lock serializing name's __consumer_offsets
 // writes.
-func (c *coordinator) appendLock(name string) *sync.Mutex {
+func (c *Coordinator) appendLock(name string) *sync.Mutex {
 	h := uint32(2166136261)
 	for i := 0; i < len(name); i++ {
 		h = (h ^ uint32(name[i])) * 16777619
@@ -236,7 +193,7 @@ func (g *group) dropExpiredPendingLocked(now time.Time) {
 
 // lockGroup returns the named group locked, or nil. A group found Dead (it
 // was deleted between the lookup and the lock) is looked up again.
-func (c *coordinator) lockGroup(name string, create bool) *group {
+func (c *Coordinator) lockGroup(name string, create bool) *group {
 	for {
 		g := c.group(name, create)
 		if g == nil {
@@ -250,7 +207,7 @@ func (c *coordinator) lockGroup(name string, create bool) *group {
 	}
 }
 
-func (c *coordinator) snapshot() []*group {
+func (c *Coordinator) snapshot() []*group {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]*group, 0, len(c.groups))
@@ -258,36 +215,6 @@ func (c *coordinator) snapshot() []*group {
 		out = append(out, g)
 	}
 	return out
-}
-
-// close stops every timer and answers every parked waiter.
-func (c *coordinator) close() {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return
-	}
-	c.closed = true
-	groups := c.groups
-	c.mu.Unlock()
-	close(c.stopExpiry)
-	<-c.expiryDone
-	for _, g := range groups {
-		g.mu.Lock()
-		g.stopGroupTimersLocked()
-		for _, m := range g.members {
-			if m.session != nil {
-				m.session.Stop()
-			}
-			g.failWaitersLocked(m, kerr.CoordinatorNotAvailable)
-		}
-		if g.cg != nil {
-			for _, m := range g.cg.members {
-				stopCgMember(m)
-			}
-		}
-		g.mu.Unlock()
-	}
 }
 
 func newMemberID(prefix string) string {
@@ -324,7 +251,7 @@ func (g *group) resetSessionLocked(m *member) {
 		if g.members[m.id] != m || m.sessionSeq != seq || m.joinWait != nil {
 			return // replaced, reset, or parked in a join round
 		}
-		g.c.b.log.Info("group member session expired", "group", g.name, "member", m.id)
+		g.c.log.Info("group member session expired", "group", g.name, "member", m.id)
 		g.removeMemberLocked(m, "session timeout")
 	})
 }
@@ -346,8 +273,9 @@ func (g *group) failWaitersLocked(m *member, code *kerr.Error) {
 	}
 }
 
-// removeMemberLocked drops m and rebalances the rest.
-func (g *group) removeMemberLocked(m *member, why string) {
+// dropMemberLocked takes m out of the group: its session ends and a
+// parked join or sync gets UNKNOWN_MEMBER_ID.
+func (g *group) dropMemberLocked(m *member) {
 	if m.session != nil {
 		m.session.Stop()
 	}
@@ -360,6 +288,11 @@ func (g *group) removeMemberLocked(m *member, why string) {
 	if g.leader == m.id {
 		g.leader = ""
 	}
+}
+
+// removeMemberLocked drops m and rebalances the rest.
+func (g *group) removeMemberLocked(m *member, why string) {
+	g.dropMemberLocked(m)
 	switch g.state {
 	case groupStable, groupCompletingRebalance:
 		g.prepareRebalanceLocked(why)
@@ -387,7 +320,7 @@ func (g *group) prepareRebalanceLocked(why string) {
 		m.joined = false
 	}
 	g.state = groupPreparingRebalance
-	g.c.b.log.Debug("group rebalancing", "group", g.name, "generation", g.generation, "reason", why)
+	g.c.log.Debug("group rebalancing", "group", g.name, "generation", g.generation, "reason", why)
 	var timeout time.Duration
 	for _, m := range g.members {
 		timeout = max(timeout, m.rebalanceTimeout)
@@ -405,7 +338,7 @@ func (g *group) prepareRebalanceLocked(why string) {
 		g.initialDelay = false
 		g.completeJoinLocked()
 	})
-	if delay := g.c.b.cfg.GroupInitialRebalanceDelay; fromEmpty && delay > 0 {
+	if delay := g.c.cfg.GroupInitialRebalanceDelay; fromEmpty && delay > 0 {
 		g.initialDelay = true
 		g.delayTimer = time.AfterFunc(min(delay, timeout), func() {
 			g.mu.Lock()
@@ -439,24 +372,14 @@ func (g *group) completeJoinLocked() {
 	g.stopGroupTimersLocked()
 	for _, m := range g.members {
 		if !m.joined {
-			if m.session != nil {
-				m.session.Stop()
-			}
-			m.sessionSeq++
-			g.failWaitersLocked(m, kerr.UnknownMemberID)
-			delete(g.members, m.id)
-			if m.instanceID != "" && g.static[m.instanceID] == m.id {
-				delete(g.static, m.instanceID)
-			}
-			if g.leader == m.id {
-				g.leader = ""
-			}
+			g.dropMemberLocked(m)
 		}
 	}
 	g.generation++
 	if len(g.members) == 0 {
 		g.state, g.protocol, g.leader = groupEmpty, "", ""
 		g.emptySince = time.Now()
+		g.persistMetadataLocked()
 		return
 	}
 	if _, ok := g.members[g.leader]; !ok {
@@ -576,9 +499,9 @@ func sameProtocols(a, b []kmsg.JoinGroupRequestProtocol) bool {
 }
 
 // join runs one JoinGroup request.
-func (c *coordinator) join(r *kmsg.JoinGroupRequest, clientID, clientHost string) joinResult {
+func (c *Coordinator) join(r *kmsg.JoinGroupRequest, clientID, clientHost string) joinResult {
 	v := r.Version
-	cfg := &c.b.cfg
+	cfg := &c.cfg
 	session := time.Duration(r.SessionTimeoutMillis) * time.Millisecond
 	if session < cfg.GroupMinSessionTimeout || session > cfg.GroupMaxSessionTimeout {
 		return joinErr(v, kerr.InvalidSessionTimeout, r.MemberID)
@@ -682,24 +605,24 @@ func (c *coordinator) join(r *kmsg.JoinGroupRequest, clientID, clientHost string
 // NOT_COORDINATOR (or COORDINATOR_LOAD_IN_PROGRESS) when, in a cluster,
 // the group's partition of __consumer_offsets is not served here; nil
 // otherwise.
-func (c *coordinator) unavailable(name string) *kerr.Error {
+func (c *Coordinator) unavailable(name string) *kerr.Error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.unavailableLocked(name)
 }
 
-func (c *coordinator) unavailableLocked(name string) *kerr.Error {
+func (c *Coordinator) unavailableLocked(name string) *kerr.Error {
 	if c.closed {
 		return kerr.CoordinatorNotAvailable
 	}
-	if c.b.cfg.Cluster == nil {
+	if !c.cfg.Cluster {
 		return nil
 	}
-	p := c.offsets.partitionFor(name)
-	if p == nil {
+	p := c.partitionOf(name)
+	if p < 0 {
 		return kerr.CoordinatorNotAvailable
 	}
-	switch o := c.owned[p.index]; {
+	switch o := c.owned[p]; {
 	case o == nil:
 		return kerr.NotCoordinator
 	case !o.loaded:
@@ -711,8 +634,8 @@ func (c *coordinator) unavailableLocked(name string) *kerr.Error {
 // ownsLocked reports whether a group of partition part created under
 // ownership gen may still be changed: standalone always, in a cluster
 // while that ownership lasts. c.mu must be held.
-func (c *coordinator) ownsLocked(part int32, gen uint64) bool {
-	if c.b.cfg.Cluster == nil {
+func (c *Coordinator) ownsLocked(part int32, gen uint64) bool {
+	if !c.cfg.Cluster {
 		return true
 	}
 	o := c.owned[part]
@@ -810,6 +733,7 @@ func (g *group) replaceStaticLocked(old *member, r *kmsg.JoinGroupRequest, sessi
 			// the old leader ID and keep their assignment.
 			resp.LeaderID, resp.Members = old.id, nil
 		}
+		g.persistMetadataLocked()
 		return joinResult{resp: resp}
 	}
 	return g.addOrUpdateLocked(m, r, session, rebalance, clientID, clientHost)
@@ -848,7 +772,7 @@ func (g *group) validateMemberLocked(memberID string, instanceID *string, genera
 	return nil
 }
 
-func (c *coordinator) sync(r *kmsg.SyncGroupRequest) syncResult {
+func (c *Coordinator) sync(r *kmsg.SyncGroupRequest) syncResult {
 	g := c.lockGroup(r.Group, false)
 	if g == nil {
 		return syncErr(kerr.UnknownMemberID)
@@ -879,6 +803,7 @@ func (c *coordinator) sync(r *kmsg.SyncGroupRequest) syncResult {
 		}
 		g.state = groupStable
 		g.stopGroupTimersLocked()
+		g.persistMetadataLocked()
 		for _, o := range g.members {
 			if o.syncWait != nil {
 				o.syncWait <- g.syncResponseLocked(o)
@@ -905,7 +830,7 @@ func (g *group) syncResponseLocked(m *member) *kmsg.SyncGroupResponse {
 	return resp
 }
 
-func (c *coordinator) heartbeat(r *kmsg.HeartbeatRequest) *kerr.Error {
+func (c *Coordinator) heartbeat(r *kmsg.HeartbeatRequest) *kerr.Error {
 	g := c.lockGroup(r.Group, false)
 	if g == nil {
 		return kerr.UnknownMemberID
@@ -922,7 +847,7 @@ func (c *coordinator) heartbeat(r *kmsg.HeartbeatRequest) *kerr.Error {
 }
 
 // leave removes members; it returns the group error and per-member errors.
-func (c *coordinator) leave(groupName string, ids []kmsg.LeaveGroupRequestMember) (*kerr.Error, []*kerr.Error) {
+func (c *Coordinator) leave(groupName string, ids []kmsg.LeaveGroupRequestMember) (*kerr.Error, []*kerr.Error) {
 	g := c.lockGroup(groupName, false)
 	if g == nil {
 		return kerr.UnknownMemberID, nil

@@ -1,4 +1,4 @@
-package broker
+package group
 
 import (
 	"fmt"
@@ -34,8 +34,9 @@ import (
 // members of one protocol only: JoinGroup into a group with consumer-protocol
 // members, or a heartbeat into a group with classic members, gets
 // INCONSISTENT_GROUP_PROTOCOL. The state lives in group.cg under group.mu.
-// Like classic membership it is not persisted: after a restart members get
-// UNKNOWN_MEMBER_ID and rejoin; committed offsets are durable as before.
+// Unlike classic membership (metadata.go) it is not persisted: after a
+// restart or a coordinator move members get UNKNOWN_MEMBER_ID and rejoin at
+// epoch 0; committed offsets are durable as before.
 
 type consumerGroup struct {
 	epoch       int32
@@ -97,7 +98,7 @@ func hbErrf(code *kerr.Error, format string, args ...any) *hbErr {
 }
 
 // consumerHeartbeat runs one ConsumerGroupHeartbeat.
-func (c *coordinator) consumerHeartbeat(r *kmsg.ConsumerGroupHeartbeatRequest, clientID, clientHost string) (*kmsg.ConsumerGroupHeartbeatResponse, *hbErr) {
+func (c *Coordinator) consumerHeartbeat(r *kmsg.ConsumerGroupHeartbeatRequest, clientID, clientHost string) (*kmsg.ConsumerGroupHeartbeatResponse, *hbErr) {
 	if r.Group == "" {
 		return nil, hbErrf(kerr.InvalidGroupID, "group id is empty")
 	}
@@ -263,7 +264,7 @@ func (c *coordinator) consumerHeartbeat(r *kmsg.ConsumerGroupHeartbeatRequest, c
 	resp := kmsg.NewPtrConsumerGroupHeartbeatResponse()
 	resp.MemberID = &m.id
 	resp.MemberEpoch = m.epoch
-	resp.HeartbeatIntervalMillis = int32(c.b.cfg.ConsumerGroupHeartbeatInterval.Milliseconds())
+	resp.HeartbeatIntervalMillis = int32(c.cfg.ConsumerGroupHeartbeatInterval.Milliseconds())
 	// Send the assignment when it changed, and to a full request (a join,
 	// or a member that re-sent what it owns) so a lost response heals.
 	if m.dirty || r.Topics != nil && !g.ownsExactlyLocked(m, r.Topics) {
@@ -278,12 +279,12 @@ func (c *coordinator) consumerHeartbeat(r *kmsg.ConsumerGroupHeartbeatRequest, c
 func (g *group) ownedSet(topics []kmsg.ConsumerGroupHeartbeatRequestTopic) map[topicPart]struct{} {
 	out := make(map[topicPart]struct{})
 	for _, t := range topics {
-		tt := g.c.b.lookupTopicID(t.TopicID)
-		if tt == nil {
+		name, ok := g.c.topics.Name(t.TopicID)
+		if !ok {
 			continue
 		}
 		for _, p := range t.Partitions {
-			out[topicPart{tt.name, p}] = struct{}{}
+			out[topicPart{name, p}] = struct{}{}
 		}
 	}
 	return out
@@ -334,23 +335,25 @@ func (g *group) noteOwnedLocked(m *cgMember, topics []kmsg.ConsumerGroupHeartbea
 // topic some member subscribes to.
 func (g *group) subscribedPartitionsLocked() map[string]int32 {
 	out := map[string]int32{}
-	var all []*topic
+	var all []string
 	for _, m := range g.cg.members {
 		for _, name := range m.topics {
 			if _, ok := out[name]; ok {
 				continue
 			}
-			if t := g.c.b.lookupTopic(name); t != nil && name != offsetsTopic {
-				out[name] = int32(g.c.b.topicPartitionCount(t))
+			if n := g.c.topics.Partitions(name); n > 0 && name != OffsetsTopic {
+				out[name] = n
 			}
 		}
 		if m.regex != nil {
 			if all == nil {
-				all = g.c.b.snapshotTopics()
+				all = g.c.topics.Names()
 			}
-			for _, t := range all {
-				if t.name != offsetsTopic && m.regex.MatchString(t.name) {
-					out[t.name] = int32(g.c.b.topicPartitionCount(t))
+			for _, name := range all {
+				if name != OffsetsTopic && m.regex.MatchString(name) {
+					if n := g.c.topics.Partitions(name); n > 0 {
+						out[name] = n
+					}
 				}
 			}
 		}
@@ -407,7 +410,7 @@ func (g *group) maybeRetargetLocked() {
 	}
 	cg.target = cgAssignors[cg.assignor](members, parts, cg.target)
 	cg.assignEpoch = cg.epoch
-	g.c.b.log.Debug("consumer group target assignment", "group", g.name, "epoch", cg.epoch, "assignor", cg.assignor, "members", len(members))
+	g.c.log.Debug("consumer group target assignment", "group", g.name, "epoch", cg.epoch, "assignor", cg.assignor, "members", len(members))
 }
 
 // reconcileLocked moves m towards its target assignment (see the top of
@@ -478,24 +481,24 @@ func (g *group) armRevokeTimerLocked(m *cgMember) {
 		if g.cg == nil || g.cg.members[m.id] != m || m.revokeSeq != seq || len(m.revoking) == 0 {
 			return
 		}
-		g.c.b.log.Info("consumer group member did not revoke in time", "group", g.name, "member", m.id)
+		g.c.log.Info("consumer group member did not revoke in time", "group", g.name, "member", m.id)
 		g.removeConsumerLocked(m, "revocation timeout")
 	})
 }
 
-func (c *coordinator) resetConsumerSessionLocked(g *group, m *cgMember) {
+func (c *Coordinator) resetConsumerSessionLocked(g *group, m *cgMember) {
 	m.sessionSeq++
 	seq := m.sessionSeq
 	if m.session != nil {
 		m.session.Stop()
 	}
-	m.session = time.AfterFunc(c.b.cfg.ConsumerGroupSessionTimeout, func() {
+	m.session = time.AfterFunc(c.cfg.ConsumerGroupSessionTimeout, func() {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		if g.cg == nil || g.cg.members[m.id] != m || m.sessionSeq != seq {
 			return
 		}
-		g.c.b.log.Info("consumer group member session expired", "group", g.name, "member", m.id)
+		g.c.log.Info("consumer group member session expired", "group", g.name, "member", m.id)
 		g.removeConsumerLocked(m, "session timeout")
 	})
 }
@@ -522,7 +525,7 @@ func (g *group) removeConsumerLocked(m *cgMember, why string) {
 		delete(cg.static, m.instanceID)
 	}
 	cg.epoch++
-	g.c.b.log.Debug("consumer group member removed", "group", g.name, "member", m.id, "reason", why, "epoch", cg.epoch)
+	g.c.log.Debug("consumer group member removed", "group", g.name, "member", m.id, "reason", why, "epoch", cg.epoch)
 	if len(cg.members) == 0 {
 		g.emptySince = time.Now()
 	}
@@ -567,12 +570,12 @@ func (g *group) assignmentLocked(m *cgMember) *kmsg.ConsumerGroupHeartbeatRespon
 	sort.Strings(names)
 	a.Topics = []kmsg.ConsumerGroupHeartbeatResponseAssignmentTopic{}
 	for _, n := range names {
-		t := g.c.b.lookupTopic(n)
-		if t == nil {
+		id, ok := g.c.topics.ID(n)
+		if !ok {
 			continue
 		}
 		at := kmsg.NewConsumerGroupHeartbeatResponseAssignmentTopic()
-		at.TopicID = t.id
+		at.TopicID = id
 		at.Partitions = byTopic[n]
 		slices.Sort(at.Partitions)
 		a.Topics = append(a.Topics, at)

@@ -1,0 +1,166 @@
+package group
+
+import (
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// joinAndSync makes member a group of one, Stable with assignment as its
+// assignment, and returns its member ID and generation.
+func joinAndSync(t *testing.T, c *Coordinator, name string, assignment []byte) (string, int32) {
+	t.Helper()
+	join := kmsg.NewPtrJoinGroupRequest()
+	join.Version = 3
+	join.Group, join.ProtocolType = name, "consumer"
+	join.SessionTimeoutMillis, join.RebalanceTimeoutMillis = 30000, 30000
+	p := kmsg.NewJoinGroupRequestProtocol()
+	p.Name, p.Metadata = "range", []byte("subscription")
+	join.Protocols = append(join.Protocols, p)
+	resp, wait := c.JoinGroup(join, "client", "/10.0.0.1")
+	if resp == nil {
+		select {
+		case resp = <-wait:
+		case <-time.After(5 * time.Second):
+			t.Fatal("join round did not complete")
+		}
+	}
+	if resp.ErrorCode != 0 {
+		t.Fatalf("join: %v", kerr.ErrorForCode(resp.ErrorCode))
+	}
+	sync := kmsg.NewPtrSyncGroupRequest()
+	sync.Group, sync.MemberID, sync.Generation = name, resp.MemberID, resp.Generation
+	a := kmsg.NewSyncGroupRequestGroupAssignment()
+	a.MemberID, a.MemberAssignment = resp.MemberID, assignment
+	sync.GroupAssignment = append(sync.GroupAssignment, a)
+	sresp, _ := c.SyncGroup(sync)
+	if sresp == nil || sresp.ErrorCode != 0 {
+		t.Fatalf("sync: %+v", sresp)
+	}
+	return resp.MemberID, resp.Generation
+}
+
+// waitRecords waits until partition p of l holds at least n records.
+func waitRecords(t *testing.T, l *memLog, p int32, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for l.End(p) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("partition %d holds %d records, want %d", p, l.End(p), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A classic group's membership is kept in the log: a coordinator that
+// loads the group (a restart, or the next leader of its partition) serves
+// its members in their generation, with their assignments, and no
+// rebalance; DeleteGroups removes it for good.
+func TestGroupMetadataRestored(t *testing.T) {
+	const parts = 2
+	l := newMemLog(parts)
+	name := groupIn(1, parts, "meta")
+	c := newTestCoordinator(t, l, true)
+	c.SetLeadership(map[int32]int32{1: 1})
+	waitServed(t, c, name)
+	member, gen := joinAndSync(t, c, name, []byte("assignment"))
+	waitRecords(t, l, 1, 1)
+	if code := commit(c, name, "t", 0, 5); code == nil {
+		t.Fatal("a generation -1 commit into a group with members was accepted")
+	}
+
+	// The partition moves to another coordinator.
+	c.SetLeadership(map[int32]int32{})
+	next := newTestCoordinator(t, l, true)
+	next.SetLeadership(map[int32]int32{1: 2})
+	waitServed(t, next, name)
+	if st, g, n := next.Status(name); st != "Stable" || g != gen || n != 1 {
+		t.Fatalf("restored group: %s generation %d members %d, want Stable %d 1", st, g, n, gen)
+	}
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.Group, hb.MemberID, hb.Generation = name, member, gen
+	if err := next.Heartbeat(hb); err != nil {
+		t.Fatalf("heartbeat of a restored member: %v", err)
+	}
+	sync := kmsg.NewPtrSyncGroupRequest()
+	sync.Group, sync.MemberID, sync.Generation = name, member, gen
+	sresp, _ := next.SyncGroup(sync)
+	if sresp == nil || sresp.ErrorCode != 0 || string(sresp.MemberAssignment) != "assignment" {
+		t.Fatalf("sync of a restored member: %+v", sresp)
+	}
+	req := commitReq(name, "t", 2, 40)
+	req.MemberID, req.Generation = member, gen
+	resp, wait := next.OffsetCommit(req)
+	if wait != nil {
+		wait()
+	}
+	if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("commit of a restored member: %v", kerr.ErrorForCode(code))
+	}
+
+	// It leaves: the group empties, and a reload finds it empty.
+	leave := []kmsg.LeaveGroupRequestMember{{MemberID: member}}
+	if gerr, errs := next.LeaveGroup(name, leave); gerr != nil || errs[0] != nil {
+		t.Fatalf("leave: %v %v", gerr, errs)
+	}
+	waitRecords(t, l, 1, l.End(1)+1)
+	next.Close()
+	third := newTestCoordinator(t, l, false)
+	if st, _, n := third.Status(name); st != "Empty" || n != 0 {
+		t.Fatalf("after the member left: %s with %d members, want Empty", st, n)
+	}
+	if off, _ := fetch(third, name, "t", 2); off != 40 {
+		t.Fatalf("committed offset %d, want 40", off)
+	}
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.Groups = []string{name}
+	if dr := third.DeleteGroups(t.Context(), del); dr.Groups[0].ErrorCode != 0 {
+		t.Fatalf("delete: %v", kerr.ErrorForCode(dr.Groups[0].ErrorCode))
+	}
+	third.Close()
+	if st, _, _ := newTestCoordinator(t, l, false).Status(name); st != "Dead" {
+		t.Fatalf("deleted group back after a restart: %s", st)
+	}
+}
+
+// A restored member that does not come back is expired by its session
+// timeout, as if it had stopped heartbeating to the old coordinator.
+func TestRestoredMemberExpires(t *testing.T) {
+	l := newMemLog(1)
+	c := newTestCoordinator(t, l, false)
+	join := kmsg.NewPtrJoinGroupRequest()
+	join.Version = 3
+	join.Group, join.ProtocolType = "gone", "consumer"
+	join.SessionTimeoutMillis, join.RebalanceTimeoutMillis = 200, 200
+	p := kmsg.NewJoinGroupRequestProtocol()
+	p.Name = "range"
+	join.Protocols = append(join.Protocols, p)
+	resp, wait := c.JoinGroup(join, "client", "/h")
+	if resp == nil {
+		resp = <-wait
+	}
+	sync := kmsg.NewPtrSyncGroupRequest()
+	sync.Group, sync.MemberID, sync.Generation = "gone", resp.MemberID, resp.Generation
+	if sresp, _ := c.SyncGroup(sync); sresp == nil || sresp.ErrorCode != 0 {
+		t.Fatalf("sync: %+v", sresp)
+	}
+	waitRecords(t, l, 0, 1)
+	c.Close()
+	next := newTestCoordinator(t, l, false)
+	if st, _, n := next.Status("gone"); st != "Stable" || n != 1 {
+		t.Fatalf("restored: %s %d", st, n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, _, n := next.Status("gone")
+		if st == "Empty" && n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restored member never expired: %s %d", st, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
