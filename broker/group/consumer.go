@@ -34,9 +34,8 @@ import (
 // members of one protocol only: JoinGroup into a group with consumer-protocol
 // members, or a heartbeat into a group with classic members, gets
 // INCONSISTENT_GROUP_PROTOCOL. The state lives in group.cg under group.mu.
-// Unlike classic membership (metadata.go) it is not persisted: after a
-// restart or a coordinator move members get UNKNOWN_MEMBER_ID and rejoin at
-// epoch 0; committed offsets are durable as before.
+// It is kept in __consumer_offsets (metadata.go): after a restart or a
+// coordinator move members go on at their epochs.
 
 type consumerGroup struct {
 	epoch       int32
@@ -140,6 +139,7 @@ func (c *Coordinator) consumerHeartbeat(r *kmsg.ConsumerGroupHeartbeatRequest, c
 		return nil, hbErrf(kerr.UnknownMemberID, "group %q has no member %q", r.Group, r.MemberID)
 	}
 	defer g.mu.Unlock()
+	defer g.persistConsumerLocked() // what the heartbeat changed, before the unlock
 	if len(g.members) > 0 || g.state != groupEmpty {
 		return nil, hbErrf(kerr.InconsistentGroupProtocol, "group %q is a classic group with members", r.Group)
 	}
@@ -529,6 +529,7 @@ func (g *group) removeConsumerLocked(m *cgMember, why string) {
 	if len(cg.members) == 0 {
 		g.emptySince = time.Now()
 	}
+	g.persistConsumerLocked()
 }
 
 // replaceStaticConsumerLocked hands a static member's partitions and epoch

@@ -164,3 +164,73 @@ func TestRestoredMemberExpires(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// cgHeartbeat is a KIP-848 heartbeat of member at epoch subscribing to "t".
+func cgHeartbeat(c *Coordinator, group, member string, epoch int32, owned []int32) *kmsg.ConsumerGroupHeartbeatResponse {
+	req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	req.Version = 1
+	req.Group, req.MemberID, req.MemberEpoch = group, member, epoch
+	req.RebalanceTimeoutMillis = 30000
+	req.SubscribedTopicNames = []string{"t"}
+	if owned != nil || epoch == 0 {
+		id, _ := memTopics{"t": 4}.ID("t")
+		req.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{{TopicID: id, Partitions: owned}}
+		if len(owned) == 0 {
+			req.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		}
+	}
+	return c.ConsumerGroupHeartbeat(req, "client", "/h")
+}
+
+// A KIP-848 group's epochs and assignments are kept in the log too: the
+// next coordinator serves its members at their epochs, and their commits.
+func TestConsumerGroupRestored(t *testing.T) {
+	const parts = 2
+	l := newMemLog(parts)
+	name := groupIn(0, parts, "cg")
+	c := newTestCoordinator(t, l, true)
+	c.SetLeadership(map[int32]int32{0: 1})
+	waitServed(t, c, name)
+	resp := cgHeartbeat(c, name, "m1", 0, nil)
+	if resp.ErrorCode != 0 || resp.MemberEpoch != 1 || resp.Assignment == nil || len(resp.Assignment.Topics[0].Partitions) != 4 {
+		t.Fatalf("join: %+v", resp)
+	}
+	if r := cgHeartbeat(c, name, "m1", 1, []int32{0, 1, 2, 3}); r.ErrorCode != 0 {
+		t.Fatalf("heartbeat: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	waitRecords(t, l, 0, 1)
+
+	c.SetLeadership(map[int32]int32{})
+	next := newTestCoordinator(t, l, true)
+	next.SetLeadership(map[int32]int32{0: 2})
+	waitServed(t, next, name)
+	if st, epoch, n := next.Status(name); n != 1 || epoch != 1 {
+		t.Fatalf("restored: %s epoch %d members %d", st, epoch, n)
+	}
+	r := cgHeartbeat(next, name, "m1", 1, []int32{0, 1, 2, 3})
+	if r.ErrorCode != 0 || r.MemberEpoch != 1 {
+		t.Fatalf("heartbeat at the restored epoch: %v epoch %d", kerr.ErrorForCode(r.ErrorCode), r.MemberEpoch)
+	}
+	req := commitReq(name, "t", 3, 77)
+	req.MemberID, req.Generation = "m1", 1
+	cresp, wait := next.OffsetCommit(req)
+	if wait != nil {
+		wait()
+	}
+	if code := cresp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("commit of a restored member: %v", kerr.ErrorForCode(code))
+	}
+	// A member the old coordinator did not know is still refused.
+	if r := cgHeartbeat(next, name, "stranger", 1, nil); r.ErrorCode != kerr.UnknownMemberID.Code {
+		t.Fatalf("unknown member: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	// It leaves: a reload finds no member.
+	if r := cgHeartbeat(next, name, "m1", -1, nil); r.ErrorCode != 0 {
+		t.Fatalf("leave: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	waitRecords(t, l, 0, l.End(0)+1)
+	next.Close()
+	if _, _, n := newTestCoordinator(t, l, false).Status(name); n != 0 {
+		t.Fatalf("%d members after the last one left", n)
+	}
+}

@@ -1,6 +1,7 @@
 package group
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"time"
@@ -31,13 +32,13 @@ type committedOffset struct {
 }
 
 // offsetEntry is one commit or (deleted) tombstone to write; or, with
-// meta set, the tombstone of the group's metadata (DeleteGroups), which
-// carries no offset.
+// metaKey set, the tombstone of the group's membership record of that key
+// version (DeleteGroups), which carries no offset.
 type offsetEntry struct {
 	tp      topicPart
 	value   committedOffset
 	deleted bool
-	meta    bool
+	metaKey int16
 }
 
 // write appends entries for group to its partition of __consumer_offsets.
@@ -54,8 +55,8 @@ func (c *Coordinator) write(ctx context.Context, group string, entries []offsetE
 func encodeOffsets(group string, entries []offsetEntry, nowMillis int64) []Record {
 	out := make([]Record, len(entries))
 	for i, e := range entries {
-		if e.meta {
-			out[i] = metadataTombstone(group)
+		if e.metaKey != 0 {
+			out[i] = metadataTombstone(group, e.metaKey)
 			continue
 		}
 		k := kmsg.OffsetCommitKey{Version: 1, Group: group, Topic: e.tp.topic, Partition: e.tp.partition}
@@ -77,7 +78,7 @@ func encodeOffsets(group string, entries []offsetEntry, nowMillis int64) []Recor
 // the same partition is already applied.
 func (g *group) applyLocked(entries []offsetEntry, logBase int64) {
 	for i, e := range entries {
-		if e.meta {
+		if e.metaKey != 0 {
 			continue
 		}
 		lo := logBase + int64(i)
@@ -103,7 +104,7 @@ func (g *group) applyLocked(entries []offsetEntry, logBase int64) {
 // beginInflightLocked records entries as enqueued against g.
 func (g *group) beginInflightLocked(entries []offsetEntry) {
 	for _, e := range entries {
-		if e.meta {
+		if e.metaKey != 0 {
 			continue
 		}
 		g.inflight[e.tp]++
@@ -113,7 +114,7 @@ func (g *group) beginInflightLocked(entries []offsetEntry) {
 // endInflightLocked undoes beginInflightLocked.
 func (g *group) endInflightLocked(entries []offsetEntry) {
 	for _, e := range entries {
-		if e.meta {
+		if e.metaKey != 0 {
 			continue
 		}
 		if g.inflight[e.tp]--; g.inflight[e.tp] <= 0 {
@@ -176,10 +177,15 @@ func (c *Coordinator) replayPartition(p int32, groups map[string]*group) (int, e
 			continue
 		}
 		g.mu.Lock()
-		if g.loadedMeta != nil {
+		// A group is of one protocol at a time: the later record says
+		// which.
+		switch {
+		case g.loadedCg != nil && g.loadedCgAt >= g.loadedMetaAt:
+			g.restoreConsumerLocked(g.loadedCg)
+		case g.loadedMeta != nil:
 			g.restoreLocked(g.loadedMeta)
-			g.loadedMeta = nil
 		}
+		g.loadedMeta, g.loadedCg = nil, nil
 		if !g.activeLocked() && len(g.offsets) == 0 {
 			// Deleted, or emptied with nothing committed: as if
 			// forgotten (forgetIfUnused).
@@ -198,13 +204,17 @@ func replayRecord(get func(name string) *group, off int64, key, value []byte) {
 	}
 	switch v := int16(binary.BigEndian.Uint16(key)); v {
 	case 0, 1:
-	case 2: // group metadata (metadata.go); the latest wins
+	case classicKeyVersion, consumerKeyVersion: // membership (metadata.go); the latest wins
 		var k kmsg.GroupMetadataKey
 		if k.ReadFrom(key) != nil {
 			return
 		}
 		g := get(k.Group)
-		g.loadedMeta = nil
+		if v == consumerKeyVersion {
+			g.loadedCg, g.loadedCgAt = bytes.Clone(value), off
+			return
+		}
+		g.loadedMeta, g.loadedMetaAt = nil, off
 		if value != nil {
 			var md kmsg.GroupMetadataValue
 			if md.ReadFrom(value) == nil {
@@ -352,7 +362,7 @@ func (c *Coordinator) deleteGroup(ctx context.Context, name string) error {
 				entries = append(entries, offsetEntry{tp: tp, deleted: true})
 			}
 		}
-		entries = append(entries, offsetEntry{meta: true})
+		entries = append(entries, offsetEntry{metaKey: classicKeyVersion}, offsetEntry{metaKey: consumerKeyVersion})
 		g.stopGroupTimersLocked()
 		g.state = groupDead
 		g.deleted = true

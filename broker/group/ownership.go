@@ -14,9 +14,8 @@ import (
 // groups from its replica when it takes it up (requests for them get
 // COORDINATOR_LOAD_IN_PROGRESS meanwhile) and drops them when it gives it
 // up, answering parked members NOT_COORDINATOR, so they find the new
-// leader, which loads them from its own replica: committed offsets, and
-// classic groups' membership (metadata.go), so their members go on in
-// their generation there; KIP-848 members rejoin.
+// leader, which loads them from its own replica: committed offsets and
+// membership (metadata.go), so members go on where they were.
 
 // ownedPartition is a partition of __consumer_offsets this broker leads.
 type ownedPartition struct {
