@@ -59,12 +59,8 @@ func waitRecords(t *testing.T, l *memLog, p int32, n int64) {
 // its members in their generation, with their assignments, and no
 // rebalance; DeleteGroups removes it for good.
 func TestGroupMetadataRestored(t *testing.T) {
-	const parts = 2
-	l := newMemLog(parts)
-	name := groupIn(1, parts, "meta")
-	c := newTestCoordinator(t, l, true)
-	c.SetLeadership(map[int32]int32{1: 1})
-	waitServed(t, c, name)
+	l := newMemLog(2)
+	c, name := leaderOf(t, l, 1, "meta")
 	member, gen := joinAndSync(t, c, name, []byte("assignment"))
 	waitRecords(t, l, 1, 1)
 	if code := commit(c, name, "t", 0, 5); code == nil {
@@ -185,12 +181,8 @@ func cgHeartbeat(c *Coordinator, group, member string, epoch int32, owned []int3
 // A KIP-848 group's epochs and assignments are kept in the log too: the
 // next coordinator serves its members at their epochs, and their commits.
 func TestConsumerGroupRestored(t *testing.T) {
-	const parts = 2
-	l := newMemLog(parts)
-	name := groupIn(0, parts, "cg")
-	c := newTestCoordinator(t, l, true)
-	c.SetLeadership(map[int32]int32{0: 1})
-	waitServed(t, c, name)
+	l := newMemLog(2)
+	c, name := leaderOf(t, l, 0, "cg")
 	resp := cgHeartbeat(c, name, "m1", 0, nil)
 	if resp.ErrorCode != 0 || resp.MemberEpoch != 1 || resp.Assignment == nil || len(resp.Assignment.Topics[0].Partitions) != 4 {
 		t.Fatalf("join: %+v", resp)

@@ -39,6 +39,17 @@ func groupIn(p int32, n int, prefix string) string {
 	}
 }
 
+// leaderOf starts a cluster coordinator over l leading partition p at
+// epoch 1, and returns it with a group name of that partition, served.
+func leaderOf(t *testing.T, l *memLog, p int32, prefix string) (*Coordinator, string) {
+	t.Helper()
+	name := groupIn(p, l.Partitions(), prefix)
+	c := newTestCoordinator(t, l, true)
+	c.SetLeadership(map[int32]int32{p: 1})
+	waitServed(t, c, name)
+	return c, name
+}
+
 func waitServed(t *testing.T, c *Coordinator, name string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -156,12 +167,8 @@ func TestLeadershipMovesGroups(t *testing.T) {
 // A partition led under a new epoch is reloaded: another broker may have
 // led it in between and written to it.
 func TestNewEpochReloads(t *testing.T) {
-	const parts = 2
-	l := newMemLog(parts)
-	a := groupIn(0, parts, "a")
-	c := newTestCoordinator(t, l, true)
-	c.SetLeadership(map[int32]int32{0: 1})
-	waitServed(t, c, a)
+	l := newMemLog(2)
+	c, a := leaderOf(t, l, 0, "a")
 	if code := commit(c, a, "t", 0, 1); code != nil {
 		t.Fatal(code)
 	}
