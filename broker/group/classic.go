@@ -88,16 +88,18 @@ type group struct {
 	// are tombstoned by it and must not be applied to a new group.
 	deleted bool
 
-	// metaSeq orders the group's membership writes (metadata.go);
-	// cgWritten is the KIP-848 state last written. While loading:
-	// loadedMeta and loadedCg are the latest classic and KIP-848 records
-	// met, at log offsets loadedMetaAt and loadedCgAt.
-	metaSeq      uint64
-	cgWritten    []byte
-	loadedMeta   *kmsg.GroupMetadataValue
-	loadedCg     []byte
-	loadedMetaAt int64
-	loadedCgAt   int64
+	// pendingMeta is membership records queued for the log (metadata.go);
+	// cgGroupPrint and cgMemberPrint fingerprint the KIP-848 state last
+	// queued, to write only what changes. While loading: loadedMeta and
+	// loadedCg are the latest classic and KIP-848 records met, the last
+	// at log offsets loadedMetaAt and loadedCgAt.
+	pendingMeta   []Record
+	cgGroupPrint  uint64
+	cgMemberPrint map[string]uint64
+	loadedMeta    *kmsg.GroupMetadataValue
+	loadedCg      *loadedConsumer
+	loadedMetaAt  int64
+	loadedCgAt    int64
 
 	// cg is the KIP-848 consumer-protocol state (group_consumer.go); nil
 	// until a member heartbeats with ConsumerGroupHeartbeat.

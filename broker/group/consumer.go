@@ -139,7 +139,8 @@ func (c *Coordinator) consumerHeartbeat(r *kmsg.ConsumerGroupHeartbeatRequest, c
 		return nil, hbErrf(kerr.UnknownMemberID, "group %q has no member %q", r.Group, r.MemberID)
 	}
 	defer g.mu.Unlock()
-	defer g.persistConsumerLocked() // what the heartbeat changed, before the unlock
+	var hbMember *cgMember
+	defer func() { g.persistConsumerLocked(hbMember) }() // what the heartbeat changed, before the unlock
 	if len(g.members) > 0 || g.state != groupEmpty {
 		return nil, hbErrf(kerr.InconsistentGroupProtocol, "group %q is a classic group with members", r.Group)
 	}
@@ -219,6 +220,7 @@ func (c *Coordinator) consumerHeartbeat(r *kmsg.ConsumerGroupHeartbeatRequest, c
 			return nil, hbErrf(kerr.FencedMemberEpoch, "member %q is at epoch %d, not %d", m.id, m.epoch, r.MemberEpoch)
 		}
 	}
+	hbMember = m
 	m.left = false
 	m.clientID, m.clientHost = clientID, clientHost
 	if r.RackID != nil {
@@ -529,7 +531,7 @@ func (g *group) removeConsumerLocked(m *cgMember, why string) {
 	if len(cg.members) == 0 {
 		g.emptySince = time.Now()
 	}
-	g.persistConsumerLocked()
+	g.persistConsumerLocked(nil)
 }
 
 // replaceStaticConsumerLocked hands a static member's partitions and epoch

@@ -1,10 +1,12 @@
 package group
 
 import (
-	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"hash/fnv"
 	"regexp"
 	"slices"
 	"time"
@@ -36,40 +38,44 @@ func (g *group) persistMetadataLocked() {
 	g.persistLocked(g.metadataRecordLocked())
 }
 
-// persistLocked writes rec, a snapshot of g's membership, in the
-// background. Snapshots of one group are ordered by their sequence: one
-// overtaken by a newer snapshot is dropped. g.mu is held.
-func (g *group) persistLocked(rec Record) {
-	g.metaSeq++
-	seq := g.metaSeq
+// persistLocked queues recs, changes of g's membership, and writes them in
+// the background. Queued records are written in the order they were
+// queued: each writer takes, under the group's append lock, whatever is
+// queued then. A write that fails makes the next KIP-848 persist write the
+// whole group again. g.mu is held.
+func (g *group) persistLocked(recs ...Record) {
+	g.pendingMeta = append(g.pendingMeta, recs...)
 	c := g.c
 	go func() {
 		al := c.appendLock(g.name)
 		al.Lock()
+		defer al.Unlock()
 		g.mu.Lock()
-		stale := g.metaSeq != seq || g.deleted || g.state == groupDead
+		recs := g.pendingMeta
+		g.pendingMeta = nil
+		stale := g.deleted || g.state == groupDead
 		g.mu.Unlock()
-		if stale {
-			al.Unlock()
-			return
+		if len(recs) == 0 || stale {
+			return // taken by an earlier writer, or the group is gone
 		}
 		p := c.partitionOf(g.name)
 		c.mu.Lock()
 		owned := p >= 0 && !c.closed && c.ownsLocked(p, g.gen)
 		c.mu.Unlock()
 		if !owned {
-			al.Unlock()
 			return // the partition moved; the new leader has what was durable
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, offsetWriteTimeout)
 		defer cancel()
-		w, err := c.olog.Append(ctx, p, []Record{rec})
-		al.Unlock()
+		w, err := c.olog.Append(ctx, p, recs)
 		if err == nil {
 			err = w.Wait(ctx)
 		}
 		if err != nil {
-			c.log.Debug("writing group metadata failed; members rejoin if the group moves before the next write", "group", g.name, "err", err)
+			c.log.Debug("writing group membership failed; it is written whole at its next change", "group", g.name, "err", err)
+			g.mu.Lock()
+			g.cgGroupPrint, g.cgMemberPrint = 0, nil
+			g.mu.Unlock()
 		}
 	}()
 }
@@ -115,25 +121,47 @@ func metadataTombstone(name string, v int16) Record {
 const (
 	// classicKeyVersion is Kafka's GroupMetadataKey version.
 	classicKeyVersion = 2
-	// consumerKeyVersion keys a KIP-848 group's state: a key laid out as
-	// GroupMetadataKey, with a version of Chronik's own (Kafka's records
-	// of the consumer protocol have no schema in kmsg), and a JSON value.
-	// Readers skip key versions they do not know, as this one skips
-	// Kafka's 3 to 8.
-	consumerKeyVersion = 100
+	// consumerKeyVersion keys a KIP-848 group's epochs (a key laid out as
+	// GroupMetadataKey) and consumerMemberKeyVersion one member's state
+	// (the same, then the member ID as a string), with versions of
+	// Chronik's own (Kafka's records of the consumer protocol have no
+	// schema in kmsg) and JSON values. Readers skip key versions they do
+	// not know, as this one skips Kafka's 3 to 8. One record per member
+	// keeps a heartbeat's write to what it changed.
+	consumerKeyVersion       = 100
+	consumerMemberKeyVersion = 101
 )
 
-// cgState is a KIP-848 group's state as written to the log.
-type cgState struct {
-	Epoch       int32                `json:"epoch"`
-	AssignEpoch int32                `json:"assign_epoch"`
-	MetaSig     string               `json:"meta_sig,omitempty"`
-	Members     []cgMemberState      `json:"members"`
-	Target      map[string][]tpState `json:"target,omitempty"`
+// memberKey is the key of member's record in group.
+func memberKey(group, member string) []byte {
+	k := kmsg.GroupMetadataKey{Version: consumerMemberKeyVersion, Group: group}
+	b := k.AppendTo(nil)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(member)))
+	return append(b, member...)
 }
 
+// parseMemberKey returns the group and member of a memberKey.
+func parseMemberKey(key []byte) (group, member string, ok bool) {
+	var k kmsg.GroupMetadataKey
+	if k.ReadFrom(key) != nil {
+		return "", "", false
+	}
+	rest := key[2+2+len(k.Group):]
+	if len(rest) < 2 || int(binary.BigEndian.Uint16(rest)) != len(rest)-2 {
+		return "", "", false
+	}
+	return k.Group, string(rest[2:]), true
+}
+
+// cgState is a KIP-848 group's epochs as written to the log.
+type cgState struct {
+	Epoch       int32  `json:"epoch"`
+	AssignEpoch int32  `json:"assign_epoch"`
+	MetaSig     string `json:"meta_sig,omitempty"`
+}
+
+// cgMemberState is one member's state as written to the log.
 type cgMemberState struct {
-	ID                 string    `json:"id"`
 	InstanceID         string    `json:"instance_id,omitempty"`
 	RackID             string    `json:"rack_id,omitempty"`
 	ClientID           string    `json:"client_id,omitempty"`
@@ -146,6 +174,7 @@ type cgMemberState struct {
 	RebalanceTimeoutMs int64     `json:"rebalance_timeout_ms"`
 	Assigned           []tpState `json:"assigned,omitempty"`
 	Revoking           []tpState `json:"revoking,omitempty"`
+	Target             []tpState `json:"target,omitempty"`
 	Left               bool      `json:"left,omitempty"`
 }
 
@@ -173,52 +202,117 @@ func tpSet(states []tpState) map[topicPart]struct{} {
 	return out
 }
 
-// persistConsumerLocked writes g's KIP-848 state when it changed since the
-// last write. g.mu is held.
-func (g *group) persistConsumerLocked() {
+// persistConsumerLocked writes what changed of g's KIP-848 state since
+// the last write: the group's epochs, and the records of members that
+// changed, joined or left. Only m (the member a heartbeat was about, or
+// nil) is checked unless the epochs or the member count changed: a
+// retarget changes every member's target, and it moves the epoch. g.mu is
+// held.
+func (g *group) persistConsumerLocked(m *cgMember) {
 	cg := g.cg
 	if cg == nil {
 		return
 	}
-	st := cgState{Epoch: cg.epoch, AssignEpoch: cg.assignEpoch, MetaSig: cg.metaSig, Target: map[string][]tpState{}}
-	for id, t := range cg.target {
-		st.Target[id] = tpStates(t)
+	var recs []Record
+	gs := cgState{Epoch: cg.epoch, AssignEpoch: cg.assignEpoch, MetaSig: cg.metaSig}
+	all := false
+	if pr := printOf(gs); pr != g.cgGroupPrint {
+		value, _ := json.Marshal(gs)
+		k := kmsg.GroupMetadataKey{Version: consumerKeyVersion, Group: g.name}
+		recs = append(recs, Record{Key: k.AppendTo(nil), Value: value})
+		g.cgGroupPrint, all = pr, true
 	}
-	for _, m := range cg.members {
-		ms := cgMemberState{ID: m.id, InstanceID: m.instanceID, RackID: m.rackID, ClientID: m.clientID, ClientHost: m.clientHost,
-			Epoch: m.epoch, PrevEpoch: m.prevEpoch, Topics: m.topics, Assignor: m.assignor,
-			RebalanceTimeoutMs: m.rebalanceTimeout.Milliseconds(), Assigned: tpStates(m.assigned), Revoking: tpStates(m.revoking), Left: m.left}
-		if m.regex != nil {
-			ms.Regex = m.regex.String()
+	if g.cgMemberPrint == nil {
+		g.cgMemberPrint = map[string]uint64{}
+		all = true
+	}
+	if len(g.cgMemberPrint) != len(cg.members) {
+		all = true
+	}
+	check := func(m *cgMember) {
+		st := memberState(m, cg.target[m.id])
+		if pr := printOf(st); pr != g.cgMemberPrint[m.id] {
+			value, _ := json.Marshal(st)
+			recs = append(recs, Record{Key: memberKey(g.name, m.id), Value: value})
+			g.cgMemberPrint[m.id] = pr
 		}
-		st.Members = append(st.Members, ms)
 	}
-	slices.SortFunc(st.Members, func(a, b cgMemberState) int { return cmp.Compare(a.ID, b.ID) })
-	value, err := json.Marshal(st)
-	if err != nil || bytes.Equal(value, g.cgWritten) {
+	if all {
+		for _, m := range cg.members {
+			check(m)
+		}
+		for id := range g.cgMemberPrint {
+			if cg.members[id] == nil {
+				recs = append(recs, Record{Key: memberKey(g.name, id)}) // gone
+				delete(g.cgMemberPrint, id)
+			}
+		}
+	} else if m != nil && cg.members[m.id] == m {
+		check(m)
+	}
+	if len(recs) > 0 {
+		g.persistLocked(recs...)
+	}
+}
+
+func memberState(m *cgMember, target map[topicPart]struct{}) cgMemberState {
+	st := cgMemberState{InstanceID: m.instanceID, RackID: m.rackID, ClientID: m.clientID, ClientHost: m.clientHost,
+		Epoch: m.epoch, PrevEpoch: m.prevEpoch, Topics: m.topics, Assignor: m.assignor,
+		RebalanceTimeoutMs: m.rebalanceTimeout.Milliseconds(), Assigned: tpStates(m.assigned), Revoking: tpStates(m.revoking),
+		Target: tpStates(target), Left: m.left}
+	if m.regex != nil {
+		st.Regex = m.regex.String()
+	}
+	return st
+}
+
+// printOf fingerprints a state for the change check (never 0).
+func printOf(v any) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%v", v)
+	return h.Sum64() | 1
+}
+
+// loadedConsumer is a KIP-848 group's records met while loading.
+type loadedConsumer struct {
+	group   *cgState
+	members map[string]cgMemberState
+}
+
+// replayConsumer applies one KIP-848 record (key version v) to what
+// loading met of g.
+func (g *group) replayConsumer(v int16, member string, value []byte) {
+	if g.loadedCg == nil {
+		g.loadedCg = &loadedConsumer{members: map[string]cgMemberState{}}
+	}
+	lc := g.loadedCg
+	if v == consumerKeyVersion {
+		lc.group = nil
+		var gs cgState
+		if value != nil && json.Unmarshal(value, &gs) == nil {
+			lc.group = &gs
+		}
 		return
 	}
-	g.cgWritten = value
-	k := kmsg.GroupMetadataKey{Version: consumerKeyVersion, Group: g.name}
-	g.persistLocked(Record{Key: k.AppendTo(nil), Value: value})
+	delete(lc.members, member)
+	var ms cgMemberState
+	if value != nil && json.Unmarshal(value, &ms) == nil {
+		lc.members[member] = ms
+	}
 }
 
 // restoreConsumerLocked rebuilds g's KIP-848 state from the log: members
 // keep their epochs and partitions, with fresh session timers (and
 // revocation timers for what they are revoking). g.mu is held (or g is not
 // published yet).
-func (g *group) restoreConsumerLocked(value []byte) {
-	var st cgState
-	if json.Unmarshal(value, &st) != nil || len(st.Members) == 0 {
+func (g *group) restoreConsumerLocked(lc *loadedConsumer) {
+	if lc.group == nil || len(lc.members) == 0 {
 		return
 	}
 	cg := newConsumerGroup()
-	cg.epoch, cg.assignEpoch, cg.metaSig = st.Epoch, st.AssignEpoch, st.MetaSig
-	for id, t := range st.Target {
-		cg.target[id] = tpSet(t)
-	}
-	for _, ms := range st.Members {
-		m := &cgMember{id: ms.ID, instanceID: ms.InstanceID, rackID: ms.RackID, clientID: ms.ClientID, clientHost: ms.ClientHost,
+	cg.epoch, cg.assignEpoch, cg.metaSig = lc.group.Epoch, lc.group.AssignEpoch, lc.group.MetaSig
+	for id, ms := range lc.members {
+		m := &cgMember{id: id, instanceID: ms.InstanceID, rackID: ms.RackID, clientID: ms.ClientID, clientHost: ms.ClientHost,
 			epoch: ms.Epoch, prevEpoch: ms.PrevEpoch, topics: ms.Topics, assignor: ms.Assignor,
 			rebalanceTimeout: time.Duration(ms.RebalanceTimeoutMs) * time.Millisecond,
 			assigned:         tpSet(ms.Assigned), revoking: tpSet(ms.Revoking), left: ms.Left}
@@ -229,14 +323,21 @@ func (g *group) restoreConsumerLocked(value []byte) {
 			}
 			m.regex = re
 		}
-		cg.members[m.id] = m
+		cg.members[id] = m
+		if len(ms.Target) > 0 {
+			cg.target[id] = tpSet(ms.Target)
+		}
 		if m.instanceID != "" {
-			cg.static[m.instanceID] = m.id
+			cg.static[m.instanceID] = id
 		}
 	}
 	g.cg = cg
-	g.cgWritten = value
-	for _, m := range cg.members {
+	// What was loaded is what the log holds: the next persist writes
+	// changes only.
+	g.cgGroupPrint = printOf(*lc.group)
+	g.cgMemberPrint = map[string]uint64{}
+	for id, m := range cg.members {
+		g.cgMemberPrint[id] = printOf(memberState(m, cg.target[id]))
 		g.c.resetConsumerSessionLocked(g, m)
 		if len(m.revoking) > 0 {
 			g.armRevokeTimerLocked(m)

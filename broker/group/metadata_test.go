@@ -190,21 +190,48 @@ func TestConsumerGroupRestored(t *testing.T) {
 	if r := cgHeartbeat(c, name, "m1", 1, []int32{0, 1, 2, 3}); r.ErrorCode != 0 {
 		t.Fatalf("heartbeat: %v", kerr.ErrorForCode(r.ErrorCode))
 	}
-	waitRecords(t, l, 0, 1)
+	// A second member: the target moves, m1 revokes two partitions.
+	if r := cgHeartbeat(c, name, "m2", 0, nil); r.ErrorCode != 0 || r.MemberEpoch != 2 {
+		t.Fatalf("m2 joins: %v epoch %d", kerr.ErrorForCode(r.ErrorCode), r.MemberEpoch)
+	}
+	r1 := cgHeartbeat(c, name, "m1", 1, []int32{0, 1, 2, 3})
+	if r1.ErrorCode != 0 || r1.Assignment == nil || len(r1.Assignment.Topics[0].Partitions) != 2 {
+		t.Fatalf("m1 told to revoke: %+v", r1)
+	}
+	waitRecords(t, l, 0, 3) // the epochs and two members, at least
+	settled := l.End(0)
+	time.Sleep(50 * time.Millisecond)
+	// A heartbeat that changes nothing writes nothing.
+	if r := cgHeartbeat(c, name, "m2", 2, nil); r.ErrorCode != 0 {
+		t.Fatalf("m2 heartbeat: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := l.End(0); n != settled {
+		t.Fatalf("an idle heartbeat wrote %d records", n-settled)
+	}
 
 	c.SetLeadership(map[int32]int32{})
 	next := newTestCoordinator(t, l, true)
 	next.SetLeadership(map[int32]int32{0: 2})
 	waitServed(t, next, name)
-	if st, epoch, n := next.Status(name); n != 1 || epoch != 1 {
+	if st, epoch, n := next.Status(name); n != 2 || epoch != 2 {
 		t.Fatalf("restored: %s epoch %d members %d", st, epoch, n)
 	}
-	r := cgHeartbeat(next, name, "m1", 1, []int32{0, 1, 2, 3})
-	if r.ErrorCode != 0 || r.MemberEpoch != 1 {
-		t.Fatalf("heartbeat at the restored epoch: %v epoch %d", kerr.ErrorForCode(r.ErrorCode), r.MemberEpoch)
+	// m1 is still revoking at epoch 1: it releases what it was told to
+	// and moves on, as it would have at the old coordinator.
+	owned := []int32{}
+	for _, t := range r1.Assignment.Topics {
+		owned = append(owned, t.Partitions...)
+	}
+	r := cgHeartbeat(next, name, "m1", 1, owned)
+	if r.ErrorCode != 0 || r.MemberEpoch != 2 {
+		t.Fatalf("m1 after revoking at the restored coordinator: %v epoch %d", kerr.ErrorForCode(r.ErrorCode), r.MemberEpoch)
+	}
+	if r := cgHeartbeat(next, name, "m2", 2, nil); r.ErrorCode != 0 {
+		t.Fatalf("m2 at the restored coordinator: %v", kerr.ErrorForCode(r.ErrorCode))
 	}
 	req := commitReq(name, "t", 3, 77)
-	req.MemberID, req.Generation = "m1", 1
+	req.MemberID, req.Generation = "m1", 2
 	cresp, wait := next.OffsetCommit(req)
 	if wait != nil {
 		wait()
@@ -216,12 +243,23 @@ func TestConsumerGroupRestored(t *testing.T) {
 	if r := cgHeartbeat(next, name, "stranger", 1, nil); r.ErrorCode != kerr.UnknownMemberID.Code {
 		t.Fatalf("unknown member: %v", kerr.ErrorForCode(r.ErrorCode))
 	}
-	// It leaves: a reload finds no member.
+	// m1 leaves: a reload finds m2 alone; then m2 leaves too.
+	end := l.End(0)
 	if r := cgHeartbeat(next, name, "m1", -1, nil); r.ErrorCode != 0 {
 		t.Fatalf("leave: %v", kerr.ErrorForCode(r.ErrorCode))
 	}
-	waitRecords(t, l, 0, l.End(0)+1)
+	waitRecords(t, l, 0, end+1)
 	next.Close()
+	third := newTestCoordinator(t, l, false)
+	if members := third.Members(name); len(members) != 1 || members[0] != "m2" {
+		t.Fatalf("members after m1 left: %v", members)
+	}
+	end = l.End(0)
+	if r := cgHeartbeat(third, name, "m2", -1, nil); r.ErrorCode != 0 {
+		t.Fatalf("leave: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	waitRecords(t, l, 0, end+1)
+	third.Close()
 	if _, _, n := newTestCoordinator(t, l, false).Status(name); n != 0 {
 		t.Fatalf("%d members after the last one left", n)
 	}

@@ -1,7 +1,6 @@
 package group
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"time"
@@ -39,6 +38,7 @@ type offsetEntry struct {
 	value   committedOffset
 	deleted bool
 	metaKey int16
+	member  string // of a consumerMemberKeyVersion tombstone
 }
 
 // write appends entries for group to its partition of __consumer_offsets.
@@ -55,6 +55,10 @@ func (c *Coordinator) write(ctx context.Context, group string, entries []offsetE
 func encodeOffsets(group string, entries []offsetEntry, nowMillis int64) []Record {
 	out := make([]Record, len(entries))
 	for i, e := range entries {
+		if e.metaKey == consumerMemberKeyVersion {
+			out[i] = Record{Key: memberKey(group, e.member)}
+			continue
+		}
 		if e.metaKey != 0 {
 			out[i] = metadataTombstone(group, e.metaKey)
 			continue
@@ -204,6 +208,15 @@ func replayRecord(get func(name string) *group, off int64, key, value []byte) {
 	}
 	switch v := int16(binary.BigEndian.Uint16(key)); v {
 	case 0, 1:
+	case consumerMemberKeyVersion: // a KIP-848 member (metadata.go)
+		group, member, ok := parseMemberKey(key)
+		if !ok {
+			return
+		}
+		g := get(group)
+		g.replayConsumer(v, member, value)
+		g.loadedCgAt = off
+		return
 	case classicKeyVersion, consumerKeyVersion: // membership (metadata.go); the latest wins
 		var k kmsg.GroupMetadataKey
 		if k.ReadFrom(key) != nil {
@@ -211,7 +224,8 @@ func replayRecord(get func(name string) *group, off int64, key, value []byte) {
 		}
 		g := get(k.Group)
 		if v == consumerKeyVersion {
-			g.loadedCg, g.loadedCgAt = bytes.Clone(value), off
+			g.replayConsumer(v, "", value)
+			g.loadedCgAt = off
 			return
 		}
 		g.loadedMeta, g.loadedMetaAt = nil, off
@@ -363,6 +377,11 @@ func (c *Coordinator) deleteGroup(ctx context.Context, name string) error {
 			}
 		}
 		entries = append(entries, offsetEntry{metaKey: classicKeyVersion}, offsetEntry{metaKey: consumerKeyVersion})
+		if g.cg != nil {
+			for id := range g.cgMemberPrint {
+				entries = append(entries, offsetEntry{metaKey: consumerMemberKeyVersion, member: id})
+			}
+		}
 		g.stopGroupTimersLocked()
 		g.state = groupDead
 		g.deleted = true
