@@ -47,27 +47,12 @@ func (g *group) persistLocked(recs ...Record) {
 	g.pendingMeta = append(g.pendingMeta, recs...)
 	c := g.c
 	go func() {
-		al := c.appendLock(g.name)
-		al.Lock()
-		defer al.Unlock()
-		g.mu.Lock()
-		recs := g.pendingMeta
-		g.pendingMeta = nil
-		stale := g.deleted || g.state == groupDead
-		g.mu.Unlock()
-		if len(recs) == 0 || stale {
-			return // taken by an earlier writer, or the group is gone
-		}
-		p := c.partitionOf(g.name)
-		c.mu.Lock()
-		owned := p >= 0 && !c.closed && c.ownsLocked(p, g.gen)
-		c.mu.Unlock()
-		if !owned {
-			return // the partition moved; the new leader has what was durable
-		}
 		ctx, cancel := context.WithTimeout(c.ctx, offsetWriteTimeout)
 		defer cancel()
-		w, err := c.olog.Append(ctx, p, recs)
+		w, err := g.appendPending(ctx)
+		if w == nil && err == nil {
+			return // nothing left to write
+		}
 		if err == nil {
 			err = w.Wait(ctx)
 		}
@@ -78,6 +63,32 @@ func (g *group) persistLocked(recs ...Record) {
 			g.mu.Unlock()
 		}
 	}()
+}
+
+// appendPending appends, under the group's append lock (never held while
+// waiting for durability), what is queued for g; nil and no error when
+// nothing is, or the group is gone or no longer served here.
+func (g *group) appendPending(ctx context.Context) (Write, error) {
+	c := g.c
+	al := c.appendLock(g.name)
+	al.Lock()
+	defer al.Unlock()
+	g.mu.Lock()
+	recs := g.pendingMeta
+	g.pendingMeta = nil
+	stale := g.deleted || g.state == groupDead
+	g.mu.Unlock()
+	if len(recs) == 0 || stale {
+		return nil, nil // taken by an earlier writer, or the group is gone
+	}
+	p := c.partitionOf(g.name)
+	c.mu.Lock()
+	owned := p >= 0 && !c.closed && c.ownsLocked(p, g.gen)
+	c.mu.Unlock()
+	if !owned {
+		return nil, nil // the partition moved; the new leader has what was durable
+	}
+	return c.olog.Append(ctx, p, recs)
 }
 
 // metadataRecordLocked is g's metadata record. g.mu is held.
