@@ -6,11 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chronik-go/chronik/broker/group"
-	"github.com/chronik-go/chronik/replication"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/broker/group"
+	"github.com/chronik-go/chronik/replication"
 )
 
 // findCoordinator asks who coordinates group name.

@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chronik-go/chronik/broker/group"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/broker/group"
 )
 
 // BenchmarkOffsetCommit measures fsynced OffsetCommits per second from many

@@ -7,9 +7,10 @@ import (
 	"hash/crc32"
 	"time"
 
-	"github.com/chronik-go/chronik/broker/group"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/broker/group"
 )
 
 // The broker's side of the group coordinator (package group): offsetsLog

@@ -6,9 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chronik-go/chronik/broker/group"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/chronik-go/chronik/broker/group"
 )
 
 // Compaction keeps exactly what an oracle over random keys says: the latest
