@@ -2,6 +2,7 @@ package testharness
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,24 +26,10 @@ func StartCluster(t testing.TB, n int, opts Options) []*Broker {
 		opts.StartTimeout = 30 * time.Second
 	}
 	bs := make([]*Broker, n)
-	var peers []string
 	for i := range bs {
-		b := &Broker{t: t, opts: opts, dataDir: t.TempDir(), target: TargetChronik, host: i + 1}
-		if i < len(opts.DataDirs) && opts.DataDirs[i] != "" {
-			b.dataDir = opts.DataDirs[i]
-		}
+		b := &Broker{t: t, opts: opts, target: TargetChronik, host: i + 1}
 		b.logPath = filepath.Join(t.TempDir(), fmt.Sprintf("broker-%d.log", i+1))
-		if h := opts.Hosts; h != nil {
-			// Each broker has a host of its own: the default ports do.
-			b.kafkaAddr, b.httpAddr, b.raftAddr = h.IP(i+1)+":9092", h.IP(i+1)+":6092", h.IP(i+1)+":9093"
-		} else if err := b.pickAddrs(); err != nil {
-			t.Fatalf("testharness: picking ports: %v", err)
-		}
-		peers = append(peers, fmt.Sprintf("%d@%s", i+1, b.raftAddr))
 		bs[i] = b
-	}
-	for i, b := range bs {
-		b.opts.Args = append([]string{"--node-id", fmt.Sprint(i + 1), "--peers", strings.Join(peers, ",")}, opts.Args...)
 		t.Cleanup(func() {
 			b.kill()
 			if data, _ := os.ReadFile(b.logPath); bytes.Contains(data, []byte("WARNING: DATA RACE")) {
@@ -53,12 +40,52 @@ func StartCluster(t testing.TB, n int, opts Options) []*Broker {
 			}
 		})
 	}
+	// Free ports can be taken by another process between our probe and a
+	// broker's bind. The peers' addresses are in every broker's
+	// arguments and Raft state, so the whole cluster starts again, on new
+	// ports and fresh data directories, a few times before giving up.
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		err := startCluster(t, bs, opts)
+		if err == nil {
+			return bs
+		}
+		for _, b := range bs {
+			b.kill()
+		}
+		if attempt == attempts || !errors.Is(err, errAddrInUse) || opts.Hosts != nil || len(opts.DataDirs) > 0 {
+			t.Fatalf("testharness: %v", err)
+		}
+		t.Logf("testharness: %v; starting the cluster again on new ports", err)
+	}
+}
+
+// startCluster picks the brokers' addresses (unless opts.Hosts gives
+// them) and data directories, and starts them.
+func startCluster(t testing.TB, bs []*Broker, opts Options) error {
+	var peers []string
+	for i, b := range bs {
+		b.dataDir = t.TempDir()
+		if i < len(opts.DataDirs) && opts.DataDirs[i] != "" {
+			b.dataDir = opts.DataDirs[i]
+		}
+		if h := opts.Hosts; h != nil {
+			// Each broker has a host of its own: the default ports do.
+			b.kafkaAddr, b.httpAddr, b.raftAddr = h.IP(i+1)+":9092", h.IP(i+1)+":6092", h.IP(i+1)+":9093"
+		} else if err := b.pickAddrs(); err != nil {
+			return fmt.Errorf("picking ports: %w", err)
+		}
+		peers = append(peers, fmt.Sprintf("%d@%s", i+1, b.raftAddr))
+	}
+	for i, b := range bs {
+		b.opts.Args = append([]string{"--node-id", fmt.Sprint(i + 1), "--peers", strings.Join(peers, ",")}, opts.Args...)
+	}
 	for i, b := range bs {
 		if err := b.start(); err != nil {
-			t.Fatalf("testharness: starting broker %d: %v", i+1, err)
+			return fmt.Errorf("starting broker %d: %w", i+1, err)
 		}
 	}
-	return bs
+	return nil
 }
 
 // RaftAddr is the broker's controller listener address.
