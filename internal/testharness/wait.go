@@ -4,7 +4,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,12 +46,40 @@ func Poll(timeout, poll time.Duration, fn func() error) error {
 // port is released before returning, so another process can take it; Start
 // retries with new ports when the broker cannot bind.
 func FreeAddr() (string, error) {
+	// A port the kernel hands out for port 0 comes from the ephemeral
+	// range, where every outgoing connection of every test also takes its
+	// local port: between this probe and the broker's bind, one often
+	// did. Ports below that range are taken only by listeners.
+	low := ephemeralLow()
+	for range 50 {
+		port := 10000 + rand.IntN(low-10000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return l.Addr().String(), nil
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default, 32768, where it cannot be read).
+func ephemeralLow() int {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				low = n
+			}
+		}
+	}
+	return low
 }
 
 // ProbeAPIVersions sends one ApiVersions request to addr on a fresh
