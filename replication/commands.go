@@ -24,6 +24,7 @@ type Command struct {
 	MarkReplica      *MarkReplica      `json:"mark_replica,omitempty"`
 	ElectLeader      *ElectLeader      `json:"elect_leader,omitempty"`
 	Reassign         *Reassign         `json:"reassign,omitempty"`
+	Security         *SecurityChange   `json:"security,omitempty"`
 }
 
 // MarkReplica records a broker's report on one of its replicas: damaged
@@ -100,6 +101,8 @@ type Result struct {
 	Err   *Error `json:"err,omitempty"`
 	Value int64  `json:"value,omitempty"` // AllocProducerIDs: the first ID of the block
 	Index uint64 `json:"index"`           // the Raft index the command was applied at
+	// Security is a SecurityChange's per-item outcome.
+	Security *SecurityResult `json:"security,omitempty"`
 }
 
 // Error is a failure with a Kafka error code, so a broker can answer its
@@ -236,6 +239,9 @@ func applyAt(s *State, c *Command, index uint64) (*State, Result) {
 
 	case c.Reassign != nil:
 		return applyReassign(s, c.Reassign)
+
+	case c.Security != nil:
+		return applySecurity(s, c.Security)
 	}
 	return s, Result{Err: errorf(CodeInvalidRequest, "empty metadata command")}
 }

@@ -3,11 +3,13 @@ package replication
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -66,6 +68,16 @@ type Config struct {
 	// this node leads the quorum (CHRONIK_MAX_PARTITIONS); 0: unbounded.
 	MaxPartitions int32
 
+	// TLS, when set, makes the controller port mutual TLS: ServerTLS
+	// (which must ask for and verify client certificates) accepts peers,
+	// Raft's and controller calls, only with a certificate it verified;
+	// ClientTLS presents this node's certificate when it dials one. AllowPeer, when set, must also accept the peer certificate's
+	// principal ("User:CN=..."): a client certificate from the same CA is
+	// not a broker's.
+	ServerTLS *tls.Config
+	ClientTLS *tls.Config
+	AllowPeer func(principal string) bool
+
 	Logger *slog.Logger
 }
 
@@ -101,6 +113,8 @@ type Request struct {
 	MarkReplica *MarkReplica `json:"mark_replica,omitempty"`
 	// Reassign moves a partition's replicas (reassign.go).
 	Reassign *Reassign `json:"reassign,omitempty"`
+	// Security alters SCRAM users or ACLs (security.go).
+	Security *SecurityChange `json:"security,omitempty"`
 }
 
 // CreateTopicRequest creates a topic. The ID is chosen by the broker that
@@ -220,7 +234,7 @@ func Open(cfg Config) (*Controller, error) {
 	if cfg.SessionTimeout < 3*cfg.HeartbeatInterval {
 		return nil, fmt.Errorf("replication: session timeout %v must be at least 3 heartbeat intervals (%v)", cfg.SessionTimeout, cfg.HeartbeatInterval)
 	}
-	c := &Controller{cfg: cfg, log: cfg.Logger, fsm: newFSM(), calls: newCallConns(), peers: map[int32]string{}, hb: map[int32]time.Time{},
+	c := &Controller{cfg: cfg, log: cfg.Logger, fsm: newFSM(), calls: newCallConns(cfg.ClientTLS), peers: map[int32]string{}, hb: map[int32]time.Time{},
 		probed: map[int32]ProbeInfo{}, fatal: make(chan struct{}), closing: make(chan struct{}), process: rand.Text()}
 	if c.log == nil {
 		c.log = slog.Default()
@@ -242,7 +256,8 @@ func Open(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replication: listen on %s: %w", cfg.BindAddr, err)
 	}
-	if c.mux, err = newMux(ln, selfAddr, c.serveCall); err != nil {
+	sec := muxTLS{server: cfg.ServerTLS, client: cfg.ClientTLS, allowPeer: cfg.AllowPeer, log: cfg.Logger}
+	if c.mux, err = newMux(ln, selfAddr, c.serveCall, sec); err != nil {
 		ln.Close()
 		return nil, err
 	}
@@ -545,7 +560,8 @@ func (c *Controller) handleHeartbeat(b *BrokerInfo) callResponse {
 	c.hb[b.ID] = time.Now()
 	c.hbMu.Unlock()
 	if cur == nil || cur.Fenced || cur.Incarnation != b.Incarnation || cur.Host != b.Host || cur.Port != b.Port || cur.RaftAddr != b.RaftAddr ||
-		cur.InternalHost != b.InternalHost || cur.InternalPort != b.InternalPort || cur.StorageID != b.StorageID {
+		cur.InternalHost != b.InternalHost || cur.InternalPort != b.InternalPort || cur.StorageID != b.StorageID ||
+		!maps.Equal(cur.Endpoints, b.Endpoints) {
 		res, notLeader := c.commit(&Command{RegisterBroker: b})
 		if notLeader || res.Err != nil {
 			return callResponse{NotLeader: true}
@@ -653,6 +669,8 @@ func (c *Controller) plan(req *Request) (Result, bool) {
 		cmd.MarkReplica = req.MarkReplica
 	case req.Reassign != nil:
 		cmd.Reassign = req.Reassign
+	case req.Security != nil:
+		cmd.Security = req.Security
 	case req.AdoptTopic != nil:
 		t, err := planAdopt(st, req.AdoptTopic)
 		if err != nil {

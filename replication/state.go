@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+
+	"github.com/chronik-go/chronik/security"
 )
 
 // State is the cluster metadata every broker applies from the Raft log:
@@ -35,6 +37,9 @@ type State struct {
 	// NextProducerID: every producer ID below it has been handed to some
 	// broker; blocks are allocated through the log so none is reused.
 	NextProducerID int64 `json:"next_producer_id"`
+
+	// Security holds the SCRAM users and the ACLs (nil: none).
+	Security *security.State `json:"security,omitempty"`
 }
 
 // BrokerInfo is a registered broker.
@@ -43,6 +48,11 @@ type BrokerInfo struct {
 	Host     string `json:"host"`
 	Port     int32  `json:"port"`
 	RaftAddr string `json:"raft_addr"`
+	// Endpoints are the advertised host:port of each of its listeners, by
+	// listener name: a client is told the brokers' endpoints of the
+	// listener it connected to (Kafka's advertised.listeners). Host and
+	// Port are its first listener's.
+	Endpoints map[string]string `json:"endpoints,omitempty"`
 	// InternalHost and InternalPort are where the other brokers reach its
 	// Kafka listener, when that differs from what clients are told.
 	InternalHost string `json:"internal_host,omitempty"`

@@ -2,17 +2,21 @@ package replication
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/chronik-go/chronik/security"
 )
 
 // One TCP port (CHRONIK_RAFT_ADDR) carries both Raft's own traffic and the
@@ -44,17 +48,27 @@ type mux struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 
+	tls muxTLS
+
 	callsMu  sync.Mutex
 	calls    map[net.Conn]struct{} // open call connections, closed with the mux
 	accepted atomic.Int64          // call connections accepted, ever
 }
 
-func newMux(ln net.Listener, advertise string, serveCall func(net.Conn)) (*mux, error) {
+// muxTLS makes the controller port mutual TLS (Config.ServerTLS); zero:
+// plain TCP.
+type muxTLS struct {
+	server, client *tls.Config
+	allowPeer      func(principal string) bool
+	log            *slog.Logger
+}
+
+func newMux(ln net.Listener, advertise string, serveCall func(net.Conn), sec muxTLS) (*mux, error) {
 	adv, err := net.ResolveTCPAddr("tcp", advertise)
 	if err != nil {
 		return nil, fmt.Errorf("replication: advertised raft address %q: %w", advertise, err)
 	}
-	m := &mux{ln: ln, advertise: adv, raftConns: make(chan net.Conn, 16), serveCall: serveCall, closed: make(chan struct{}),
+	m := &mux{ln: ln, advertise: adv, tls: sec, raftConns: make(chan net.Conn, 16), serveCall: serveCall, closed: make(chan struct{}),
 		calls: map[net.Conn]struct{}{}}
 	m.wg.Add(1)
 	go m.acceptLoop()
@@ -85,6 +99,17 @@ func (m *mux) acceptLoop() {
 func (m *mux) route(nc net.Conn) {
 	var kind [1]byte
 	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if m.tls.server != nil {
+		tc, err := m.acceptTLS(nc)
+		if err != nil {
+			if m.tls.log != nil {
+				m.tls.log.Warn("controller connection refused", "remote", nc.RemoteAddr().String(), "err", err)
+			}
+			nc.Close()
+			return
+		}
+		nc = tc
+	}
 	if _, err := io.ReadFull(nc, kind[:]); err != nil {
 		nc.Close()
 		return
@@ -118,6 +143,38 @@ func (m *mux) route(nc net.Conn) {
 	}
 }
 
+// acceptTLS completes the server side of a mutual TLS handshake (within
+// the connection's read deadline) and checks the peer's principal.
+func (m *mux) acceptTLS(nc net.Conn) (net.Conn, error) {
+	tc := tls.Server(nc, m.tls.server)
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	tc.SetDeadline(time.Time{})
+	if len(tc.ConnectionState().VerifiedChains) == 0 {
+		// Whatever the server config asked for, a controller peer must
+		// have proved a certificate from the CA.
+		return nil, errors.New("no verified client certificate")
+	}
+	if m.tls.allowPeer != nil {
+		if p := security.PeerPrincipal(tc.ConnectionState()); !m.tls.allowPeer(p) {
+			return nil, fmt.Errorf("principal %s is not a broker's (CHRONIK_SUPER_USERS)", p)
+		}
+	}
+	return tc, nil
+}
+
+// dial connects to a controller port, with TLS when the port is.
+func dial(ctx context.Context, addr string, timeout time.Duration, clientTLS *tls.Config) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	if clientTLS == nil {
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	td := tls.Dialer{NetDialer: &d, Config: clientTLS}
+	return td.DialContext(ctx, "tcp", addr)
+}
+
 // Accept implements net.Listener for raft.NetworkTransport.
 func (m *mux) Accept() (net.Conn, error) {
 	select {
@@ -148,7 +205,9 @@ func (m *mux) Addr() net.Addr { return m.advertise }
 
 // Dial implements raft.StreamLayer.
 func (m *mux) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	nc, err := net.DialTimeout("tcp", string(addr), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	nc, err := dial(ctx, string(addr), timeout, m.tls.client)
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +222,7 @@ func (m *mux) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, er
 // heartbeats several times a second, and one kept connection spares a dial
 // (and a socket in TIME_WAIT) per beat.
 type callConns struct {
+	tls    *tls.Config // dial with TLS (Config.ClientTLS); nil: plain TCP
 	mu     sync.Mutex
 	idle   map[string][]idleConn
 	closed bool
@@ -173,7 +233,9 @@ type idleConn struct {
 	since time.Time
 }
 
-func newCallConns() *callConns { return &callConns{idle: map[string][]idleConn{}} }
+func newCallConns(clientTLS *tls.Config) *callConns {
+	return &callConns{tls: clientTLS, idle: map[string][]idleConn{}}
+}
 
 // get returns the most recently used idle connection to addr, closing those
 // idle for half of callIdleTimeout or more: the other side may be about to
@@ -242,8 +304,7 @@ func (p *callConns) call(ctx context.Context, addr string, req *callRequest, res
 			return kept
 		}
 	}
-	d := net.Dialer{Timeout: 2 * time.Second}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := dial(ctx, addr, 2*time.Second, p.tls)
 	if err != nil {
 		if kept != nil {
 			return fmt.Errorf("%w (and on the kept connection: %v)", err, kept)

@@ -45,7 +45,7 @@ func echoCalls(t *testing.T, perConn int, slow int32) (m *mux, lateSent chan str
 			}
 		}
 	}
-	m, err = newMux(ln, ln.Addr().String(), serve)
+	m, err = newMux(ln, ln.Addr().String(), serve, muxTLS{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func heartbeatCall(p *callConns, addr string, id int32, timeout time.Duration) e
 // Calls to one node share one connection.
 func TestCallsReuseAConnection(t *testing.T) {
 	m, _ := echoCalls(t, 0, 0)
-	p := newCallConns()
+	p := newCallConns(nil)
 	defer p.close()
 	heartbeatCalls(t, p, m.Addr().String(), 50)
 	if got := m.accepted.Load(); got != 1 {
@@ -91,7 +91,7 @@ func TestCallsReuseAConnection(t *testing.T) {
 // finds it closed: no call fails.
 func TestCallsRedialAClosedConnection(t *testing.T) {
 	m, _ := echoCalls(t, 1, 0)
-	p := newCallConns()
+	p := newCallConns(nil)
 	defer p.close()
 	heartbeatCalls(t, p, m.Addr().String(), 5)
 	if got := m.accepted.Load(); got != 5 {
@@ -103,7 +103,7 @@ func TestCallsRedialAClosedConnection(t *testing.T) {
 // stops leaves no peer waiting on it.
 func TestMuxCloseEndsCallConnections(t *testing.T) {
 	m, _ := echoCalls(t, 0, 0)
-	p := newCallConns()
+	p := newCallConns(nil)
 	defer p.close()
 	addr := m.Addr().String()
 	heartbeatCalls(t, p, addr, 1)
@@ -123,7 +123,7 @@ func TestMuxCloseEndsCallConnections(t *testing.T) {
 // the same connection.
 func TestCallsAfterATimeoutGetTheirOwnReply(t *testing.T) {
 	m, lateSent := echoCalls(t, 0, 7)
-	p := newCallConns()
+	p := newCallConns(nil)
 	defer p.close()
 	addr := m.Addr().String()
 	heartbeatCalls(t, p, addr, 1)
@@ -140,7 +140,7 @@ func TestCallsDropConnectionsIdleTooLong(t *testing.T) {
 	defer func(d time.Duration) { callIdleTimeout = d }(callIdleTimeout)
 	callIdleTimeout = 200 * time.Millisecond
 	m, _ := echoCalls(t, 0, 0)
-	p := newCallConns()
+	p := newCallConns(nil)
 	defer p.close()
 	addr := m.Addr().String()
 	heartbeatCalls(t, p, addr, 3)
