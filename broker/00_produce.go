@@ -54,6 +54,10 @@ import (
 //   leadership moves. acks=1 answers after the leader's fsync.
 // * Unknown topics get UNKNOWN_TOPIC_OR_PARTITION: topics are auto-created
 //   by Metadata requests, as in Kafka.
+// * ACLs: WRITE on each topic, checked before the topic is looked up (so
+//   a denied client cannot tell which topics exist); a denied topic's
+//   partitions get TOPIC_AUTHORIZATION_FAILED. An idempotent producer needs
+//   nothing more here (Kafka 2.8+, KIP-679): InitProducerID checks it.
 //
 // Deviations:
 // * v0-2 are advertised only because librdkafka (up to at least 2.0, the
@@ -84,9 +88,18 @@ func handleProduce(c *conn, req *request) reply {
 		for _, rt := range r.Topics {
 			st := kmsg.NewProduceResponseTopic()
 			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			tcode, name := code, rt.Topic
+			if r.Version >= 13 {
+				if t := b.lookupTopicID(rt.TopicID); t != nil {
+					name = t.name
+				}
+			}
+			if !c.allowed(kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic, name) {
+				tcode = kerr.TopicAuthorizationFailed
+			}
 			for _, rp := range rt.Partitions {
 				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = rp.Partition, code.Code
+				sp.Partition, sp.ErrorCode = rp.Partition, tcode.Code
 				st.Partitions = append(st.Partitions, sp)
 			}
 			resp.Topics = append(resp.Topics, st)
@@ -121,10 +134,15 @@ func handleProduce(c *conn, req *request) reply {
 		*st = kmsg.NewProduceResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
 		var t *topic
+		denied := false
 		if r.Version >= 13 {
 			t = b.lookupTopicID(rt.TopicID)
+			denied = t != nil && !c.allowed(kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic, t.name)
 		} else {
-			t = b.lookupTopic(rt.Topic)
+			denied = !c.allowed(kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic, rt.Topic)
+			if !denied {
+				t = b.lookupTopic(rt.Topic)
+			}
 		}
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		for j := range rt.Partitions {
@@ -132,6 +150,10 @@ func handleProduce(c *conn, req *request) reply {
 			sp := &st.Partitions[j]
 			*sp = kmsg.NewProduceResponseTopicPartition()
 			sp.Partition = rp.Partition
+			if denied {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				continue
+			}
 			p := b.partitionOf(t, rp.Partition)
 			if t != nil && t.name == offsetsTopic {
 				// Only the group coordinator writes committed offsets.

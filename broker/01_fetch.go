@@ -59,6 +59,13 @@ import (
 //   fetching below the leader's local log start, with Tier 3, gets
 //   OFFSET_MOVED_TO_TIERED_STORAGE and starts its log at the leader's
 //   local log start (KIP-405): the archive holds what lies below.
+// * ACLs: a consumer needs READ on each topic (TOPIC_AUTHORIZATION_FAILED
+//   for its partitions otherwise, checked before the topic is looked up;
+//   v13+ IDs are resolved first, so an unknown ID is UNKNOWN_TOPIC_ID). A
+//   fetch naming a replica needs CLUSTER_ACTION on the cluster, checked
+//   before its broker epoch: without it every partition gets
+//   TOPIC_AUTHORIZATION_FAILED, as Kafka answers, so a client principal
+//   cannot fetch as a follower.
 //
 // Deviations:
 // * v0-3 are advertised only for old librdkafka's feature probes (see
@@ -75,9 +82,54 @@ const maxFetchWait = 30 * time.Second
 
 func handleFetch(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.FetchRequest)
+	auth := c.fetchAuth(r)
 	done := make(chan kmsg.Response, 1)
-	go func() { done <- c.b.fetch(c, r) }()
+	go func() { done <- c.b.fetch(c, r, auth) }()
 	return func() kmsg.Response { return <-done }
+}
+
+// fetchACL is what a fetch may read, decided on the connection's reader
+// goroutine before the fetch runs. The zero value allows everything.
+type fetchACL struct {
+	all    bool   // a replica's fetch without CLUSTER_ACTION: every topic is denied
+	denied []bool // by request topic: no READ
+}
+
+func (a *fetchACL) deniedTopic(i int) bool {
+	return a.all || a.denied != nil && a.denied[i]
+}
+
+// fetchReplica is the broker a fetch claims to come from (-1: a consumer)
+// and that broker's epoch (-1: not sent).
+func fetchReplica(r *kmsg.FetchRequest) (int32, int64) {
+	if r.Version >= 15 {
+		return r.ReplicaState.ID, r.ReplicaState.Epoch
+	}
+	return r.ReplicaID, -1
+}
+
+// fetchAuth checks r against the ACLs, each topic once: READ on the topic
+// for a consumer, CLUSTER_ACTION on the cluster for a replica.
+func (c *conn) fetchAuth(r *kmsg.FetchRequest) fetchACL {
+	if c.b.cfg.Authorizer == nil {
+		return fetchACL{}
+	}
+	if replica, _ := fetchReplica(r); replica >= 0 {
+		return fetchACL{all: !c.allowedCluster(kmsg.ACLOperationClusterAction)}
+	}
+	a := fetchACL{denied: make([]bool, len(r.Topics))}
+	for i := range r.Topics {
+		name := r.Topics[i].Topic
+		if r.Version >= 13 {
+			t := c.b.lookupTopicID(r.Topics[i].TopicID)
+			if t == nil {
+				continue // UNKNOWN_TOPIC_ID
+			}
+			name = t.name
+		}
+		a.denied[i] = !c.allowed(kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, name)
+	}
+	return a
 }
 
 type fetchSlot struct {
@@ -90,16 +142,16 @@ type fetchSlot struct {
 	replica bool       // a follower's fetch: reads up to the durable end
 }
 
-func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
+func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest, auth fetchACL) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.FetchResponse)
 	if r.Version >= 7 && (r.SessionID != 0 || r.SessionEpoch > 0) {
 		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
 		return resp
 	}
 
-	replica, replicaEpoch := r.ReplicaID, int64(-1)
-	if r.Version >= 15 {
-		replica, replicaEpoch = r.ReplicaState.ID, r.ReplicaState.Epoch
+	replica, replicaEpoch := fetchReplica(r)
+	if auth.all {
+		replica = -1 // denied outright: never taken for a follower
 	}
 	isFollower := replica >= 0 && b.ctl != nil && b.authenticReplica(c, replica, replicaEpoch)
 	if replica >= 0 && b.ctl != nil && !isFollower {
@@ -144,6 +196,9 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest) kmsg.Response {
 			switch {
 			case r.Version < 4:
 				sp.ErrorCode = kerr.UnsupportedVersion.Code
+				continue
+			case auth.deniedTopic(i):
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 				continue
 			case p == nil:
 				sp.ErrorCode = b.missingPartitionCode(r.Version >= 13 && t == nil).Code

@@ -21,6 +21,8 @@ import (
 // * Isolation levels are the same: there are no transactions.
 // * In a cluster, only the partition's leader answers (as Fetch, leader
 //   epochs checked), and the response carries the current leader epoch.
+// * ACLs: DESCRIBE on each topic, else TOPIC_AUTHORIZATION_FAILED for its
+//   partitions (whatever ReplicaID says, as Kafka).
 
 const (
 	listLatest       = -1
@@ -37,13 +39,19 @@ func handleListOffsets(c *conn, req *request) reply {
 	for _, rt := range r.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
-		t := b.lookupTopic(rt.Topic)
+		denied := !c.allowed(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, rt.Topic)
+		var t *topic
+		if !denied {
+			t = b.lookupTopic(rt.Topic)
+		}
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Timestamp, sp.Offset = -1, -1
 			p := b.partitionOf(t, rp.Partition)
-			if p == nil {
+			if denied {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			} else if p == nil {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			} else if epoch, lerr := b.leaderCheck(t, rp.Partition, rp.CurrentLeaderEpoch); lerr != nil {
 				sp.ErrorCode = lerr.Code

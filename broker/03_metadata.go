@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/security"
 )
 
 // Metadata: v0-12
@@ -28,8 +30,13 @@ import (
 //   (UNKNOWN_TOPIC_OR_PARTITION).
 // * v10+ topics may be named by ID; an unknown ID gets UNKNOWN_TOPIC_ID.
 // * __consumer_offsets is marked internal.
-// * Authorized operations are not computed (no ACLs): the fields stay at
-//   Kafka's "not requested" value.
+// * ACLs: DESCRIBE on a topic, checked before it is looked up. Listing
+//   every topic leaves out the ones denied; a named one gets
+//   TOPIC_AUTHORIZATION_FAILED (by ID: with its ID, without its name).
+//   Auto-creating also needs CREATE on the cluster or on the topic, else
+//   TOPIC_AUTHORIZATION_FAILED. Authorized operations (v8+, the cluster's
+//   v8-10) are filled when asked (the cluster's 0 without DESCRIBE on it),
+//   every operation when no authorizer is set, as Kafka.
 
 func handleMetadata(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.MetadataRequest)
@@ -41,16 +48,38 @@ func handleMetadata(c *conn, req *request) reply {
 		st := b.ctl.State()
 		for _, bi := range st.LiveBrokers() {
 			br := kmsg.NewMetadataResponseBroker()
-			br.NodeID, br.Host, br.Port = bi.ID, bi.Host, bi.Port
+			br.NodeID = bi.ID
+			br.Host, br.Port = endpoint(bi, c.ln.Name)
 			resp.Brokers = append(resp.Brokers, br)
 		}
 		resp.ControllerID = b.ctl.LeaderID()
 	} else {
-		host, port := b.advertised()
+		host, port := b.advertised(c.ln.Name)
 		br := kmsg.NewMetadataResponseBroker()
 		br.NodeID, br.Host, br.Port = b.cfg.NodeID, host, port
 		resp.Brokers = []kmsg.MetadataResponseBroker{br}
 		resp.ControllerID = b.cfg.NodeID
+	}
+
+	// Topic and cluster authorized operations (KIP-430), when asked: v8+,
+	// the cluster's only through v10.
+	topicOps := r.Version >= 8 && r.IncludeTopicAuthorizedOperations
+	if r.Version >= 8 && r.Version <= 10 && r.IncludeClusterAuthorizedOperations {
+		resp.AuthorizedOperations = 0
+		if c.allowedCluster(kmsg.ACLOperationDescribe) {
+			resp.AuthorizedOperations = c.authorizedOperations(kmsg.ACLResourceTypeCluster, security.ClusterResourceName)
+		}
+	}
+	add := func(st kmsg.MetadataResponseTopic, name string) {
+		if topicOps {
+			st.AuthorizedOperations = c.authorizedOperations(kmsg.ACLResourceTypeTopic, name)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	fail := func(name *string, id [16]byte, code *kerr.Error) {
+		st := kmsg.NewMetadataResponseTopic()
+		st.Topic, st.TopicID, st.ErrorCode = name, id, code.Code
+		resp.Topics = append(resp.Topics, st)
 	}
 
 	all := r.Topics == nil || (r.Version == 0 && len(r.Topics) == 0)
@@ -58,25 +87,50 @@ func handleMetadata(c *conn, req *request) reply {
 		ts := b.snapshotTopics()
 		sort.Slice(ts, func(i, j int) bool { return ts[i].name < ts[j].name })
 		for _, t := range ts {
-			resp.Topics = append(resp.Topics, b.metadataTopic(t))
+			if c.allowed(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, t.name) {
+				add(b.metadataTopic(t), t.name)
+			}
 		}
 		return now(resp)
 	}
 	autoCreate := b.cfg.AutoCreateTopics && (r.Version < 4 || r.AllowAutoTopicCreation)
+	clusterCreate := 0 // CREATE on the cluster: 0 not checked yet, 1 allowed, -1 denied
+	mayCreate := func(name string) bool {
+		if clusterCreate == 0 {
+			clusterCreate = -1
+			if c.allowedCluster(kmsg.ACLOperationCreate) {
+				clusterCreate = 1
+			}
+		}
+		return clusterCreate == 1 || c.allowed(kmsg.ACLOperationCreate, kmsg.ACLResourceTypeTopic, name)
+	}
 	for _, rt := range r.Topics {
 		var t *topic
 		if rt.Topic == nil {
 			t = b.lookupTopicID(rt.TopicID)
-			if t == nil {
-				st := kmsg.NewMetadataResponseTopic()
-				st.TopicID, st.ErrorCode = rt.TopicID, kerr.UnknownTopicID.Code
-				resp.Topics = append(resp.Topics, st)
+			switch {
+			case t == nil:
+				fail(nil, rt.TopicID, kerr.UnknownTopicID)
+				continue
+			case !c.allowed(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, t.name):
+				// An ID is not secret; the name is.
+				fail(nil, rt.TopicID, kerr.TopicAuthorizationFailed)
 				continue
 			}
 		} else {
 			name := *rt.Topic
+			if !c.allowed(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, name) {
+				// Checked first, so a denied client cannot tell whether
+				// the topic exists.
+				fail(&name, [16]byte{}, kerr.TopicAuthorizationFailed)
+				continue
+			}
 			t = b.lookupTopic(name)
 			if t == nil && autoCreate {
+				if !mayCreate(name) {
+					fail(&name, [16]byte{}, kerr.TopicAuthorizationFailed)
+					continue
+				}
 				var err error
 				t, err = b.createTopic(name, -1, -1, nil, false)
 				if err != nil && kafkaErr(err) == kerr.TopicAlreadyExists {
@@ -91,20 +145,34 @@ func handleMetadata(c *conn, req *request) reply {
 				if err != nil {
 					st := kmsg.NewMetadataResponseTopic()
 					st.Topic, st.ErrorCode = &name, kafkaErr(err).Code
-					resp.Topics = append(resp.Topics, st)
+					add(st, name)
 					continue
 				}
 			}
 			if t == nil {
 				st := kmsg.NewMetadataResponseTopic()
 				st.Topic, st.ErrorCode = &name, kerr.UnknownTopicOrPartition.Code
-				resp.Topics = append(resp.Topics, st)
+				add(st, name)
 				continue
 			}
 		}
-		resp.Topics = append(resp.Topics, b.metadataTopic(t))
+		add(b.metadataTopic(t), t.name)
 	}
 	return now(resp)
+}
+
+// allowAll answers authorizedOperations without an authorizer: Kafka then
+// reports every operation the resource type has.
+var allowAll = &security.Authorizer{AllowIfNoACL: true}
+
+// authorizedOperations is the connection's authorized-operations bitfield
+// on a resource (KIP-430), for Metadata, DescribeCluster, DescribeGroups
+// and ConsumerGroupDescribe.
+func (c *conn) authorizedOperations(rt kmsg.ACLResourceType, name string) int32 {
+	if az := c.b.cfg.Authorizer; az != nil {
+		return az.AuthorizedOperations(c.b.secState(), c.auth.principal, c.host, rt, name)
+	}
+	return allowAll.AuthorizedOperations(nil, "", "", rt, name)
 }
 
 func (b *Broker) metadataTopic(t *topic) kmsg.MetadataResponseTopic {

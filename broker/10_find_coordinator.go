@@ -14,6 +14,8 @@ import (
 //   is created on the first lookup, which (like a lookup while the
 //   partition has no leader) answers COORDINATOR_NOT_AVAILABLE.
 // * v4+ answer every key of the batch (KIP-699).
+// * ACLs: DESCRIBE on a group key's group, checked first, else
+//   GROUP_AUTHORIZATION_FAILED for that key.
 //
 // Deviations:
 // * Transactions and share groups are not supported yet: type 1 keys get
@@ -22,10 +24,13 @@ import (
 func handleFindCoordinator(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.FindCoordinatorRequest)
 	resp := r.ResponseKind().(*kmsg.FindCoordinatorResponse)
-	host, port := c.b.advertised()
+	host, port := c.b.advertised(c.ln.Name)
 	answer := func(key string) (node int32, h string, p int32, code int16, msg *string) {
 		switch r.CoordinatorType {
 		case 0:
+			if !c.allowed(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup, key) {
+				return -1, "", -1, kerr.GroupAuthorizationFailed.Code, nil
+			}
 			if key == "" && r.Version < 4 {
 				m := "group id is empty"
 				return -1, "", -1, kerr.InvalidGroupID.Code, &m
@@ -36,7 +41,8 @@ func handleFindCoordinator(c *conn, req *request) reply {
 					m := "the group's coordinator is not available"
 					return -1, "", -1, err.Code, &m
 				}
-				return bi.ID, bi.Host, bi.Port, 0, nil
+				h, p := endpoint(bi, c.ln.Name)
+				return bi.ID, h, p, 0, nil
 			}
 			return c.b.cfg.NodeID, host, port, 0, nil
 		case 1:

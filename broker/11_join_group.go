@@ -28,12 +28,16 @@ import (
 //   SkipAssignment, KIP-814). A stale member ID gets FENCED_INSTANCE_ID.
 // * A follower repeating its join with unchanged metadata while the group is
 //   Stable or CompletingRebalance gets the current generation back.
+// * ACLs: READ on the group, else GROUP_AUTHORIZATION_FAILED.
 //
 // Deviations:
 // * Reason (v8+) is logged only at debug level.
 
 func handleJoinGroup(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.JoinGroupRequest)
+	if !c.allowed(kmsg.ACLOperationRead, kmsg.ACLResourceTypeGroup, r.Group) {
+		return now(groupErrorResponse(r, kerr.GroupAuthorizationFailed))
+	}
 	resp, wait := c.b.groups.JoinGroup(r, req.clientID, "/"+c.remoteHost())
 	if resp != nil {
 		resp.SetVersion(r.Version)

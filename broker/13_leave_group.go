@@ -1,6 +1,9 @@
 package broker
 
-import "github.com/twmb/franz-go/pkg/kmsg"
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
 
 // LeaveGroup: v0-5
 //
@@ -9,10 +12,16 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 //   member ID or by group.instance.id (KIP-345), with a per-member error
 //   (UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID). The rest of the group
 //   rebalances.
+// * ACLs: READ on the group, else GROUP_AUTHORIZATION_FAILED at the top
+//   level.
 
 func handleLeaveGroup(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.LeaveGroupRequest)
 	resp := r.ResponseKind().(*kmsg.LeaveGroupResponse)
+	if !c.allowed(kmsg.ACLOperationRead, kmsg.ACLResourceTypeGroup, r.Group) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return now(resp)
+	}
 	members := r.Members
 	if r.Version < 3 {
 		m := kmsg.NewLeaveGroupRequestMember()

@@ -17,6 +17,7 @@ import (
 // * UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, FENCED_INSTANCE_ID (v3+) and,
 //   v5+, INCONSISTENT_GROUP_PROTOCOL when ProtocolType or Protocol do not
 //   match the group's.
+// * ACLs: READ on the group, else GROUP_AUTHORIZATION_FAILED.
 
 // syncWaitLimit bounds how long a follower waits for its leader before it
 // is told to rejoin; the rebalance timer normally answers much sooner.
@@ -24,6 +25,9 @@ const syncWaitLimit = 5 * time.Minute
 
 func handleSyncGroup(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.SyncGroupRequest)
+	if !c.allowed(kmsg.ACLOperationRead, kmsg.ACLResourceTypeGroup, r.Group) {
+		return now(groupErrorResponse(r, kerr.GroupAuthorizationFailed))
+	}
 	resp, wait := c.b.groups.SyncGroup(r)
 	if resp != nil {
 		resp.SetVersion(r.Version)

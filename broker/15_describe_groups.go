@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -16,13 +17,24 @@ import (
 //   tools keep working: protocol type "consumer", its assignor as the
 //   protocol, its state name (Empty, Assigning, Reconciling, Stable), and
 //   each member's current assignment encoded as a ConsumerMemberAssignment.
-// * Authorized operations are not computed (no ACLs).
+// * ACLs: DESCRIBE on each group, else GROUP_AUTHORIZATION_FAILED for it.
+//   v3+ fill AuthorizedOperations of the groups described when asked.
 
 func handleDescribeGroups(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.DescribeGroupsRequest)
 	resp := r.ResponseKind().(*kmsg.DescribeGroupsResponse)
 	for _, name := range r.Groups {
-		resp.Groups = append(resp.Groups, c.b.groups.DescribeGroup(name, r.Version))
+		if !c.allowed(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup, name) {
+			g := kmsg.NewDescribeGroupsResponseGroup()
+			g.Group, g.ErrorCode = name, kerr.GroupAuthorizationFailed.Code
+			resp.Groups = append(resp.Groups, g)
+			continue
+		}
+		g := c.b.groups.DescribeGroup(name, r.Version)
+		if r.Version >= 3 && r.IncludeAuthorizedOperations && g.ErrorCode == 0 {
+			g.AuthorizedOperations = c.authorizedOperations(kmsg.ACLResourceTypeGroup, name)
+		}
+		resp.Groups = append(resp.Groups, g)
 	}
 	return now(resp)
 }

@@ -12,7 +12,20 @@ import (
 //   case-insensitively; TypesFilter (v5+) matches "classic" or "consumer"
 //   (KIP-848 groups, whose states are Empty, Assigning, Reconciling,
 //   Stable).
+// * ACLs: every group with DESCRIBE on the cluster; otherwise only the
+//   groups the principal may DESCRIBE.
 
 func handleListGroups(c *conn, req *request) reply {
-	return now(c.b.groups.ListGroups(req.Request.(*kmsg.ListGroupsRequest)))
+	resp := c.b.groups.ListGroups(req.Request.(*kmsg.ListGroupsRequest))
+	if c.allowedCluster(kmsg.ACLOperationDescribe) {
+		return now(resp)
+	}
+	kept := resp.Groups[:0]
+	for _, g := range resp.Groups {
+		if c.allowed(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup, g.Group) {
+			kept = append(kept, g)
+		}
+	}
+	resp.Groups = kept
+	return now(resp)
 }

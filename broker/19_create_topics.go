@@ -19,6 +19,10 @@ import (
 // * The topic is durable (metadata fsynced) before the response.
 // * v5+ returns partitions, replication factor and the effective configs;
 //   v7 returns the topic ID.
+// * ACLs: CREATE on the cluster or on the topic, else
+//   TOPIC_AUTHORIZATION_FAILED. A created topic's partitions, replication
+//   factor and configs are returned only with DESCRIBE_CONFIGS on it
+//   (else ConfigErrorCode TOPIC_AUTHORIZATION_FAILED), as Kafka.
 //
 // * In a cluster the request goes to the Raft controller (from whichever
 //   broker took it), which places replicas on live brokers, spreading
@@ -36,6 +40,7 @@ func handleCreateTopics(c *conn, req *request) reply {
 	for _, rt := range r.Topics {
 		seen[rt.Topic]++
 	}
+	clusterCreate := c.allowedCluster(kmsg.ACLOperationCreate)
 	for _, rt := range r.Topics {
 		st := kmsg.NewCreateTopicsResponseTopic()
 		st.Topic = rt.Topic
@@ -44,6 +49,8 @@ func handleCreateTopics(c *conn, req *request) reply {
 		switch {
 		case seen[rt.Topic] > 1:
 			err = kerrf(kerr.InvalidRequest, "topic %q is named more than once in the request", rt.Topic)
+		case !clusterCreate && !c.allowed(kmsg.ACLOperationCreate, kmsg.ACLResourceTypeTopic, rt.Topic):
+			err = kerrf(kerr.TopicAuthorizationFailed, "not authorized to create topic %q", rt.Topic)
 		case len(rt.ReplicaAssignment) > 0:
 			err = kerrf(kerr.InvalidRequest, "manual replica assignment is not supported; give a partition count instead")
 		default:
@@ -53,7 +60,12 @@ func handleCreateTopics(c *conn, req *request) reply {
 			}
 			var t *topic
 			t, err = b.createTopic(rt.Topic, rt.NumPartitions, rt.ReplicationFactor, configs, r.ValidateOnly)
-			if err == nil {
+			if err == nil && !c.allowed(kmsg.ACLOperationDescribeConfigs, kmsg.ACLResourceTypeTopic, rt.Topic) {
+				st.ConfigErrorCode = kerr.TopicAuthorizationFailed.Code
+				if t != nil {
+					st.TopicID = t.id
+				}
+			} else if err == nil {
 				st.NumPartitions, st.ReplicationFactor = rt.NumPartitions, rt.ReplicationFactor
 				if st.NumPartitions == -1 {
 					st.NumPartitions = b.cfg.DefaultPartitions

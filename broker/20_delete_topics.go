@@ -13,6 +13,9 @@ import (
 // * Deletion is durable before the response; fetches and produces to the
 //   topic fail at once. A topic re-created with the same name gets a new ID
 //   and never sees the old records.
+// * ACLs: DELETE on the topic, checked before it is looked up, else
+//   TOPIC_AUTHORIZATION_FAILED; a topic named by ID also needs DESCRIBE,
+//   without which its name is not returned.
 //
 // Deviations:
 // * The deleted topic's WAL bytes are reclaimed with the WAL segments that
@@ -38,16 +41,26 @@ func handleDeleteTopics(c *conn, req *request) reply {
 		} else {
 			t = b.lookupTopicID(rt.TopicID)
 		}
+		name := ""
+		if rt.Topic != nil {
+			name = *rt.Topic
+		} else if t != nil {
+			name = t.name
+		}
 		var err error
 		switch {
 		case t == nil && rt.Topic == nil:
 			err = kerrf(kerr.UnknownTopicID, "no topic has ID %s", topicIDString(rt.TopicID))
+		case rt.Topic == nil && !c.allowed(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, name):
+			err = kerrf(kerr.TopicAuthorizationFailed, "not authorized to describe topic ID %s", topicIDString(rt.TopicID))
+		case !c.allowed(kmsg.ACLOperationDelete, kmsg.ACLResourceTypeTopic, name):
+			st.Topic = &name // the client named it, or may describe it
+			err = kerrf(kerr.TopicAuthorizationFailed, "not authorized to delete topic %q", name)
 		case t == nil:
 			err = kerrf(kerr.UnknownTopicOrPartition, "topic %q does not exist", *rt.Topic)
 		case t.name == offsetsTopic:
 			err = kerrf(kerr.InvalidTopicException, "%s is internal and cannot be deleted", offsetsTopic)
 		default:
-			name := t.name
 			st.Topic, st.TopicID = &name, t.id
 			err = b.deleteTopic(t)
 		}

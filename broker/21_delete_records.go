@@ -23,6 +23,8 @@ import (
 //   in Kafka.
 // * __consumer_offsets gets INVALID_TOPIC_EXCEPTION: it belongs to the
 //   group coordinator.
+// * ACLs: DELETE on each topic, checked before it is looked up, else
+//   TOPIC_AUTHORIZATION_FAILED for its partitions.
 
 func handleDeleteRecords(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.DeleteRecordsRequest)
@@ -32,12 +34,18 @@ func handleDeleteRecords(c *conn, req *request) reply {
 	for _, rt := range r.Topics {
 		st := kmsg.NewDeleteRecordsResponseTopic()
 		st.Topic = rt.Topic
-		t := b.lookupTopic(rt.Topic)
+		denied := !c.allowed(kmsg.ACLOperationDelete, kmsg.ACLResourceTypeTopic, rt.Topic)
+		var t *topic
+		if !denied {
+			t = b.lookupTopic(rt.Topic)
+		}
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition, sp.LowWatermark = rp.Partition, -1
 			p := b.partitionOf(t, rp.Partition)
 			switch {
+			case denied:
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			case t.name == offsetsTopic:

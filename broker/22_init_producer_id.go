@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/replication"
+	"github.com/chronik-go/chronik/security"
 )
 
 // InitProducerID: v0-4
@@ -22,6 +23,9 @@ import (
 //   A fresh ID resets the client's sequences just as well.
 // * A claim with exactly one of producer ID and epoch set (-1) is
 //   INVALID_REQUEST, as Kafka answers it.
+// * ACLs: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (KIP-679:
+//   an ALLOW binding on topics that no DENY binding covers, whether or not
+//   such a topic exists yet), else CLUSTER_AUTHORIZATION_FAILED.
 //
 // Deviations:
 // * A transactional ID gets INVALID_REQUEST: transactions are not supported
@@ -36,6 +40,10 @@ func handleInitProducerID(c *conn, req *request) reply {
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	if r.TransactionalID != nil {
 		resp.ErrorCode = kerr.InvalidRequest.Code
+		return now(resp)
+	}
+	if !c.allowedCluster(kmsg.ACLOperationIdempotentWrite) && !c.mayWriteSomeTopic() {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
 		return now(resp)
 	}
 	if (r.ProducerID == -1) != (r.ProducerEpoch == -1) {
@@ -53,6 +61,77 @@ func handleInitProducerID(c *conn, req *request) reply {
 	}
 	resp.ProducerID, resp.ProducerEpoch = id, 0
 	return now(resp)
+}
+
+// mayWriteSomeTopic is Kafka's authorizeByResourceType(WRITE, TOPIC): may
+// the principal write to some topic, existing or not? It may when a topic
+// no binding covers is writable (a super user, or
+// allow.everyone.if.no.acl.found), or when an ALLOW of WRITE (or ALL) on
+// topics that matches it is not overridden by a matching DENY: one on
+// every topic, a literal one on the same name, or a prefixed one whose
+// prefix starts the allowed name or prefix.
+func (c *conn) mayWriteSomeTopic() bool {
+	az := c.b.cfg.Authorizer
+	if az == nil {
+		return true
+	}
+	st := c.b.secState()
+	// Kafka asks about a topic name no binding is likely to cover.
+	if az.Authorize(st, c.auth.principal, c.host, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic, "hardcode") {
+		return true
+	}
+	if st == nil {
+		return false
+	}
+	var allowLiteral, allowPrefixed []string
+	allowAny := false
+	denyLiteral, denyPrefixed := map[string]bool{}, map[string]bool{}
+	for _, acl := range st.ACLs {
+		switch {
+		case acl.ResourceType != kmsg.ACLResourceTypeTopic,
+			acl.Principal != c.auth.principal && acl.Principal != security.WildcardPrincipal,
+			acl.Host != c.host && acl.Host != security.WildcardHost,
+			acl.Operation != kmsg.ACLOperationWrite && acl.Operation != kmsg.ACLOperationAll:
+			continue
+		}
+		literal := acl.PatternType == kmsg.ACLResourcePatternTypeLiteral
+		switch {
+		case acl.Permission == kmsg.ACLPermissionTypeDeny && literal && acl.ResourceName == security.WildcardResource:
+			return false
+		case acl.Permission == kmsg.ACLPermissionTypeDeny && literal:
+			denyLiteral[acl.ResourceName] = true
+		case acl.Permission == kmsg.ACLPermissionTypeDeny:
+			denyPrefixed[acl.ResourceName] = true
+		case literal && acl.ResourceName == security.WildcardResource:
+			allowAny = true // unless a DENY on every topic follows
+		case literal:
+			allowLiteral = append(allowLiteral, acl.ResourceName)
+		default:
+			allowPrefixed = append(allowPrefixed, acl.ResourceName)
+		}
+	}
+	if allowAny {
+		return true
+	}
+	deniedByPrefix := func(name string) bool {
+		for i := 1; i <= len(name); i++ {
+			if denyPrefixed[name[:i]] {
+				return true
+			}
+		}
+		return false
+	}
+	for _, name := range allowLiteral {
+		if !denyLiteral[name] && !deniedByPrefix(name) {
+			return true
+		}
+	}
+	for _, prefix := range allowPrefixed {
+		if !deniedByPrefix(prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *Broker) nextProducerID() (int64, error) {

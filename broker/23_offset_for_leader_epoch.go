@@ -20,15 +20,23 @@ import (
 //   log end.
 // * An epoch older than every cached epoch gets epoch -1 and offset -1
 //   (Kafka's UNDEFINED_EPOCH_OFFSET).
+// * ACLs: CLUSTER_ACTION on the cluster (followers), or else DESCRIBE on
+//   each topic (consumers, KIP-320), whatever ReplicaID says; otherwise
+//   TOPIC_AUTHORIZATION_FAILED for the topic's partitions.
 
 func handleOffsetForLeaderEpoch(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.OffsetForLeaderEpochRequest)
 	b := c.b
 	resp := r.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+	clusterAction := c.allowedCluster(kmsg.ACLOperationClusterAction)
 	for _, rt := range r.Topics {
 		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
 		st.Topic = rt.Topic
-		t := b.lookupTopic(rt.Topic)
+		denied := !clusterAction && !c.allowed(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, rt.Topic)
+		var t *topic
+		if !denied {
+			t = b.lookupTopic(rt.Topic)
+		}
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition, sp.LeaderEpoch, sp.EndOffset = rp.Partition, -1, -1
@@ -38,6 +46,8 @@ func handleOffsetForLeaderEpoch(c *conn, req *request) reply {
 			}
 			p := b.partitionOf(t, rp.Partition)
 			switch {
+			case denied:
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			default:

@@ -17,6 +17,10 @@ import (
 // * Broker resources (name "" or this broker's ID): the broker settings that
 //   shape topics, read-only (they come from flags, env or the config file).
 // * Other resource types get INVALID_REQUEST.
+// * ACLs: DESCRIBE_CONFIGS on the topic (else TOPIC_AUTHORIZATION_FAILED),
+//   or on the cluster for broker, broker-logger and client-metrics
+//   resources (else CLUSTER_AUTHORIZATION_FAILED), or on the group for
+//   group resources (else GROUP_AUTHORIZATION_FAILED), per resource.
 
 func handleDescribeConfigs(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.DescribeConfigsRequest)
@@ -52,6 +56,11 @@ func handleDescribeConfigs(c *conn, req *request) reply {
 				cfg.ConfigSynonyms = append(cfg.ConfigSynonyms, syn)
 			}
 			rs.Configs = append(rs.Configs, cfg)
+		}
+		if code := c.configsDenied(kmsg.ACLOperationDescribeConfigs, rr.ResourceType, rr.ResourceName); code != nil {
+			rs.ErrorCode = code.Code
+			resp.Resources = append(resp.Resources, rs)
+			continue
 		}
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
@@ -89,6 +98,27 @@ func handleDescribeConfigs(c *conn, req *request) reply {
 		resp.Resources = append(resp.Resources, rs)
 	}
 	return now(resp)
+}
+
+// configsDenied is the error of a config resource on which the principal
+// may not perform op (DESCRIBE_CONFIGS or ALTER_CONFIGS), as Kafka checks
+// it; nil when allowed, and for types no ACL covers.
+func (c *conn) configsDenied(op kmsg.ACLOperation, typ kmsg.ConfigResourceType, name string) *kerr.Error {
+	switch typ {
+	case kmsg.ConfigResourceTypeTopic:
+		if !c.allowed(op, kmsg.ACLResourceTypeTopic, name) {
+			return kerr.TopicAuthorizationFailed
+		}
+	case kmsg.ConfigResourceTypeBroker, kmsg.ConfigResourceTypeBrokerLogger, kmsg.ConfigResourceTypeClientMetrics:
+		if !c.allowedCluster(op) {
+			return kerr.ClusterAuthorizationFailed
+		}
+	case kmsg.ConfigResourceTypeGroupConfig:
+		if !c.allowed(op, kmsg.ACLResourceTypeGroup, name) {
+			return kerr.GroupAuthorizationFailed
+		}
+	}
+	return nil
 }
 
 type brokerConfig struct {

@@ -15,6 +15,9 @@ import (
 //   the response.
 // * Broker resources get INVALID_REQUEST: broker settings are static (flags,
 //   env, config file).
+// * ACLs: ALTER_CONFIGS on the topic (else TOPIC_AUTHORIZATION_FAILED) or
+//   on the cluster for broker resources (else CLUSTER_AUTHORIZATION_FAILED),
+//   per resource, as DescribeConfigs checks DESCRIBE_CONFIGS.
 
 func handleAlterConfigs(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.AlterConfigsRequest)
@@ -23,6 +26,11 @@ func handleAlterConfigs(c *conn, req *request) reply {
 	for _, rr := range r.Resources {
 		rs := kmsg.NewAlterConfigsResponseResource()
 		rs.ResourceType, rs.ResourceName = rr.ResourceType, rr.ResourceName
+		if code := c.configsDenied(kmsg.ACLOperationAlterConfigs, rr.ResourceType, rr.ResourceName); code != nil {
+			rs.ErrorCode = code.Code
+			resp.Resources = append(resp.Resources, rs)
+			continue
+		}
 		err := b.alterTopicConfigs(rr.ResourceType, rr.ResourceName, r.ValidateOnly, func(map[string]string) (map[string]string, error) {
 			next := make(map[string]string, len(rr.Configs))
 			for _, cfg := range rr.Configs {

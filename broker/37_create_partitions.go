@@ -12,6 +12,8 @@ import (
 //   gets INVALID_PARTITIONS; ValidateOnly checks without changing.
 // * Partitions past CHRONIK_MAX_PARTITIONS, all topics together, get
 //   POLICY_VIOLATION; a count above it on its own INVALID_PARTITIONS.
+// * ACLs: ALTER on the topic, checked before it is looked up, else
+//   TOPIC_AUTHORIZATION_FAILED.
 //
 // Deviations:
 // * Manual assignments are rejected with INVALID_REQUEST (standalone).
@@ -24,8 +26,14 @@ func handleCreatePartitions(c *conn, req *request) reply {
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic
 		var err error
-		t := b.lookupTopic(rt.Topic)
+		var t *topic
+		denied := !c.allowed(kmsg.ACLOperationAlter, kmsg.ACLResourceTypeTopic, rt.Topic)
+		if !denied {
+			t = b.lookupTopic(rt.Topic)
+		}
 		switch {
+		case denied:
+			err = kerrf(kerr.TopicAuthorizationFailed, "not authorized to alter topic %q", rt.Topic)
 		case t == nil:
 			err = kerrf(kerr.UnknownTopicOrPartition, "topic %q does not exist", rt.Topic)
 		case t.name == offsetsTopic:

@@ -16,6 +16,7 @@ import (
 //   operation fails the whole resource and changes nothing. ValidateOnly
 //   checks without changing. Durable before the response.
 // * Broker resources get INVALID_REQUEST (static settings).
+// * ACLs: ALTER_CONFIGS per resource, as AlterConfigs checks it.
 
 func handleIncrementalAlterConfigs(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.IncrementalAlterConfigsRequest)
@@ -24,6 +25,11 @@ func handleIncrementalAlterConfigs(c *conn, req *request) reply {
 	for _, rr := range r.Resources {
 		rs := kmsg.NewIncrementalAlterConfigsResponseResource()
 		rs.ResourceType, rs.ResourceName = rr.ResourceType, rr.ResourceName
+		if code := c.configsDenied(kmsg.ACLOperationAlterConfigs, rr.ResourceType, rr.ResourceName); code != nil {
+			rs.ErrorCode = code.Code
+			resp.Resources = append(resp.Resources, rs)
+			continue
+		}
 		err := b.alterTopicConfigs(rr.ResourceType, rr.ResourceName, r.ValidateOnly, func(cur map[string]string) (map[string]string, error) {
 			for _, op := range rr.Configs {
 				if err := applyConfigOp(cur, op); err != nil {

@@ -25,6 +25,8 @@ import (
 // * The response comes once the controller has recorded each change (the
 //   move itself goes on in the background; ListPartitionReassignments
 //   shows it).
+// * ACLs: ALTER on the cluster, else CLUSTER_AUTHORIZATION_FAILED for the
+//   whole request.
 //
 // Deviations:
 // * A standalone broker accepts only itself as the target.
@@ -35,6 +37,10 @@ func handleAlterPartitionAssignments(c *conn, req *request) reply {
 	b := c.b
 	resp := r.ResponseKind().(*kmsg.AlterPartitionAssignmentsResponse)
 	resp.AllowReplicationFactorChange = r.AllowReplicationFactorChange
+	if !c.allowedCluster(kmsg.ACLOperationAlter) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return now(resp)
+	}
 	for _, rt := range r.Topics {
 		st := kmsg.NewAlterPartitionAssignmentsResponseTopic()
 		st.Topic = rt.Topic

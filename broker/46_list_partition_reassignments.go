@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -13,6 +14,7 @@ import (
 // * The reassignments in progress (AlterPartitionAssignments), of the
 //   partitions named, or of every partition when Topics is null: the
 //   replicas (target and leaving), and those joining and leaving.
+// * ACLs: DESCRIBE on the cluster, else CLUSTER_AUTHORIZATION_FAILED.
 //
 // Deviations:
 // * None beyond a standalone broker never having any.
@@ -21,6 +23,10 @@ func handleListPartitionReassignments(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.ListPartitionReassignmentsRequest)
 	b := c.b
 	resp := r.ResponseKind().(*kmsg.ListPartitionReassignmentsResponse)
+	if !c.allowedCluster(kmsg.ACLOperationDescribe) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return now(resp)
+	}
 	if b.ctl == nil {
 		return now(resp)
 	}

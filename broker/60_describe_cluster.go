@@ -1,6 +1,10 @@
 package broker
 
-import "github.com/twmb/franz-go/pkg/kmsg"
+import (
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/security"
+)
 
 // DescribeCluster: v0-2
 //
@@ -9,7 +13,9 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 // * In a cluster: the registered brokers from the controller's state (v2
 //   with IncludeFencedBrokers also lists fenced ones, marked IsFenced) and
 //   the Raft leader as the controller.
-// * Authorized operations are not computed (no ACLs).
+// * ACLs: none needed, as in Kafka (Metadata lists the brokers to anyone
+//   too). ClusterAuthorizedOperations is filled when asked: 0 without
+//   DESCRIBE on the cluster, every operation when no authorizer is set.
 
 func handleDescribeCluster(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.DescribeClusterRequest)
@@ -17,9 +23,15 @@ func handleDescribeCluster(c *conn, req *request) reply {
 	resp := r.ResponseKind().(*kmsg.DescribeClusterResponse)
 	resp.EndpointType = r.EndpointType
 	resp.ClusterID = b.clusterID()
+	if r.IncludeClusterAuthorizedOperations {
+		resp.ClusterAuthorizedOperations = 0
+		if c.allowedCluster(kmsg.ACLOperationDescribe) {
+			resp.ClusterAuthorizedOperations = c.authorizedOperations(kmsg.ACLResourceTypeCluster, security.ClusterResourceName)
+		}
+	}
 	if b.ctl == nil {
 		resp.ControllerID = b.cfg.NodeID
-		host, port := b.advertised()
+		host, port := b.advertised(c.ln.Name)
 		br := kmsg.NewDescribeClusterResponseBroker()
 		br.NodeID, br.Host, br.Port = b.cfg.NodeID, host, port
 		resp.Brokers = []kmsg.DescribeClusterResponseBroker{br}
@@ -33,7 +45,8 @@ func handleDescribeCluster(c *conn, req *request) reply {
 			continue
 		}
 		br := kmsg.NewDescribeClusterResponseBroker()
-		br.NodeID, br.Host, br.Port, br.IsFenced = bi.ID, bi.Host, bi.Port, bi.Fenced
+		br.NodeID, br.IsFenced = bi.ID, bi.Fenced
+		br.Host, br.Port = endpoint(bi, c.ln.Name)
 		resp.Brokers = append(resp.Brokers, br)
 	}
 	return now(resp)

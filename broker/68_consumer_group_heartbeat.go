@@ -1,6 +1,9 @@
 package broker
 
 import (
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -28,13 +31,36 @@ import (
 //   bad regexes INVALID_REGULAR_EXPRESSION.
 // * SubscribedTopicRegex (v1) is an RE2 regular expression matched against
 //   whole topic names, as Kafka's RE2J.
+// * ACLs: READ on the group, else GROUP_AUTHORIZATION_FAILED; then
+//   DESCRIBE on every topic of SubscribedTopicNames, else
+//   TOPIC_AUTHORIZATION_FAILED for the heartbeat (Kafka 4.0, KIP-848's
+//   KAFKA-18813), which changes nothing in the group.
 //
 // Deviations:
 // * RackID is recorded but no assignor is rack-aware.
 // * No online migration between classic and consumer groups (KIP-848's
 //   upgrade path): a group is one or the other while it has members.
+// * Topics matched by SubscribedTopicRegex are not filtered by the ACLs of
+//   the member that subscribed (Kafka 4.0 leaves out those it may not
+//   DESCRIBE): a member can be assigned partitions of such a topic, though
+//   it cannot fetch them without READ.
 
 func handleConsumerGroupHeartbeat(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.ConsumerGroupHeartbeatRequest)
+	if !c.allowed(kmsg.ACLOperationRead, kmsg.ACLResourceTypeGroup, r.Group) {
+		return now(groupErrorResponse(r, kerr.GroupAuthorizationFailed))
+	}
+	var denied []string
+	for _, t := range r.SubscribedTopicNames {
+		if !c.allowed(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, t) {
+			denied = append(denied, t)
+		}
+	}
+	if denied != nil {
+		resp := r.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
+		msg := "not authorized to describe the subscribed topics " + strings.Join(denied, ", ")
+		resp.ErrorCode, resp.ErrorMessage = kerr.TopicAuthorizationFailed.Code, &msg
+		return now(resp)
+	}
 	return now(c.b.groups.ConsumerGroupHeartbeat(r, req.clientID, "/"+c.remoteHost()))
 }

@@ -181,7 +181,7 @@ func TestUnsupportedApiVersions(t *testing.T) {
 
 	// An API we do not serve at all closes the connection too.
 	c3 := dialRaw(t, b)
-	c3.send(kmsg.NewPtrDescribeACLsRequest())
+	c3.send(kmsg.NewPtrDescribeDelegationTokenRequest())
 	c3.expectClosed()
 	stillServes(t, b)
 }

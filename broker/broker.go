@@ -5,6 +5,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"github.com/chronik-go/chronik/internal/inflate"
 	"github.com/chronik-go/chronik/internal/vfs"
 	"github.com/chronik-go/chronik/replication"
+	"github.com/chronik-go/chronik/security"
 	"github.com/chronik-go/chronik/tier1"
 	"github.com/chronik-go/chronik/tier2"
 	"github.com/chronik-go/chronik/tier3"
@@ -58,8 +60,9 @@ type Broker struct {
 	pidNext int64      // next producer ID to hand out
 	pidMax  int64      // IDs below pidMax are reserved in meta
 
-	lnMu       sync.Mutex // guards the following
-	ln         net.Listener
+	lnMu       sync.Mutex   // guards the following
+	ln         net.Listener // the first listener's
+	lns        []*listener
 	conns      map[*conn]struct{}
 	connsPerIP map[netip.Addr]int // open connections by remote IP
 	closed     bool
@@ -90,6 +93,8 @@ type Broker struct {
 	unknownDirs map[string]bool // partition directories of no known topic, warned of once; owned by the cleaner
 
 	tier tierState // Tier 3 (tier3.go); tier.arch is nil without it
+
+	sec securityStore // a standalone broker's users and ACLs (security.go)
 
 	scrub scrubState // the scrubber (scrub.go)
 
@@ -216,6 +221,11 @@ func (b *Broker) open() (*Broker, error) {
 		return nil, err
 	}
 	b.meta = st
+	// A cluster broker reads it too: a standalone broker's users and
+	// ACLs, adopted when it grows into a cluster (adoptSecurity).
+	if err := b.loadSecurity(); err != nil {
+		return nil, err
+	}
 	b.standaloneData = cfg.Cluster != nil && st.ClusterID != "" && !st.Member
 	for _, mt := range st.Topics {
 		id, err := parseTopicID(mt.ID)
@@ -323,29 +333,47 @@ func (t *topic) produceRules(now int64) batchRules {
 	}
 }
 
-// Start binds the Kafka listener and serves connections until Close.
+// Start binds the Kafka listeners and serves connections until Close.
 func (b *Broker) Start() error {
-	ln, err := net.Listen("tcp", b.cfg.KafkaAddr)
+	specs, err := b.listenerSpecs()
 	if err != nil {
-		return fmt.Errorf("broker: listen on %s: %w", b.cfg.KafkaAddr, err)
+		return err
+	}
+	var lns []*listener
+	closeAll := func() {
+		for _, l := range lns {
+			l.ln.Close()
+		}
+	}
+	for _, spec := range specs {
+		ln, err := net.Listen("tcp", spec.Addr())
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("broker: listen on %s: %w", spec, err)
+		}
+		lns = append(lns, &listener{Listener: spec, ln: ln, advertised: b.cfg.AdvertisedListeners[spec.Name]})
 	}
 	b.lnMu.Lock()
 	if b.closed {
 		b.lnMu.Unlock()
-		ln.Close()
+		closeAll()
 		return errors.New("broker: closed")
 	}
-	b.ln = ln
+	b.lns = lns
+	b.ln = lns[0].ln
 	b.started = time.Now()
 	b.lnMu.Unlock()
-	b.acceptWG.Add(1)
-	go b.acceptLoop(ln)
+	for _, l := range lns {
+		b.acceptWG.Add(1)
+		go b.acceptLoop(l)
+	}
 	if b.ctl != nil {
 		// Registration waits until the data directory is known to belong
 		// to the quorum's cluster.
 		b.maintWG.Add(1)
 		go b.identityLoop()
 	}
+	b.startSecurity()
 	return nil
 }
 
@@ -378,11 +406,11 @@ func (b *Broker) Addr() net.Addr {
 	return b.ln.Addr()
 }
 
-func (b *Broker) acceptLoop(ln net.Listener) {
+func (b *Broker) acceptLoop(l *listener) {
 	defer b.acceptWG.Done()
 	var backoff time.Duration
 	for {
-		nc, err := ln.Accept()
+		nc, err := l.ln.Accept()
 		if err != nil {
 			select {
 			case <-b.closing:
@@ -416,7 +444,13 @@ func (b *Broker) acceptLoop(ln net.Listener) {
 			b.log.Debug("refusing connection", "remote", nc.RemoteAddr().String(), "reason", reason)
 			continue
 		}
-		c := newConn(b, nc)
+		switch {
+		case l.Protocol == security.SaslSSL && b.cfg.SASLServerTLS != nil:
+			nc = tls.Server(nc, b.cfg.SASLServerTLS) // handshakes in serve
+		case l.Protocol.TLS():
+			nc = tls.Server(nc, b.cfg.ServerTLS)
+		}
+		c := newConn(b, nc, l)
 		c.ip = ip
 		b.conns[c] = struct{}{}
 		b.connsPerIP[ip]++
@@ -453,8 +487,8 @@ func (b *Broker) Close() error {
 	}
 	b.lnMu.Lock()
 	close(b.closing)
-	if b.ln != nil {
-		b.ln.Close()
+	for _, l := range b.lns {
+		l.ln.Close()
 	}
 	for c := range b.conns {
 		c.nc.Close()
@@ -477,29 +511,6 @@ func (b *Broker) Close() error {
 		err = ctlErr
 	}
 	return err
-}
-
-// advertised returns the host and port given to clients.
-func (b *Broker) advertised() (string, int32) {
-	addr := b.cfg.AdvertisedAddr
-	if addr == "" {
-		if a := b.Addr(); a != nil {
-			addr = a.String()
-		} else {
-			addr = b.cfg.KafkaAddr
-		}
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr, 9092
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		if h, err := os.Hostname(); err == nil {
-			host = h
-		}
-	}
-	p, _ := strconv.Atoi(port)
-	return host, int32(p)
 }
 
 func (b *Broker) clusterID() string {

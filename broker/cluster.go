@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -33,6 +34,13 @@ type ClusterConfig struct {
 	// UncleanLeaderElection is the default of the topic config
 	// unclean.leader.election.enable (CHRONIK_UNCLEAN_LEADER_ELECTION_ENABLE).
 	UncleanLeaderElection bool
+	// ControllerTLS, when set, makes the controller port mutual TLS: it
+	// serves with ControllerTLS (which requires client certificates) and
+	// dials the other nodes with the broker's ClientTLS. When
+	// ControllerPrincipals is set, only peers whose certificate's principal
+	// it lists are let in (the brokers').
+	ControllerTLS        *tls.Config
+	ControllerPrincipals []string
 }
 
 // In a cluster, the controller's state is the truth about topics; each
@@ -56,7 +64,7 @@ type ClusterConfig struct {
 func (b *Broker) startCluster() error {
 	cc := b.cfg.Cluster
 	dataID, member := b.dataClusterID()
-	ctl, err := replication.Open(replication.Config{
+	rc := replication.Config{
 		DataClusterID:         dataID,
 		DataMember:            member,
 		Recover:               cc.Recover,
@@ -69,7 +77,14 @@ func (b *Broker) startCluster() error {
 		HeartbeatInterval:     cc.HeartbeatInterval,
 		SessionTimeout:        cc.SessionTimeout,
 		Logger:                b.log,
-	})
+	}
+	if cc.ControllerTLS != nil {
+		rc.ServerTLS, rc.ClientTLS = cc.ControllerTLS, b.cfg.ClientTLS
+		if ps := cc.ControllerPrincipals; len(ps) > 0 {
+			rc.AllowPeer = func(p string) bool { return slices.Contains(ps, p) }
+		}
+	}
+	ctl, err := replication.Open(rc)
 	if err != nil {
 		return err
 	}
@@ -84,11 +99,19 @@ func (b *Broker) startCluster() error {
 // joinCluster registers this broker (its advertised Kafka address) with the
 // controller; called once the Kafka listener is up.
 func (b *Broker) joinCluster() {
-	host, port := b.advertised()
+	first := defaultListener
+	if len(b.cfg.Listeners) > 0 {
+		first = b.cfg.Listeners[0].Name
+	}
+	host, port := b.advertised(first)
 	b.adminMu.Lock()
-	info := replication.BrokerInfo{Host: host, Port: port, StorageID: b.meta.StorageID}
+	info := replication.BrokerInfo{Host: host, Port: port, StorageID: b.meta.StorageID, Endpoints: b.endpoints()}
 	b.adminMu.Unlock()
-	if a := b.cfg.InternalAddr; a != "" {
+	internal := b.cfg.InternalAddr
+	if ib := b.interBrokerListener(); internal == "" && ib != first {
+		internal = info.Endpoints[ib]
+	}
+	if a := internal; a != "" {
 		h, p, err := net.SplitHostPort(a)
 		n, perr := strconv.Atoi(p)
 		if err == nil && perr == nil {

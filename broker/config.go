@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math"
@@ -9,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/chronik-go/chronik/internal/vfs"
+	"github.com/chronik-go/chronik/security"
 	"github.com/chronik-go/chronik/tier1"
 	"github.com/chronik-go/chronik/tier3"
 )
@@ -184,6 +186,33 @@ type Config struct {
 	// for this long leaves the ISR (Kafka's replica.lag.time.max.ms).
 	ReplicaLagTimeMax time.Duration
 
+	// Listeners are the Kafka listeners (Kafka's listeners); empty means
+	// one PLAINTEXT listener on KafkaAddr. AdvertisedListeners maps a
+	// listener's name to the host:port its clients are told (the first
+	// listener falls back to AdvertisedAddr, any to its bound address).
+	Listeners           []security.Listener
+	AdvertisedListeners map[string]string
+	// InterBrokerListener is the listener other brokers dial for replica
+	// fetches (Kafka's inter.broker.listener.name); empty: the first. It
+	// is PLAINTEXT or SSL; with SSL the brokers authenticate one another
+	// with their certificates (mutual TLS).
+	InterBrokerListener string
+	// ServerTLS serves the SSL listeners (asking for client certificates
+	// as CHRONIK_TLS_CLIENT_AUTH says) and SASLServerTLS the SASL_SSL ones
+	// (ServerTLS when nil); ClientTLS dials the other brokers'
+	// inter-broker listener, presenting this broker's certificate.
+	ServerTLS, SASLServerTLS, ClientTLS *tls.Config
+	// SASLMechanisms are the mechanisms offered on SASL listeners (Kafka's
+	// sasl.enabled.mechanisms); empty: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+	SASLMechanisms []string
+	// Authorizer, when set, checks every request against the ACLs
+	// (CHRONIK_AUTHORIZER=acl); nil allows everything.
+	Authorizer *security.Authorizer
+	// BootstrapUsers are created at startup unless they exist (Kafka's
+	// kafka-storage format --add-scram): the explicit step that makes the
+	// first admin. An existing user is left as it is.
+	BootstrapUsers []security.ScramUser
+
 	Logger *slog.Logger
 	// Metrics, when set, gets the broker's Prometheus series (registered
 	// by New, unregistered by Close). Nil keeps them unexported.
@@ -305,8 +334,19 @@ func (c *Config) Validate() error {
 			c.RequestReadTimeout, c.ConnectionsMaxIdle, c.ResponseWriteTimeout)
 	case c.ConnectionMaxUnsentBytes < 0:
 		return fmt.Errorf("broker: connection max unsent bytes %d must not be negative", c.ConnectionMaxUnsentBytes)
+	case c.hasTLSListener() && c.ServerTLS == nil:
+		return fmt.Errorf("broker: an SSL or SASL_SSL listener needs a TLS certificate (CHRONIK_TLS_CERT_FILE and CHRONIK_TLS_KEY_FILE)")
 	case c.MaxConnections < 0 || c.MaxConnectionsPerIP < 0:
 		return fmt.Errorf("broker: max connections %d and max connections per IP %d must not be negative", c.MaxConnections, c.MaxConnectionsPerIP)
 	}
 	return nil
+}
+
+func (c *Config) hasTLSListener() bool {
+	for _, l := range c.Listeners {
+		if l.Protocol.TLS() {
+			return true
+		}
+	}
+	return false
 }

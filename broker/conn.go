@@ -16,6 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/security"
 )
 
 // conn serves one client connection. A reader goroutine decodes requests and
@@ -27,9 +29,16 @@ import (
 // non-reading peer may hold is bounded in conn_limits.go.
 type conn struct {
 	b      *Broker
-	nc     net.Conn
+	nc     net.Conn // a *tls.Conn on SSL and SASL_SSL listeners
+	ln     *listener
 	remote string
 	ip     netip.Addr // remote IP (zero when not IP), for the per-IP cap
+	host   string     // remote IP as ACLs name hosts
+
+	// auth is who the connection is and how far its SASL exchange went
+	// (security.go); owned by the reader goroutine, where every handler
+	// runs.
+	auth connAuth
 
 	ctx    context.Context // cancelled when the connection ends
 	cancel context.CancelFunc
@@ -63,6 +72,9 @@ type inflight struct {
 	corr   int32
 	flex   bool // response header carries tagged fields
 	reply  reply
+	// raw, when set, is a bare SASL token answering a bare token (SASL
+	// after SaslHandshake v0): written with its length only.
+	raw []byte
 }
 
 // request is a decoded request with its header.
@@ -71,9 +83,17 @@ type request struct {
 	clientID string
 }
 
-func newConn(b *Broker, nc net.Conn) *conn {
+func newConn(b *Broker, nc net.Conn, ln *listener) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{b: b, nc: nc, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel}
+	c := &conn{b: b, nc: nc, ln: ln, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel}
+	c.host = c.remoteHost()
+	if ip := remoteIP(nc); ip.IsValid() {
+		c.host = ip.String() // IPv4-mapped addresses unmapped, as ACL hosts are
+	}
+	c.auth.principal = security.AnonymousPrincipal
+	if ln.Protocol.SASL() {
+		c.auth.phase = saslStart
+	}
 	c.lastDone.Store(time.Now().UnixNano())
 	return c
 }
@@ -107,7 +127,11 @@ func (c *conn) closeFor(err error) {
 func (c *conn) serve() {
 	defer c.cancel()
 	if tc, ok := c.nc.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
+		_ = tc.SetNoDelay(true) // Go's default; a TLS connection's socket has it too
+	}
+	if err := c.handshakeTLS(); err != nil {
+		c.closeFor(err)
+		return
 	}
 	queue := make(chan inflight, c.b.cfg.MaxInflightPerConn)
 	writerDone := make(chan struct{})
@@ -165,6 +189,11 @@ func (c *conn) readLoop(queue chan<- inflight, writerDone <-chan struct{}) error
 			c.b.reqBytes.Release(f.held)
 			c.releaseUnsent(f.unsent)
 			return errors.New("writer stopped")
+		}
+		if c.auth.failed {
+			// Kafka closes a connection whose authentication failed,
+			// once the failure is sent.
+			return errAuthFailed
 		}
 	}
 }
@@ -276,6 +305,11 @@ func (c *conn) acquireReq(n int64, deadline time.Time) error {
 // the connection, as Kafka does for requests it cannot parse.
 func (c *conn) handle(body []byte) (inflight, error) {
 	start := time.Now()
+	if c.auth.phase == saslRawTokens {
+		// After SaslHandshake v0 the client sends bare SASL tokens, not
+		// Kafka requests.
+		return c.rawSASLToken(start, body)
+	}
 	r := kbin.Reader{Src: body}
 	key, version, corr := r.Int16(), r.Int16(), r.Int32()
 	clientID := r.NullableString()
@@ -293,6 +327,9 @@ func (c *conn) handle(body []byte) (inflight, error) {
 	h := handlers[key]
 	if h == nil || !versionSupported(key, version) {
 		return inflight{}, fmt.Errorf("unsupported request: api key %d version %d", key, version)
+	}
+	if err := c.auth.admits(key); err != nil {
+		return inflight{}, err
 	}
 	kreq := kmsg.RequestForKey(key)
 	kreq.SetVersion(version)
@@ -340,6 +377,21 @@ func (c *conn) writeLoop(queue <-chan inflight) {
 				c.drop(f)
 				break
 			}
+		}
+		if f.raw != nil {
+			c.b.reqBytes.Release(f.held)
+			_, err = bw.Write(binary.BigEndian.AppendUint32(buf[:0], uint32(len(f.raw))))
+			if err == nil {
+				_, err = bw.Write(f.raw)
+			}
+			if err == nil {
+				err = bw.Flush()
+			}
+			c.done(f)
+			if err != nil {
+				break
+			}
+			continue
 		}
 		resp := f.reply()
 		c.b.reqBytes.Release(f.held) // the request's buffers are done with

@@ -10,6 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/security"
 )
 
 // FuzzRequest feeds arbitrary request frames through the decode and handler
@@ -50,7 +52,7 @@ func FuzzRequest(f *testing.F) {
 	b := testBroker(f, f.TempDir(), nil)
 	p1, p2 := net.Pipe()
 	f.Cleanup(func() { p1.Close(); p2.Close() })
-	c := newConn(b, p1)
+	c := newConn(b, p1, &listener{Listener: security.Listener{Name: defaultListener, Protocol: security.Plaintext}})
 	c.cancel() // replies resolve at once instead of long-polling
 
 	f.Fuzz(func(t *testing.T, body []byte) {

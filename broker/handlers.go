@@ -42,6 +42,14 @@ var apis = map[kmsg.Key]apiRange{
 
 	kmsg.AlterPartitionAssignments:  {0, 1},
 	kmsg.ListPartitionReassignments: {0, 0},
+
+	kmsg.SASLHandshake:                {0, 1},
+	kmsg.SASLAuthenticate:             {0, 2},
+	kmsg.DescribeACLs:                 {0, 3},
+	kmsg.CreateACLs:                   {0, 3},
+	kmsg.DeleteACLs:                   {0, 3},
+	kmsg.DescribeUserSCRAMCredentials: {0, 0},
+	kmsg.AlterUserSCRAMCredentials:    {0, 0},
 }
 
 var handlers map[int16]handler
@@ -79,6 +87,14 @@ func init() {
 
 		int16(kmsg.AlterPartitionAssignments):  handleAlterPartitionAssignments,
 		int16(kmsg.ListPartitionReassignments): handleListPartitionReassignments,
+
+		int16(kmsg.SASLHandshake):                handleSASLHandshake,
+		int16(kmsg.SASLAuthenticate):             handleSASLAuthenticate,
+		int16(kmsg.DescribeACLs):                 handleDescribeACLs,
+		int16(kmsg.CreateACLs):                   handleCreateACLs,
+		int16(kmsg.DeleteACLs):                   handleDeleteACLs,
+		int16(kmsg.DescribeUserSCRAMCredentials): handleDescribeUserSCRAMCredentials,
+		int16(kmsg.AlterUserSCRAMCredentials):    handleAlterUserSCRAMCredentials,
 	}
 }
 

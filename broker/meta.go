@@ -144,8 +144,13 @@ func readFile(fs vfs.FS, path string) ([]byte, error) {
 // renamed over it, and the directory fsynced, so a crash leaves the old or
 // the new content, never a mix.
 func writeFileAtomic(fs vfs.FS, path string, data []byte) error {
+	return writeFileAtomicPerm(fs, path, data, 0o644)
+}
+
+// writeFileAtomicPerm is writeFileAtomic creating the file with perm.
+func writeFileAtomicPerm(fs vfs.FS, path string, data []byte, perm os.FileMode) error {
 	tmp := path + ".tmp"
-	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
+	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, perm)
 	if err != nil {
 		return fmt.Errorf("broker: write %s: %w", filepath.Base(path), err)
 	}

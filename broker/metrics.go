@@ -30,6 +30,8 @@ type metrics struct {
 	produceRecords    prometheus.Counter
 	connsClosed       connCloseMetrics
 
+	authFailures, tlsHandshakeFailures prometheus.Counter
+
 	walGroupEntries prometheus.Observer
 	walGroupBytes   prometheus.Observer
 	walFsync        prometheus.Observer
@@ -112,6 +114,10 @@ func newMetrics(b *Broker) *metrics {
 		return float64(len(b.conns))
 	})
 	m.connsClosed = newConnCloseMetrics(m)
+	m.authFailures = m.counter("chronik_authentication_failures_total",
+		"SASL authentications that failed (wrong password, unknown user, bad exchange); each closes its connection.")
+	m.tlsHandshakeFailures = m.counter("chronik_tls_handshake_failures_total",
+		"Connections to SSL and SASL_SSL listeners closed because the TLS handshake failed (a plaintext client, an untrusted or missing client certificate, a timeout).")
 	m.gaugeFunc("chronik_topics", "Topics, internal ones included.", func() float64 {
 		b.mu.RLock()
 		defer b.mu.RUnlock()

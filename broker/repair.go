@@ -144,7 +144,7 @@ func (b *Broker) leaderSource(p *partition) (repairSource, bool) {
 		read: func(ctx context.Context, offset int64, maxBytes int) ([]byte, error) {
 			if cl == nil {
 				var err error
-				if cl, err = kgo.NewClient(kgo.SeedBrokers(addr), kgo.DialTimeout(2*time.Second), kgo.RequestRetries(0)); err != nil {
+				if cl, err = kgo.NewClient(append(b.interBrokerOpts(), kgo.SeedBrokers(addr), kgo.DialTimeout(2*time.Second), kgo.RequestRetries(0))...); err != nil {
 					return nil, err
 				}
 			}

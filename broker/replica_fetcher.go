@@ -127,7 +127,7 @@ func (b *Broker) syncReplication(st *replication.State) {
 
 func (f *fetcher) run(ctx context.Context) {
 	b := f.b
-	cl, err := kgo.NewClient(kgo.SeedBrokers(f.addr), kgo.DialTimeout(2*time.Second), kgo.RequestRetries(0))
+	cl, err := kgo.NewClient(append(f.b.interBrokerOpts(), kgo.SeedBrokers(f.addr), kgo.DialTimeout(2*time.Second), kgo.RequestRetries(0))...)
 	if err != nil {
 		b.log.Error("replica fetcher: client", "leader", f.leader, "err", err)
 		return

@@ -199,8 +199,17 @@ func TestConsumerGroupRestored(t *testing.T) {
 		t.Fatalf("m1 told to revoke: %+v", r1)
 	}
 	waitRecords(t, l, 0, 3) // the epochs and two members, at least
+	// More may still be on their way (a member's record written after
+	// its heartbeat was answered): wait until the log stops growing.
 	settled := l.End(0)
-	time.Sleep(50 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		n := l.End(0)
+		if n == settled {
+			break
+		}
+		settled = n
+	}
 	// A heartbeat that changes nothing writes nothing.
 	if r := cgHeartbeat(c, name, "m2", 2, nil); r.ErrorCode != 0 {
 		t.Fatalf("m2 heartbeat: %v", kerr.ErrorForCode(r.ErrorCode))
