@@ -120,6 +120,18 @@ type Config struct {
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // text, json
 
+	// Security (docs/security.md): kept as written here, parsed by the
+	// packages that use them.
+	Listeners, AdvertisedListeners, ListenerProtocolMap string
+	InterBrokerListener                                 string
+	TLSCertFile, TLSKeyFile, TLSCAFile, TLSClientAuth   string
+	SASLMechanisms                                      string
+	Authorizer                                          string // "" or "acl"
+	SuperUsers                                          string // semicolon-separated principals
+	AllowEveryoneIfNoACL                                bool
+	BootstrapUsersFile, BootstrapUsers                  string
+	ControllerTLS, HTTPTLS, HTTPAuthAll                 bool
+
 	// origins maps a setting's Env to where its value came from ("--fsync",
 	// "CHRONIK_FSYNC", "chronik.yaml: fsync"), so messages name the setting
 	// the way the operator wrote it. Missing entries fall back to the Env.
@@ -441,6 +453,18 @@ func (c *Config) Validate() error {
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		bad("CHRONIK_LOG_LEVEL", c.LogLevel, "is not one of debug, info, warn, error")
+	}
+	if c.Authorizer != "" && c.Authorizer != "acl" {
+		bad("CHRONIK_AUTHORIZER", c.Authorizer, "is not acl: set acl to check ACLs, or leave it empty")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("CHRONIK_TLS_CERT_FILE", c.TLSCertFile, "and %s must be set together", c.Origin("CHRONIK_TLS_KEY_FILE"))
+	}
+	if (c.ControllerTLS || c.HTTPTLS) && c.TLSCertFile == "" {
+		bad("CHRONIK_TLS_CERT_FILE", c.TLSCertFile, "is empty, but CHRONIK_CONTROLLER_TLS or CHRONIK_HTTP_TLS needs a certificate")
+	}
+	if c.ControllerTLS && c.TLSCAFile == "" {
+		bad("CHRONIK_TLS_CA_FILE", c.TLSCAFile, "is empty, but CHRONIK_CONTROLLER_TLS verifies the other nodes' certificates against it")
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("CHRONIK_LOG_FORMAT", c.LogFormat, "is not one of text, json")

@@ -102,6 +102,24 @@ func TestSettingNamesMatchContract(t *testing.T) {
 		"CHRONIK_UNCLEAN_LEADER_ELECTION_ENABLE": "unclean-leader-election-enable",
 		"CHRONIK_SCRUB_INTERVAL_MS":              "scrub-interval",
 		"CHRONIK_SCRUB_BYTES_PER_SEC":            "scrub-bytes-per-sec",
+
+		"CHRONIK_LISTENERS":                      "listeners",
+		"CHRONIK_ADVERTISED_LISTENERS":           "advertised-listeners",
+		"CHRONIK_LISTENER_SECURITY_PROTOCOL_MAP": "listener-security-protocol-map",
+		"CHRONIK_INTER_BROKER_LISTENER_NAME":     "inter-broker-listener-name",
+		"CHRONIK_TLS_CERT_FILE":                  "tls-cert-file",
+		"CHRONIK_TLS_KEY_FILE":                   "tls-key-file",
+		"CHRONIK_TLS_CA_FILE":                    "tls-ca-file",
+		"CHRONIK_TLS_CLIENT_AUTH":                "tls-client-auth",
+		"CHRONIK_SASL_ENABLED_MECHANISMS":        "sasl-enabled-mechanisms",
+		"CHRONIK_AUTHORIZER":                     "authorizer",
+		"CHRONIK_SUPER_USERS":                    "super-users",
+		"CHRONIK_ALLOW_EVERYONE_IF_NO_ACL_FOUND": "allow-everyone-if-no-acl-found",
+		"CHRONIK_BOOTSTRAP_USERS_FILE":           "bootstrap-users-file",
+		"CHRONIK_BOOTSTRAP_USERS":                "bootstrap-users",
+		"CHRONIK_CONTROLLER_TLS":                 "controller-tls",
+		"CHRONIK_HTTP_TLS":                       "http-tls",
+		"CHRONIK_HTTP_AUTH_ALL":                  "http-auth-all",
 	}
 	got := make(map[string]string)
 	keys := make(map[string]bool)
@@ -197,6 +215,27 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_REPLICA_FETCH_REQUIRE_INTERNAL_ADDR", "false", nil, func(c Config) any { return c.ReplicaFetchRequireInternalAddr }, false},
 		{"CHRONIK_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, "debug"},
 		{"CHRONIK_LOG_FORMAT", "json", nil, func(c Config) any { return c.LogFormat }, "json"},
+		{"CHRONIK_LISTENERS", "SASL_SSL://:9094", nil, func(c Config) any { return c.Listeners }, "SASL_SSL://:9094"},
+		{"CHRONIK_ADVERTISED_LISTENERS", "SASL_SSL://b1:9094", nil, func(c Config) any { return c.AdvertisedListeners }, "SASL_SSL://b1:9094"},
+		{"CHRONIK_LISTENER_SECURITY_PROTOCOL_MAP", "CLIENT:SASL_SSL", nil, func(c Config) any { return c.ListenerProtocolMap }, "CLIENT:SASL_SSL"},
+		{"CHRONIK_INTER_BROKER_LISTENER_NAME", "internal", nil, func(c Config) any { return c.InterBrokerListener }, "INTERNAL"},
+		{"CHRONIK_TLS_CERT_FILE", "/etc/chronik/b.crt", map[string]string{"CHRONIK_TLS_KEY_FILE": "/etc/chronik/b.key"},
+			func(c Config) any { return c.TLSCertFile }, "/etc/chronik/b.crt"},
+		{"CHRONIK_TLS_KEY_FILE", "/etc/chronik/b.key", map[string]string{"CHRONIK_TLS_CERT_FILE": "/etc/chronik/b.crt"},
+			func(c Config) any { return c.TLSKeyFile }, "/etc/chronik/b.key"},
+		{"CHRONIK_TLS_CA_FILE", "/etc/chronik/ca.crt", nil, func(c Config) any { return c.TLSCAFile }, "/etc/chronik/ca.crt"},
+		{"CHRONIK_TLS_CLIENT_AUTH", "Required", nil, func(c Config) any { return c.TLSClientAuth }, "required"},
+		{"CHRONIK_SASL_ENABLED_MECHANISMS", "SCRAM-SHA-512", nil, func(c Config) any { return c.SASLMechanisms }, "SCRAM-SHA-512"},
+		{"CHRONIK_AUTHORIZER", "acl", nil, func(c Config) any { return c.Authorizer }, "acl"},
+		{"CHRONIK_SUPER_USERS", "User:admin", nil, func(c Config) any { return c.SuperUsers }, "User:admin"},
+		{"CHRONIK_ALLOW_EVERYONE_IF_NO_ACL_FOUND", "true", nil, func(c Config) any { return c.AllowEveryoneIfNoACL }, true},
+		{"CHRONIK_BOOTSTRAP_USERS_FILE", "/etc/chronik/users", nil, func(c Config) any { return c.BootstrapUsersFile }, "/etc/chronik/users"},
+		{"CHRONIK_BOOTSTRAP_USERS", "SCRAM-SHA-512=[name=a,password=b]", nil, func(c Config) any { return c.BootstrapUsers }, "SCRAM-SHA-512=[name=a,password=b]"},
+		{"CHRONIK_CONTROLLER_TLS", "true", map[string]string{"CHRONIK_TLS_CERT_FILE": "/b.crt", "CHRONIK_TLS_KEY_FILE": "/b.key", "CHRONIK_TLS_CA_FILE": "/ca.crt"},
+			func(c Config) any { return c.ControllerTLS }, true},
+		{"CHRONIK_HTTP_TLS", "true", map[string]string{"CHRONIK_TLS_CERT_FILE": "/b.crt", "CHRONIK_TLS_KEY_FILE": "/b.key"},
+			func(c Config) any { return c.HTTPTLS }, true},
+		{"CHRONIK_HTTP_AUTH_ALL", "true", nil, func(c Config) any { return c.HTTPAuthAll }, true},
 	}
 	covered := make(map[string]bool)
 	for _, tt := range tests {
@@ -275,6 +314,23 @@ max_connections_per_ip: 10
 replica_fetch_require_internal_addr: false
 log_level: warn
 log_format: json
+listeners: SSL://:9093,SASL_SSL://:9094
+advertised_listeners: SSL://b1:9093,SASL_SSL://b1:9094
+listener_security_protocol_map: ""
+inter_broker_listener_name: SSL
+tls_cert_file: /etc/chronik/b.crt
+tls_key_file: /etc/chronik/b.key
+tls_ca_file: /etc/chronik/ca.crt
+tls_client_auth: requested
+sasl_enabled_mechanisms: SCRAM-SHA-256
+authorizer: acl
+super_users: User:admin;User:CN=b1,O=Chronik
+allow_everyone_if_no_acl_found: true
+bootstrap_users_file: /etc/chronik/users
+bootstrap_users: ""
+controller_tls: true
+http_tls: true
+http_auth_all: true
 `)
 	c, err := Load(newFlags(t, "--config", path), nil)
 	if err != nil {
@@ -335,6 +391,22 @@ log_format: json
 
 		LogLevel:  "warn",
 		LogFormat: "json",
+
+		Listeners:            "SSL://:9093,SASL_SSL://:9094",
+		AdvertisedListeners:  "SSL://b1:9093,SASL_SSL://b1:9094",
+		InterBrokerListener:  "SSL",
+		TLSCertFile:          "/etc/chronik/b.crt",
+		TLSKeyFile:           "/etc/chronik/b.key",
+		TLSCAFile:            "/etc/chronik/ca.crt",
+		TLSClientAuth:        "requested",
+		SASLMechanisms:       "SCRAM-SHA-256",
+		Authorizer:           "acl",
+		SuperUsers:           "User:admin;User:CN=b1,O=Chronik",
+		AllowEveryoneIfNoACL: true,
+		BootstrapUsersFile:   "/etc/chronik/users",
+		ControllerTLS:        true,
+		HTTPTLS:              true,
+		HTTPAuthAll:          true,
 	}
 	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Config{}), cmpIgnoreOrigins); diff != "" {
 		t.Errorf("file config (-want +got):\n%s", diff)
@@ -408,6 +480,9 @@ func TestDefaults(t *testing.T) {
 
 		LogLevel:  "info",
 		LogFormat: "text",
+
+		TLSClientAuth:  "none",
+		SASLMechanisms: "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
 	}
 	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Config{}), cmpIgnoreOrigins); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)

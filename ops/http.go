@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,11 @@ type HTTPConfig struct {
 	// Gatherer is served on /metrics; nil serves no /metrics.
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger // nil means slog.Default()
+	// TLS, when set, serves HTTPS (CHRONIK_HTTP_TLS).
+	TLS *tls.Config
+	// AuthAll guards the built-in endpoints (/metrics, /healthz, /readyz,
+	// /debug/pprof/) with RequireAuth too (CHRONIK_HTTP_AUTH_ALL).
+	AuthAll bool
 }
 
 // HTTPServer is a node's HTTP listener: /metrics, /healthz, /readyz,
@@ -40,6 +46,7 @@ type HTTPServer struct {
 	// ready reports why the node is not ready, or nil once it is. Unset
 	// means not ready yet: a node starts unready until it says otherwise.
 	ready atomic.Pointer[func() error]
+	auth  atomic.Pointer[Authenticator] // SetAuthenticator
 
 	mu     sync.Mutex // guards the following
 	ln     net.Listener
@@ -60,22 +67,28 @@ func NewHTTPServer(cfg HTTPConfig) *HTTPServer {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	builtin := func(pattern string, h http.Handler) {
+		if cfg.AuthAll {
+			h = s.RequireAuth(h)
+		}
+		s.mux.Handle(pattern, h)
+	}
+	builtin("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
-	})
-	s.mux.HandleFunc("GET /readyz", s.serveReady)
+	}))
+	builtin("GET /readyz", http.HandlerFunc(s.serveReady))
 	if cfg.Gatherer != nil {
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{
+		builtin("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{
 			ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 			ErrorHandling: promhttp.ContinueOnError,
 		}))
 	}
 	if cfg.Pprof {
-		s.mux.HandleFunc("/debug/pprof/", pprof.Index)
-		s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		builtin("/debug/pprof/", http.HandlerFunc(pprof.Index))
+		builtin("/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+		builtin("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		builtin("/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		builtin("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 	}
 	return s
 }
@@ -112,6 +125,9 @@ func (s *HTTPServer) Start() error {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("ops: http listen on %s: %w", s.cfg.Addr, err)
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	served := make(chan struct{})
 	s.mu.Lock()

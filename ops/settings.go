@@ -424,6 +424,118 @@ var settings = []Setting{
 		set: setInt(func(c *Config) *int { return &c.MaxConnectionsPerIP }),
 	},
 	{
+		Flag: "listeners", Env: "CHRONIK_LISTENERS", Key: "listeners", Type: "NAME://host:port,...",
+		DefaultDoc: "PLAINTEXT://<CHRONIK_KAFKA_ADDR>",
+		Help: "Kafka listeners in Kafka's form, e.g. PLAINTEXT://:9092,SASL_SSL://:9094; a name that is not a protocol " +
+			"(PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) needs an entry in CHRONIK_LISTENER_SECURITY_PROTOCOL_MAP; replaces CHRONIK_KAFKA_ADDR",
+		set: func(c *Config, v string) error { c.Listeners = v; return nil },
+	},
+	{
+		Flag: "advertised-listeners", Env: "CHRONIK_ADVERTISED_LISTENERS", Key: "advertised_listeners", Type: "NAME://host:port,...",
+		DefaultDoc: "each listener's bound address",
+		Help:       "host:port each listener's clients are told, e.g. SASL_SSL://broker1.example.com:9094 (Kafka's advertised.listeners)",
+		set:        func(c *Config, v string) error { c.AdvertisedListeners = v; return nil },
+	},
+	{
+		Flag: "listener-security-protocol-map", Env: "CHRONIK_LISTENER_SECURITY_PROTOCOL_MAP", Key: "listener_security_protocol_map", Type: "NAME:PROTOCOL,...",
+		DefaultDoc: "none",
+		Help:       "the security protocol of listeners named otherwise, e.g. INTERNAL:SSL,CLIENT:SASL_SSL",
+		set:        func(c *Config, v string) error { c.ListenerProtocolMap = v; return nil },
+	},
+	{
+		Flag: "inter-broker-listener-name", Env: "CHRONIK_INTER_BROKER_LISTENER_NAME", Key: "inter_broker_listener_name", Type: "name",
+		DefaultDoc: "the first listener",
+		Help: "the listener other brokers fetch from (PLAINTEXT or SSL); with SSL they present their certificates (mutual TLS) and need " +
+			"CLUSTER_ACTION on the cluster or to be super users when the authorizer is on",
+		set: func(c *Config, v string) error {
+			c.InterBrokerListener = strings.ToUpper(strings.TrimSpace(v))
+			return nil
+		},
+	},
+	{
+		Flag: "tls-cert-file", Env: "CHRONIK_TLS_CERT_FILE", Key: "tls_cert_file", Type: "file",
+		DefaultDoc: "none",
+		Help:       "PEM certificate (chain) of the SSL and SASL_SSL listeners, the HTTP listener with CHRONIK_HTTP_TLS and the controller port with CHRONIK_CONTROLLER_TLS; reloaded when it changes",
+		set:        func(c *Config, v string) error { c.TLSCertFile = v; return nil },
+	},
+	{
+		Flag: "tls-key-file", Env: "CHRONIK_TLS_KEY_FILE", Key: "tls_key_file", Type: "file",
+		DefaultDoc: "none",
+		Help:       "PEM private key of CHRONIK_TLS_CERT_FILE",
+		set:        func(c *Config, v string) error { c.TLSKeyFile = v; return nil },
+	},
+	{
+		Flag: "tls-ca-file", Env: "CHRONIK_TLS_CA_FILE", Key: "tls_ca_file", Type: "file",
+		DefaultDoc: "none",
+		Help:       "PEM CA certificates trusted for client certificates and for the other brokers' certificates",
+		set:        func(c *Config, v string) error { c.TLSCAFile = v; return nil },
+	},
+	{
+		Flag: "tls-client-auth", Env: "CHRONIK_TLS_CLIENT_AUTH", Key: "tls_client_auth", Type: "mode",
+		Default: "none",
+		Help:    "client certificates on SSL listeners (Kafka's ssl.client.auth): none, requested or required",
+		set:     func(c *Config, v string) error { c.TLSClientAuth = strings.ToLower(strings.TrimSpace(v)); return nil },
+	},
+	{
+		Flag: "sasl-enabled-mechanisms", Env: "CHRONIK_SASL_ENABLED_MECHANISMS", Key: "sasl_enabled_mechanisms", Type: "list",
+		Default: "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+		Help:    "SASL mechanisms offered on SASL listeners; PLAIN checks passwords against the SCRAM users (use it over TLS only)",
+		set:     func(c *Config, v string) error { c.SASLMechanisms = v; return nil },
+	},
+	{
+		Flag: "authorizer", Env: "CHRONIK_AUTHORIZER", Key: "authorizer", Type: "name",
+		DefaultDoc: "none",
+		Help:       "acl checks every request against the ACLs (Kafka's operation per API); empty allows everything and the ACL APIs answer SECURITY_DISABLED",
+		set:        func(c *Config, v string) error { c.Authorizer = strings.ToLower(strings.TrimSpace(v)); return nil },
+	},
+	{
+		Flag: "super-users", Env: "CHRONIK_SUPER_USERS", Key: "super_users", Type: "principals",
+		DefaultDoc: "none",
+		Help: "principals allowed everything, separated by semicolons as in Kafka (DNs hold commas), e.g. User:admin;User:CN=broker-1,O=Chronik; " +
+			"brokers' certificate principals belong here",
+		set: func(c *Config, v string) error { c.SuperUsers = v; return nil },
+	},
+	{
+		Flag: "allow-everyone-if-no-acl-found", Env: "CHRONIK_ALLOW_EVERYONE_IF_NO_ACL_FOUND", Key: "allow_everyone_if_no_acl_found", Type: "bool",
+		Default: "false",
+		Help:    "with the authorizer on, allow an operation on a resource no ACL names (Kafka's allow.everyone.if.no.acl.found)",
+		set:     setBool(func(c *Config) *bool { return &c.AllowEveryoneIfNoACL }, false),
+	},
+	{
+		Flag: "bootstrap-users-file", Env: "CHRONIK_BOOTSTRAP_USERS_FILE", Key: "bootstrap_users_file", Type: "file",
+		DefaultDoc: "none",
+		Help: "file of SCRAM users created at startup unless they exist, one per line in kafka-storage's --add-scram form: " +
+			"SCRAM-SHA-512=[name=admin,password=...]; the explicit step that makes the first admin (there is no default user)",
+		set: func(c *Config, v string) error { c.BootstrapUsersFile = v; return nil },
+	},
+	{
+		Flag: "bootstrap-users", Env: "CHRONIK_BOOTSTRAP_USERS", Key: "bootstrap_users", Type: "entries",
+		DefaultDoc: "none",
+		Help: "SCRAM users in the form of CHRONIK_BOOTSTRAP_USERS_FILE given inline, separated by ';' or newlines " +
+			"(for containers, whose environment comes from a .env file); visible in the process environment, so prefer the file",
+		set: func(c *Config, v string) error { c.BootstrapUsers = v; return nil },
+	},
+	{
+		Flag: "controller-tls", Env: "CHRONIK_CONTROLLER_TLS", Key: "controller_tls", Type: "bool",
+		Default: "false",
+		Help: "mutual TLS on the controller (Raft) port with the CHRONIK_TLS_* files: a peer needs a certificate from CHRONIK_TLS_CA_FILE " +
+			"whose principal is in CHRONIK_SUPER_USERS (when set) to register, propose or vote",
+		set: setBool(func(c *Config) *bool { return &c.ControllerTLS }, false),
+	},
+	{
+		Flag: "http-tls", Env: "CHRONIK_HTTP_TLS", Key: "http_tls", Type: "bool",
+		Default: "false",
+		Help:    "serve the HTTP listener over TLS with CHRONIK_TLS_CERT_FILE and CHRONIK_TLS_KEY_FILE",
+		set:     setBool(func(c *Config) *bool { return &c.HTTPTLS }, false),
+	},
+	{
+		Flag: "http-auth-all", Env: "CHRONIK_HTTP_AUTH_ALL", Key: "http_auth_all", Type: "bool",
+		Default: "false",
+		Help: "with the authorizer on, /metrics, /healthz, /readyz and /debug/pprof/ also need HTTP basic credentials of a SCRAM user " +
+			"(the search API always does then)",
+		set: setBool(func(c *Config) *bool { return &c.HTTPAuthAll }, false),
+	},
+	{
 		Flag: "log-level", Env: "CHRONIK_LOG_LEVEL", Key: "log_level", Type: "level",
 		Default: "info",
 		Help:    "debug, info, warn or error",
