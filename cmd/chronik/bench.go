@@ -152,6 +152,10 @@ func runBenchProduce(ctx context.Context, f *benchProduceFlags, idempotentSet, p
 		return err
 	}
 
+	secOpts, err := f.conn.securityOpts(ctx)
+	if err != nil {
+		return err
+	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(f.conn.brokers...),
 		kgo.DefaultProduceTopic(f.topic),
@@ -162,6 +166,7 @@ func runBenchProduce(ctx context.Context, f *benchProduceFlags, idempotentSet, p
 		kgo.MaxBufferedRecords(f.maxBuffered),
 		kgo.RecordDeliveryTimeout(f.conn.timeout),
 	}
+	opts = append(opts, secOpts...)
 	if !f.idempotent {
 		opts = append(opts, kgo.DisableIdempotentWrite())
 	}
@@ -394,10 +399,14 @@ func runBenchConsume(ctx context.Context, f *benchConsumeFlags, stdout, stderr i
 	for p := range ends[f.topic] {
 		parts[p] = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(
+	secOpts, err := f.conn.securityOpts(ctx)
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(f.conn.brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{f.topic: parts}),
-	)
+	}, secOpts...)...)
 	if err != nil {
 		return err
 	}

@@ -124,7 +124,11 @@ func runConsume(ctx context.Context, f *consumeFlags, stdout, stderr io.Writer) 
 		}
 	}
 
-	opts := []kgo.Opt{kgo.SeedBrokers(f.conn.brokers...), kgo.DialTimeout(min(f.conn.timeout, 10*time.Second))}
+	secOpts, err := f.conn.securityOpts(ctx)
+	if err != nil {
+		return err
+	}
+	opts := append([]kgo.Opt{kgo.SeedBrokers(f.conn.brokers...), kgo.DialTimeout(min(f.conn.timeout, 10*time.Second))}, secOpts...)
 	if f.partition >= 0 {
 		opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{f.topic: {f.partition: start}}))
 	} else {

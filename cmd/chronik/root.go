@@ -19,7 +19,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	if err := root.ExecuteContext(ctx); err != nil {
+	if err := root.ExecuteContext(withEnv(ctx, env)); err != nil {
 		fmt.Fprintf(stderr, "chronik: %v\n", err)
 		return 1
 	}
@@ -51,6 +51,26 @@ other commands, or with any Kafka client.`,
 		newClusterCmd(),
 		newHealthCmd(env),
 		newIndexBuildCmd(),
+		newCertsCmd(),
+		newUserCmd(),
+		newACLCmd(),
 	)
 	return root
+}
+
+type envKey struct{}
+
+// withEnv makes env reachable from the commands' contexts: the client
+// commands read CHRONIK_SASL_PASSWORD from it, and tests pass their own.
+func withEnv(ctx context.Context, env ops.Env) context.Context {
+	return context.WithValue(ctx, envKey{}, env)
+}
+
+// envFrom returns the environment run was given; an empty one when the
+// context did not come from run.
+func envFrom(ctx context.Context) ops.Env {
+	if env, ok := ctx.Value(envKey{}).(ops.Env); ok && env != nil {
+		return env
+	}
+	return func(string) string { return "" }
 }

@@ -30,6 +30,7 @@ type searchOpts struct {
 	after                    string
 	limit, offset            int
 	exactTotal               bool
+	sec                      securityFlags // --server's basic auth and TLS trust
 }
 
 func newSearchCmd(env ops.Env) *cobra.Command {
@@ -70,6 +71,7 @@ continuing the last, and jsonl prints each page as it comes.`,
 	f.BoolVar(&o.exactTotal, "exact-total", false, "count every match (sorted by time, indexes that cannot reach the page are skipped and the total is a lower bound)")
 	f.StringVarP(&o.output, "output", "o", "table", "table, json or jsonl")
 	f.StringVar(&o.cacheDir, "cache-dir", "", "index and chunk cache of --bucket searches (default: the user cache dir)")
+	o.sec.registerHTTP(f)
 	_ = cmd.MarkFlagRequired("topic")
 	return cmd
 }
@@ -113,7 +115,11 @@ func runSearch(ctx context.Context, o searchOpts, q string, env ops.Env, stdout,
 		defer closeEng()
 		page = bucketPage(eng, indexer.DefaultLimits(), prog)
 	} else {
-		page = serverPage(o.server, prog)
+		hc, err := o.sec.httpClient(env)
+		if err != nil {
+			return err
+		}
+		page = serverPage(o.server, hc, prog)
 	}
 	var emit func([]indexer.Hit) error
 	if o.output == "jsonl" {
@@ -229,12 +235,12 @@ func queryError(err error, stderr io.Writer) error {
 
 // serverPage runs pages through a broker's search API. A 429 (too many
 // searches at once) is retried after its Retry-After, a few times.
-func serverPage(server string, prog *searchProgress) pageFunc {
+func serverPage(server string, hc *http.Client, prog *searchProgress) pageFunc {
 	return func(ctx context.Context, api indexer.APIRequest) (*indexer.Result, error) {
 		const tries = 5
 		waited := time.Duration(0)
 		for try := 1; ; try++ {
-			res, retry, err := searchServer(ctx, server, api, prog)
+			res, retry, err := searchServer(ctx, server, hc, api, prog)
 			if retry == 0 {
 				return res, err
 			}
@@ -255,7 +261,7 @@ func serverPage(server string, prog *searchProgress) pageFunc {
 
 // searchServer runs one page through the search API. retry > 0: the
 // broker was busy (429) and asks to retry after that long.
-func searchServer(ctx context.Context, server string, api indexer.APIRequest, prog *searchProgress) (res *indexer.Result, retry time.Duration, err error) {
+func searchServer(ctx context.Context, server string, hc *http.Client, api indexer.APIRequest, prog *searchProgress) (res *indexer.Result, retry time.Duration, err error) {
 	body, err := json.Marshal(api)
 	if err != nil {
 		return nil, 0, err
@@ -267,7 +273,7 @@ func searchServer(ctx context.Context, server string, api indexer.APIRequest, pr
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	stop := prog.spin("searching")
-	resp, err := http.DefaultClient.Do(hreq)
+	resp, err := hc.Do(hreq)
 	stop()
 	if err != nil {
 		if ctx.Err() == nil {
@@ -283,6 +289,8 @@ func searchServer(ctx context.Context, server string, api indexer.APIRequest, pr
 			ae.Error = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
 		}
 		switch {
+		case resp.StatusCode == http.StatusUnauthorized:
+			return nil, 0, fmt.Errorf("search through %s: %s: give a SCRAM user's credentials with --sasl-username and --sasl-password-file (or %s)", server, ae.Error, envSASLPassword)
 		case resp.StatusCode == http.StatusTooManyRequests:
 			retry = time.Second
 			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -68,7 +69,12 @@ func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.
 	// says 503) while the WAL is recovered, which can take a while.
 	reg := ops.NewRegistry()
 	bcfg.Metrics = reg
-	hs := ops.NewHTTPServer(ops.HTTPConfig{Addr: cfg.HTTPAddr, Pprof: cfg.Pprof, Gatherer: reg, Logger: log})
+	htls, err := httpTLS(cfg, log)
+	if err != nil {
+		return err
+	}
+	hs := ops.NewHTTPServer(ops.HTTPConfig{Addr: cfg.HTTPAddr, Pprof: cfg.Pprof, Gatherer: reg, Logger: log,
+		TLS: htls, AuthAll: cfg.HTTPAuthAll && cfg.Authorizer != ""})
 	if err := hs.Start(); err != nil {
 		return fmt.Errorf("http listener on %s=%q: %w", cfg.Origin("CHRONIK_HTTP_ADDR"), cfg.HTTPAddr, err)
 	}
@@ -85,6 +91,7 @@ func runStart(ctx context.Context, flags *pflag.FlagSet, env ops.Env, logOut io.
 	if err != nil {
 		return fmt.Errorf("open broker in %s=%q: %w", cfg.Origin("CHRONIK_DATA_DIR"), cfg.DataDir, err)
 	}
+	hs.SetAuthenticator(b.Authenticate)
 	stopSearch, err := startSearch(cfg, b, bcfg, hs, reg, log, &ix)
 	if err != nil {
 		_ = b.Close()
@@ -169,6 +176,10 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 		bc.ReplicaLagTimeMax = cfg.ReplicaLagTimeMax
 	}
 
+	if err := securityConfig(cfg, &bc, log); err != nil {
+		return broker.Config{}, err
+	}
+
 	p, err := tier1.ProfileByName(cfg.WALProfile)
 	if err != nil {
 		return broker.Config{}, fmt.Errorf("%s=%q: %w", cfg.Origin("CHRONIK_WAL_PROFILE"), cfg.WALProfile, err)
@@ -211,7 +222,11 @@ func startSearch(cfg ops.Config, b *broker.Broker, bcfg broker.Config, hs *ops.H
 			eng.RunRealtime(rtCtx, sl.TopicNames, time.Second)
 		}
 	}()
-	hs.Handle("POST /api/v1/search", indexer.Handler(eng, searchLimits(cfg)))
+	var search http.Handler = indexer.Handler(eng, searchLimits(cfg))
+	if b.AuthorizerOn() {
+		search = hs.RequireAuth(authorizeSearch(b, search))
+	}
+	hs.Handle("POST /api/v1/search", search)
 	var x *indexer.Indexer
 	if cfg.IndexWorkers > 0 && bcfg.Tier3 != nil {
 		// Index builds run in child processes of this binary at low

@@ -424,7 +424,20 @@ func explainTopicErr(topic string, err error, msg, op string) error {
 	case errors.Is(err, kerr.InvalidTopicException):
 		return fmt.Errorf("topic %q: invalid name%s: use letters, digits, '.', '_' and '-', at most 249 characters", topic, detail)
 	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
-		return fmt.Errorf("topic %q: not authorized to %s it%s", topic, op, detail)
+		return fmt.Errorf("topic %q: not authorized to %s it%s: an admin can allow it with `chronik acl add --allow-principal User:NAME %s`",
+			topic, op, detail, aclGrantFor(op, topic))
 	}
 	return fmt.Errorf("%s topic %q: %w%s", op, topic, err, detail)
+}
+
+// aclGrantFor is the chronik acl add arguments that allow a topic
+// command.
+func aclGrantFor(op, topic string) string {
+	switch op {
+	case "create", "delete", "alter", "describe":
+		return "--operation " + op + " --topic " + topic
+	case "reassign":
+		return "--operation alter --cluster"
+	}
+	return "--operation describe --topic " + topic
 }
