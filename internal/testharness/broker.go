@@ -41,6 +41,17 @@ type Options struct {
 	// DataDirs[i] instead of a new one (empty entries get new ones): a
 	// standalone broker's directory grown into a cluster, a restored one.
 	DataDirs []string
+	// Listeners names extra Kafka listeners by their security protocol
+	// (SSL, SASL_PLAINTEXT, SASL_SSL), each on a port of its own next to
+	// the PLAINTEXT one the harness probes; ListenerAddr returns their
+	// addresses. The TLS and SASL settings come from Env or NodeEnv.
+	Listeners []string
+	// NodeEnv, when set, adds variables for one broker: node is 1 for
+	// Start and 1..n for StartCluster (each broker's own certificate).
+	NodeEnv func(node int) []string
+	// InterBrokerListener, when set, is the protocol name of the listener
+	// the brokers fetch from one another on (one of Listeners, e.g. SSL).
+	InterBrokerListener string
 }
 
 // Broker is one broker process (or kfake cluster) started by Start. Its
@@ -55,6 +66,8 @@ type Broker struct {
 	kafkaAddr string
 	httpAddr  string
 	raftAddr  string
+	extra     map[string]string // listener name → address (Options.Listeners)
+	node      int               // node ID, 1 for a standalone broker
 
 	host int // index in opts.Hosts, when set
 
@@ -307,8 +320,36 @@ func (b *Broker) pickAddrs() error {
 	if b.httpAddr, err = FreeAddr(); err != nil {
 		return err
 	}
-	b.raftAddr, err = FreeAddr()
-	return err
+	if b.raftAddr, err = FreeAddr(); err != nil {
+		return err
+	}
+	b.extra = map[string]string{}
+	for _, name := range b.opts.Listeners {
+		if b.extra[name], err = FreeAddr(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ListenerAddr is the address of the extra listener called name
+// (Options.Listeners).
+func (b *Broker) ListenerAddr(name string) string { return b.extra[name] }
+
+// listenerArgs are the flags of the extra listeners.
+func (b *Broker) listenerArgs() []string {
+	if len(b.opts.Listeners) == 0 {
+		return nil
+	}
+	lns := []string{"PLAINTEXT://" + b.kafkaAddr}
+	for _, name := range b.opts.Listeners {
+		lns = append(lns, name+"://"+b.extra[name])
+	}
+	args := []string{"--listeners", strings.Join(lns, ","), "--advertised-listeners", strings.Join(lns, ",")}
+	if b.opts.InterBrokerListener != "" {
+		args = append(args, "--inter-broker-listener-name", b.opts.InterBrokerListener)
+	}
+	return args
 }
 
 var errAddrInUse = errors.New("address already in use")
@@ -335,6 +376,7 @@ func (b *Broker) start() error {
 		"--advertised-addr", b.kafkaAddr,
 		"--http-addr", b.httpAddr,
 	}
+	args = append(args, b.listenerArgs()...)
 	cmd := exec.Command(bin, append(args, b.opts.Args...)...)
 	if b.opts.Hosts != nil {
 		cmd = b.opts.Hosts.Command(b.host, bin, append(args, b.opts.Args...)...)
@@ -343,6 +385,9 @@ func (b *Broker) start() error {
 	// (0.0.0.0:9093) would collide between brokers if it ever is opened.
 	cmd.Env = append(os.Environ(), "CHRONIK_RAFT_ADDR="+b.raftAddr)
 	cmd.Env = append(cmd.Env, b.opts.Env...)
+	if b.opts.NodeEnv != nil {
+		cmd.Env = append(cmd.Env, b.opts.NodeEnv(max(b.node, 1))...)
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	// Pdeathsig kills the broker if the test binary dies without running
 	// its cleanups (a panic or go test's -timeout). Linux sends it when the

@@ -72,12 +72,17 @@ func startCluster(t testing.TB, bs []*Broker, opts Options) error {
 		if h := opts.Hosts; h != nil {
 			// Each broker has a host of its own: the default ports do.
 			b.kafkaAddr, b.httpAddr, b.raftAddr = h.IP(i+1)+":9092", h.IP(i+1)+":6092", h.IP(i+1)+":9093"
+			b.extra = map[string]string{}
+			for j, name := range opts.Listeners {
+				b.extra[name] = fmt.Sprintf("%s:%d", h.IP(i+1), 9094+j)
+			}
 		} else if err := b.pickAddrs(); err != nil {
 			return fmt.Errorf("picking ports: %w", err)
 		}
 		peers = append(peers, fmt.Sprintf("%d@%s", i+1, b.raftAddr))
 	}
 	for i, b := range bs {
+		b.node = i + 1
 		b.opts.Args = append([]string{"--node-id", fmt.Sprint(i + 1), "--peers", strings.Join(peers, ",")}, opts.Args...)
 	}
 	for i, b := range bs {
