@@ -52,6 +52,12 @@ type Options struct {
 	// InterBrokerListener, when set, is the protocol name of the listener
 	// the brokers fetch from one another on (one of Listeners, e.g. SSL).
 	InterBrokerListener string
+	// MutualTLS, for StartCluster, makes the brokers authenticate one
+	// another with certificates from a CA of the test's own: replica
+	// fetches go to an SSL listener that requires a client certificate,
+	// and the controller port is mutual TLS open to the brokers'
+	// certificates only. Clients keep the PLAINTEXT listener.
+	MutualTLS bool
 }
 
 // Broker is one broker process (or kfake cluster) started by Start. Its

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chronik-go/chronik/security"
 )
 
 // StartCluster starts n chronik brokers as one cluster on 127.0.0.1 (or on
@@ -26,8 +29,21 @@ func StartCluster(t testing.TB, n int, opts Options) []*Broker {
 		opts.StartTimeout = 30 * time.Second
 	}
 	bs := make([]*Broker, n)
+	var certDir string
+	var mtls []string
+	if opts.MutualTLS {
+		certDir, mtls = mutualTLSEnv(t, n, opts.Hosts)
+	}
 	for i := range bs {
 		b := &Broker{t: t, opts: opts, target: TargetChronik, host: i + 1}
+		if opts.MutualTLS {
+			b.opts.Listeners = append(slices.Clone(opts.Listeners), "SSL")
+			b.opts.InterBrokerListener = "SSL"
+			b.opts.Env = append(slices.Clone(opts.Env), mtls...)
+			b.opts.Env = append(b.opts.Env,
+				"CHRONIK_TLS_CERT_FILE="+filepath.Join(certDir, fmt.Sprintf("broker-%d.crt", i+1)),
+				"CHRONIK_TLS_KEY_FILE="+filepath.Join(certDir, fmt.Sprintf("broker-%d.key", i+1)))
+		}
 		b.logPath = filepath.Join(t.TempDir(), fmt.Sprintf("broker-%d.log", i+1))
 		bs[i] = b
 		t.Cleanup(func() {
@@ -73,7 +89,7 @@ func startCluster(t testing.TB, bs []*Broker, opts Options) error {
 			// Each broker has a host of its own: the default ports do.
 			b.kafkaAddr, b.httpAddr, b.raftAddr = h.IP(i+1)+":9092", h.IP(i+1)+":6092", h.IP(i+1)+":9093"
 			b.extra = map[string]string{}
-			for j, name := range opts.Listeners {
+			for j, name := range b.opts.Listeners {
 				b.extra[name] = fmt.Sprintf("%s:%d", h.IP(i+1), 9094+j)
 			}
 		} else if err := b.pickAddrs(); err != nil {
@@ -190,4 +206,35 @@ func RSSOf(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("testharness: /proc/%d/status has no VmRSS", pid)
+}
+
+// mutualTLSEnv makes a CA and a certificate for each of n brokers (valid
+// for the loopback address and, with hosts, the broker's host) in a
+// directory of the test's, and returns the directory (broker-N.crt and
+// .key) and the settings every broker shares.
+func mutualTLSEnv(t testing.TB, n int, hosts *Hosts) (string, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := security.LoadOrCreateCA(dir, 24*time.Hour)
+	if err != nil {
+		t.Fatalf("testharness: %v", err)
+	}
+	var principals []string
+	for i := 1; i <= n; i++ {
+		names := []string{"127.0.0.1", "localhost"}
+		if hosts != nil {
+			names = append(names, hosts.IP(i))
+		}
+		req := security.CertRequest{Name: fmt.Sprintf("broker-%d", i), Hosts: names, Server: true, Client: true}
+		if _, _, err := ca.Issue(dir, req, 24*time.Hour); err != nil {
+			t.Fatalf("testharness: %v", err)
+		}
+		principals = append(principals, "User:CN="+req.Name+",O=Chronik")
+	}
+	return dir, []string{
+		"CHRONIK_TLS_CA_FILE=" + filepath.Join(dir, "ca.crt"),
+		"CHRONIK_TLS_CLIENT_AUTH=required",
+		"CHRONIK_CONTROLLER_TLS=true",
+		"CHRONIK_SUPER_USERS=" + strings.Join(principals, ";"),
+	}
 }

@@ -5,7 +5,9 @@
 // the network, SIGSTOP of the leader — and proves afterwards that every
 // acknowledged record is readable exactly once at its acknowledged offset,
 // in order, and that all three replicas hold identical records up to the
-// high watermark. Needs root and iproute2 (network namespaces).
+// high watermark. It runs twice: with plaintext between brokers, and with
+// mutual TLS between them (replica fetches and the controller port). Needs
+// root and iproute2 (network namespaces).
 //
 //	go test ./tests/replication -v
 //	CHRONIK_REPLICATION_ROUNDS=16 go test ./tests/replication -v -timeout 30m
@@ -147,8 +149,16 @@ func rounds() int {
 }
 
 func TestAckedRecordsSurviveFaults(t *testing.T) {
+	t.Run("plaintext", func(t *testing.T) { ackedRecordsSurviveFaults(t, false) })
+	// The same with the brokers authenticating one another: replica
+	// fetches over an SSL listener that requires their certificates, the
+	// controller port mutual TLS.
+	t.Run("mutual-tls", func(t *testing.T) { ackedRecordsSurviveFaults(t, true) })
+}
+
+func ackedRecordsSurviveFaults(t *testing.T, mutualTLS bool) {
 	hosts := testharness.NewHosts(t, 3)
-	bs := testharness.StartCluster(t, 3, testharness.Options{Hosts: hosts,
+	bs := testharness.StartCluster(t, 3, testharness.Options{Hosts: hosts, MutualTLS: mutualTLS,
 		Args: []string{"--min-insync-replicas", "2", "--default-replication-factor", "3"}})
 	var ns []*node
 	for i, b := range bs {
