@@ -18,6 +18,7 @@ import (
 	"github.com/chronik-go/chronik/broker"
 	"github.com/chronik-go/chronik/internal/inflate"
 	"github.com/chronik-go/chronik/ops"
+	"github.com/chronik-go/chronik/security"
 	"github.com/chronik-go/chronik/tier1"
 )
 
@@ -335,6 +336,10 @@ func renderLimits(d *doc) {
 	set("CHRONIK_RESPONSE_WRITE_TIMEOUT_MS", "time a client may take none of a response", "closed (`reason=\"write_timeout\"`)")
 	set("CHRONIK_CONNECTION_MAX_UNSENT_BYTES", "fetch response bytes built and not yet sent, per connection", "the connection is not read until some are sent")
 	d.row("one fetch response", mib(int64(bc.FetchMaxBytes)), "the response stops there (a first batch larger than the client's max bytes is still sent whole, as Kafka does)")
+	d.row("one SASL token (a SCRAM message, a PLAIN credential)", fmt.Sprintf("%d KiB", security.MaxSASLTokenSize>>10),
+		"authentication fails and the connection is closed (`chronik_authentication_failures_total`)")
+	d.row("requests before a SASL connection authenticates", "ApiVersions, SaslHandshake, SaslAuthenticate", "any other request closes the connection")
+	d.row("time to finish a TLS handshake", "the request read timeout", "the connection is closed (`chronik_tls_handshake_failures_total`)")
 	set("CHRONIK_MAX_CONNECTIONS", "open connections", "a new one is closed at once (`reason=\"max_connections\"`)")
 	set("CHRONIK_MAX_CONNECTIONS_PER_IP", "open connections from one IP address, loopback included", "a new one is closed at once (`reason=\"max_connections_per_ip\"`)")
 	set("CHRONIK_MESSAGE_MAX_BYTES", "one record batch (topic config `max.message.bytes`)", "`MESSAGE_TOO_LARGE`")
