@@ -289,6 +289,11 @@ func (b *Broker) bootstrapUsers() {
 			if err == nil {
 				break
 			}
+			var perm permanentError
+			if errors.As(err, &perm) {
+				b.log.Error("bootstrap user refused; not created", "user", u.Name, "mechanism", u.Mechanism, "err", err)
+				break
+			}
 			if attempt%20 == 0 {
 				b.log.Warn("bootstrap user not created yet; retrying", "user", u.Name, "mechanism", u.Mechanism, "err", err)
 			}
@@ -315,7 +320,7 @@ func (b *Broker) bootstrapUser(u security.ScramUser) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := b.changeSecurity(ctx, &replication.SecurityChange{Upserts: []security.ScramUpsert{{
+	res, err := b.changeSecurity(ctx, &replication.SecurityChange{CreateOnly: true, Upserts: []security.ScramUpsert{{
 		User: u.Name, Mechanism: u.Mechanism, Iterations: iterations, Salt: salt, SaltedPassword: salted,
 	}}})
 	if err != nil {
@@ -323,8 +328,12 @@ func (b *Broker) bootstrapUser(u security.ScramUser) error {
 	}
 	for _, r := range res.Users {
 		if r.Code != 0 {
-			return fmt.Errorf("%s", r.Message)
+			return permanentError{fmt.Errorf("%s", r.Message)}
 		}
+	}
+	if len(res.Users) == 0 {
+		b.log.Info("bootstrap user exists; left unchanged", "user", u.Name, "mechanism", u.Mechanism)
+		return nil
 	}
 	b.log.Info("bootstrap user created", "user", u.Name, "mechanism", u.Mechanism)
 	return nil
@@ -357,3 +366,8 @@ func (b *Broker) MayRead(principal, host, topic string) bool {
 
 // AuthorizerOn reports whether ACLs are checked (CHRONIK_AUTHORIZER=acl).
 func (b *Broker) AuthorizerOn() bool { return b.cfg.Authorizer != nil }
+
+// permanentError is a failure that trying again cannot fix.
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }

@@ -12,6 +12,10 @@ type SecurityChange struct {
 	Deletions  []security.ScramDeletion `json:"deletions,omitempty"`
 	CreateACLs []security.ACL           `json:"create_acls,omitempty"`
 	DeleteACLs []security.ACLFilter     `json:"delete_acls,omitempty"`
+	// CreateOnly applies only the upserts of credentials that do not exist
+	// when the command applies: bootstrap users, which must never reset a
+	// password changed since, whatever the proposing broker's view was.
+	CreateOnly bool `json:"create_only,omitempty"`
 	// Adopt takes in a standalone broker's users and ACLs when it grows
 	// into a cluster: applied only while the cluster has none of its own.
 	Adopt *security.State `json:"adopt,omitempty"`
@@ -32,7 +36,19 @@ func (c *SecurityChange) Apply(s *security.State) (*security.State, SecurityResu
 	var res SecurityResult
 	switch {
 	case len(c.Upserts) > 0 || len(c.Deletions) > 0:
-		s, res.Users = s.AlterScram(c.Upserts, c.Deletions)
+		upserts := c.Upserts
+		if c.CreateOnly {
+			upserts = nil
+			for _, u := range c.Upserts {
+				if _, ok := s.Credential(u.User, u.Mechanism); !ok {
+					upserts = append(upserts, u)
+				}
+			}
+			if len(upserts) == 0 && len(c.Deletions) == 0 {
+				break
+			}
+		}
+		s, res.Users = s.AlterScram(upserts, c.Deletions)
 	case len(c.CreateACLs) > 0:
 		s, res.ACLErrors = s.CreateACLs(c.CreateACLs)
 	case len(c.DeleteACLs) > 0:

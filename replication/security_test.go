@@ -64,3 +64,27 @@ func TestSecurityChangesApplyAndSurviveSnapshot(t *testing.T) {
 		t.Fatal("an empty security change applied")
 	}
 }
+
+// A bootstrap upsert (CreateOnly) creates a missing credential and leaves
+// an existing one alone, however stale the proposer's view was.
+func TestSecurityCreateOnlyKeepsExistingPassword(t *testing.T) {
+	upsert := func(password string) *SecurityChange {
+		salt := []byte("salt-" + password)
+		salted, err := security.SaltPassword(security.MechanismScramSHA512, password, salt, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &SecurityChange{CreateOnly: true, Upserts: []security.ScramUpsert{
+			{User: "admin", Mechanism: security.MechanismScramSHA512, Iterations: 4096, Salt: salt, SaltedPassword: salted},
+		}}
+	}
+	s := mustApply(t, NewState(), &Command{Security: upsert("first")})
+	s, res := apply(s, &Command{Security: upsert("second")})
+	if res.Err != nil || len(res.Security.Users) != 0 {
+		t.Fatalf("second bootstrap: %+v, want nothing applied", res)
+	}
+	cred, _ := s.Security.Credential("admin", security.MechanismScramSHA512)
+	if !security.VerifyPassword(security.MechanismScramSHA512, cred, "first") {
+		t.Fatal("a bootstrap upsert replaced an existing password")
+	}
+}
