@@ -53,12 +53,7 @@ func handleOffsetCommit(c *conn, req *request) reply {
 	}
 	// The coordinator sees only the allowed topics.
 	allowed := *r
-	allowed.Topics = nil
-	for i, rt := range r.Topics {
-		if !denied[i] {
-			allowed.Topics = append(allowed.Topics, rt)
-		}
-	}
+	allowed.Topics = without(r.Topics, denied)
 	resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
 	var wait func()
 	if len(allowed.Topics) > 0 {

@@ -27,12 +27,10 @@ func handleCreateACLs(c *conn, req *request) reply {
 		}
 		return now(resp)
 	}
-	switch {
-	case c.b.cfg.Authorizer == nil:
-		return failAll(kerr.SecurityDisabled, "no authorizer is configured: set CHRONIK_AUTHORIZER=acl")
-	case !c.allowedCluster(kmsg.ACLOperationAlter):
-		return failAll(kerr.ClusterAuthorizationFailed, "ALTER on the cluster is needed to create ACLs")
-	case len(r.Creations) == 0:
+	if code, msg := c.aclChangeRefused("create ACLs"); code != nil {
+		return failAll(code, msg)
+	}
+	if len(r.Creations) == 0 {
 		return now(resp)
 	}
 	acls := make([]security.ACL, len(r.Creations))
@@ -59,4 +57,16 @@ func handleCreateACLs(c *conn, req *request) reply {
 		}
 		return resp
 	}
+}
+
+// aclChangeRefused says why the connection may not change ACLs (to do
+// what), or nil: without an authorizer there are none to change.
+func (c *conn) aclChangeRefused(what string) (*kerr.Error, string) {
+	switch {
+	case c.b.cfg.Authorizer == nil:
+		return kerr.SecurityDisabled, "no authorizer is configured: set CHRONIK_AUTHORIZER=acl"
+	case !c.allowedCluster(kmsg.ACLOperationAlter):
+		return kerr.ClusterAuthorizationFailed, "ALTER on the cluster is needed to " + what
+	}
+	return nil, ""
 }

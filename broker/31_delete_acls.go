@@ -27,12 +27,10 @@ func handleDeleteACLs(c *conn, req *request) reply {
 		}
 		return now(resp)
 	}
-	switch {
-	case c.b.cfg.Authorizer == nil:
-		return failAll(kerr.SecurityDisabled, "no authorizer is configured: set CHRONIK_AUTHORIZER=acl")
-	case !c.allowedCluster(kmsg.ACLOperationAlter):
-		return failAll(kerr.ClusterAuthorizationFailed, "ALTER on the cluster is needed to delete ACLs")
-	case len(r.Filters) == 0:
+	if code, msg := c.aclChangeRefused("delete ACLs"); code != nil {
+		return failAll(code, msg)
+	}
+	if len(r.Filters) == 0 {
 		return now(resp)
 	}
 	filters := make([]security.ACLFilter, len(r.Filters))

@@ -32,12 +32,7 @@ func handleOffsetDelete(c *conn, req *request) reply {
 	// The coordinator sees only the allowed topics (and still checks the
 	// group when there are none).
 	allowed := *r
-	allowed.Topics = nil
-	for i, rt := range r.Topics {
-		if !denied[i] {
-			allowed.Topics = append(allowed.Topics, rt)
-		}
-	}
+	allowed.Topics = without(r.Topics, denied)
 	resp, wait := c.b.groups.OffsetDelete(&allowed)
 	if resp.ErrorCode != 0 {
 		return waitThen(resp, wait)

@@ -371,3 +371,14 @@ func (b *Broker) AuthorizerOn() bool { return b.cfg.Authorizer != nil }
 type permanentError struct{ error }
 
 func (e permanentError) Unwrap() error { return e.error }
+
+// without returns the items whose drop entry is false, in order.
+func without[T any](items []T, drop []bool) []T {
+	var out []T
+	for i, it := range items {
+		if !drop[i] {
+			out = append(out, it)
+		}
+	}
+	return out
+}
