@@ -334,6 +334,17 @@ func (c *Controller) openRaft() (bool, error) {
 
 func serverID(id int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(id))) }
 
+// peerAddr is where to call the controller node id: its entry in the
+// peers list, else the address Raft knows it by.
+func (c *Controller) peerAddr(id raft.ServerID, addr raft.ServerAddress) string {
+	if n, err := strconv.ParseInt(string(id), 10, 32); err == nil {
+		if a, ok := c.peers[int32(n)]; ok {
+			return a
+		}
+	}
+	return string(addr)
+}
+
 // addrProvider resolves peers from the configured list, so a peer whose
 // address changed between restarts is still found.
 type addrProvider map[int32]string
@@ -454,10 +465,14 @@ func (c *Controller) callLeader(ctx context.Context, req *callRequest, resp *cal
 		if id != "" {
 			*resp = callResponse{}
 			var err error
-			if addr == raft.ServerAddress(c.peers[c.cfg.NodeID]) {
+			// By ID: Raft names the leader by the address it resolved
+			// its own to, which is neither this node's peers entry nor,
+			// with TLS, a name on its certificate. The peers list's
+			// address is dialled for the same reason.
+			if id == serverID(c.cfg.NodeID) {
 				*resp = c.handle(ctx, req)
 			} else {
-				err = c.calls.call(ctx, string(addr), req, resp)
+				err = c.calls.call(ctx, c.peerAddr(id, addr), req, resp)
 			}
 			if err == nil && !resp.NotLeader {
 				return nil

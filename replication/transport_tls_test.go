@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -93,4 +94,42 @@ func TestControllerPortMutualTLS(t *testing.T) {
 	if err := call(clientFor(stranger)); err == nil {
 		t.Fatal("a call with another CA's certificate was answered")
 	}
+}
+
+// A quorum whose peers are named by host name, on a mutual TLS controller
+// port with certificates for that name only: Raft knows each node by the
+// address it resolved its name to, which no certificate names, so every
+// node (the leader included, for its own broker) must reach the leader
+// by its peers entry. All three brokers register and are live.
+func TestQuorumByHostNameOverMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := security.LoadOrCreateCA(dir, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, _ := startQuorum(t, 3, func(c *Config) {
+		name := fmt.Sprintf("node-%d", c.NodeID)
+		cert, key, err := ca.Issue(dir, security.CertRequest{Name: name, Hosts: []string{"localhost"}, Server: true, Client: true}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files := security.TLSFiles{CertFile: cert, KeyFile: key, CAFile: dir + "/ca.crt", ClientAuth: security.ClientAuthRequired}
+		if c.ServerTLS, err = security.ServerConfig(files, nil); err != nil {
+			t.Fatal(err)
+		}
+		if c.ClientTLS, err = security.ClientConfig(files, "", nil); err != nil {
+			t.Fatal(err)
+		}
+		for i := range c.Peers {
+			_, port, _ := net.SplitHostPort(c.Peers[i].Addr)
+			c.Peers[i].Addr = net.JoinHostPort("localhost", port)
+		}
+		c.BindAddr = net.JoinHostPort("127.0.0.1", portOf(c.BindAddr))
+	})
+	waitAllLive(t, cs)
+}
+
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
 }
