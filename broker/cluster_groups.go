@@ -197,15 +197,9 @@ func notCoordinatorResponse(r kmsg.Request, code *kerr.Error) kmsg.Response {
 	switch r := r.(type) {
 	case *kmsg.OffsetCommitRequest:
 		out := resp.(*kmsg.OffsetCommitResponse)
-		for _, rt := range r.Topics {
-			st := kmsg.NewOffsetCommitResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewOffsetCommitResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = rp.Partition, code.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			out.Topics = append(out.Topics, st)
+		for i := range r.Topics {
+			// v10 names topics by ID: the answer must too.
+			out.Topics = append(out.Topics, offsetCommitTopicError(&r.Topics[i], code))
 		}
 	case *kmsg.OffsetFetchRequest:
 		out := resp.(*kmsg.OffsetFetchResponse)

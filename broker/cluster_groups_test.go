@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -171,4 +172,22 @@ func TestOffsetsReplicationRaised(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A NOT_COORDINATOR answer to an OffsetCommit v10, which names topics by
+// ID, names them by ID too: a client cannot match a nameless, ID-less topic.
+func TestNotCoordinatorOffsetCommitKeepsTopicIDs(t *testing.T) {
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Version = 10
+	rt := kmsg.NewOffsetCommitRequestTopic()
+	rt.TopicID = [16]byte{1, 2, 3}
+	rp := kmsg.NewOffsetCommitRequestTopicPartition()
+	rp.Partition = 4
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp := notCoordinatorResponse(req, kerr.NotCoordinator).(*kmsg.OffsetCommitResponse)
+	if len(resp.Topics) != 1 || resp.Topics[0].TopicID != rt.TopicID ||
+		len(resp.Topics[0].Partitions) != 1 || resp.Topics[0].Partitions[0].ErrorCode != kerr.NotCoordinator.Code {
+		t.Fatalf("answer %+v: want topic %x, partition 4 NOT_COORDINATOR", resp.Topics, rt.TopicID)
+	}
 }
