@@ -54,7 +54,7 @@ func handleMetadata(c *conn, req *request) reply {
 		}
 		resp.ControllerID = b.ctl.LeaderID()
 	} else {
-		host, port := b.advertised(c.ln.Name)
+		host, port := c.ln.host, c.ln.port
 		br := kmsg.NewMetadataResponseBroker()
 		br.NodeID, br.Host, br.Port = b.cfg.NodeID, host, port
 		resp.Brokers = []kmsg.MetadataResponseBroker{br}

@@ -24,7 +24,7 @@ import (
 func handleFindCoordinator(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.FindCoordinatorRequest)
 	resp := r.ResponseKind().(*kmsg.FindCoordinatorResponse)
-	host, port := c.b.advertised(c.ln.Name)
+	host, port := c.ln.host, c.ln.port
 	answer := func(key string) (node int32, h string, p int32, code int16, msg *string) {
 		switch r.CoordinatorType {
 		case 0:

@@ -31,7 +31,7 @@ func handleDescribeCluster(c *conn, req *request) reply {
 	}
 	if b.ctl == nil {
 		resp.ControllerID = b.cfg.NodeID
-		host, port := b.advertised(c.ln.Name)
+		host, port := c.ln.host, c.ln.port
 		br := kmsg.NewDescribeClusterResponseBroker()
 		br.NodeID, br.Host, br.Port = b.cfg.NodeID, host, port
 		resp.Brokers = []kmsg.DescribeClusterResponseBroker{br}

@@ -351,7 +351,9 @@ func (b *Broker) Start() error {
 			closeAll()
 			return fmt.Errorf("broker: listen on %s: %w", spec, err)
 		}
-		lns = append(lns, &listener{Listener: spec, ln: ln, advertised: b.cfg.AdvertisedListeners[spec.Name]})
+		l := &listener{Listener: spec, ln: ln}
+		b.advertise(l, len(lns) == 0)
+		lns = append(lns, l)
 	}
 	b.lnMu.Lock()
 	if b.closed {
@@ -450,8 +452,7 @@ func (b *Broker) acceptLoop(l *listener) {
 		case l.Protocol.TLS():
 			nc = tls.Server(nc, b.cfg.ServerTLS)
 		}
-		c := newConn(b, nc, l)
-		c.ip = ip
+		c := newConn(b, nc, l, ip)
 		b.conns[c] = struct{}{}
 		b.connsPerIP[ip]++
 		b.connWG.Add(1)

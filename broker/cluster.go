@@ -99,16 +99,14 @@ func (b *Broker) startCluster() error {
 // joinCluster registers this broker (its advertised Kafka address) with the
 // controller; called once the Kafka listener is up.
 func (b *Broker) joinCluster() {
-	first := defaultListener
-	if len(b.cfg.Listeners) > 0 {
-		first = b.cfg.Listeners[0].Name
-	}
-	host, port := b.advertised(first)
+	b.lnMu.Lock()
+	first := b.lns[0]
+	b.lnMu.Unlock()
 	b.adminMu.Lock()
-	info := replication.BrokerInfo{Host: host, Port: port, StorageID: b.meta.StorageID, Endpoints: b.endpoints()}
+	info := replication.BrokerInfo{Host: first.host, Port: first.port, StorageID: b.meta.StorageID, Endpoints: b.endpoints()}
 	b.adminMu.Unlock()
 	internal := b.cfg.InternalAddr
-	if ib := b.interBrokerListener(); internal == "" && ib != first {
+	if ib := b.interBrokerListener(); internal == "" && ib != first.Name {
 		internal = info.Endpoints[ib]
 	}
 	if a := internal; a != "" {

@@ -83,12 +83,13 @@ type request struct {
 	clientID string
 }
 
-func newConn(b *Broker, nc net.Conn, ln *listener) *conn {
+// newConn makes the connection nc accepted on ln from ip (remoteIP(nc)).
+func newConn(b *Broker, nc net.Conn, ln *listener, ip netip.Addr) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{b: b, nc: nc, ln: ln, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel}
+	c := &conn{b: b, nc: nc, ln: ln, remote: nc.RemoteAddr().String(), ip: ip, ctx: ctx, cancel: cancel}
 	c.host = c.remoteHost()
-	if ip := remoteIP(nc); ip.IsValid() {
-		c.host = ip.String() // IPv4-mapped addresses unmapped, as ACL hosts are
+	if c.ip.IsValid() {
+		c.host = c.ip.String() // IPv4-mapped addresses unmapped, as ACL hosts are
 	}
 	c.auth.principal = security.AnonymousPrincipal
 	if ln.Protocol.SASL() {
@@ -167,8 +168,12 @@ func (c *conn) readLoop(queue chan<- inflight, writerDone <-chan struct{}) error
 			return readErr(err)
 		}
 		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
-		if size < 8 || size > c.b.cfg.MaxRequestBytes {
-			return fmt.Errorf("request frame of %d bytes is outside 8..%d (socket.request.max.bytes)", size, c.b.cfg.MaxRequestBytes)
+		least := int32(8) // a request header
+		if c.auth.phase == saslRawTokens {
+			least = 1 // a bare SASL token: "\x00u\x00p" is PLAIN's for user u
+		}
+		if size < least || size > c.b.cfg.MaxRequestBytes {
+			return fmt.Errorf("request frame of %d bytes is outside %d..%d (socket.request.max.bytes)", size, least, c.b.cfg.MaxRequestBytes)
 		}
 		body, err := c.readBody(br, int(size), deadline)
 		if err != nil {

@@ -52,7 +52,7 @@ func FuzzRequest(f *testing.F) {
 	b := testBroker(f, f.TempDir(), nil)
 	p1, p2 := net.Pipe()
 	f.Cleanup(func() { p1.Close(); p2.Close() })
-	c := newConn(b, p1, &listener{Listener: security.Listener{Name: defaultListener, Protocol: security.Plaintext}})
+	c := newConn(b, p1, &listener{Listener: security.Listener{Name: defaultListener, Protocol: security.Plaintext}}, remoteIP(p1))
 	c.cancel() // replies resolve at once instead of long-polling
 
 	f.Fuzz(func(t *testing.T, body []byte) {

@@ -22,8 +22,11 @@ import (
 // listener is one bound Kafka listener.
 type listener struct {
 	security.Listener
-	ln         net.Listener
-	advertised string // host:port its clients are told; "" derives it
+	ln net.Listener
+	// host and port are what its clients are told (advertise), fixed
+	// once it is bound.
+	host string
+	port int32
 }
 
 // defaultListener is the listener name of CHRONIK_KAFKA_ADDR.
@@ -82,30 +85,21 @@ func (b *Broker) listenerNamed(name string) *listener {
 	return nil
 }
 
-// advertised returns the host and port the clients of listener name are
-// told for this broker: the advertised listener, else (first listener)
-// AdvertisedAddr, else the bound address with the machine's host name for
-// a wildcard host.
-func (b *Broker) advertised(name string) (string, int32) {
-	addr := b.cfg.AdvertisedListeners[name]
-	l := b.listenerNamed(name)
-	first := l == nil || b.lns[0] == l
+// advertise sets what the clients of l, just bound, are told: its
+// advertised listener, else (the first listener) AdvertisedAddr, else the
+// bound address with the machine's host name for a wildcard host.
+func (b *Broker) advertise(l *listener, first bool) {
+	addr := b.cfg.AdvertisedListeners[l.Name]
 	if addr == "" && first {
 		addr = b.cfg.AdvertisedAddr
 	}
 	if addr == "" {
-		switch {
-		case l != nil:
-			addr = l.ln.Addr().String()
-		case b.Addr() != nil:
-			addr = b.Addr().String()
-		default:
-			addr = b.cfg.KafkaAddr
-		}
+		addr = l.ln.Addr().String()
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return addr, 9092
+		l.host, l.port = addr, 9092
+		return
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		if h, err := os.Hostname(); err == nil {
@@ -113,7 +107,7 @@ func (b *Broker) advertised(name string) (string, int32) {
 		}
 	}
 	p, _ := strconv.Atoi(port)
-	return host, int32(p)
+	l.host, l.port = host, int32(p)
 }
 
 // endpoints returns the advertised host:port of every listener, by name,
@@ -124,8 +118,7 @@ func (b *Broker) endpoints() map[string]string {
 	b.lnMu.Unlock()
 	out := make(map[string]string, len(lns))
 	for _, l := range lns {
-		h, p := b.advertised(l.Name)
-		out[l.Name] = net.JoinHostPort(h, strconv.Itoa(int(p)))
+		out[l.Name] = net.JoinHostPort(l.host, strconv.Itoa(int(l.port)))
 	}
 	return out
 }

@@ -30,18 +30,26 @@ func saslBroker(t testing.TB, dir string, mod func(*Config)) *Broker {
 			{Name: "PLAINTEXT", Protocol: security.Plaintext, Host: "127.0.0.1"},
 			{Name: "SASL_PLAINTEXT", Protocol: security.SaslPlaintext, Host: "127.0.0.1"},
 		}
-		c.BootstrapUsers = []security.ScramUser{{Mechanism: security.MechanismScramSHA512, Name: "admin", Password: "admin-secret"}}
+		c.BootstrapUsers = []security.ScramUser{
+			{Mechanism: security.MechanismScramSHA512, Name: "admin", Password: "admin-secret"},
+			{Mechanism: security.MechanismScramSHA512, Name: "u", Password: "p"},
+		}
 		if mod != nil {
 			mod(c)
 		}
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, ok := b.credential("admin", security.MechanismScramSHA512); ok {
+		created := true
+		for _, u := range b.cfg.BootstrapUsers {
+			_, ok := b.credential(u.Name, u.Mechanism)
+			created = created && ok
+		}
+		if created {
 			return b
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("bootstrap user admin not created")
+			t.Fatal("bootstrap users not created")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -105,6 +113,16 @@ func TestSASLHandshakeV0BareTokens(t *testing.T) {
 	c.send(md)
 	if err := c.recv(md.ResponseKind()); err != nil {
 		t.Fatalf("metadata after authenticating: %v", err)
+	}
+
+	// A bare token shorter than a request header is a token all the same.
+	short := dialAddr(t, addr)
+	handshake(t, short, 0, security.MechanismPlain)
+	tok = plainToken("u", "p")
+	short.write(append(binary.BigEndian.AppendUint32(nil, uint32(len(tok))), tok...))
+	short.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(short.nc, size[:]); err != nil || binary.BigEndian.Uint32(size[:]) != 0 {
+		t.Fatalf("PLAIN answer to a 4-byte token: %v, length %d; want an empty token", err, binary.BigEndian.Uint32(size[:]))
 	}
 
 	bad := dialAddr(t, addr)
