@@ -60,9 +60,7 @@ func securityConfig(cfg ops.Config, bc *broker.Config, log *slog.Logger) error {
 			return fmt.Errorf("%s=%s needs %s to verify client certificates against", cfg.Origin("CHRONIK_TLS_CLIENT_AUTH"), auth, cfg.Origin("CHRONIK_TLS_CA_FILE"))
 		}
 		files := security.TLSFiles{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, CAFile: cfg.TLSCAFile, ClientAuth: auth}
-		onErr := func(err error) {
-			log.Error("TLS files changed but could not be loaded; the previous certificate stays", "err", err)
-		}
+		onErr := tlsReloadFailed(log)
 		if bc.ServerTLS, err = security.ServerConfig(files, onErr); err != nil {
 			return fmt.Errorf("%s: %w", cfg.Origin("CHRONIK_TLS_CERT_FILE"), err)
 		}
@@ -137,7 +135,7 @@ func securityConfig(cfg ops.Config, bc *broker.Config, log *slog.Logger) error {
 			return fmt.Errorf("%s is set on a standalone broker: it secures the controller port of a cluster (%s)", cfg.Origin("CHRONIK_CONTROLLER_TLS"), cfg.Origin("CHRONIK_CLUSTER_PEERS"))
 		}
 		files := security.TLSFiles{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, CAFile: cfg.TLSCAFile, ClientAuth: security.ClientAuthRequired}
-		ctls, err := security.ServerConfig(files, func(err error) { log.Error("TLS files changed but could not be loaded", "err", err) })
+		ctls, err := security.ServerConfig(files, tlsReloadFailed(log))
 		if err != nil {
 			return fmt.Errorf("%s: %w", cfg.Origin("CHRONIK_CONTROLLER_TLS"), err)
 		}
@@ -169,9 +167,15 @@ func httpTLS(cfg ops.Config, log *slog.Logger) (*tls.Config, error) {
 		return nil, nil
 	}
 	files := security.TLSFiles{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, CAFile: cfg.TLSCAFile, ClientAuth: security.ClientAuthNone}
-	c, err := security.ServerConfig(files, func(err error) { log.Error("TLS files changed but could not be loaded", "err", err) })
+	c, err := security.ServerConfig(files, tlsReloadFailed(log))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Origin("CHRONIK_HTTP_TLS"), err)
 	}
 	return c, nil
+}
+
+// tlsReloadFailed logs a renewed TLS file that could not be used (the
+// error says the previous one stays in use).
+func tlsReloadFailed(log *slog.Logger) func(error) {
+	return func(err error) { log.Error("TLS files changed but could not be loaded", "err", err) }
 }
