@@ -97,11 +97,12 @@ func TestGroupMetadataRestored(t *testing.T) {
 	}
 
 	// It leaves: the group empties, and a reload finds it empty.
+	before := l.End(1)
 	leave := []kmsg.LeaveGroupRequestMember{{MemberID: member}}
 	if gerr, errs := next.LeaveGroup(name, leave); gerr != nil || errs[0] != nil {
 		t.Fatalf("leave: %v %v", gerr, errs)
 	}
-	waitRecords(t, l, 1, l.End(1)+1)
+	waitRecords(t, l, 1, before+1)
 	next.Close()
 	third := newTestCoordinator(t, l, false)
 	if st, _, n := third.Status(name); st != "Empty" || n != 0 {
