@@ -100,6 +100,13 @@ func Compact(segs []*Segment, opt CompactOptions) (CompactResult, error) {
 		mapEnd := end
 		full := errors.New("full")
 		err := forEachBatch(res.Segments, start, func(batch []byte, h batchInfo) error {
+			if binary.BigEndian.Uint16(batch[bOffAttributes:])&attrTransactional != 0 {
+				// Transactional records shadow nothing: an aborted
+				// one must never replace what was committed before
+				// it, and the cleaner does not know which are.
+				// Their markers (control batches) are kept as well.
+				return nil
+			}
 			err := eachRecord(batch, opt.InflateLimit, func(r *kmsg.Record, off, ts int64) {
 				if r.Key != nil && off >= start {
 					m[hashKey(r.Key)] = off
@@ -240,6 +247,14 @@ func rewrite(s *Segment, m map[keyHash]int64, mapEnd int64, opt CompactOptions) 
 	var out []byte
 	var body []byte
 	err := forEachBatch([]*Segment{s}, s.Base, func(batch []byte, h batchInfo) error {
+		if binary.BigEndian.Uint16(batch[bOffAttributes:])&attrControl != 0 {
+			// Transaction markers are kept: read_committed readers
+			// and the transaction index need them.
+			if w != nil {
+				return w.Append(batch)
+			}
+			return nil
+		}
 		kept = kept[:0]
 		n := 0
 		maxTs := int64(-1 << 63)

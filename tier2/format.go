@@ -55,6 +55,8 @@ const (
 	bOffLength          = 8
 	bOffCRC             = 17
 	bOffAttributes      = 21
+	attrTransactional   = 0x10 // batch attributes: a transaction's records
+	attrControl         = 0x20 // batch attributes: a transaction marker
 	bOffLastOffsetDelta = 23
 	bOffFirstTimestamp  = 27
 	bOffMaxTimestamp    = 35

@@ -270,8 +270,25 @@ type ProducerState struct {
 	Batches []ProducerBatch
 }
 
-// WriteProducers durably records the producer windows as of sealedEnd.
-func WriteProducers(fs vfs.FS, dir string, sealedEnd int64, ps []ProducerState) error {
+// TxnRange is one transaction of a producer in a partition: from its
+// first record to its marker (Last, -1 while it is open).
+type TxnRange struct {
+	Producer    int64
+	First, Last int64
+}
+
+// Txns is a partition's transactions as of a sealed end: those still open
+// there, and the aborted ones whose ranges the log still holds.
+type Txns struct {
+	Open    []TxnRange
+	Aborted []TxnRange
+}
+
+// WriteProducers durably records the producer windows and transactions as
+// of sealedEnd, in one file so both describe the same point of the log.
+// The transactions follow the windows; a file written before they were
+// kept has none after them, and reads as no transactions.
+func WriteProducers(fs vfs.FS, dir string, sealedEnd int64, ps []ProducerState, txns Txns) error {
 	p := binary.LittleEndian.AppendUint64(nil, uint64(sealedEnd))
 	p = binary.LittleEndian.AppendUint32(p, uint32(len(ps)))
 	for _, s := range ps {
@@ -284,39 +301,47 @@ func WriteProducers(fs vfs.FS, dir string, sealedEnd int64, ps []ProducerState) 
 			p = binary.LittleEndian.AppendUint64(p, uint64(b.Base))
 		}
 	}
+	for _, list := range [][]TxnRange{txns.Open, txns.Aborted} {
+		p = binary.LittleEndian.AppendUint32(p, uint32(len(list)))
+		for _, t := range list {
+			p = binary.LittleEndian.AppendUint64(p, uint64(t.Producer))
+			p = binary.LittleEndian.AppendUint64(p, uint64(t.First))
+			p = binary.LittleEndian.AppendUint64(p, uint64(t.Last))
+		}
+	}
 	return writeFileAtomic(fs, filepath.Join(dir, "producers"), appendCheckpoint(nil, kindProducers, p), true)
 }
 
-// ReadProducers returns the recorded producer windows and the sealed end
-// offset they describe; ok is false when there is none.
-func ReadProducers(fs vfs.FS, dir string) (sealedEnd int64, ps []ProducerState, ok bool, err error) {
+// ReadProducers returns the recorded producer windows and transactions and
+// the sealed end offset they describe; ok is false when there is none.
+func ReadProducers(fs vfs.FS, dir string) (sealedEnd int64, ps []ProducerState, txns Txns, ok bool, err error) {
 	b, err := readSmallFile(fs, filepath.Join(dir, "producers"), maxCkpPayload)
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil, false, nil
+		return 0, nil, txns, false, nil
 	}
 	if err != nil {
-		return 0, nil, false, err
+		return 0, nil, txns, false, err
 	}
 	p, err := parseCheckpoint(b, kindProducers)
 	if err != nil {
-		return 0, nil, false, err
+		return 0, nil, txns, false, err
 	}
 	bad := fmt.Errorf("%w: producers checkpoint is truncated", ErrCorrupt)
 	if len(p) < 12 {
-		return 0, nil, false, bad
+		return 0, nil, txns, false, bad
 	}
 	sealedEnd = int64(binary.LittleEndian.Uint64(p))
 	n := binary.LittleEndian.Uint32(p[8:])
 	p = p[12:]
 	for i := uint32(0); i < n; i++ {
 		if len(p) < 11 {
-			return 0, nil, false, bad
+			return 0, nil, txns, false, bad
 		}
 		s := ProducerState{ID: int64(binary.LittleEndian.Uint64(p)), Epoch: int16(binary.LittleEndian.Uint16(p[8:]))}
 		k := int(p[10])
 		p = p[11:]
 		if len(p) < k*16 {
-			return 0, nil, false, bad
+			return 0, nil, txns, false, bad
 		}
 		for j := 0; j < k; j++ {
 			s.Batches = append(s.Batches, ProducerBatch{FirstSeq: int32(binary.LittleEndian.Uint32(p)),
@@ -325,7 +350,25 @@ func ReadProducers(fs vfs.FS, dir string) (sealedEnd int64, ps []ProducerState, 
 		}
 		ps = append(ps, s)
 	}
-	return sealedEnd, ps, true, nil
+	for _, list := range []*[]TxnRange{&txns.Open, &txns.Aborted} {
+		if len(p) == 0 {
+			break // written before transactions were kept
+		}
+		if len(p) < 4 {
+			return 0, nil, txns, false, bad
+		}
+		k := int(binary.LittleEndian.Uint32(p))
+		p = p[4:]
+		if k > len(p)/24 {
+			return 0, nil, txns, false, bad
+		}
+		for range k {
+			*list = append(*list, TxnRange{Producer: int64(binary.LittleEndian.Uint64(p)),
+				First: int64(binary.LittleEndian.Uint64(p[8:])), Last: int64(binary.LittleEndian.Uint64(p[16:]))})
+			p = p[24:]
+		}
+	}
+	return sealedEnd, ps, txns, true, nil
 }
 
 // ensureDir creates dir and any missing parents, syncing each parent that
