@@ -222,7 +222,9 @@ func (c *Coordinator) OffsetDelete(r *kmsg.OffsetDeleteRequest) (*kmsg.OffsetDel
 	return resp, c.writeOutcome(w, err, slots)
 }
 
-// OffsetFetch runs an OffsetFetch (v0-10).
+// OffsetFetch runs an OffsetFetch (v0-10). Transactional offsets pending
+// are not answered; with RequireStable (v7+) their partitions are answered
+// UNSTABLE_OFFSET_COMMIT, as Kafka does, so the client retries.
 func (c *Coordinator) OffsetFetch(r *kmsg.OffsetFetchRequest) *kmsg.OffsetFetchResponse {
 	resp := r.ResponseKind().(*kmsg.OffsetFetchResponse)
 	if r.Version < 8 {
@@ -235,7 +237,7 @@ func (c *Coordinator) OffsetFetch(r *kmsg.OffsetFetchRequest) *kmsg.OffsetFetchR
 				topics = append(topics, gt)
 			}
 		}
-		rg := c.fetchOffsets(r.Group, topics, r.Version)
+		rg := c.fetchOffsets(r.Group, topics, r.Version, r.Version >= 7 && r.RequireStable)
 		resp.ErrorCode = rg.ErrorCode
 		for _, t := range rg.Topics {
 			rt := kmsg.NewOffsetFetchResponseTopic()
@@ -258,7 +260,7 @@ func (c *Coordinator) OffsetFetch(r *kmsg.OffsetFetchRequest) *kmsg.OffsetFetchR
 				continue
 			}
 		}
-		resp.Groups = append(resp.Groups, c.fetchOffsets(g.Group, g.Topics, r.Version))
+		resp.Groups = append(resp.Groups, c.fetchOffsets(g.Group, g.Topics, r.Version, r.RequireStable))
 	}
 	return resp
 }
@@ -436,8 +438,8 @@ func (c *Coordinator) commitCheck(name, memberID string, instanceID *string, gen
 }
 
 // fetchOffsets answers one group; topics nil means every committed
-// partition.
-func (c *Coordinator) fetchOffsets(name string, topics []kmsg.OffsetFetchRequestGroupTopic, version int16) kmsg.OffsetFetchResponseGroup {
+// partition (and, stable, every partition with offsets pending).
+func (c *Coordinator) fetchOffsets(name string, topics []kmsg.OffsetFetchRequestGroupTopic, version int16, stable bool) kmsg.OffsetFetchResponseGroup {
 	out := kmsg.NewOffsetFetchResponseGroup()
 	out.Group = name
 	if code := c.unavailable(name); code != nil {
@@ -447,11 +449,23 @@ func (c *Coordinator) fetchOffsets(name string, topics []kmsg.OffsetFetchRequest
 	byID := version >= 10
 	g := c.group(name, false)
 	snap := map[topicPart]committedOffset{}
+	var unstable map[topicPart]bool // read only when nil
 	if g != nil {
 		g.mu.Lock()
+		if stable && len(g.txnOffsets) > 0 {
+			unstable = map[topicPart]bool{}
+			for _, pend := range g.txnOffsets {
+				for tp := range pend {
+					unstable[tp] = true
+				}
+			}
+		}
 		if topics == nil {
 			for tp, o := range g.offsets {
 				snap[tp] = o
+			}
+			for tp := range unstable {
+				snap[tp] = committedOffset{}
 			}
 		} else {
 			for _, t := range topics {
@@ -470,11 +484,14 @@ func (c *Coordinator) fetchOffsets(name string, topics []kmsg.OffsetFetchRequest
 		}
 		g.mu.Unlock()
 	}
-	part := func(p int32, o committedOffset, ok bool) kmsg.OffsetFetchResponseGroupTopicPartition {
+	part := func(tp topicPart, o committedOffset, ok bool) kmsg.OffsetFetchResponseGroupTopicPartition {
 		rp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
-		rp.Partition, rp.Offset, rp.LeaderEpoch = p, -1, -1
+		rp.Partition, rp.Offset, rp.LeaderEpoch = tp.partition, -1, -1
 		md := ""
-		if ok {
+		switch {
+		case unstable[tp]:
+			rp.ErrorCode = kerr.UnstableOffsetCommit.Code
+		case ok:
 			rp.Offset, rp.LeaderEpoch, md = o.offset, o.leaderEpoch, o.metadata
 		}
 		rp.Metadata = &md
@@ -492,7 +509,7 @@ func (c *Coordinator) fetchOffsets(name string, topics []kmsg.OffsetFetchRequest
 			}
 			for _, p := range t.Partitions {
 				o, ok := snap[topicPart{topicName, p}]
-				rt.Partitions = append(rt.Partitions, part(p, o, ok))
+				rt.Partitions = append(rt.Partitions, part(topicPart{topicName, p}, o, ok))
 			}
 			out.Topics = append(out.Topics, rt)
 		}
@@ -512,7 +529,7 @@ func (c *Coordinator) fetchOffsets(name string, topics []kmsg.OffsetFetchRequest
 		ps := byTopic[n]
 		sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
 		for _, p := range ps {
-			rt.Partitions = append(rt.Partitions, part(p, snap[topicPart{n, p}], true))
+			rt.Partitions = append(rt.Partitions, part(topicPart{n, p}, snap[topicPart{n, p}], true))
 		}
 		out.Topics = append(out.Topics, rt)
 	}

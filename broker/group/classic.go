@@ -87,6 +87,11 @@ type group struct {
 	// deleted is set by DeleteGroups: writes enqueued before the deletion
 	// are tombstoned by it and must not be applied to a new group.
 	deleted bool
+	// txnOffsets is the transactional offsets pending (durable, their
+	// transaction not ended yet), by producer ID: at most one per
+	// partition and producer, the latest in the log (txn.go). Allocated
+	// on first use.
+	txnOffsets map[int64]map[topicPart]committedOffset
 
 	// pendingMeta is membership records queued for the log (metadata.go);
 	// cgGroupPrint and cgMemberPrint fingerprint the KIP-848 state last

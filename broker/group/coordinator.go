@@ -10,6 +10,17 @@
 // and subscribes to. The broker's request handlers are thin adapters over
 // the exported methods.
 //
+// Transactional offsets (TxnOffsetCommit, txn.go): a transactional
+// producer's offsets are written to the group's partition as one
+// transactional batch of the producer (Log.AppendTxn) and kept pending per
+// group and producer, invisible to OffsetFetch (RequireStable answers
+// UNSTABLE_OFFSET_COMMIT on their partitions), until the transaction's
+// COMMIT or ABORT marker in that partition: live, the broker reports it
+// with CompleteTxn once durable; loading, Read yields it as a control
+// record in log order. A marker commits or drops the producer's offsets
+// written before it; of a committed offset and a plain one, the later in
+// the log wins, as in Kafka.
+//
 // Ownership: standalone (Config.Cluster false) the coordinator serves every
 // group. In a cluster it serves the groups of the partitions of
 // __consumer_offsets it leads, loaded from the log when it takes one up
@@ -54,11 +65,29 @@ type Log interface {
 	// this broker may not write p (in a cluster: it does not lead it, or
 	// too few replicas are in sync).
 	Append(ctx context.Context, p int32, records []Record) (Write, error)
+	// AppendTxn is Append for a transaction: one transactional batch
+	// (attribute bit 0x10) of producer producerID at epoch, with no
+	// sequence number (-1). The records count once a COMMIT marker of
+	// that producer follows them in p; an ABORT marker drops them.
+	AppendTxn(ctx context.Context, p int32, producerID int64, epoch int16, records []Record) (Write, error)
 	// Read calls fn with every record of partition p below end, in offset
-	// order.
-	Read(p int32, end int64, fn func(offset int64, key, value []byte)) error
+	// order, transaction markers (control records) included.
+	Read(p int32, end int64, fn func(LogRecord)) error
 	// End returns the end of what this broker holds of partition p.
 	End(p int32) int64
+}
+
+// LogRecord is a record of __consumer_offsets as Read finds it, with what
+// its batch's header says of it.
+type LogRecord struct {
+	Offset     int64
+	Key, Value []byte
+	// ProducerID is the producer of the record's batch; -1 when none.
+	ProducerID int64
+	// Transactional: the batch is part of ProducerID's transaction.
+	// Control: the record is a transaction marker, its key a version
+	// (int16) and a type (int16: 0 abort, 1 commit).
+	Transactional, Control bool
 }
 
 // Write is an append on its way to durability.
@@ -129,6 +158,10 @@ type Coordinator struct {
 	// broker leads, by index; only the groups of loaded ones are served.
 	owned  map[int32]*ownedPartition
 	ownSeq uint64
+	// txns: the producers with transactional offsets pending or in
+	// flight, by partition of __consumer_offsets (txn.go), so a
+	// transaction marker finds their groups without a scan.
+	txns map[txnKey]*openTxn
 
 	// appendLocks serialize, per group name (striped), the check and
 	// enqueue of every __consumer_offsets write (commits, OffsetDelete,
@@ -163,6 +196,7 @@ func New(cfg Config, log Log, topics Topics) (*Coordinator, error) {
 		topics:     topics,
 		groups:     make(map[string]*group),
 		owned:      make(map[int32]*ownedPartition),
+		txns:       make(map[txnKey]*openTxn),
 		stopExpiry: make(chan struct{}),
 		expiryDone: make(chan struct{}),
 	}
@@ -175,6 +209,7 @@ func New(cfg Config, log Log, topics Topics) (*Coordinator, error) {
 			}
 			records += n
 		}
+		c.indexTxnsLocked(c.groups)
 		c.log.Info("recovered committed offsets", "records", records, "groups", len(c.groups))
 	}
 	go c.expiryLoop()

@@ -9,11 +9,12 @@ import (
 	"time"
 )
 
-// memLog is an in-memory Log: each partition a slice of records. Appends
-// are durable at once, unless hold is set: then they wait for release.
+// memLog is an in-memory Log: each partition a slice of records, each
+// with its batch's producer and flags. Appends are durable at once, unless
+// hold is set: then they wait for release.
 type memLog struct {
 	mu    sync.Mutex
-	parts [][]Record
+	parts [][]LogRecord
 	hold  bool
 	held  []*memWrite
 	fail  error         // every Append fails with it when set
@@ -37,7 +38,7 @@ func (w *memWrite) Wait(ctx context.Context) error {
 	}
 }
 
-func newMemLog(partitions int) *memLog { return &memLog{parts: make([][]Record, partitions)} }
+func newMemLog(partitions int) *memLog { return &memLog{parts: make([][]LogRecord, partitions)} }
 
 func (l *memLog) Partitions() int {
 	l.mu.Lock()
@@ -46,13 +47,38 @@ func (l *memLog) Partitions() int {
 }
 
 func (l *memLog) Append(_ context.Context, p int32, records []Record) (Write, error) {
+	return l.append(p, -1, false, false, records)
+}
+
+func (l *memLog) AppendTxn(_ context.Context, p int32, producerID int64, _ int16, records []Record) (Write, error) {
+	return l.append(p, producerID, true, false, records)
+}
+
+// appendMarker appends producerID's transaction marker (COMMIT when
+// commit) to p as the broker does, and returns its offset.
+func (l *memLog) appendMarker(p int32, producerID int64, commit bool) int64 {
+	key := []byte{0, 0, 0, 0}
+	if commit {
+		key[3] = 1
+	}
+	w, err := l.append(p, producerID, true, true, []Record{{Key: key, Value: []byte{0, 0, 0, 0, 0, 0}}})
+	if err != nil {
+		panic(err)
+	}
+	return w.Base()
+}
+
+func (l *memLog) append(p int32, producerID int64, txn, control bool, records []Record) (Write, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.fail != nil {
 		return nil, l.fail
 	}
 	w := &memWrite{base: int64(len(l.parts[p])), done: make(chan struct{})}
-	l.parts[p] = append(l.parts[p], records...)
+	for _, r := range records {
+		l.parts[p] = append(l.parts[p], LogRecord{Offset: int64(len(l.parts[p])), Key: r.Key, Value: r.Value,
+			ProducerID: producerID, Transactional: txn, Control: control})
+	}
 	if l.hold {
 		l.held = append(l.held, w)
 	} else {
@@ -72,7 +98,7 @@ func (l *memLog) release(err error) {
 	l.held = nil
 }
 
-func (l *memLog) Read(p int32, end int64, fn func(offset int64, key, value []byte)) error {
+func (l *memLog) Read(p int32, end int64, fn func(LogRecord)) error {
 	l.mu.Lock()
 	gate := l.gate
 	l.mu.Unlock()
@@ -82,8 +108,8 @@ func (l *memLog) Read(p int32, end int64, fn func(offset int64, key, value []byt
 	l.mu.Lock()
 	recs := l.parts[p][:min(end, int64(len(l.parts[p])))]
 	l.mu.Unlock()
-	for i, r := range recs {
-		fn(int64(i), r.Key, r.Value)
+	for _, r := range recs {
+		fn(r)
 	}
 	return nil
 }

@@ -82,27 +82,38 @@ func encodeOffsets(group string, entries []offsetEntry, nowMillis int64) []Recor
 // the same partition is already applied.
 func (g *group) applyLocked(entries []offsetEntry, logBase int64) {
 	for i, e := range entries {
-		if e.metaKey != 0 {
-			continue
+		if e.metaKey == 0 {
+			g.applyOffsetLocked(e, logBase+int64(i))
 		}
-		lo := logBase + int64(i)
-		if cur, ok := g.offsets[e.tp]; ok && cur.logOffset > lo {
-			continue
-		}
-		if d, ok := g.deletedAt[e.tp]; ok && d > lo {
-			continue
-		}
-		if e.deleted {
-			delete(g.offsets, e.tp)
-			if g.inflight[e.tp] > 0 {
-				g.deletedAt[e.tp] = lo
-			}
-			continue
-		}
-		v := e.value
-		v.logOffset = lo
-		g.offsets[e.tp] = v
 	}
+}
+
+// applyOffsetLocked installs one commit or tombstone written at log offset
+// lo unless a later write of its partition is already applied. A
+// tombstone also drops the partition's transactional offsets pending from
+// before it, as Kafka's replay does, and is remembered while writes of the
+// partition are in flight so that none written before it is applied
+// after it.
+func (g *group) applyOffsetLocked(e offsetEntry, lo int64) {
+	if e.deleted {
+		g.dropTxnOffsetsLocked(e.tp, lo)
+		if d, ok := g.deletedAt[e.tp]; g.inflight[e.tp] > 0 && (!ok || d < lo) {
+			g.deletedAt[e.tp] = lo
+		}
+		if cur, ok := g.offsets[e.tp]; ok && cur.logOffset < lo {
+			delete(g.offsets, e.tp)
+		}
+		return
+	}
+	if cur, ok := g.offsets[e.tp]; ok && cur.logOffset > lo {
+		return
+	}
+	if d, ok := g.deletedAt[e.tp]; ok && d > lo {
+		return
+	}
+	v := e.value
+	v.logOffset = lo
+	g.offsets[e.tp] = v
 }
 
 // beginInflightLocked records entries as enqueued against g.
@@ -171,10 +182,13 @@ func (c *Coordinator) replayPartition(p int32, groups map[string]*group) (int, e
 		}
 		return g
 	}
+	// open: the groups with transactional offsets pending, by producer,
+	// for the producer's next marker.
+	open := map[int64]map[*group]struct{}{}
 	records := 0
-	err := c.olog.Read(p, c.olog.End(p), func(off int64, key, value []byte) {
+	err := c.olog.Read(p, c.olog.End(p), func(r LogRecord) {
 		records++
-		replayRecord(get, off, key, value)
+		replayRecord(get, open, r)
 	})
 	for name, g := range groups {
 		if g.part != p {
@@ -190,7 +204,7 @@ func (c *Coordinator) replayPartition(p int32, groups map[string]*group) (int, e
 			g.restoreLocked(g.loadedMeta)
 		}
 		g.loadedMeta, g.loadedCg = nil, nil
-		if !g.activeLocked() && len(g.offsets) == 0 {
+		if !g.activeLocked() && len(g.offsets) == 0 && len(g.txnOffsets) == 0 {
 			// Deleted, or emptied with nothing committed: as if
 			// forgotten (forgetIfUnused).
 			delete(groups, name)
@@ -201,8 +215,19 @@ func (c *Coordinator) replayPartition(p int32, groups map[string]*group) (int, e
 }
 
 // replayRecord applies one __consumer_offsets record to the group get
-// returns (created if needed).
-func replayRecord(get func(name string) *group, off int64, key, value []byte) {
+// returns (created if needed): a transactional offset commit is pending
+// until its producer's marker, which open finds its groups by.
+func replayRecord(get func(name string) *group, open map[int64]map[*group]struct{}, r LogRecord) {
+	key, value, off := r.Key, r.Value, r.Offset
+	if r.Control {
+		if commit, ok := parseMarker(key); ok {
+			for g := range open[r.ProducerID] {
+				g.endTxnLocked(r.ProducerID, txnMarker{offset: off, commit: commit})
+			}
+			delete(open, r.ProducerID)
+		}
+		return
+	}
 	if len(key) < 2 {
 		return
 	}
@@ -246,7 +271,7 @@ func replayRecord(get func(name string) *group, off int64, key, value []byte) {
 	g := get(k.Group)
 	tp := topicPart{k.Topic, k.Partition}
 	if value == nil {
-		g.applyLocked([]offsetEntry{{tp: tp, deleted: true}}, off)
+		g.applyOffsetLocked(offsetEntry{tp: tp, deleted: true}, off)
 		return
 	}
 	var v kmsg.OffsetCommitValue
@@ -257,7 +282,16 @@ func replayRecord(get func(name string) *group, off int64, key, value []byte) {
 	if v.Version < 3 {
 		epoch = -1
 	}
-	g.applyLocked([]offsetEntry{{tp: tp, value: committedOffset{offset: v.Offset, leaderEpoch: epoch, metadata: v.Metadata, commitTime: v.CommitTimestamp}}}, off)
+	o := committedOffset{offset: v.Offset, leaderEpoch: epoch, metadata: v.Metadata, commitTime: v.CommitTimestamp}
+	if r.Transactional && r.ProducerID >= 0 {
+		g.addTxnOffsetLocked(r.ProducerID, tp, o, off)
+		if open[r.ProducerID] == nil {
+			open[r.ProducerID] = map[*group]struct{}{}
+		}
+		open[r.ProducerID][g] = struct{}{}
+	} else {
+		g.applyOffsetLocked(offsetEntry{tp: tp, value: o}, off)
+	}
 	if ts := time.UnixMilli(v.CommitTimestamp); ts.After(g.emptySince) {
 		g.emptySince = ts
 	}
@@ -306,6 +340,11 @@ func (c *Coordinator) expireGroup(g *group, now time.Time) {
 		}
 		var expired []offsetEntry
 		for tp, o := range g.offsets {
+			if g.txnPendingLocked(tp) {
+				// As Kafka: not while a transaction may still
+				// commit the partition.
+				continue
+			}
 			base := time.UnixMilli(o.commitTime)
 			if g.emptySince.After(base) {
 				base = g.emptySince
@@ -338,7 +377,7 @@ func (c *Coordinator) forgetIfUnused(g *group) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.dropExpiredPendingLocked(time.Now())
-	if !g.activeLocked() && len(g.offsets) == 0 && len(g.pending) == 0 && len(g.inflight) == 0 && c.groups[g.name] == g {
+	if !g.activeLocked() && len(g.offsets) == 0 && len(g.txnOffsets) == 0 && len(g.pending) == 0 && len(g.inflight) == 0 && c.groups[g.name] == g {
 		g.state = groupDead
 		delete(c.groups, g.name)
 	}
@@ -366,15 +405,25 @@ func (c *Coordinator) deleteGroup(ctx context.Context, name string) error {
 			}
 			return nil, nil, errorf(kerr.NonEmptyGroup, "group %q has %d active members", name, n)
 		}
-		var entries []offsetEntry
+		tps := map[topicPart]struct{}{}
 		for tp := range g.offsets {
-			entries = append(entries, offsetEntry{tp: tp, deleted: true})
+			tps[tp] = struct{}{}
 		}
 		for tp := range g.inflight {
 			// Enqueued (before us) but not applied yet: tombstone it too.
-			if _, ok := g.offsets[tp]; !ok {
-				entries = append(entries, offsetEntry{tp: tp, deleted: true})
+			tps[tp] = struct{}{}
+		}
+		for _, pend := range g.txnOffsets {
+			// Pending in a transaction, as Kafka does: the tombstone
+			// drops it, here and in a replay, so a later COMMIT
+			// marker does not bring it back.
+			for tp := range pend {
+				tps[tp] = struct{}{}
 			}
+		}
+		var entries []offsetEntry
+		for tp := range tps {
+			entries = append(entries, offsetEntry{tp: tp, deleted: true})
 		}
 		entries = append(entries, offsetEntry{metaKey: classicKeyVersion}, offsetEntry{metaKey: consumerKeyVersion})
 		if g.cg != nil {
@@ -433,6 +482,13 @@ func (w *pendingOffsets) wait(ctx context.Context) error {
 // durable, so they are applied even if the caller is gone. It returns the
 // number of entries written.
 func (c *Coordinator) appendOffsets(ctx context.Context, name string, check func() (*group, []offsetEntry, error)) (*pendingOffsets, int, error) {
+	return c.appendWrite(ctx, name, nil, check)
+}
+
+// appendWrite is appendOffsets, in transaction txn when not nil: then the
+// entries are written as one transactional batch and applied as pending
+// (finishTxnOffsets).
+func (c *Coordinator) appendWrite(ctx context.Context, name string, txn *txnWrite, check func() (*group, []offsetEntry, error)) (*pendingOffsets, int, error) {
 	al := c.appendLock(name)
 	al.Lock()
 	g, entries, cerr := check()
@@ -447,10 +503,18 @@ func (c *Coordinator) appendOffsets(ctx context.Context, name string, check func
 		}
 		return appliedOffsets, 0, nil
 	}
-	ow, err := c.write(ctx, name, entries)
+	finish := func(base int64, durable bool) { c.finishOffsets(g, entries, base, durable) }
+	var ow Write
+	var err error
+	if txn != nil {
+		finish = func(base int64, durable bool) { c.finishTxnOffsets(g, txn, entries, base, durable) }
+		ow, err = c.writeTxn(ctx, name, txn, entries)
+	} else {
+		ow, err = c.write(ctx, name, entries)
+	}
 	al.Unlock()
 	if err != nil {
-		c.finishOffsets(g, entries, 0, false)
+		finish(0, false)
 		return nil, 0, err
 	}
 	w := &pendingOffsets{applied: make(chan struct{})}
@@ -458,7 +522,7 @@ func (c *Coordinator) appendOffsets(ctx context.Context, name string, check func
 		wctx, cancel := context.WithTimeout(c.ctx, offsetWriteTimeout)
 		err := ow.Wait(wctx)
 		cancel()
-		c.finishOffsets(g, entries, ow.Base(), err == nil)
+		finish(ow.Base(), err == nil)
 		w.err = err
 		close(w.applied)
 	}()

@@ -22,6 +22,12 @@ type ownedPartition struct {
 	epoch  int32  // the leader epoch it was taken at
 	gen    uint64 // unique per ownership: groups remember theirs
 	loaded bool
+	// markers is the transaction markers completed (CompleteTxn) while
+	// loading, applied once loaded: the load may have read the log
+	// before them. Past maxLoadMarkers they are dropped and reload set:
+	// the load starts over, and reads them from the log.
+	markers []queuedMarker
+	reload  bool
 }
 
 // Partition is Kafka's coordinator rule: a group's partition of
@@ -85,11 +91,23 @@ func (c *Coordinator) load(p int32, o *ownedPartition) {
 			stopAll(groups)
 			return
 		}
+		if err == nil && o.reload {
+			o.reload = false
+			c.mu.Unlock()
+			stopAll(groups)
+			c.log.Warn("too many transaction markers while loading an offsets partition; loading it again", "partition", p)
+			continue
+		}
 		if err == nil {
 			for name, g := range groups {
 				g.gen = o.gen
 				c.groups[name] = g
 			}
+			c.indexTxnsLocked(groups)
+			for _, m := range o.markers {
+				c.endTxnLocked(txnKey{p, m.producer}, m.marker)
+			}
+			o.markers = nil
 			o.loaded = true
 			c.mu.Unlock()
 			c.log.Info("loaded the groups of an offsets partition", "partition", p, "leader_epoch", o.epoch,
@@ -113,6 +131,11 @@ func (c *Coordinator) load(p int32, o *ownedPartition) {
 // leader reads them from the log). c.mu is held.
 func (c *Coordinator) unloadLocked(k int32) {
 	delete(c.owned, k)
+	for key := range c.txns {
+		if key.part == k {
+			delete(c.txns, key)
+		}
+	}
 	n := 0
 	for name, g := range c.groups {
 		if g.part != k {
