@@ -42,7 +42,23 @@ import (
 //   leave no trace, their offsets are given again, and produces succeed
 //   once there is space (partition.resumeAppendsLocked); any other write or
 //   fsync error gets KAFKA_STORAGE_ERROR until a restart.
-// * Produce to __consumer_offsets gets INVALID_TOPIC_EXCEPTION, as Kafka.
+// * Produce to __consumer_offsets or __transaction_state gets
+//   INVALID_TOPIC_EXCEPTION, as Kafka.
+// * Transactional batches open their producer's transaction on the
+//   partition; the transaction coordinator's marker closes it
+//   (txnindex.go). The first batch of a transaction on a partition is
+//   verified with the coordinator first (KIP-890 part 1; over the
+//   inter-broker listener when another broker coordinates): a partition
+//   not added to the producer's ongoing transaction gets
+//   INVALID_TXN_STATE, so a late batch of an ended transaction cannot
+//   open one that nothing would close; a fenced producer gets
+//   INVALID_PRODUCER_EPOCH, and a coordinator that cannot answer
+//   NOT_ENOUGH_REPLICAS (retriable), as Kafka maps them. A producer's batch at an epoch older than the
+//   partition's (raised by its batches or by a marker written after a
+//   fence or a timeout) gets INVALID_PRODUCER_EPOCH. With an authorizer,
+//   a request with transactional batches needs WRITE on its
+//   transactional ID, else every partition gets
+//   TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
 // * In a cluster, a partition this broker does not lead, or any partition
 //   while its controller lease has lapsed, gets NOT_LEADER_OR_FOLLOWER
 //   (cluster.go); the client refreshes metadata and goes to the leader.
@@ -66,8 +82,6 @@ import (
 //   Produce v2 and Fetch v2. Kafka 4.0, which dropped these versions, sends
 //   those clients uncompressed. Every partition of a v0-2 request gets
 //   UNSUPPORTED_FOR_MESSAGE_FORMAT: message formats v0/v1 are not stored.
-// * Transactional batches get INVALID_TXN_STATE (transactions are not
-//   supported yet).
 // * A producer batch flagged LogAppendTime gets INVALID_TIMESTAMP. Kafka
 //   accepts it (and rewrites the flag) on a CreateTime topic when the batch
 //   carries a max timestamp; no client sends it.
@@ -84,7 +98,11 @@ func handleProduce(c *conn, req *request) reply {
 	b := c.b
 	resp := r.ResponseKind().(*kmsg.ProduceResponse)
 
-	if code := produceRequestError(r); code != nil {
+	code := produceRequestError(r)
+	if code == nil && !c.mayProduceTransactional(r) {
+		code = kerr.TransactionalIDAuthorizationFailed
+	}
+	if code != nil {
 		for _, rt := range r.Topics {
 			st := kmsg.NewProduceResponseTopic()
 			st.Topic, st.TopicID = rt.Topic, rt.TopicID
@@ -155,8 +173,8 @@ func handleProduce(c *conn, req *request) reply {
 				continue
 			}
 			p := b.partitionOf(t, rp.Partition)
-			if t != nil && t.name == offsetsTopic {
-				// Only the group coordinator writes committed offsets.
+			if t != nil && isInternalTopic(t.name) {
+				// Only the coordinators write their internal topics.
 				sp.ErrorCode = kerr.InvalidTopicException.Code
 				continue
 			}
@@ -191,6 +209,12 @@ func handleProduce(c *conn, req *request) reply {
 				msg := fmt.Sprintf("%d in-sync replicas, min.insync.replicas is %d", isr, minISR)
 				sp.ErrorMessage = &msg
 				continue
+			}
+			if h.Attributes&attrTransactional != 0 {
+				if code := b.verifyTxnPartition(ctx, r.TransactionID, t.name, rp.Partition, h, p); code != nil {
+					sp.ErrorCode = code.Code
+					continue
+				}
 			}
 			start := time.Now()
 			out, waited := p.append(ctx, b.wal, rp.Records, h, t.logAppendTime.Load())
@@ -267,6 +291,23 @@ func handleProduce(c *conn, req *request) reply {
 		}
 		return resp
 	}
+}
+
+// mayProduceTransactional is whether the principal may write r's
+// transactional batches, if it holds any: WRITE on its transactional ID.
+func (c *conn) mayProduceTransactional(r *kmsg.ProduceRequest) bool {
+	if c.b.cfg.Authorizer == nil {
+		return true
+	}
+	txnal := false
+	for _, rt := range r.Topics {
+		for _, rp := range rt.Partitions {
+			if len(rp.Records) >= batchHeaderLen && readBatchHeader(rp.Records).Attributes&attrTransactional != 0 {
+				txnal = true
+			}
+		}
+	}
+	return !txnal || r.TransactionID != nil && c.allowed(kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, *r.TransactionID)
 }
 
 // produceRequestError is the error every partition of r gets, or nil.

@@ -66,6 +66,11 @@ import (
 //   before its broker epoch: without it every partition gets
 //   TOPIC_AUTHORIZATION_FAILED, as Kafka answers, so a client principal
 //   cannot fetch as a follower.
+// * read_committed (IsolationLevel 1) reads below the last stable offset
+//   (the first offset of the oldest open transaction, or the high
+//   watermark) and lists the aborted transactions overlapping what it
+//   reads, so the client drops their records (txnindex.go).
+//   LastStableOffset is reported at either isolation level.
 //
 // Deviations:
 // * v0-3 are advertised only for old librdkafka's feature probes (see
@@ -280,12 +285,17 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 		sp.ErrorCode = 0
 		s.p.mu.RLock()
 		logStart, hw, durable := s.p.logStart, s.p.visibleEndLocked(), s.p.hw
+		lso := s.p.lsoLocked(hw)
 		deleted, failed := s.p.deleted, s.p.failed
 		s.p.mu.RUnlock()
-		sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, logStart
+		sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, lso, logStart
 		end := hw // consumers read below the high watermark
-		if s.replica {
+		committed := r.IsolationLevel == 1 && !s.replica
+		switch {
+		case s.replica:
 			end = durable // followers read everything fsynced
+		case committed:
+			end = lso // read_committed: below the last stable offset
 		}
 		switch {
 		case deleted:
@@ -333,8 +343,21 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 			stop = true
 			continue
 		}
+		if committed && end < hw && len(views) > 0 {
+			// A transaction open since before the local log start: the
+			// archived views may reach past the last stable offset.
+			for _, v := range views {
+				data = append(data, v...)
+			}
+			views = views[:0]
+		}
 		if !s.replica {
 			data = cutAt(data, end) // archived views are all below the high watermark
+		}
+		if committed {
+			s.p.mu.RLock()
+			sp.AbortedTransactions = s.p.txns.abortedIn(s.offset, end)
+			s.p.mu.RUnlock()
 		}
 		sp.RecordBatches, s.views = data, views
 		n := len(data) + viewsLen(views)

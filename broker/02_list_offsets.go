@@ -18,7 +18,8 @@ import (
 //   segments below the local log start (fetched from Tier 3), then of the
 //   sealed segments, then the active batches' max timestamps find the one
 //   candidate batch, which is decoded to find the exact record; -1 if none.
-// * Isolation levels are the same: there are no transactions.
+// * read_committed (IsolationLevel 1): -1 (latest) is the last stable
+//   offset, which no open transaction's records reach.
 // * In a cluster, only the partition's leader answers (as Fetch, leader
 //   epochs checked), and the response carries the current leader epoch.
 // * ACLs: DESCRIBE on each topic, else TOPIC_AUTHORIZATION_FAILED for its
@@ -56,7 +57,7 @@ func handleListOffsets(c *conn, req *request) reply {
 			} else if epoch, lerr := b.leaderCheck(t, rp.Partition, rp.CurrentLeaderEpoch); lerr != nil {
 				sp.ErrorCode = lerr.Code
 			} else {
-				sp.Offset, sp.Timestamp, sp.ErrorCode = b.listOffset(p, rp.Timestamp)
+				sp.Offset, sp.Timestamp, sp.ErrorCode = b.listOffset(p, rp.Timestamp, r.IsolationLevel == 1)
 				sp.LeaderEpoch = epoch
 			}
 			st.Partitions = append(st.Partitions, sp)
@@ -66,19 +67,24 @@ func handleListOffsets(c *conn, req *request) reply {
 	return now(resp)
 }
 
-func (b *Broker) listOffset(p *partition, ts int64) (offset, timestamp int64, code int16) {
+func (b *Broker) listOffset(p *partition, ts int64, committed bool) (offset, timestamp int64, code int16) {
 	// A segment deleted by retention or replaced by compaction during the
 	// lookup fails it with a storage error; look again.
 	for attempt := 0; ; attempt++ {
-		offset, timestamp, code = b.listOffsetOnce(p, ts)
+		offset, timestamp, code = b.listOffsetOnce(p, ts, committed)
 		if code != kerr.KafkaStorageError.Code || attempt == 2 {
 			return offset, timestamp, code
 		}
 	}
 }
 
-func (b *Broker) listOffsetOnce(p *partition, ts int64) (offset, timestamp int64, code int16) {
+func (b *Broker) listOffsetOnce(p *partition, ts int64, committed bool) (offset, timestamp int64, code int16) {
 	logStart, hw := p.offsets()
+	if committed {
+		p.mu.RLock()
+		hw = p.lsoLocked(hw)
+		p.mu.RUnlock()
+	}
 	switch ts {
 	case listEarliest:
 		return logStart, -1, 0

@@ -179,7 +179,7 @@ func (b *Broker) metadataTopic(t *topic) kmsg.MetadataResponseTopic {
 	st := kmsg.NewMetadataResponseTopic()
 	name := t.name
 	st.Topic, st.TopicID = &name, t.id
-	st.IsInternal = name == offsetsTopic // hidden by admin tools, as in Kafka
+	st.IsInternal = isInternalTopic(name) // hidden by admin tools, as in Kafka
 	if b.ctl != nil {
 		return b.clusterMetadataTopic(t, st)
 	}

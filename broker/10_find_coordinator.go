@@ -8,18 +8,21 @@ import (
 // FindCoordinator: v0-6
 //
 // Behavior:
-// * Standalone, this broker coordinates every group. In a cluster a group's
-//   coordinator is the leader of its partition of __consumer_offsets,
-//   abs(javaStringHash(group)) % partitions (cluster_groups.go); the topic
-//   is created on the first lookup, which (like a lookup while the
-//   partition has no leader) answers COORDINATOR_NOT_AVAILABLE.
+// * Standalone, this broker coordinates every group and transactional ID.
+//   In a cluster a group's coordinator is the leader of its partition of
+//   __consumer_offsets, abs(javaStringHash(group)) % partitions
+//   (cluster_groups.go), and a transactional ID's (type 1) the leader of
+//   its partition of __transaction_state; each topic is created on the
+//   first lookup, which (like a lookup while the partition has no leader)
+//   answers COORDINATOR_NOT_AVAILABLE.
 // * v4+ answer every key of the batch (KIP-699).
 // * ACLs: DESCRIBE on a group key's group, checked first, else
-//   GROUP_AUTHORIZATION_FAILED for that key.
+//   GROUP_AUTHORIZATION_FAILED for that key; DESCRIBE on a transactional
+//   ID, else TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
 //
 // Deviations:
-// * Transactions and share groups are not supported yet: type 1 keys get
-//   COORDINATOR_NOT_AVAILABLE, type 2 and unknown types INVALID_REQUEST.
+// * Share groups are not supported: type 2 and unknown types get
+//   INVALID_REQUEST.
 
 func handleFindCoordinator(c *conn, req *request) reply {
 	r := req.Request.(*kmsg.FindCoordinatorRequest)
@@ -46,8 +49,19 @@ func handleFindCoordinator(c *conn, req *request) reply {
 			}
 			return c.b.cfg.NodeID, host, port, 0, nil
 		case 1:
-			m := "transactions are not supported yet"
-			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &m
+			if !c.allowed(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTransactionalId, key) {
+				return -1, "", -1, kerr.TransactionalIDAuthorizationFailed.Code, nil
+			}
+			if c.b.ctl != nil {
+				bi, err := c.b.internalCoordinator(c.b.txnStateInternal(), key)
+				if err != nil {
+					m := "the transaction coordinator is not available"
+					return -1, "", -1, err.Code, &m
+				}
+				h, p := endpoint(bi, c.ln.Name)
+				return bi.ID, h, p, 0, nil
+			}
+			return c.b.cfg.NodeID, host, port, 0, nil
 		default:
 			m := "unsupported coordinator type"
 			return -1, "", -1, kerr.InvalidRequest.Code, &m

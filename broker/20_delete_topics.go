@@ -58,8 +58,8 @@ func handleDeleteTopics(c *conn, req *request) reply {
 			err = kerrf(kerr.TopicAuthorizationFailed, "not authorized to delete topic %q", name)
 		case t == nil:
 			err = kerrf(kerr.UnknownTopicOrPartition, "topic %q does not exist", *rt.Topic)
-		case t.name == offsetsTopic:
-			err = kerrf(kerr.InvalidTopicException, "%s is internal and cannot be deleted", offsetsTopic)
+		case isInternalTopic(t.name):
+			err = kerrf(kerr.InvalidTopicException, "%s is internal and cannot be deleted", t.name)
 		default:
 			st.Topic, st.TopicID = &name, t.id
 			err = b.deleteTopic(t)

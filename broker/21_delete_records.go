@@ -48,7 +48,7 @@ func handleDeleteRecords(c *conn, req *request) reply {
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			case t.name == offsetsTopic:
+			case isInternalTopic(t.name):
 				sp.ErrorCode = kerr.InvalidTopicException.Code
 			case b.ctl != nil && !b.leads(t, rp.Partition):
 				sp.ErrorCode = kerr.NotLeaderForPartition.Code

@@ -23,13 +23,20 @@ import (
 //   A fresh ID resets the client's sequences just as well.
 // * A claim with exactly one of producer ID and epoch set (-1) is
 //   INVALID_REQUEST, as Kafka answers it.
-// * ACLs: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (KIP-679:
-//   an ALLOW binding on topics that no DENY binding covers, whether or not
-//   such a topic exists yet), else CLUSTER_AUTHORIZATION_FAILED.
-//
-// Deviations:
-// * A transactional ID gets INVALID_REQUEST: transactions are not supported
-//   yet.
+// * With a transactional ID the transaction coordinator answers (package
+//   txn): a new ID gets a fresh producer ID at epoch 0; a known one its
+//   producer ID at the next epoch, which fences the previous producer
+//   (its next write or transaction request fails); an ongoing
+//   transaction is aborted first (CONCURRENT_TRANSACTIONS until it is).
+//   KIP-360: a claim must name the current (or just bumped) producer and
+//   epoch. A TransactionTimeoutMillis over transaction.max.timeout.ms gets
+//   INVALID_TRANSACTION_TIMEOUT. In a cluster only the coordinator
+//   answers (NOT_COORDINATOR elsewhere).
+// * ACLs: with a transactional ID, WRITE on it, else
+//   TRANSACTIONAL_ID_AUTHORIZATION_FAILED. Without one, IDEMPOTENT_WRITE
+//   on the cluster, or WRITE on some topic (KIP-679: an ALLOW binding on
+//   topics that no DENY binding covers, whether or not such a topic
+//   exists yet), else CLUSTER_AUTHORIZATION_FAILED.
 
 const producerIDBlock = 1000
 
@@ -39,8 +46,11 @@ func handleInitProducerID(c *conn, req *request) reply {
 	resp := r.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	if r.TransactionalID != nil {
-		resp.ErrorCode = kerr.InvalidRequest.Code
-		return now(resp)
+		if !c.allowed(kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, *r.TransactionalID) {
+			resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+			return now(resp)
+		}
+		return func() kmsg.Response { return b.txns.InitProducerID(c.ctx, r) }
 	}
 	if !c.allowedCluster(kmsg.ACLOperationIdempotentWrite) && !c.mayWriteSomeTopic() {
 		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code

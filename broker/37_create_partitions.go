@@ -36,9 +36,10 @@ func handleCreatePartitions(c *conn, req *request) reply {
 			err = kerrf(kerr.TopicAuthorizationFailed, "not authorized to alter topic %q", rt.Topic)
 		case t == nil:
 			err = kerrf(kerr.UnknownTopicOrPartition, "topic %q does not exist", rt.Topic)
-		case t.name == offsetsTopic:
-			// More partitions would move groups away from their offsets.
-			err = kerrf(kerr.InvalidRequest, "%s is internal: its partition count places the groups and cannot change", offsetsTopic)
+		case isInternalTopic(t.name):
+			// More partitions would move groups and transactional IDs
+			// away from their state.
+			err = kerrf(kerr.InvalidRequest, "%s is internal: its partition count places its coordinators' keys and cannot change", t.name)
 		case len(rt.Assignment) > 0:
 			err = kerrf(kerr.InvalidRequest, "manual replica assignment is not supported")
 		default:

@@ -109,8 +109,8 @@ func parseProduceBatch(b []byte, maxBytes int32) (batchHeader, error) {
 	switch {
 	case h.Attributes&attrControl != 0:
 		return h, batchErr(kerr.InvalidRecord, "clients may not produce control batches")
-	case h.Attributes&attrTransactional != 0:
-		return h, batchErr(kerr.InvalidTxnState, "transactional produce is not supported yet")
+	case h.Attributes&attrTransactional != 0 && h.ProducerID < 0:
+		return h, batchErr(kerr.InvalidRecord, "transactional batch has no producer ID")
 	case h.Attributes&attrCompressionMask > 4:
 		return h, batchErr(kerr.CorruptMessage, "unknown compression codec %d", h.Attributes&attrCompressionMask)
 	case h.NumRecords <= 0 || h.LastOffsetDelta != h.NumRecords-1:

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/chronik-go/chronik/broker/group"
+	"github.com/chronik-go/chronik/broker/txn"
 	"github.com/chronik-go/chronik/internal/inflate"
 	"github.com/chronik-go/chronik/internal/vfs"
 	"github.com/chronik-go/chronik/replication"
@@ -40,6 +41,7 @@ type Broker struct {
 	wal *tier1.WAL
 
 	groups *group.Coordinator // consumer groups and their committed offsets (broker/group)
+	txns   *txn.Coordinator   // transactions (broker/txn)
 
 	metrics *metrics // always set; exported only when cfg.Metrics is
 
@@ -111,6 +113,9 @@ type Broker struct {
 	offsetsCreating atomic.Bool
 	// offsetsRaising: reassignments raising its replication are out.
 	offsetsRaising atomic.Bool
+	// The same for __transaction_state.
+	txnStateCreating, txnStateRaising atomic.Bool
+	markers                           *txnMarkers
 	// standaloneData: a cluster broker started on a data directory that
 	// was not yet a member of a cluster but has a cluster ID (a standalone
 	// broker's, or one a restore wrote): its topics are adopted with
@@ -285,6 +290,11 @@ func (b *Broker) open() (*Broker, error) {
 	b.log.Info("recovered wal", "segments", rep.Segments, "entries", rep.Entries, "truncated_bytes", rep.TruncatedBytes,
 		"corruptions", len(rep.Corruptions), "deleted_topic_entries", skipped, "topics", len(b.topics), "took", time.Since(start).Round(time.Millisecond))
 	if b.groups, err = b.startGroups(); err != nil {
+		wal.Close()
+		return nil, err
+	}
+	if b.txns, err = b.startTxns(); err != nil {
+		b.groups.Close()
 		wal.Close()
 		return nil, err
 	}
@@ -496,6 +506,8 @@ func (b *Broker) Close() error {
 	}
 	b.lnMu.Unlock()
 	b.groups.Close() // answers members parked in a join or sync round
+	b.txns.Close()
+	b.markers.close()
 	b.acceptWG.Wait()
 	b.connWG.Wait()
 	b.maintWG.Wait()

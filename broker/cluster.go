@@ -420,16 +420,23 @@ func (b *Broker) isReplica(t *topic, p int32) bool {
 // leader of the group's partition of __consumer_offsets (cluster_groups.go).
 // The topic is created on the first lookup.
 func (b *Broker) groupCoordinator(name string) (*replication.BrokerInfo, *kerr.Error) {
+	return b.internalCoordinator(b.offsetsInternal(), name)
+}
+
+// internalCoordinator returns the leader of key's partition of internal
+// topic it (Kafka's hashing rule, group.Partition), creating the topic on
+// the first lookup.
+func (b *Broker) internalCoordinator(it internalTopic, key string) (*replication.BrokerInfo, *kerr.Error) {
 	if !b.ctl.Current() {
 		return nil, kerr.CoordinatorNotAvailable
 	}
 	st := b.ctl.State()
-	ti := st.Topics[offsetsTopic]
+	ti := st.Topics[it.name]
 	if ti == nil || len(ti.Partitions) == 0 {
-		b.ensureOffsetsTopicCluster()
+		b.ensureInternalTopicCluster(it)
 		return nil, kerr.CoordinatorNotAvailable
 	}
-	ps := ti.Partitions[group.Partition(name, len(ti.Partitions))]
+	ps := ti.Partitions[group.Partition(key, len(ti.Partitions))]
 	bi := st.Brokers[ps.Leader]
 	if ps.Leader < 0 || bi == nil || bi.Fenced {
 		return nil, kerr.CoordinatorNotAvailable
@@ -441,20 +448,30 @@ func (b *Broker) groupCoordinator(name string) (*replication.BrokerInfo, *kerr.E
 // standalone): NOT_COORDINATOR when it does not lead the group's partition
 // of __consumer_offsets, COORDINATOR_LOAD_IN_PROGRESS while it loads it.
 func (b *Broker) coordinates(name string) *kerr.Error {
+	if code := b.leadsInternal(offsetsTopic, name); code != nil {
+		return code
+	}
+	return b.groups.Unavailable(name)
+}
+
+// leadsInternal reports whether this broker leads key's partition of
+// internal topic name (always, when standalone): NOT_COORDINATOR when it
+// does not.
+func (b *Broker) leadsInternal(name, key string) *kerr.Error {
 	if b.ctl == nil {
 		return nil
 	}
 	if !b.ctl.Current() {
 		return kerr.CoordinatorNotAvailable
 	}
-	ti := b.ctl.State().Topics[offsetsTopic]
+	ti := b.ctl.State().Topics[name]
 	if ti == nil || len(ti.Partitions) == 0 {
 		return kerr.CoordinatorNotAvailable
 	}
-	if ti.Partitions[group.Partition(name, len(ti.Partitions))].Leader != b.cfg.NodeID {
+	if ti.Partitions[group.Partition(key, len(ti.Partitions))].Leader != b.cfg.NodeID {
 		return kerr.NotCoordinator
 	}
-	return b.groups.Unavailable(name)
+	return nil
 }
 
 // liveReplicas returns the replicas of ps that are registered and unfenced,

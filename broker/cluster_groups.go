@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -18,14 +19,40 @@ import (
 // (offsetsLog). The reconciler tells the coordinator which partitions this
 // broker leads (syncCoordinator); it loads and drops their groups.
 
-// syncCoordinator hands the coordinator the partitions of
-// __consumer_offsets this broker leads now, with their leader epochs: those
-// the controller says it leads and that have taken up that leadership. It
+// internalTopic is one of the coordinators' replicated internal topics:
+// __consumer_offsets or __transaction_state.
+type internalTopic struct {
+	name        string
+	partitions  int32
+	replication int16
+	configs     map[string]string
+	// creating: a proposal creating the topic is out; raising:
+	// reassignments raising its replication are out.
+	creating, raising *atomic.Bool
+}
+
+func (b *Broker) offsetsInternal() internalTopic {
+	return internalTopic{name: offsetsTopic, partitions: b.offsetsTopicPartitions(), replication: b.offsetsTopicReplicationFactor(),
+		configs: offsetsTopicConfigs(), creating: &b.offsetsCreating, raising: &b.offsetsRaising}
+}
+
+// syncCoordinator hands the coordinators the partitions of their internal
+// topics this broker leads now, with their leader epochs: those the
+// controller says it leads and that have taken up that leadership. It
 // runs on the reconciler after syncReplication.
 func (b *Broker) syncCoordinator(st *replication.State) {
+	b.groups.SetLeadership(b.ledPartitions(st, offsetsTopic))
+	if b.txns != nil {
+		b.txns.SetLeadership(b.ledPartitions(st, txnStateTopic))
+	}
+}
+
+// ledPartitions returns the partitions of topic name this broker leads and
+// has taken up, with their leader epochs.
+func (b *Broker) ledPartitions(st *replication.State, name string) map[int32]int32 {
 	me := b.cfg.NodeID
-	ti := st.Topics[offsetsTopic]
-	t := b.lookupTopic(offsetsTopic)
+	ti := st.Topics[name]
+	t := b.lookupTopic(name)
 	led := map[int32]int32{}
 	if ti != nil && t != nil && [16]byte(ti.ID) == t.id {
 		b.mu.RLock()
@@ -39,59 +66,66 @@ func (b *Broker) syncCoordinator(st *replication.State) {
 			}
 		}
 	}
-	b.groups.SetLeadership(led)
+	return led
 }
 
-// ensureOffsetsTopicCluster asks the controller, in the background, to
-// create __consumer_offsets when a group coordinator is first looked up:
-// offsets.topic.num.partitions partitions and
-// offsets.topic.replication.factor replicas, capped by the live brokers
-// (raiseOffsetsReplication adds the rest as brokers register). It waits
-// until min.insync.replicas brokers are live: commits could not succeed
-// before. A broker holding a local __consumer_offsets the controller does
-// not know yet (a grown standalone broker) leaves it to adoption, which
-// keeps its committed offsets.
-func (b *Broker) ensureOffsetsTopicCluster() {
-	if b.lookupTopic(offsetsTopic) != nil || !b.offsetsCreating.CompareAndSwap(false, true) {
+// ensureInternalTopicCluster asks the controller, in the background, to
+// create an internal topic when its coordinator is first looked up: its
+// partitions and replication factor (offsets.topic.* or
+// transaction.state.log.*), the replicas capped by the live brokers
+// (raiseInternalReplication adds the rest as brokers register). It waits
+// until min.insync.replicas brokers are live: writes could not succeed
+// before. A broker holding a local copy the controller does not know yet
+// (a grown standalone broker) leaves it to adoption, which keeps its
+// records.
+func (b *Broker) ensureInternalTopicCluster(it internalTopic) {
+	if b.lookupTopic(it.name) != nil || !it.creating.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
-		defer b.offsetsCreating.Store(false)
+		defer it.creating.Store(false)
 		st := b.ctl.State()
-		if st.Topics[offsetsTopic] != nil {
+		if st.Topics[it.name] != nil {
 			return
 		}
 		live := len(st.LiveBrokers())
-		rf := min(int(b.offsetsTopicReplicationFactor()), live)
+		rf := min(int(it.replication), live)
 		if rf < int(b.cfg.MinInsyncReplicas) || rf < 1 {
-			b.log.Info("waiting for min.insync.replicas live brokers before creating "+offsetsTopic, "live", live, "min_insync_replicas", b.cfg.MinInsyncReplicas)
+			b.log.Info("waiting for min.insync.replicas live brokers before creating "+it.name, "live", live, "min_insync_replicas", b.cfg.MinInsyncReplicas)
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		_, err := b.ctl.Propose(ctx, &replication.Request{CreateTopic: &replication.CreateTopicRequest{
-			Name: offsetsTopic, ID: newTopicID(), Partitions: b.offsetsTopicPartitions(), ReplicationFactor: int16(rf), Configs: offsetsTopicConfigs(),
+			Name: it.name, ID: newTopicID(), Partitions: it.partitions, ReplicationFactor: int16(rf), Configs: it.configs,
 		}})
 		if err != nil {
-			b.log.Warn("creating "+offsetsTopic+" failed; the next coordinator lookup retries", "err", err)
+			b.log.Warn("creating "+it.name+" failed; the next coordinator lookup retries", "err", err)
 			return
 		}
-		b.log.Info("created "+offsetsTopic, "partitions", b.offsetsTopicPartitions(), "replication_factor", rf)
+		b.log.Info("created "+it.name, "partitions", it.partitions, "replication_factor", rf)
 	}()
 }
 
-// raiseOffsetsReplication reassigns partitions of __consumer_offsets that
-// have fewer replicas than offsets.topic.replication.factor (created while
-// few brokers were live, or adopted from a standalone broker) to as many
-// as the live brokers allow, spreading the added replicas. It runs on the
-// reconciler of the controller's leader; one pass is out at a time.
+// raiseOffsetsReplication raises the replication of both internal topics
+// (raiseInternalReplication).
 func (b *Broker) raiseOffsetsReplication(st *replication.State) {
-	ti := st.Topics[offsetsTopic]
+	b.raiseInternalReplication(st, b.offsetsInternal())
+	b.raiseInternalReplication(st, b.txnStateInternal())
+}
+
+// raiseInternalReplication reassigns partitions of an internal topic that
+// have fewer replicas than its replication factor (created while few
+// brokers were live, or adopted from a standalone broker) to as many as
+// the live brokers allow, spreading the added replicas. It runs on the
+// reconciler of the controller's leader; one pass is out at a time.
+func (b *Broker) raiseInternalReplication(st *replication.State, it internalTopic) {
+	ti := st.Topics[it.name]
 	if ti == nil || b.ctl.LeaderID() != b.cfg.NodeID {
 		return
 	}
 	live := st.LiveBrokers()
-	want := min(int(b.offsetsTopicReplicationFactor()), len(live))
+	want := min(int(it.replication), len(live))
 	var moves []*replication.Reassign
 	for i, ps := range ti.Partitions {
 		if len(ps.Replicas) >= want || len(ps.Adding) > 0 || len(ps.Removing) > 0 {
@@ -108,21 +142,21 @@ func (b *Broker) raiseOffsetsReplication(st *replication.State) {
 		}
 		moves = append(moves, &replication.Reassign{TopicRef: replication.TopicRef{Name: ti.Name, ID: [16]byte(ti.ID)}, Partition: int32(i), Target: target})
 	}
-	if len(moves) == 0 || !b.offsetsRaising.CompareAndSwap(false, true) {
+	if len(moves) == 0 || !it.raising.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
-		defer b.offsetsRaising.Store(false)
+		defer it.raising.Store(false)
 		for _, r := range moves {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_, err := b.ctl.Propose(ctx, &replication.Request{Reassign: r})
 			cancel()
 			if err != nil {
-				b.log.Warn("raising the replication of "+offsetsTopic+" failed; the reconciler retries", "partition", r.Partition, "err", err)
+				b.log.Warn("raising the replication of "+it.name+" failed; the reconciler retries", "partition", r.Partition, "err", err)
 				return
 			}
 		}
-		b.log.Info("raising the replication of "+offsetsTopic, "partitions", len(moves), "replication_factor", want)
+		b.log.Info("raising the replication of "+it.name, "partitions", len(moves), "replication_factor", want)
 	}()
 }
 
@@ -150,6 +184,8 @@ func coordinated(h handler) handler {
 		var groups []string
 		switch r := req.Request.(type) {
 		case *kmsg.OffsetCommitRequest:
+			groups = []string{r.Group}
+		case *kmsg.TxnOffsetCommitRequest:
 			groups = []string{r.Group}
 		case *kmsg.OffsetFetchRequest:
 			if r.Version >= 8 {
@@ -201,6 +237,8 @@ func notCoordinatorResponse(r kmsg.Request, code *kerr.Error) kmsg.Response {
 			// v10 names topics by ID: the answer must too.
 			out.Topics = append(out.Topics, offsetCommitTopicError(&r.Topics[i], code))
 		}
+	case *kmsg.TxnOffsetCommitRequest:
+		*resp.(*kmsg.TxnOffsetCommitResponse) = *txnOffsetCommitError(r, func(string) *kerr.Error { return code })
 	case *kmsg.OffsetFetchRequest:
 		out := resp.(*kmsg.OffsetFetchResponse)
 		out.ErrorCode = code.Code

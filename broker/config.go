@@ -119,6 +119,19 @@ type Config struct {
 	// offsets.topic.replication.factor, 3, capped by the live brokers).
 	OffsetsTopicNumPartitions     int32
 	OffsetsTopicReplicationFactor int16
+	// TransactionStateLogNumPartitions and
+	// TransactionStateLogReplicationFactor shape __transaction_state the
+	// same way (Kafka's transaction.state.log.*, 50 and 3).
+	TransactionStateLogNumPartitions     int32
+	TransactionStateLogReplicationFactor int16
+	// TransactionMaxTimeout is the longest transaction timeout a producer
+	// may ask for (transaction.max.timeout.ms); TransactionAbortCheckInterval
+	// how often timed-out transactions are looked for and aborted; and
+	// TransactionalIDExpiration how long an idle transactional ID is kept
+	// (transactional.id.expiration.ms).
+	TransactionMaxTimeout         time.Duration
+	TransactionAbortCheckInterval time.Duration
+	TransactionalIDExpiration     time.Duration
 	// ConsumerGroupHeartbeatInterval and ConsumerGroupSessionTimeout are
 	// the KIP-848 consumer protocol's heartbeat interval, told to members,
 	// and the silence after which a member is removed (Kafka's
@@ -261,6 +274,12 @@ func DefaultConfig() Config {
 		OffsetsRetentionCheckInterval: 10 * time.Minute,
 		OffsetsTopicNumPartitions:     50,
 		OffsetsTopicReplicationFactor: 3,
+
+		TransactionStateLogNumPartitions:     50,
+		TransactionStateLogReplicationFactor: 3,
+		TransactionMaxTimeout:                15 * time.Minute,
+		TransactionAbortCheckInterval:        10 * time.Second,
+		TransactionalIDExpiration:            7 * 24 * time.Hour,
 
 		ConsumerGroupHeartbeatInterval: 5 * time.Second,
 		ConsumerGroupSessionTimeout:    45 * time.Second,

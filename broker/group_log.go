@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"time"
@@ -20,19 +21,28 @@ import (
 const offsetsTopic = group.OffsetsTopic
 
 // offsetsLog implements group.Log over the local partitions of
-// __consumer_offsets: appends go through the produce path (sharing WAL
-// group commits) and, in a cluster, count once the high watermark covers
-// them.
+// __consumer_offsets (or of topic, another internal topic of the same
+// shape, e.g. __transaction_state): appends go through the produce path
+// (sharing WAL group commits) and, in a cluster, count once the high
+// watermark covers them.
 type offsetsLog struct {
-	b *Broker
+	b     *Broker
+	topic string // "": __consumer_offsets
+}
+
+func (l offsetsLog) name() string {
+	if l.topic == "" {
+		return offsetsTopic
+	}
+	return l.topic
 }
 
 func (l offsetsLog) partition(p int32) *partition {
-	return l.b.partitionOf(l.b.lookupTopic(offsetsTopic), p)
+	return l.b.partitionOf(l.b.lookupTopic(l.name()), p)
 }
 
 func (l offsetsLog) Partitions() int {
-	t := l.b.lookupTopic(offsetsTopic)
+	t := l.b.lookupTopic(l.name())
 	if t == nil {
 		return 0
 	}
@@ -46,7 +56,7 @@ func (l offsetsLog) End(p int32) int64 {
 	return 0
 }
 
-func (l offsetsLog) Read(p int32, end int64, fn func(offset int64, key, value []byte)) error {
+func (l offsetsLog) Read(p int32, end int64, fn func(group.LogRecord)) error {
 	pp := l.partition(p)
 	if pp == nil {
 		return nil
@@ -59,7 +69,7 @@ func (l offsetsLog) Read(p int32, end int64, fn func(offset int64, key, value []
 	}
 	return scanOffsetBatches(end, read, func(batch []byte) {
 		if err := eachBatchRecord(batch, pp.topic.inflateLimit(), fn); err != nil {
-			l.b.log.Warn("skipping unreadable batch in "+offsetsTopic, "partition", p, "offset", batchBaseOffset(batch), "err", err)
+			l.b.log.Warn("skipping unreadable batch in "+l.name(), "partition", p, "offset", batchBaseOffset(batch), "err", err)
 		}
 	})
 }
@@ -67,23 +77,33 @@ func (l offsetsLog) Read(p int32, end int64, fn func(offset int64, key, value []
 // Append writes records as one batch to partition p. In a cluster this
 // broker must lead p, with enough in-sync replicas.
 func (l offsetsLog) Append(ctx context.Context, p int32, records []group.Record) (group.Write, error) {
+	return l.append(ctx, p, encodeRecordBatch(records, time.Now().UnixMilli()), len(records))
+}
+
+// AppendTxn writes records as one transactional batch of producerID at
+// epoch, with no sequence (the partition takes a transactional batch of
+// sequence -1 without a sequence check), to partition p.
+func (l offsetsLog) AppendTxn(ctx context.Context, p int32, producerID int64, epoch int16, records []group.Record) (group.Write, error) {
+	return l.append(ctx, p, encodeBatch(records, time.Now().UnixMilli(), producerID, epoch, attrTransactional), len(records))
+}
+
+func (l offsetsLog) append(ctx context.Context, p int32, batch []byte, records int) (group.Write, error) {
 	pp := l.partition(p)
 	if pp == nil {
-		return nil, kerrf(kerr.CoordinatorNotAvailable, "%s partition %d is missing", offsetsTopic, p)
+		return nil, kerrf(kerr.CoordinatorNotAvailable, "%s partition %d is missing", l.name(), p)
 	}
 	epoch, isr, minISR, replicated, leads := pp.leadershipForProduce()
 	if replicated && !leads {
-		return nil, kerrf(kerr.NotCoordinator, "this broker no longer leads %s partition %d", offsetsTopic, p)
+		return nil, kerrf(kerr.NotCoordinator, "this broker no longer leads %s partition %d", l.name(), p)
 	}
 	if replicated && isr < minISR {
-		return nil, kerrf(kerr.NotEnoughReplicas, "%s partition %d has %d in-sync replicas, min.insync.replicas is %d", offsetsTopic, p, isr, minISR)
+		return nil, kerrf(kerr.NotEnoughReplicas, "%s partition %d has %d in-sync replicas, min.insync.replicas is %d", l.name(), p, isr, minISR)
 	}
-	batch := encodeRecordBatch(records, time.Now().UnixMilli())
 	out, _ := pp.append(ctx, l.b.wal, batch, readBatchHeader(batch), false)
 	if out.err != nil {
 		return nil, out.err
 	}
-	return &offsetWrite{res: out.wait, base: out.baseOffset, p: pp, end: out.baseOffset + int64(len(records)), epoch: epoch, replicated: replicated}, nil
+	return &offsetWrite{res: out.wait, base: out.baseOffset, p: pp, end: out.baseOffset + int64(records), epoch: epoch, replicated: replicated}, nil
 }
 
 // topicsView implements group.Topics over the broker's topics.
@@ -153,6 +173,13 @@ func (b *Broker) offsetsTopicPartitions() int32 {
 
 // encodeRecordBatch builds one uncompressed v2 record batch of records.
 func encodeRecordBatch(recs []group.Record, nowMillis int64) []byte {
+	return encodeBatch(recs, nowMillis, -1, -1, 0)
+}
+
+// encodeBatch builds one uncompressed v2 record batch of records, of
+// producerID at epoch (-1: none) with attributes attrs; its base sequence
+// is -1.
+func encodeBatch(recs []group.Record, nowMillis, producerID int64, epoch int16, attrs int16) []byte {
 	var records, scratch []byte
 	for i, rec := range recs {
 		r := kmsg.Record{OffsetDelta: int32(i), Key: rec.Key, Value: rec.Value}
@@ -165,11 +192,12 @@ func encodeRecordBatch(recs []group.Record, nowMillis int64) []byte {
 	rb := kmsg.RecordBatch{
 		PartitionLeaderEpoch: -1,
 		Magic:                2,
+		Attributes:           attrs,
 		LastOffsetDelta:      int32(len(recs) - 1),
 		FirstTimestamp:       nowMillis,
 		MaxTimestamp:         nowMillis,
-		ProducerID:           -1,
-		ProducerEpoch:        -1,
+		ProducerID:           producerID,
+		ProducerEpoch:        epoch,
 		FirstSequence:        -1,
 		NumRecords:           int32(len(recs)),
 		Records:              records,
@@ -244,10 +272,16 @@ func scanOffsetBatches(hw int64, read func(next int64) ([]byte, error), fn func(
 }
 
 // eachBatchRecord decodes a batch's records (decompressing a copy, under
-// limit).
-func eachBatchRecord(batch []byte, limit int, fn func(offset int64, key, value []byte)) error {
+// limit), each with its batch's producer and transactional and control
+// bits.
+func eachBatchRecord(batch []byte, limit int, fn func(group.LogRecord)) error {
+	if len(batch) < batchHeaderLen {
+		return errors.New("broker: short record batch")
+	}
+	h := readBatchHeader(batch)
 	return eachStoredRecord(batch, limit, func(r *kmsg.Record, off, _ int64) bool {
-		fn(off, r.Key, r.Value)
+		fn(group.LogRecord{Offset: off, Key: r.Key, Value: r.Value, ProducerID: h.ProducerID,
+			Transactional: h.Attributes&attrTransactional != 0, Control: h.Attributes&attrControl != 0})
 		return true
 	})
 }
@@ -275,5 +309,5 @@ func (b *Broker) startGroups() (*group.Coordinator, error) {
 		OffsetsRetention:               cfg.OffsetsRetention,
 		OffsetsRetentionCheckInterval:  cfg.OffsetsRetentionCheckInterval,
 		Logger:                         b.log,
-	}, offsetsLog{b}, topicsView{b})
+	}, offsetsLog{b: b}, topicsView{b})
 }

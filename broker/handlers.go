@@ -40,6 +40,15 @@ var apis = map[kmsg.Key]apiRange{
 	kmsg.ConsumerGroupDescribe:   {0, 1},
 	kmsg.OffsetForLeaderEpoch:    {0, 4},
 
+	kmsg.AddPartitionsToTxn:   {0, 5},
+	kmsg.AddOffsetsToTxn:      {0, 4},
+	kmsg.EndTxn:               {0, 4},
+	kmsg.WriteTxnMarkers:      {0, 1},
+	kmsg.TxnOffsetCommit:      {0, 4},
+	kmsg.DescribeProducers:    {0, 0},
+	kmsg.DescribeTransactions: {0, 0},
+	kmsg.ListTransactions:     {0, 1},
+
 	kmsg.AlterPartitionAssignments:  {0, 1},
 	kmsg.ListPartitionReassignments: {0, 0},
 
@@ -84,6 +93,15 @@ func init() {
 		int16(kmsg.ConsumerGroupHeartbeat):  coordinated(handleConsumerGroupHeartbeat),
 		int16(kmsg.ConsumerGroupDescribe):   coordinated(handleConsumerGroupDescribe),
 		int16(kmsg.OffsetForLeaderEpoch):    handleOffsetForLeaderEpoch,
+
+		int16(kmsg.AddPartitionsToTxn):   handleAddPartitionsToTxn,
+		int16(kmsg.AddOffsetsToTxn):      handleAddOffsetsToTxn,
+		int16(kmsg.EndTxn):               handleEndTxn,
+		int16(kmsg.WriteTxnMarkers):      handleWriteTxnMarkers,
+		int16(kmsg.TxnOffsetCommit):      coordinated(handleTxnOffsetCommit),
+		int16(kmsg.DescribeProducers):    handleDescribeProducers,
+		int16(kmsg.DescribeTransactions): handleDescribeTransactions,
+		int16(kmsg.ListTransactions):     handleListTransactions,
 
 		int16(kmsg.AlterPartitionAssignments):  handleAlterPartitionAssignments,
 		int16(kmsg.ListPartitionReassignments): handleListPartitionReassignments,

@@ -64,6 +64,7 @@ type partition struct {
 	waiters     map[chan struct{}]struct{} // long-polling fetches
 	archSegs    []tier3.SegmentEntry       // Tier 3 manifest's segments (tier3.go); replaced, never mutated
 	archLoaded  bool                       // archSegs reflects the store's manifest
+	txns        txnIndex                   // open and aborted transactions (txnindex.go)
 
 	logStartMu sync.Mutex // serialises log start checkpoint writes
 
@@ -72,9 +73,11 @@ type partition struct {
 	maintMu sync.Mutex
 	// sealedProducers are the idempotent producer windows as of the end of
 	// the last sealed segment: what the producers checkpoint holds.
-	sealedProducers   map[int64]*producerState // guarded by maintMu
-	compactedEnd      int64                    // guarded by maintMu: sealed end at the last compaction
-	tombstonesPending bool                     // guarded by maintMu: the last compaction kept young tombstones
+	sealedProducers map[int64]*producerState // guarded by maintMu
+	// sealedTxns is the transaction index as of the same point.
+	sealedTxns        txnIndex // guarded by maintMu
+	compactedEnd      int64    // guarded by maintMu: sealed end at the last compaction
+	tombstonesPending bool     // guarded by maintMu: the last compaction kept young tombstones
 
 	recoverFloor int64 // set before the WAL replay: the log end is at least this
 
@@ -153,6 +156,8 @@ func newPartition(t *topic, i int32) *partition {
 		dir:             tier2.PartitionDir(t.segRoot, t.id, i),
 		producers:       make(map[int64]*producerState),
 		sealedProducers: make(map[int64]*producerState),
+		txns:            newTxnIndex(),
+		sealedTxns:      newTxnIndex(),
 		waiters:         make(map[chan struct{}]struct{}),
 		// A cluster partition is bounded by its high watermark from the
 		// start, before the controller's view of it arrives: nothing
@@ -216,6 +221,7 @@ func (p *partition) replayBatch(batch []byte, pos tier1.Position) {
 	p.hw = p.nextOffset
 	if h.ProducerID >= 0 {
 		p.rememberLocked(h, base, nil, m.appended)
+		p.txns.observe(h, base, batch)
 	}
 }
 
@@ -303,6 +309,7 @@ func (p *partition) append(ctx context.Context, wal *tier1.WAL, batch []byte, h 
 	p.nextOffset = m.last() + 1
 	if h.ProducerID >= 0 {
 		p.rememberLocked(h, base, res, m.appended)
+		p.observeTxn(h, base, batch)
 	}
 	out.baseOffset = base
 	out.wait = res
@@ -401,6 +408,9 @@ func (p *partition) resumeAppendsLocked(wal *tier1.WAL) {
 	}
 	wal.Reset(p.tp)
 	p.nextOffset = end
+	p.mu.Lock()
+	p.txns.truncate(end)
+	p.mu.Unlock()
 	for _, ps := range p.producers {
 		for ps.n > 0 {
 			i := (ps.head - 1 + producerWindow) % producerWindow
@@ -424,6 +434,11 @@ func (p *partition) checkSequenceLocked(h batchHeader) (*seqEntry, error) {
 	switch {
 	case h.ProducerEpoch < ps.epoch:
 		return nil, kerrf(kerr.InvalidProducerEpoch, "producer %d epoch %d is older than the current epoch %d", h.ProducerID, h.ProducerEpoch, ps.epoch)
+	case h.BaseSequence < 0:
+		// Written by a coordinator (a transaction marker, transactional
+		// offsets): only the epoch is checked. A marker at a newer epoch
+		// fences the producer's older one.
+		return nil, nil
 	case h.ProducerEpoch > ps.epoch:
 		if h.BaseSequence != 0 {
 			return nil, kerrf(kerr.OutOfOrderSequenceNumber, "producer %d started epoch %d at sequence %d instead of 0", h.ProducerID, h.ProducerEpoch, h.BaseSequence)
@@ -448,6 +463,34 @@ func (p *partition) checkSequenceLocked(h batchHeader) (*seqEntry, error) {
 		return nil, kerrf(kerr.OutOfOrderSequenceNumber, "producer %d sent sequence %d; expected %d", h.ProducerID, h.BaseSequence, want)
 	}
 	return nil, nil
+}
+
+// observeTxn takes a transactional batch or marker appended at base into
+// the transaction index. appendMu must be held.
+func (p *partition) observeTxn(h batchHeader, base int64, batch []byte) {
+	if h.Attributes&attrTransactional == 0 {
+		return
+	}
+	p.mu.Lock()
+	p.txns.observe(h, base, batch)
+	p.mu.Unlock()
+}
+
+// lsoLocked is the last stable offset below the visible end hw: the first
+// offset of the oldest open transaction, or hw. p.mu must be held.
+func (p *partition) lsoLocked(hw int64) int64 {
+	if f := p.txns.firstOpen(); f >= 0 && f < hw {
+		return f
+	}
+	return hw
+}
+
+// appendMarker appends a transaction marker of producer id at epoch. The
+// caller checks leadership, as for any append.
+func (p *partition) appendMarker(ctx context.Context, wal *tier1.WAL, id int64, epoch int16, commit bool, coordinatorEpoch int32) appendOutcome {
+	batch := encodeMarker(id, epoch, commit, coordinatorEpoch)
+	out, _ := p.append(ctx, wal, batch, readBatchHeader(batch), false)
+	return out
 }
 
 // rememberLocked records a batch accepted at now (unix millis) in its
@@ -477,6 +520,9 @@ func rememberIn(producers map[int64]*producerState, h batchHeader, base int64, r
 		producers[h.ProducerID] = ps
 	}
 	ps.lastWrite = max(ps.lastWrite, now)
+	if h.BaseSequence < 0 {
+		return // a marker or transactional offset commit: no sequence
+	}
 	ps.recent[ps.head] = seqEntry{first: h.BaseSequence, last: h.lastSequence(), baseOffset: base, durable: res}
 	ps.head = (ps.head + 1) % producerWindow
 	ps.n = min(ps.n+1, producerWindow)

@@ -14,7 +14,7 @@ func partitionTotal(b *Broker) int {
 	defer b.mu.RUnlock()
 	n := 0
 	for _, t := range b.topics {
-		if t.name != offsetsTopic {
+		if !isInternalTopic(t.name) {
 			n += len(t.partitions)
 		}
 	}

@@ -122,7 +122,7 @@ func TestInventedProducerIDsStayBounded(t *testing.T) {
 	if err := b.seal(p, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	_, ps, ok, err := tier2.ReadProducers(b.fs, p.dir)
+	_, ps, _, ok, err := tier2.ReadProducers(b.fs, p.dir)
 	if err != nil || !ok {
 		t.Fatalf("producers checkpoint: ok %v, %v", ok, err)
 	}
@@ -192,7 +192,7 @@ func TestIdleProducersExpire(t *testing.T) {
 	if err := b.seal(p, time.Now().Add(25*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, ps, _, err := tier2.ReadProducers(b.fs, p.dir); err != nil || len(ps) != 0 {
+	if _, ps, _, _, err := tier2.ReadProducers(b.fs, p.dir); err != nil || len(ps) != 0 {
 		t.Fatalf("producers checkpoint after expiry holds %d producers (%v); want none", len(ps), err)
 	}
 	// Unknown again: its next batch is taken wherever its sequence is.

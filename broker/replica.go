@@ -291,6 +291,7 @@ func (p *partition) appendReplica(ctx context.Context, wal *tier1.WAL, records [
 		p.nextOffset = m.last() + 1
 		if h.ProducerID >= 0 {
 			p.rememberLocked(h, base, res, m.appended)
+			p.observeTxn(h, base, batch)
 		}
 		last = res
 	}
@@ -378,6 +379,7 @@ func (p *partition) truncateLocked(offset int64) {
 	p.nextOffset = offset
 	p.hw = min(p.hw, offset)
 	p.cutEpochsLocked(offset)
+	p.txns.truncate(offset)
 	// Forget idempotent window entries of dropped batches; the new
 	// leader's batches rebuild them as they arrive.
 	for id, ps := range p.producers {
@@ -444,7 +446,7 @@ func (b *Broker) startLocalLogAt(p *partition, offset int64) error {
 	if err := b.fs.MkdirAll(p.dir, 0o755); err != nil {
 		return err
 	}
-	if err := tier2.WriteProducers(b.fs, p.dir, offset, nil); err != nil {
+	if err := tier2.WriteProducers(b.fs, p.dir, offset, nil, tier2.Txns{}); err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -456,6 +458,9 @@ func (b *Broker) startLocalLogAt(p *partition, offset int64) error {
 	p.nextOffset, p.hw = offset, offset
 	p.repl.hwm = max(p.repl.hwm, offset)
 	p.sealedProducers = map[int64]*producerState{}
+	// Transactions open below offset are the archive's; what lies above
+	// it arrives from the leader.
+	p.txns, p.sealedTxns = newTxnIndex(), newTxnIndex()
 	p.mu.Unlock()
 	var errs []error
 	for _, s := range segs {

@@ -77,7 +77,7 @@ func RestoreTopic(ctx context.Context, dataDir string, store tier3.Store, name s
 		}
 		// The producer checkpoint's end is the log end a restart never
 		// goes below: new records continue after the archived ones.
-		if err := tier2.WriteProducers(fs, dir, rp.End, nil); err != nil {
+		if err := tier2.WriteProducers(fs, dir, rp.End, nil, tier2.Txns{}); err != nil {
 			return nil, fmt.Errorf("broker: write log end of %s/%d: %w", name, i, err)
 		}
 		out = append(out, rp)

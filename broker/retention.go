@@ -204,6 +204,7 @@ func (b *Broker) seal(p *partition, now time.Time) error {
 		}
 		next := chunk[k-1].last() + 1
 		producers := cloneProducers(p.sealedProducers)
+		txns := p.sealedTxns.clone()
 		var w *tier2.Writer
 		for _, m := range chunk {
 			var err error
@@ -216,6 +217,7 @@ func (b *Broker) seal(p *partition, now time.Time) error {
 			h := readBatchHeader(buf)
 			if h.ProducerID >= 0 {
 				rememberIn(producers, h, m.base, nil, m.appended, p.topic.producerLimits.max)
+				txns.observe(h, m.base, buf)
 			}
 			if m.last() < logStart {
 				continue // deleted by DeleteRecords: not worth copying
@@ -243,11 +245,16 @@ func (b *Broker) seal(p *partition, now time.Time) error {
 		if ms := p.topic.producerLimits.expireMs; ms > 0 {
 			expireProducers(producers, now.UnixMilli()-ms)
 		}
-		if err := tier2.WriteProducers(b.fs, p.dir, next, producerSnapshot(producers)); err != nil {
+		txns.sealed(next)
+		txns.pruneBelow(logStart)
+		if err := tier2.WriteProducers(b.fs, p.dir, next, producerSnapshot(producers), txns.snapshot()); err != nil {
 			return err
 		}
 		p.sealedProducers = producers
+		p.sealedTxns = txns
 		p.mu.Lock()
+		p.txns.sealed(next)
+		p.txns.pruneBelow(logStart)
 		p.batches = p.batches[k:]
 		p.activeBytes -= size
 		if seg != nil {
@@ -361,7 +368,7 @@ func (b *Broker) loadPartition(p *partition) error {
 	if !ok {
 		logStart = 0
 	}
-	end, ps, ok, perr := tier2.ReadProducers(b.fs, p.dir)
+	end, ps, txns, ok, perr := tier2.ReadProducers(b.fs, p.dir)
 	resolveDamagedEnds(segs, end, ok)
 	segsEnd := max(p.segsEndLocked(), 0)
 	// With Tier 3 the log start may lie below the first local segment (the
@@ -382,6 +389,7 @@ func (b *Broker) loadPartition(p *partition) error {
 	from := int64(0)
 	if ok {
 		p.sealedProducers = producersFromSnapshot(ps, time.Now().UnixMilli())
+		p.sealedTxns = txnIndexFromSnapshot(txns)
 		from = end
 		// The checkpoint's end was the log end when it was written: never
 		// hand out offsets below it again, even if the segment that ended
@@ -408,6 +416,7 @@ func (b *Broker) loadPartition(p *partition) error {
 				base := batchBaseOffset(rest)
 				if h.ProducerID >= 0 {
 					rememberIn(p.sealedProducers, h, base, nil, time.Now().UnixMilli(), p.topic.producerLimits.max)
+					p.sealedTxns.observe(h, base, rest[:n])
 				}
 				next = base + int64(h.LastOffsetDelta) + 1
 				rest = rest[n:]
@@ -416,6 +425,8 @@ func (b *Broker) loadPartition(p *partition) error {
 	}
 	p.producers = cloneProducers(p.sealedProducers)
 	p.nProducers.Store(int64(len(p.producers)))
+	p.sealedTxns.sealed(segsEnd)
+	p.txns = p.sealedTxns.clone()
 	// The WAL replay skips batches below nextOffset: those sealed, even if
 	// their segments are gone locally (archived to Tier 3, then deleted
 	// by local retention, without moving the log start).

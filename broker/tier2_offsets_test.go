@@ -69,12 +69,12 @@ func TestListOffsetsByTimestampOracle(t *testing.T) {
 		lo, hi := base-6000, base+int64(len(all))*10+100
 		for i := 0; i < 600; i++ {
 			ts := lo + rng.Int64N(hi-lo)
-			got, _, code := b.listOffset(p, ts)
+			got, _, code := b.listOffset(p, ts, false)
 			if want := oracle(ts, logStart); code != 0 || got != want {
 				t.Fatalf("ListOffsets(%d) with log start %d = %d (%v), oracle says %d", ts, logStart, got, kerr.ErrorForCode(code), want)
 			}
 		}
-		off, ts, code := b.listOffset(p, listMaxTimestamp)
+		off, ts, code := b.listOffset(p, listMaxTimestamp, false)
 		if wantOff, wantTs := maxOracle(); code != 0 || off != wantOff || ts != wantTs {
 			t.Fatalf("max timestamp: %d@%d (%d), oracle says %d@%d", off, ts, code, wantOff, wantTs)
 		}

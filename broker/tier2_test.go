@@ -446,7 +446,7 @@ func TestIndexRebuild(t *testing.T) {
 	}
 	// Every record is found by timestamp through the rebuilt time indexes.
 	for off := int64(0); off < int64(n); off += 7 {
-		got, _, code := b2.listOffset(p2, now+off)
+		got, _, code := b2.listOffset(p2, now+off, false)
 		if code != 0 || got != off {
 			t.Fatalf("ListOffsets(ts of %d) = %d (%v)", off, got, kerr.ErrorForCode(code))
 		}

@@ -186,17 +186,17 @@ func TestTier3ArchiveAndReadBack(t *testing.T) {
 	for _, c := range []struct{ ts, want int64 }{
 		{ts0 - 5, 0}, {ts0 + 10, 10}, {ts0 + local - 1, local - 1}, {ts0 + local + 2, local + 2}, {ts0 + int64(n) + 1, -1},
 	} {
-		if off, _, code := b.listOffset(p, c.ts); code != 0 || off != c.want {
+		if off, _, code := b.listOffset(p, c.ts, false); code != 0 || off != c.want {
 			t.Errorf("ListOffsets(%d) = %d (code %d), want %d", c.ts-ts0, off, code, c.want)
 		}
 	}
-	if off, _, _ := b.listOffset(p, listEarliestLoc); off != local {
+	if off, _, _ := b.listOffset(p, listEarliestLoc, false); off != local {
 		t.Errorf("earliest local = %d, want %d", off, local)
 	}
-	if off, _, _ := b.listOffset(p, listEarliest); off != 0 {
+	if off, _, _ := b.listOffset(p, listEarliest, false); off != 0 {
 		t.Errorf("earliest = %d, want 0", off)
 	}
-	if off, _, _ := b.listOffset(p, listLatestTiered); off != local-1 {
+	if off, _, _ := b.listOffset(p, listLatestTiered, false); off != local-1 {
 		t.Errorf("latest tiered = %d, want %d", off, local-1)
 	}
 
@@ -210,7 +210,7 @@ func TestTier3ArchiveAndReadBack(t *testing.T) {
 		t.Fatalf("local log start %d after restart, want %d", got, local)
 	}
 	checkRecords(t, readAllTiered(t, b, p, 1000), n)
-	if off, _, code := b.listOffset(p, ts0+7); code != 0 || off != 7 {
+	if off, _, code := b.listOffset(p, ts0+7, false); code != 0 || off != 7 {
 		t.Errorf("after restart ListOffsets = %d (code %d), want 7", off, code)
 	}
 }

@@ -56,8 +56,8 @@ func (b *Broker) createTopic(name string, partitions int32, rf int16, configs ma
 	if err := validateTopicName(name); err != nil {
 		return nil, err
 	}
-	if name == offsetsTopic && b.ctl != nil {
-		return nil, kerrf(kerr.InvalidTopicException, "%s is internal", offsetsTopic)
+	if isInternalTopic(name) && b.ctl != nil {
+		return nil, kerrf(kerr.InvalidTopicException, "%s is internal", name)
 	}
 	if partitions == -1 {
 		partitions = b.cfg.DefaultPartitions
@@ -285,15 +285,15 @@ func (b *Broker) createPartitions(t *topic, count int32, validateOnly bool) erro
 }
 
 // checkPartitionLimitLocked refuses adding n partitions past
-// Config.MaxPartitions, counting every topic but the internal offsets
-// topic, which the broker creates itself. In a cluster the controller
+// Config.MaxPartitions, counting every topic but the internal ones, which
+// the broker creates itself. In a cluster the controller
 // checks its own state instead (replication.Config.MaxPartitions).
 // adminMu must be held, so concurrent creations cannot both fit.
 func (b *Broker) checkPartitionLimitLocked(n int32) error {
 	total := int64(0)
 	b.mu.RLock()
 	for _, t := range b.topics {
-		if t.name != offsetsTopic {
+		if !isInternalTopic(t.name) {
 			total += int64(len(t.partitions))
 		}
 	}

@@ -103,6 +103,13 @@ type Config struct {
 	OffsetsTopicReplicationFactor int16
 	OffsetsRetention              time.Duration
 
+	// Transactions: __transaction_state's shape when it is created, the
+	// longest transaction timeout, and how often timeouts are checked.
+	TransactionStateLogNumPartitions     int32
+	TransactionStateLogReplicationFactor int16
+	TransactionMaxTimeout                time.Duration
+	TransactionAbortCheckInterval        time.Duration
+
 	// Connection hygiene: how long a started request may take to arrive,
 	// how long an idle connection and an unread response are kept (0:
 	// for ever), the Fetch response bytes built ahead of the socket per

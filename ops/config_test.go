@@ -76,9 +76,13 @@ func TestSettingNamesMatchContract(t *testing.T) {
 		"CHRONIK_PRODUCER_IDS_MAX_PER_PARTITION": "producer-ids-max-per-partition",
 		"CHRONIK_MAX_PARTITIONS":                 "max-partitions",
 
-		"CHRONIK_OFFSETS_TOPIC_NUM_PARTITIONS":     "offsets-topic-num-partitions",
-		"CHRONIK_OFFSETS_TOPIC_REPLICATION_FACTOR": "offsets-topic-replication-factor",
-		"CHRONIK_OFFSETS_RETENTION_MINUTES":        "offsets-retention-minutes",
+		"CHRONIK_OFFSETS_TOPIC_NUM_PARTITIONS":                                "offsets-topic-num-partitions",
+		"CHRONIK_OFFSETS_TOPIC_REPLICATION_FACTOR":                            "offsets-topic-replication-factor",
+		"CHRONIK_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS": "transaction-abort-timed-out-transaction-cleanup-interval",
+		"CHRONIK_TRANSACTION_MAX_TIMEOUT_MS":                                  "transaction-max-timeout",
+		"CHRONIK_TRANSACTION_STATE_LOG_NUM_PARTITIONS":                        "transaction-state-log-num-partitions",
+		"CHRONIK_TRANSACTION_STATE_LOG_REPLICATION_FACTOR":                    "transaction-state-log-replication-factor",
+		"CHRONIK_OFFSETS_RETENTION_MINUTES":                                   "offsets-retention-minutes",
 
 		"CHRONIK_SEARCH_MAX_HITS":           "search-max-hits",
 		"CHRONIK_SEARCH_MAX_RESPONSE_BYTES": "search-max-response-bytes",
@@ -205,6 +209,10 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_MAX_PARTITIONS", "100", nil, func(c Config) any { return c.MaxPartitions }, int32(100)},
 		{"CHRONIK_OFFSETS_TOPIC_NUM_PARTITIONS", "1", nil, func(c Config) any { return c.OffsetsTopicNumPartitions }, int32(1)},
 		{"CHRONIK_OFFSETS_TOPIC_REPLICATION_FACTOR", "2", nil, func(c Config) any { return c.OffsetsTopicReplicationFactor }, int16(2)},
+		{"CHRONIK_TRANSACTION_STATE_LOG_NUM_PARTITIONS", "7", nil, func(c Config) any { return c.TransactionStateLogNumPartitions }, int32(7)},
+		{"CHRONIK_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "2", nil, func(c Config) any { return c.TransactionStateLogReplicationFactor }, int16(2)},
+		{"CHRONIK_TRANSACTION_MAX_TIMEOUT_MS", "60000", nil, func(c Config) any { return c.TransactionMaxTimeout }, time.Minute},
+		{"CHRONIK_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS", "500", nil, func(c Config) any { return c.TransactionAbortCheckInterval }, 500 * time.Millisecond},
 		{"CHRONIK_OFFSETS_RETENTION_MINUTES", "1440", nil, func(c Config) any { return c.OffsetsRetention }, 24 * time.Hour},
 		{"CHRONIK_REQUEST_READ_TIMEOUT_MS", "5000", nil, func(c Config) any { return c.RequestReadTimeout }, 5 * time.Second},
 		{"CHRONIK_CONNECTIONS_MAX_IDLE_MS", "0", nil, func(c Config) any { return c.ConnectionsMaxIdle }, time.Duration(0)},
@@ -377,6 +385,11 @@ http_auth_all: true
 		OffsetsTopicReplicationFactor: 3,
 		OffsetsRetention:              7 * 24 * time.Hour,
 
+		TransactionStateLogNumPartitions:     50,
+		TransactionStateLogReplicationFactor: 3,
+		TransactionMaxTimeout:                15 * time.Minute,
+		TransactionAbortCheckInterval:        10 * time.Second,
+
 		SearchMaxHits:          2000,
 		SearchMaxResponseBytes: 4096,
 		SearchTimeout:          0,
@@ -464,6 +477,11 @@ func TestDefaults(t *testing.T) {
 		OffsetsTopicNumPartitions:     50,
 		OffsetsTopicReplicationFactor: 3,
 		OffsetsRetention:              7 * 24 * time.Hour,
+
+		TransactionStateLogNumPartitions:     50,
+		TransactionStateLogReplicationFactor: 3,
+		TransactionMaxTimeout:                15 * time.Minute,
+		TransactionAbortCheckInterval:        10 * time.Second,
 
 		SearchMaxHits:          10000,
 		SearchMaxResponseBytes: 16 << 20,

@@ -381,6 +381,35 @@ var settings = []Setting{
 		},
 	},
 	{
+		Flag: "transaction-state-log-num-partitions", Env: "CHRONIK_TRANSACTION_STATE_LOG_NUM_PARTITIONS", Key: "transaction_state_log_num_partitions", Type: "int",
+		Default: "50",
+		Help: "partitions of __transaction_state when it is created (Kafka's transaction.state.log.num.partitions); a transactional ID's coordinator " +
+			"is the leader of partition abs(hash(id)) % this, so it cannot change once the topic exists",
+		set: setPositiveInt32(func(c *Config) *int32 { return &c.TransactionStateLogNumPartitions }),
+	},
+	{
+		Flag: "transaction-state-log-replication-factor", Env: "CHRONIK_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", Key: "transaction_state_log_replication_factor", Type: "int",
+		Default: "3",
+		Help: "replicas of each __transaction_state partition (Kafka's transaction.state.log.replication.factor): created with as many as the brokers " +
+			"live then allow, raised by reassignment as more register",
+		set: setPositiveInt16(func(c *Config) *int16 { return &c.TransactionStateLogReplicationFactor }),
+	},
+	{
+		Flag: "transaction-max-timeout", Env: "CHRONIK_TRANSACTION_MAX_TIMEOUT_MS", Key: "transaction_max_timeout_ms", Type: "ms",
+		Default: "900000",
+		Help: "the longest transaction.timeout.ms a transactional producer may ask for (Kafka's transaction.max.timeout.ms, 15 minutes); " +
+			"longer gets INVALID_TRANSACTION_TIMEOUT. A transaction open longer than its timeout is aborted and its producer fenced",
+		set: setMillis(func(c *Config) *time.Duration { return &c.TransactionMaxTimeout }),
+	},
+	{
+		Flag: "transaction-abort-timed-out-transaction-cleanup-interval", Env: "CHRONIK_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS",
+		Key: "transaction_abort_timed_out_transaction_cleanup_interval_ms", Type: "ms",
+		Default: "10000",
+		Help: "how often the transaction coordinator looks for transactions past their timeout to abort " +
+			"(Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms)",
+		set: setMillis(func(c *Config) *time.Duration { return &c.TransactionAbortCheckInterval }),
+	},
+	{
 		Flag: "request-read-timeout", Env: "CHRONIK_REQUEST_READ_TIMEOUT_MS", Key: "request_read_timeout_ms", Type: "ms",
 		Default: "30000",
 		Help: "once the first byte of a request has arrived, the whole request must arrive within this many milliseconds or the connection is closed, " +

@@ -590,9 +590,16 @@ func (c *Controller) handleHeartbeat(b *BrokerInfo) callResponse {
 	return callResponse{Index: c.State().Index}
 }
 
-// OffsetsTopic is the internal topic of committed offsets; the brokers
-// create it, and it does not count against MaxPartitions.
-const OffsetsTopic = "__consumer_offsets"
+// OffsetsTopic is the internal topic of committed offsets and TxnStateTopic
+// that of transactions; the brokers create them, and they do not count
+// against MaxPartitions.
+const (
+	OffsetsTopic  = "__consumer_offsets"
+	TxnStateTopic = "__transaction_state"
+)
+
+// internalTopic reports whether name is one of the brokers' internal topics.
+func internalTopic(name string) bool { return name == OffsetsTopic || name == TxnStateTopic }
 
 // checkPartitionLimit refuses adding n partitions to st past
 // Config.MaxPartitions: every partition costs each replica memory, files
@@ -607,7 +614,7 @@ func (c *Controller) checkPartitionLimit(st *State, n int) *Error {
 	}
 	total := 0
 	for _, t := range st.Topics {
-		if t.Name != OffsetsTopic {
+		if !internalTopic(t.Name) {
 			total += len(t.Partitions)
 		}
 	}
@@ -633,7 +640,7 @@ func (c *Controller) plan(req *Request) (Result, bool) {
 			}
 			return Result{Err: errorf(CodeTopicAlreadyExists, "topic %q already exists", r.Name)}, false
 		}
-		if r.Name == OffsetsTopic {
+		if internalTopic(r.Name) {
 			// Created by the brokers, outside the limit (as standalone).
 		} else if err := c.checkPartitionLimit(st, int(r.Partitions)); err != nil {
 			return Result{Err: err}, false

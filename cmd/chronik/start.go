@@ -149,6 +149,10 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 	bc.OffsetsTopicNumPartitions = cfg.OffsetsTopicNumPartitions
 	bc.OffsetsTopicReplicationFactor = cfg.OffsetsTopicReplicationFactor
 	bc.OffsetsRetention = cfg.OffsetsRetention
+	bc.TransactionStateLogNumPartitions = cfg.TransactionStateLogNumPartitions
+	bc.TransactionStateLogReplicationFactor = cfg.TransactionStateLogReplicationFactor
+	bc.TransactionMaxTimeout = cfg.TransactionMaxTimeout
+	bc.TransactionAbortCheckInterval = cfg.TransactionAbortCheckInterval
 	bc.FsyncBatchTimeout = cfg.FsyncBatchTimeout
 	bc.RequestReadTimeout = cfg.RequestReadTimeout
 	bc.ConnectionsMaxIdle = cfg.ConnectionsMaxIdle
