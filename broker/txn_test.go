@@ -115,9 +115,13 @@ func TestTransactionsCommitAndAbort(t *testing.T) {
 	if err := p.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
-	if lso := latestOffset(t, b, "tx", 0, 1); lso != hw+1 {
-		t.Fatalf("after the commit: read_committed latest %d, want %d (past the marker)", lso, hw+1)
-	}
+	// EndTxn is answered once the decision is durable; the markers follow.
+	waitFor(t, 10*time.Second, func() error {
+		if lso := latestOffset(t, b, "tx", 0, 1); lso != hw+1 {
+			return fmt.Errorf("after the commit: read_committed latest %d, want %d (past the marker)", lso, hw+1)
+		}
+		return nil
+	})
 	p.Close()
 
 	// Seal everything, then restart: the index comes back from the
