@@ -355,9 +355,7 @@ func (b *Broker) fillFetch(slots []fetchSlot, r *kmsg.FetchRequest) (total int, 
 			data = cutAt(data, end) // archived views are all below the high watermark
 		}
 		if committed {
-			s.p.mu.RLock()
-			sp.AbortedTransactions = s.p.txns.abortedIn(s.offset, end)
-			s.p.mu.RUnlock()
+			sp.AbortedTransactions = s.p.abortedIn(s.offset, end)
 		}
 		sp.RecordBatches, s.views = data, views
 		n := len(data) + viewsLen(views)

@@ -302,6 +302,9 @@ func (b *Broker) uploadSegment(ctx context.Context, p *partition, s *tier2.Segme
 	}
 	e, err := b.tier.arch.Upload(ctx, b.archivePrefix(p), src)
 	if err == nil {
+		p.mu.RLock()
+		e.Aborted = p.txns.abortedArchive(e.Base, e.Next)
+		p.mu.RUnlock()
 		b.tier.uploadedObjects.Add(3)
 		b.tier.uploadedBytes.Add(src.Size + int64(len(src.Index)+len(src.TimeIndex)))
 	}

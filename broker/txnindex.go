@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/tier2"
+	"github.com/chronik-go/chronik/tier3"
 )
 
 // A partition's transactions, as Kafka's producer state manager keeps
@@ -141,6 +142,51 @@ func (x *txnIndex) abortedIn(from, to int64) []kmsg.FetchResponseTopicPartitionA
 			a := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
 			a.ProducerID, a.FirstOffset = r.Producer, r.First
 			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// abortedArchive returns the aborted transactions with records in
+// [from, to), as a Tier 3 segment entry lists them.
+func (x *txnIndex) abortedArchive(from, to int64) []tier3.AbortedTxn {
+	var out []tier3.AbortedTxn
+	i := sort.Search(len(x.aborted), func(i int) bool { return x.aborted[i].Last >= from })
+	for _, r := range x.aborted[i:] {
+		if r.First < to {
+			out = append(out, tier3.AbortedTxn{Producer: r.Producer, First: r.First, Last: r.Last})
+		}
+	}
+	return out
+}
+
+// abortedIn returns the aborted transactions overlapping [from, to): those
+// of the index, and below the local log start those the archive's
+// segments list (a broker that did not hold them, such as one restored
+// from the archive or a follower that started at the leader's local
+// start, knows them only from there).
+func (p *partition) abortedIn(from, to int64) []kmsg.FetchResponseTopicPartitionAbortedTransaction {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	out := p.txns.abortedIn(from, to)
+	if from >= p.localStartLocked() || len(p.archSegs) == 0 {
+		return out
+	}
+	seen := map[[2]int64]bool{}
+	for _, a := range out {
+		seen[[2]int64{a.ProducerID, a.FirstOffset}] = true
+	}
+	for _, s := range p.archSegs {
+		if s.Next <= from || s.Base >= to {
+			continue
+		}
+		for _, r := range s.Aborted {
+			if k := [2]int64{r.Producer, r.First}; r.Last >= from && r.First < to && !seen[k] {
+				seen[k] = true
+				a := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+				a.ProducerID, a.FirstOffset = r.Producer, r.First
+				out = append(out, a)
+			}
 		}
 	}
 	return out

@@ -108,6 +108,19 @@ type SegmentEntry struct {
 	// of segments archived without it check every batch they serve.
 	BatchesChecked bool  `json:"batches_checked,omitempty"`
 	Uploaded       int64 `json:"uploaded_ms"`
+	// Aborted are the aborted transactions whose records lie in the
+	// segment (a transaction may span several segments and is listed in
+	// each): read_committed reads of the archive drop their records, even
+	// on a broker that never held the segment.
+	Aborted []AbortedTxn `json:"aborted,omitempty"`
+}
+
+// AbortedTxn is a producer's aborted transaction: its records from First
+// up to its abort marker at Last.
+type AbortedTxn struct {
+	Producer int64 `json:"producer"`
+	First    int64 `json:"first"`
+	Last     int64 `json:"last"`
 }
 
 // End returns the offset after the last archived segment, or -1.
