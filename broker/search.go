@@ -101,7 +101,8 @@ func (l *SearchLog) Partition(ctx context.Context, t indexer.Topic, p int32) (in
 	follower := !l.b.leads(part.topic, p)
 	part.mu.RLock()
 	defer part.mu.RUnlock()
-	return indexer.Partition{Archived: part.archSegs, LogStart: part.logStart, End: part.hw, Follower: follower}, nil
+	return indexer.Partition{Archived: part.archSegs, LogStart: part.logStart, End: part.hw, Follower: follower,
+		Aborted: part.txns.abortedArchive(part.logStart, part.hw)}, nil
 }
 
 // Read reads as a fetch does, from whichever tier holds offset. An

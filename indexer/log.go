@@ -62,6 +62,9 @@ type Partition struct {
 	// partition: the leader, which uploads its segments, also indexes
 	// them (one writer per index manifest).
 	Follower bool
+	// Aborted are aborted transactions the log knows of besides those the
+	// archived segments list (a broker's, over what it holds locally).
+	Aborted []tier3.AbortedTxn
 }
 
 // ArchivedEnd returns the offset after the last archived segment, or
@@ -87,7 +90,18 @@ func scan(ctx context.Context, l Log, t Topic, partition int32, from, to int64, 
 // readBatches calls fn with the whole stored batches that hold the
 // partition's offsets [from, to), a Read at a time (each b a buffer of its
 // own). The first and last batches may hold offsets outside the range.
+//
+// Only committed records are passed on, as a read_committed consumer sees
+// them: transaction markers and the batches of aborted transactions are
+// left out.
 func readBatches(ctx context.Context, l Log, t Topic, partition int32, from, to int64, fn func(b []byte) error) error {
+	var aborted []tier3.AbortedTxn
+	if pi, err := l.Partition(ctx, t, partition); err == nil {
+		aborted = pi.Aborted
+		for _, s := range pi.Archived {
+			aborted = append(aborted, s.Aborted...)
+		}
+	}
 	next := from
 	for next < to {
 		if err := ctx.Err(); err != nil {
@@ -104,8 +118,10 @@ func readBatches(ctx context.Context, l Log, t Topic, partition int32, from, to 
 		if last < next {
 			return fmt.Errorf("read %s/%d at %d: the log returned offsets up to %d only", t.Name, partition, next, last)
 		}
-		if err := fn(b); err != nil {
-			return err
+		if b = committedBatches(b, aborted); len(b) > 0 {
+			if err := fn(b); err != nil {
+				return err
+			}
 		}
 		next = last + 1
 	}
@@ -152,6 +168,38 @@ func (s *recordStream) feed(b []byte, fn func(r *Record) error) error {
 }
 
 // lastOffset returns the last offset of the last whole batch in b, or -1.
+// committedBatches drops from b the transaction markers (control
+// batches) and the batches of aborted transactions, in place.
+func committedBatches(b []byte, aborted []tier3.AbortedTxn) []byte {
+	out := b[:0]
+	for rest := b; len(rest) >= 61; {
+		l := int64(int32(binary.BigEndian.Uint32(rest[8:]))) + 12
+		if l < 61 || l > int64(len(rest)) {
+			break
+		}
+		batch := rest[:l]
+		rest = rest[l:]
+		if attrs := binary.BigEndian.Uint16(batch[21:]); attrs&0x20 != 0 || attrs&0x10 != 0 && isAborted(batch, aborted) {
+			continue
+		}
+		out = append(out, batch...) // never ahead of what is read: copy moves it down
+	}
+	return out
+}
+
+// isAborted reports whether the transactional batch belongs to one of the
+// aborted transactions.
+func isAborted(batch []byte, aborted []tier3.AbortedTxn) bool {
+	base := int64(binary.BigEndian.Uint64(batch))
+	producer := int64(binary.BigEndian.Uint64(batch[43:]))
+	for _, a := range aborted {
+		if a.Producer == producer && base >= a.First && base <= a.Last {
+			return true
+		}
+	}
+	return false
+}
+
 func lastOffset(b []byte) int64 {
 	last := int64(-1)
 	for len(b) >= 61 {
