@@ -160,6 +160,10 @@ type Config struct {
 	// WriteTimeout bounds each wait for a __transaction_state write to be
 	// durable and each Markers.Write call (Kafka's request.timeout.ms).
 	WriteTimeout time.Duration
+	// EndTxnWait is how long EndTxn waits, after the decision is
+	// durable, for the markers and the completion before it answers
+	// (end_txn.go); negative: not at all.
+	EndTxnWait time.Duration
 
 	Logger *slog.Logger
 }
@@ -173,6 +177,7 @@ func DefaultConfig() Config {
 		IDExpirationCheckInterval: time.Hour,
 		MaxTransactionalIDs:       100000,
 		WriteTimeout:              30 * time.Second,
+		EndTxnWait:                time.Second,
 	}
 }
 
@@ -196,6 +201,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = d.WriteTimeout
+	}
+	if cfg.EndTxnWait == 0 {
+		cfg.EndTxnWait = d.EndTxnWait
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -2,6 +2,7 @@ package txn
 
 import (
 	"context"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -11,9 +12,16 @@ import (
 //
 // Behavior:
 //   - An Ongoing transaction goes to PrepareCommit or PrepareAbort; once
-//     that is durable the client is answered and the markers are written to
-//     every partition of the transaction (retried while this coordinator
-//     owns the transactional ID), then CompleteCommit or CompleteAbort.
+//     that is durable the markers are written to every partition of the
+//     transaction (retried while this coordinator owns the transactional
+//     ID), then CompleteCommit or CompleteAbort. The client is answered
+//     once the transaction completes, or Config.EndTxnWait after the
+//     decision was durable, whichever is first: the decision stands either
+//     way. Kafka answers at once and the producer's next
+//     AddPartitionsToTxn meets CONCURRENT_TRANSACTIONS and backs off
+//     until the markers are written; waiting here for the few
+//     milliseconds they usually take keeps a producer that commits often
+//     from losing its backoff at every commit.
 //   - A retry after the transaction ended the same way succeeds; the other
 //     way, or with no transaction (Empty), is INVALID_TXN_STATE. While it
 //     is being ended (markers being written): CONCURRENT_TRANSACTIONS,
@@ -37,8 +45,42 @@ func (c *Coordinator) EndTxn(ctx context.Context, r *kmsg.EndTxnRequest) *kmsg.E
 		resp.ErrorCode = errCode(err, r.Version, 2)
 		return resp
 	}
+	c.awaitCompletion(ctx, r.TransactionalID, r.ProducerID, r.ProducerEpoch)
 	resp.ProducerID, resp.ProducerEpoch = r.ProducerID, r.ProducerEpoch
 	return resp
+}
+
+// awaitCompletion waits, at most Config.EndTxnWait, until the transaction
+// of producerID at epoch that id just decided to end is complete (or the
+// coordinator stops serving id).
+func (c *Coordinator) awaitCompletion(ctx context.Context, id string, producerID int64, epoch int16) {
+	if c.cfg.EndTxnWait <= 0 {
+		return
+	}
+	t, err := c.lookup(id)
+	if err != nil || t == nil {
+		return
+	}
+	timer := time.NewTimer(c.cfg.EndTxnWait)
+	defer timer.Stop()
+	for {
+		t.mu.Lock()
+		ending := (t.state == statePrepareCommit || t.state == statePrepareAbort) && t.producerID == producerID && t.epoch == epoch
+		changed := t.changed
+		t.mu.Unlock()
+		if !ending {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		case <-c.ctx.Done():
+			return
+		}
+	}
 }
 
 func (c *Coordinator) endTxn(ctx context.Context, id string, producerID int64, epoch int16, commit bool) error {
