@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +49,9 @@ type benchProduceFlags struct {
 	json        bool
 	progress    bool
 	rate        float64 // records per second over all producers; 0: as fast as possible
+	// txnInterval, when set, makes each producer transactional: it
+	// commits a transaction this often.
+	txnInterval time.Duration
 }
 
 func newBenchProduceCmd() *cobra.Command {
@@ -81,6 +86,7 @@ created with --partitions partitions if it does not exist.`,
 	fs.BoolVar(&f.idempotent, "idempotent", true, "idempotent producer; only with --acks all (other acks turn it off)")
 	fs.IntVar(&f.maxBuffered, "max-buffered-records", 50000, "records each client keeps in flight before Produce blocks")
 	fs.Float64Var(&f.rate, "rate", 0, "records per second over all producers (0: as fast as the broker takes them); latency then counts from each record's scheduled time, so falling behind shows")
+	fs.DurationVar(&f.txnInterval, "transaction-interval", 0, "make each producer transactional, committing a transaction this often (0: no transactions)")
 	fs.BoolVar(&f.json, "json", false, "print the summary as one JSON object")
 	fs.BoolVar(&f.progress, "progress", true, "print a progress line to stderr every second")
 	return cmd
@@ -121,6 +127,10 @@ func (f *benchProduceFlags) normalize(idempotentSet bool) error {
 		return fmt.Errorf("--rate %v is negative: give records per second, or 0 for as fast as possible", f.rate)
 	case idempotentSet && f.idempotent && !all:
 		return fmt.Errorf("--idempotent needs --acks all, not %s", f.acks)
+	case f.txnInterval < 0:
+		return fmt.Errorf("--transaction-interval %v is negative", f.txnInterval)
+	case f.txnInterval > 0 && (!all || idempotentSet && !f.idempotent):
+		return errors.New("--transaction-interval needs an idempotent producer with --acks all")
 	}
 	if !all {
 		f.idempotent = false
@@ -172,7 +182,11 @@ func runBenchProduce(ctx context.Context, f *benchProduceFlags, idempotentSet, p
 	}
 	clients := make([]*kgo.Client, f.producers)
 	for i := range clients {
-		if clients[i], err = kgo.NewClient(opts...); err != nil {
+		copts := opts
+		if f.txnInterval > 0 {
+			copts = append(slices.Clip(opts), kgo.TransactionalID(fmt.Sprintf("chronik-bench-%d-%d", os.Getpid(), i)))
+		}
+		if clients[i], err = kgo.NewClient(copts...); err != nil {
 			for _, cl := range clients[:i] {
 				cl.Close()
 			}
@@ -234,9 +248,28 @@ func runBenchProduce(ctx context.Context, f *benchProduceFlags, idempotentSet, p
 			interval = time.Duration(float64(time.Second) * float64(f.producers) / f.rate)
 		}
 		wg.Go(func() {
+			var txnEnds time.Time
+			if f.txnInterval > 0 {
+				defer func() {
+					if err := endBenchTxn(cl, f.conn.timeout); err != nil {
+						fail(err)
+					}
+				}()
+			}
 			for j := int64(0); f.count == 0 || j < n; j++ {
 				if stopped.Load() || f.duration > 0 && j&255 == 0 && time.Now().After(deadline) {
 					break
+				}
+				if f.txnInterval > 0 && j&63 == 0 && time.Now().After(txnEnds) {
+					if err := endBenchTxn(cl, f.conn.timeout); err != nil {
+						fail(err)
+						return
+					}
+					if err := cl.BeginTransaction(); err != nil {
+						fail(err)
+						return
+					}
+					txnEnds = time.Now().Add(f.txnInterval)
 				}
 				br := pool.Get().(*benchRec)
 				br.rec = kgo.Record{Value: payload, Context: br}
@@ -279,12 +312,27 @@ func runBenchProduce(ctx context.Context, f *benchProduceFlags, idempotentSet, p
 		"batch_bytes": f.batchBytes, "compression": f.compression, "record_size": f.recordSize,
 		"partitions": nparts, "producers": f.producers, "max_buffered_records": f.maxBuffered,
 		"count": f.count, "duration_sec": f.duration.Seconds(), "rate": f.rate,
+		"transaction_interval_ms": f.txnInterval.Milliseconds(),
 	}
 	if err := writeResult(stdout, &res, f.json); err != nil {
 		return err
 	}
 	if res.Errors > 0 {
 		return fmt.Errorf("%d records failed: %w", res.Errors, firstErr)
+	}
+	return nil
+}
+
+// endBenchTxn commits cl's open transaction, if any, once its records are
+// acknowledged.
+func endBenchTxn(cl *kgo.Client, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := cl.Flush(ctx); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
 }
