@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -85,6 +86,11 @@ type txnMarkers struct {
 
 	mu      sync.Mutex
 	clients map[string]*kgo.Client // by leader address; bounded by the brokers
+
+	// hold, set only by tests, holds every Write until it is closed or
+	// the Write's context ends: a coordinator that dies between a
+	// transaction's decision and its markers.
+	hold atomic.Pointer[chan struct{}]
 }
 
 // Write writes the marker to every partition, those this broker leads
@@ -92,6 +98,13 @@ type txnMarkers struct {
 // partitions it could not write as txn.PartitionErrors, so only those are
 // sent again.
 func (m *txnMarkers) Write(ctx context.Context, producerID int64, epoch int16, coordinatorEpoch int32, commit bool, parts []txn.TopicPartition) error {
+	if hold := m.hold.Load(); hold != nil {
+		select {
+		case <-*hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	b := m.b
 	var mu sync.Mutex
 	failed := txn.PartitionErrors{}

@@ -278,3 +278,48 @@ func TestGroupTransactSession(t *testing.T) {
 		}
 	}
 }
+
+// A coordinator that stops after a commit decision is durable but before
+// its markers are written leaves no partition stuck: after the restart it
+// reloads the decision, writes the markers, and read_committed readers
+// get the transaction.
+func TestTransactionDecidedBeforeCrashCompletes(t *testing.T) {
+	dir := t.TempDir()
+	b := testBroker(t, dir, nil)
+	createTxnTopic(t, b, "decided", 2)
+	p := testClient(t, b, kgo.TransactionalID("decided-id"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx := testCtx(t)
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if err := p.ProduceSync(ctx, &kgo.Record{Topic: "decided", Partition: int32(i % 2), Value: fmt.Appendf(nil, "0-%d", i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	never := make(chan struct{})
+	b.markers.hold.Store(&never) // the markers never go out
+	if err := p.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	for part := range int32(2) {
+		if lso := latestOffset(t, b, "decided", part, 1); lso != 0 {
+			t.Fatalf("partition %d: read_committed latest %d before the markers, want 0", part, lso)
+		}
+	}
+	b.Close()
+
+	b = testBroker(t, dir, nil)
+	waitFor(t, 10*time.Second, func() error {
+		for part := range int32(2) {
+			if lso := latestOffset(t, b, "decided", part, 1); lso != 3 {
+				return fmt.Errorf("partition %d: read_committed latest %d after the restart, want 3", part, lso)
+			}
+		}
+		return nil
+	})
+	if got := countRounds(readAll(t, b, "decided", kgo.ReadCommitted(), 4)); got["0"] != 4 {
+		t.Fatalf("read_committed after the restart: %v, want the 4 committed records", got)
+	}
+}
