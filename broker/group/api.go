@@ -60,25 +60,20 @@ func (c *Coordinator) OffsetCommit(r *kmsg.OffsetCommitRequest) (*kmsg.OffsetCom
 		for j := range rt.Partitions {
 			rp := &rt.Partitions[j]
 			sp := &resp.Topics[i].Partitions[j]
-			switch {
-			case !known:
+			if !known {
 				sp.ErrorCode = kerr.UnknownTopicID.Code
 				continue
-			case rp.Partition < 0 || rp.Partition >= parts:
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-				continue
-			case rp.Metadata != nil && len(*rp.Metadata) > c.cfg.MaxOffsetMetadata:
-				sp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
-				continue
 			}
-			v := committedOffset{offset: rp.Offset, leaderEpoch: -1, commitTime: nowMs}
+			epoch := int32(-1)
 			if r.Version >= 6 {
-				v.leaderEpoch = rp.LeaderEpoch
+				epoch = rp.LeaderEpoch
 			}
-			if rp.Metadata != nil {
-				v.metadata = *rp.Metadata
+			e, code := c.offsetEntry(name, parts, rp.Partition, rp.Offset, epoch, rp.Metadata, nowMs)
+			if code != nil {
+				sp.ErrorCode = code.Code
+				continue
 			}
-			entries = append(entries, offsetEntry{tp: topicPart{name, rp.Partition}, value: v})
+			entries = append(entries, e)
 			slots = append(slots, &sp.ErrorCode)
 		}
 	}
@@ -98,6 +93,23 @@ func (c *Coordinator) OffsetCommit(r *kmsg.OffsetCommitRequest) (*kmsg.OffsetCom
 		return resp, nil
 	}
 	return resp, c.writeOutcome(w, err, slots)
+}
+
+// offsetEntry checks one partition's commit of offset into topic (of
+// parts partitions): it returns the entry to write, or the error code the
+// partition gets.
+func (c *Coordinator) offsetEntry(topic string, parts, partition int32, offset int64, leaderEpoch int32, metadata *string, nowMs int64) (offsetEntry, *kerr.Error) {
+	switch {
+	case partition < 0 || partition >= parts:
+		return offsetEntry{}, kerr.UnknownTopicOrPartition
+	case metadata != nil && len(*metadata) > c.cfg.MaxOffsetMetadata:
+		return offsetEntry{}, kerr.OffsetMetadataTooLarge
+	}
+	v := committedOffset{offset: offset, leaderEpoch: leaderEpoch, commitTime: nowMs}
+	if metadata != nil {
+		v.metadata = *metadata
+	}
+	return offsetEntry{tp: topicPart{topic, partition}, value: v}, nil
 }
 
 // writeOutcome answers the partitions whose error codes are codes for a

@@ -168,22 +168,16 @@ func (c *Coordinator) TxnOffsetCommit(r *kmsg.TxnOffsetCommitRequest) (*kmsg.Txn
 		for j := range rt.Partitions {
 			rp := &rt.Partitions[j]
 			sp := &resp.Topics[i].Partitions[j]
-			switch {
-			case rp.Partition < 0 || rp.Partition >= parts:
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-				continue
-			case rp.Metadata != nil && len(*rp.Metadata) > c.cfg.MaxOffsetMetadata:
-				sp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
-				continue
-			}
-			v := committedOffset{offset: rp.Offset, leaderEpoch: -1, commitTime: nowMs}
+			epoch := int32(-1)
 			if r.Version >= 2 {
-				v.leaderEpoch = rp.LeaderEpoch
+				epoch = rp.LeaderEpoch
 			}
-			if rp.Metadata != nil {
-				v.metadata = *rp.Metadata
+			e, code := c.offsetEntry(rt.Topic, parts, rp.Partition, rp.Offset, epoch, rp.Metadata, nowMs)
+			if code != nil {
+				sp.ErrorCode = code.Code
+				continue
 			}
-			entries = append(entries, offsetEntry{tp: topicPart{rt.Topic, rp.Partition}, value: v})
+			entries = append(entries, e)
 			slots = append(slots, &sp.ErrorCode)
 		}
 	}
