@@ -245,8 +245,17 @@ func (b *Broker) seal(p *partition, now time.Time) error {
 		if ms := p.topic.producerLimits.expireMs; ms > 0 {
 			expireProducers(producers, now.UnixMilli()-ms)
 		}
+		// Aborted transactions wholly below what is held locally are
+		// listed in the archive's manifest (the local copy was deleted
+		// only once archived): the checkpoint keeps the rest.
+		keepFrom := logStart
+		if b.tier.arch != nil {
+			p.mu.RLock()
+			keepFrom = max(keepFrom, p.localStartLocked())
+			p.mu.RUnlock()
+		}
 		txns.sealed(next)
-		txns.pruneBelow(logStart)
+		txns.pruneBelow(keepFrom)
 		if err := tier2.WriteProducers(b.fs, p.dir, next, producerSnapshot(producers), txns.snapshot()); err != nil {
 			return err
 		}
@@ -254,7 +263,7 @@ func (b *Broker) seal(p *partition, now time.Time) error {
 		p.sealedTxns = txns
 		p.mu.Lock()
 		p.txns.sealed(next)
-		p.txns.pruneBelow(logStart)
+		p.txns.pruneBelow(keepFrom)
 		p.batches = p.batches[k:]
 		p.activeBytes -= size
 		if seg != nil {

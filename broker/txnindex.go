@@ -176,9 +176,10 @@ func (p *partition) abortedIn(from, to int64) []kmsg.FetchResponseTopicPartition
 	for _, a := range out {
 		seen[[2]int64{a.ProducerID, a.FirstOffset}] = true
 	}
-	for _, s := range p.archSegs {
-		if s.Next <= from || s.Base >= to {
-			continue
+	first := sort.Search(len(p.archSegs), func(i int) bool { return p.archSegs[i].Next > from })
+	for _, s := range p.archSegs[first:] {
+		if s.Base >= to {
+			break
 		}
 		for _, r := range s.Aborted {
 			if k := [2]int64{r.Producer, r.First}; r.Last >= from && r.First < to && !seen[k] {
