@@ -30,22 +30,23 @@ run() { # port partitions count [flags...] -> "msgs_per_sec errors"
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-echo "| partitions | idempotent msg/s | transactional msg/s | transactional / idempotent | kfake idempotent msg/s | kfake transactional msg/s | Chronik / kfake (transactional) |"
-echo "|---|---|---|---|---|---|---|"
-for parts in 1 8; do
+echo "| partitions | producers | idempotent msg/s | transactional msg/s | transactional / idempotent | kfake idempotent msg/s | kfake transactional msg/s | Chronik / kfake (transactional) |"
+echo "|---|---|---|---|---|---|---|---|"
+for row in "1 1" "8 1" "1 4" "8 4"; do
+	read -r parts producers <<<"$row"
 	count=2000000
 	: >"$work/i" && : >"$work/t" && : >"$work/ki" && : >"$work/kt"
 	for _ in $(seq "$REPS"); do
-		run 29292 $parts $count >>"$work/i"
-		run 29292 $parts $count --transaction-interval 100ms >>"$work/t"
-		run 19292 $parts $count >>"$work/ki"
-		run 19292 $parts $count --transaction-interval 100ms >>"$work/kt"
+		run 29292 $parts $count --producers "$producers" >>"$work/i"
+		run 29292 $parts $count --producers "$producers" --transaction-interval 100ms >>"$work/t"
+		run 19292 $parts $count --producers "$producers" >>"$work/ki"
+		run 19292 $parts $count --producers "$producers" --transaction-interval 100ms >>"$work/kt"
 	done
 	if ! awk '$2 != 0 {exit 1}' "$work/i" "$work/t" "$work/ki" "$work/kt"; then echo "errors in a run" >&2; fi
 	i=$(cut -d' ' -f1 "$work/i" | median)
 	t=$(cut -d' ' -f1 "$work/t" | median)
 	ki=$(cut -d' ' -f1 "$work/ki" | median)
 	kt=$(cut -d' ' -f1 "$work/kt" | median)
-	awk -v parts=$parts -v i="$i" -v t="$t" -v ki="$ki" -v kt="$kt" \
-		'BEGIN {printf "| %d | %.0f | %.0f | %.2f | %.0f | %.0f | %.2f |\n", parts, i, t, t/i, ki, kt, t/kt}'
+	awk -v parts=$parts -v producers=$producers -v i="$i" -v t="$t" -v ki="$ki" -v kt="$kt" \
+		'BEGIN {printf "| %d | %d | %.0f | %.0f | %.2f | %.0f | %.0f | %.2f |\n", parts, producers, i, t, t/i, ki, kt, t/kt}'
 done
