@@ -35,13 +35,13 @@ func isInternalTopic(name string) bool { return name == offsetsTopic || name == 
 func (b *Broker) txnStateInternal() internalTopic {
 	parts, rf := b.cfg.TransactionStateLogNumPartitions, b.cfg.TransactionStateLogReplicationFactor
 	if parts <= 0 {
-		parts = 50
+		parts = txn.DefaultPartitions
 	}
 	if rf <= 0 {
 		rf = 3
 	}
 	return internalTopic{name: txnStateTopic, partitions: parts, replication: rf,
-		configs:  map[string]string{"cleanup.policy": "compact", "segment.bytes": "104857600"},
+		configs:  txn.StateTopicConfigs(),
 		creating: &b.txnStateCreating, raising: &b.txnStateRaising}
 }
 
@@ -69,12 +69,15 @@ func (b *Broker) startTxns() (*txn.Coordinator, error) {
 	}, offsetsLog{b: b, topic: txnStateTopic}, b.markers, topicsView{b}, b.nextProducerID)
 }
 
-// coordinatorKeyOf returns the transaction coordinator's view of the group
-// partition of __consumer_offsets that a group's transactional offsets go
-// to.
+// offsetsPartitionOf returns the partition of __consumer_offsets that
+// groupName's transactional offsets go to (false before the topic exists):
+// AddOffsetsToTxn adds it to the transaction, so its marker reaches them.
 func (b *Broker) offsetsPartitionOf(groupName string) (txn.TopicPartition, bool) {
 	t := b.lookupTopic(offsetsTopic)
 	if t == nil {
+		if b.ctl != nil {
+			b.ensureInternalTopicCluster(b.offsetsInternal()) // no group was looked up yet
+		}
 		return txn.TopicPartition{}, false
 	}
 	return txn.TopicPartition{Topic: offsetsTopic, Partition: group.Partition(groupName, b.topicPartitionCount(t))}, true
