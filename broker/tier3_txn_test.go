@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -38,7 +39,7 @@ func TestTier3ReadCommittedArchive(t *testing.T) {
 		t.Helper()
 		got := countRounds(readAll(t, b, "tarch", kgo.ReadCommitted(), 80))
 		for round, commit := range commits {
-			if want := map[bool]int{true: 20}[commit]; got[itoa(round)] != want {
+			if want := map[bool]int{true: 20}[commit]; got[strconv.Itoa(round)] != want {
 				t.Fatalf("%s: read_committed rounds %v, want the even ones with 20 each", where, got)
 			}
 		}
@@ -64,8 +65,6 @@ func TestTier3ReadCommittedArchive(t *testing.T) {
 	check(b2, "restored from the bucket")
 }
 
-func itoa(i int) string { return string(rune('0' + i)) }
-
 // runTxnsRound produces one transaction of n records to partition 0 of
 // topic, values "<round>-<i>", and commits or aborts it.
 func runTxnsRound(t *testing.T, cl *kgo.Client, topic string, round, n int, commit bool) {
@@ -75,7 +74,7 @@ func runTxnsRound(t *testing.T, cl *kgo.Client, topic string, round, n int, comm
 		t.Fatal(err)
 	}
 	for i := range n {
-		r := &kgo.Record{Topic: topic, Value: []byte(itoa(round) + "-" + itoa(i%10))}
+		r := &kgo.Record{Topic: topic, Value: []byte(strconv.Itoa(round) + "-" + strconv.Itoa(i%10))}
 		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}

@@ -102,8 +102,9 @@ func TestTxnIndex(t *testing.T) {
 	}
 }
 
-// A producers checkpoint written before transactions were kept reads as
-// none.
+// A producers checkpoint written with no transactions reads as none
+// (tier2's TestProducersCheckpointFormats reads one of an earlier
+// release).
 func TestProducersCheckpointWithoutTxns(t *testing.T) {
 	fs := vfs.Default
 	dir := t.TempDir()
