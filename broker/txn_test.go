@@ -204,12 +204,32 @@ func TestTransactionTimeoutAborts(t *testing.T) {
 	if lso := latestOffset(t, b, "slow", 0, 1); lso != 0 {
 		t.Fatalf("read_committed latest %d with the transaction open, want 0", lso)
 	}
+	ap := b.lookupTopic("slow").partitions[0].describeProducers()
+	if len(ap) != 1 || ap[0].CurrentTxnStartOffset != 0 {
+		t.Fatalf("producers of the partition with the transaction open: %+v", ap)
+	}
+	id, epoch := ap[0].ProducerID, int16(ap[0].ProducerEpoch)
 	waitFor(t, 10*time.Second, func() error {
 		if lso := latestOffset(t, b, "slow", 0, 1); lso != 2 {
 			return fmt.Errorf("read_committed latest %d, want 2 (past the abort marker)", lso)
 		}
 		return nil
 	})
+	// The abort marker came at a bumped epoch: the partition now refuses
+	// the abandoned producer's epoch.
+	if ap := b.lookupTopic("slow").partitions[0].describeProducers(); len(ap) != 1 || ap[0].ProducerEpoch != int32(epoch)+1 || ap[0].CurrentTxnStartOffset != -1 {
+		t.Fatalf("producers after the timeout: %+v, want producer %d at epoch %d with no transaction", ap, id, epoch+1)
+	}
+	rc := dialRaw(t, b)
+	req := produceReq("slow", 0, makeBatch(1, id, epoch, 1, time.Now().UnixMilli()), -1)
+	rc.send(req)
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	if err := rc.recv(resp); err != nil {
+		t.Fatal(err)
+	}
+	if code := resp.Topics[0].Partitions[0].ErrorCode; code != kerr.InvalidProducerEpoch.Code {
+		t.Fatalf("a write at the fenced epoch: %v, want INVALID_PRODUCER_EPOCH", kerr.ErrorForCode(code))
+	}
 	if got := readAll(t, b, "slow", kgo.ReadCommitted(), 0); len(got) != 0 {
 		t.Fatalf("read_committed read the aborted record: %v", got)
 	}
