@@ -16,6 +16,15 @@ import (
 //   UNSTABLE_OFFSET_COMMIT meanwhile.
 // * v3+ carry the member and generation, checked as OffsetCommit checks
 //   them (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, FENCED_INSTANCE_ID).
+// * The transaction's first offsets for the group are verified with the
+//   transaction coordinator, as a transaction's first produce to a
+//   partition is (KIP-890): the group's partition of __consumer_offsets
+//   must be in the producer's ongoing transaction (AddOffsetsToTxn), else
+//   INVALID_TXN_STATE, so a producer that lies cannot leave offsets
+//   pending that no marker will ever settle (and RequireStable fetches of
+//   the group unstable for ever). A fenced producer gets
+//   INVALID_PRODUCER_EPOCH; a coordinator that cannot answer,
+//   COORDINATOR_LOAD_IN_PROGRESS (retriable).
 // * In a cluster, only the group's coordinator answers (NOT_COORDINATOR
 //   elsewhere).
 // * ACLs: WRITE on the transactional ID (else every partition gets
@@ -33,6 +42,9 @@ func handleTxnOffsetCommit(c *conn, req *request) reply {
 		code = kerr.GroupAuthorizationFailed
 	}
 	if code != nil {
+		return now(txnOffsetCommitError(r, func(string) *kerr.Error { return code }))
+	}
+	if code := c.b.verifyTxnOffsets(c.ctx, r); code != nil {
 		return now(txnOffsetCommitError(r, func(string) *kerr.Error { return code }))
 	}
 	allowed, denied := *r, *r

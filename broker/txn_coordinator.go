@@ -375,3 +375,23 @@ func (m *txnMarkers) verify(ctx context.Context, addr, transactionalID string, p
 	}
 	return nil
 }
+
+// verifyTxnOffsets verifies a TxnOffsetCommit's producer with its
+// transaction coordinator (verifyTxnPartition), the group's partition of
+// __consumer_offsets standing for the partition written.
+func (b *Broker) verifyTxnOffsets(ctx context.Context, r *kmsg.TxnOffsetCommitRequest) *kerr.Error {
+	tp, ok := b.offsetsPartitionOf(r.Group)
+	if !ok {
+		return kerr.CoordinatorNotAvailable
+	}
+	p := b.partitionOf(b.lookupTopic(offsetsTopic), tp.Partition)
+	if p == nil {
+		return kerr.CoordinatorNotAvailable
+	}
+	id := r.TransactionalID
+	code := b.verifyTxnPartition(ctx, &id, offsetsTopic, tp.Partition, batchHeader{ProducerID: r.ProducerID, ProducerEpoch: r.ProducerEpoch}, p)
+	if code == kerr.NotEnoughReplicas {
+		return kerr.CoordinatorLoadInProgress // what a TxnOffsetCommit client retries
+	}
+	return code
+}

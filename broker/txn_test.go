@@ -343,3 +343,52 @@ func TestTransactionDecidedBeforeCrashCompletes(t *testing.T) {
 		t.Fatalf("read_committed after the restart: %v, want the 4 committed records", got)
 	}
 }
+
+// A producer that sends TxnOffsetCommit without adding the group's offsets
+// to its transaction is refused (INVALID_TXN_STATE) and leaves nothing
+// pending: the group's RequireStable fetches stay stable.
+func TestTxnOffsetCommitOutsideTransactionRefused(t *testing.T) {
+	b := testBroker(t, t.TempDir(), nil)
+	createTxnTopic(t, b, "liar-in", 1)
+	cl := testClient(t, b)
+	ctx := testCtx(t)
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.TransactionalID, init.TransactionTimeoutMillis = kmsg.StringPtr("liar"), 10000
+	init.ProducerID, init.ProducerEpoch = -1, -1
+	ir, err := init.RequestWith(ctx, cl)
+	if err != nil || ir.ErrorCode != 0 {
+		t.Fatalf("init producer ID: %v %v", err, kerr.ErrorForCode(ir.ErrorCode))
+	}
+	commit := kmsg.NewPtrTxnOffsetCommitRequest()
+	commit.TransactionalID, commit.Group, commit.ProducerID, commit.ProducerEpoch = "liar", "liar-group", ir.ProducerID, ir.ProducerEpoch
+	commit.Generation = -1
+	commit.Topics = []kmsg.TxnOffsetCommitRequestTopic{{Topic: "liar-in", Partitions: []kmsg.TxnOffsetCommitRequestTopicPartition{{Partition: 0, Offset: 5, LeaderEpoch: -1}}}}
+	cr, err := commit.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := cr.Topics[0].Partitions[0].ErrorCode; code != kerr.InvalidTxnState.Code {
+		t.Fatalf("TxnOffsetCommit outside a transaction: %v, want INVALID_TXN_STATE", kerr.ErrorForCode(code))
+	}
+	fetch := kmsg.NewPtrOffsetFetchRequest()
+	fetch.RequireStable = true
+	g := kmsg.NewOffsetFetchRequestGroup()
+	g.Group = "liar-group"
+	fetch.Groups = append(fetch.Groups, g)
+	fr, err := fetch.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rg := range fr.Groups {
+		if rg.ErrorCode != 0 {
+			t.Fatalf("RequireStable fetch: %v", kerr.ErrorForCode(rg.ErrorCode))
+		}
+		for _, rt := range rg.Topics {
+			for _, rp := range rt.Partitions {
+				if rp.ErrorCode != 0 || rp.Offset >= 0 {
+					t.Fatalf("RequireStable fetch after the refused commit: %s/%d offset %d, %v", rt.Topic, rp.Partition, rp.Offset, kerr.ErrorForCode(rp.ErrorCode))
+				}
+			}
+		}
+	}
+}
