@@ -279,6 +279,9 @@ func (b *Broker) rebuildSegment(ctx context.Context, p *partition, old *tier2.Se
 	segs := slices.Clone(p.segs)
 	segs[slices.Index(segs, old)] = ns
 	p.segs = segs
+	// Counted as it is published, so anyone who sees the segment healthy
+	// also sees the repair counted.
+	b.scrub.repairs.Add(1)
 	p.mu.Unlock()
 	old.Retire()
 	return nil

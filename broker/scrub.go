@@ -229,7 +229,6 @@ func (sc *scrubber) repair(p *partition) {
 		switch {
 		case err == nil:
 			delete(sc.failures, s)
-			b.scrub.repairs.Add(1)
 			b.log.Info("repaired damaged segment", "topic", p.topic.name, "partition", p.index, "base", s.Base, "next", s.Next, "from", from)
 		case errors.Is(err, errRepairGone), sc.ctx.Err() != nil:
 		default:

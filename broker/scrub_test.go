@@ -92,14 +92,28 @@ func TestScrubRepairsFromArchive(t *testing.T) {
 	if len(segs) < 5 {
 		t.Fatalf("%d sealed segments; want several", len(segs))
 	}
-	s := segs[len(segs)/2]
-	orig, err := os.ReadFile(s.Path())
-	if err != nil {
-		t.Fatal(err)
+	// A segment with batches before and after the one damaged: segments
+	// seal by size, but one may hold a single batch.
+	var (
+		s    *tier2.Segment
+		orig []byte
+		fbs  []fileBatch
+	)
+	for _, c := range segs[1 : len(segs)-1] {
+		data, err := os.ReadFile(c.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cb := fileBatches(t, data); len(cb) >= 3 {
+			s, orig, fbs = c, data, cb
+			break
+		}
+	}
+	if s == nil {
+		t.Fatal("no sealed segment holds three batches")
 	}
 	b.Close()
 
-	fbs := fileBatches(t, orig)
 	bad := fbs[len(fbs)/2]
 	damaged := bytes.Clone(orig)
 	damaged[bad.pos+bad.size-3] ^= 0x40 // a value byte: CRC-covered
