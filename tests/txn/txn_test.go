@@ -14,6 +14,10 @@
 //   - TestConfluentPythonTransactions: librdkafka through Debian's
 //     python3-confluent-kafka (testdata/confluent_txn.py): commit, abort,
 //     send_offsets_to_transaction, both isolation levels, fencing.
+//   - TestConfluentGoTransactions: librdkafka through confluent-kafka-go:
+//     the same commit, abort, SendOffsetsToTransaction with a group
+//     consumer's metadata, both isolation levels (no control record
+//     returned) and fencing (the fenced commit fails with a fatal _FENCED).
 //   - TestSaramaTransactions: IBM/sarama's transactional producer, read
 //     back by franz-go and sarama consumers at both isolation levels.
 //
@@ -25,7 +29,7 @@
 // always fetches read_uncommitted (nor does it drop control batches), so
 // it has no test here.
 //
-//	go test ./tests/txn                                  # about 1.5 minutes
+//	go test ./tests/txn                                  # about 1.7 minutes
 //	go test ./tests/txn -run ETL                         # about 75 s of them
 //	CHRONIK_TXN_ETL_RECORDS=20000 CHRONIK_TXN_ETL_KILLS=9 go test ./tests/txn -run ETL  # about 3.5 minutes
 //	CHRONIK_TEST_TARGET=kfake go test ./tests/txn        # the standalone tests against kfake
