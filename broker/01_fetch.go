@@ -223,11 +223,27 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest, auth fetchACL) kmsg.Respon
 			}
 			// The fetch offset is what the follower has fsynced.
 			fromReplica := isFollower && p.followerFetched(replica, rp.FetchOffset, now)
+			if isFollower && !fromReplica {
+				// A broker fetching as a replica this leader does not know
+				// of yet (its view of a new partition or a reassignment is
+				// behind the follower's): served as a consumer's, the fetch
+				// would wait out its long poll without ever recording the
+				// follower's progress. It asks again shortly.
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
+				continue
+			}
 			slots = append(slots, fetchSlot{p: p, offset: rp.FetchOffset, max: max, sp: sp, replica: fromReplica})
 		}
 	}
 
 	wait := min(time.Duration(max(r.MaxWaitMillis, 0))*time.Millisecond, maxFetchWait)
+	if len(slots) < countPartitions(r) {
+		// A partition answered with an error (not led here, unknown) is
+		// answered at once, as Kafka does: a follower that learned of a
+		// partition before its leader did asks again soon, rather than
+		// after the other partitions' long poll.
+		wait = 0
+	}
 	deadline := time.Now().Add(wait)
 	var notify chan struct{}
 	defer func() {
@@ -375,4 +391,13 @@ func cutAt(data []byte, end int64) []byte {
 		i += int(binary.BigEndian.Uint32(data[i+offBatchLength:])) + 12
 	}
 	return data
+}
+
+// countPartitions is the number of partitions r asks for.
+func countPartitions(r *kmsg.FetchRequest) int {
+	n := 0
+	for i := range r.Topics {
+		n += len(r.Topics[i].Partitions)
+	}
+	return n
 }

@@ -198,6 +198,11 @@ type Config struct {
 	// ReplicaLagTimeMax: a follower that has not caught up with its leader
 	// for this long leaves the ISR (Kafka's replica.lag.time.max.ms).
 	ReplicaLagTimeMax time.Duration
+	// ReplicaFetchWaitMax bounds how long a follower's fetch waits at its
+	// leader for new data (Kafka's replica.fetch.wait.max.ms). A change in
+	// what a follower fetches never waits for it: the fetch in flight is
+	// cut short.
+	ReplicaFetchWaitMax time.Duration
 
 	// Listeners are the Kafka listeners (Kafka's listeners); empty means
 	// one PLAINTEXT listener on KafkaAddr. AdvertisedListeners maps a
@@ -294,7 +299,8 @@ func DefaultConfig() Config {
 		ScrubBytesPerSec:       64 << 20,
 		ScrubRepairRetry:       10 * time.Second,
 
-		ReplicaLagTimeMax: 10 * time.Second,
+		ReplicaLagTimeMax:   10 * time.Second,
+		ReplicaFetchWaitMax: 500 * time.Millisecond,
 
 		Tier3CacheBytes:    1 << 30,
 		Tier3UploadWorkers: 2,
@@ -322,6 +328,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("broker: max partitions %d must be at least 1", c.MaxPartitions)
 	case c.WALProfile.QueueDepth <= 0:
 		return fmt.Errorf("broker: WAL profile has no queue depth")
+	case c.Cluster != nil && (c.ReplicaFetchWaitMax <= 0 || c.ReplicaFetchWaitMax >= c.ReplicaLagTimeMax):
+		return fmt.Errorf("broker: replica fetch wait max %v must be positive and below replica lag time max %v", c.ReplicaFetchWaitMax, c.ReplicaLagTimeMax)
 	case c.GroupMinSessionTimeout > c.GroupMaxSessionTimeout:
 		return fmt.Errorf("broker: group min session timeout %v exceeds group max session timeout %v", c.GroupMinSessionTimeout, c.GroupMaxSessionTimeout)
 	case c.OffsetsRetentionCheckInterval > 0 && c.OffsetsRetention <= 0:

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -38,6 +39,45 @@ type fetcher struct {
 	// truncate holds partitions that must truncate to their high watermark
 	// before fetching (a new leader epoch).
 	truncate map[*partition]bool
+	// sent holds the partitions the fetch in flight was built from (some
+	// not fetched: led here now, or waiting on a truncation to be retried
+	// next round), sentTrunc the truncations known then, and cutRound ends
+	// that fetch: a partition newly followed (a topic just created, a
+	// leadership just moved here) or newly to truncate must not wait out
+	// the leader's long poll of the others.
+	sent, sentTrunc map[*partition]bool
+	cutRound        func()
+
+	// delayed holds partitions the leader last answered with an error (it
+	// has not applied their leadership yet, or no longer leads them) and
+	// when they are fetched again: an error answers a fetch at once, so
+	// fetching them every round would spin. Only run's goroutine uses it.
+	delayed map[*partition]time.Time
+}
+
+// fetchErrorBackoff is how long a partition the leader answered with an
+// error sits out (Kafka's replica.fetch.backoff.ms, shorter: leadership
+// here moves in milliseconds).
+const fetchErrorBackoff = 50 * time.Millisecond
+
+// changedLocked cuts the fetch in flight short when it lacks a partition
+// now followed or a truncation now due, so the next fetch starts at once.
+// f.mu must be held.
+func (f *fetcher) changedLocked() {
+	if f.cutRound == nil {
+		return
+	}
+	stale := false
+	for _, p := range f.parts {
+		if !f.sent[p] || f.truncate[p] && !f.sentTrunc[p] {
+			stale = true
+			break
+		}
+	}
+	if stale {
+		f.cutRound()
+		f.cutRound = nil
+	}
 }
 
 // syncReplication applies the controller's leadership and ISR to every local
@@ -121,21 +161,39 @@ func (b *Broker) syncReplication(st *replication.State) {
 				ft.truncate[p] = true
 			}
 		}
+		ft.changedLocked()
 		ft.mu.Unlock()
 	}
 }
 
 func (f *fetcher) run(ctx context.Context) {
 	b := f.b
-	cl, err := kgo.NewClient(append(f.b.interBrokerOpts(), kgo.SeedBrokers(f.addr), kgo.DialTimeout(2*time.Second), kgo.RequestRetries(0))...)
-	if err != nil {
-		b.log.Error("replica fetcher: client", "leader", f.leader, "err", err)
-		return
-	}
-	defer cl.Close()
+	var cl *kgo.Client
+	defer func() {
+		if cl != nil {
+			cl.Close()
+		}
+	}()
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
-		if err := f.once(ctx, cl); err != nil {
+		if cl == nil {
+			var err error
+			cl, err = kgo.NewClient(append(f.b.interBrokerOpts(), kgo.SeedBrokers(f.addr), kgo.DialTimeout(2*time.Second), kgo.RequestRetries(0))...)
+			if err != nil {
+				b.log.Error("replica fetcher: client", "leader", f.leader, "err", err)
+				return
+			}
+		}
+		err := f.once(ctx, cl)
+		switch {
+		case errors.Is(err, errFetchCut):
+			// The fetch in flight was abandoned with its connection (a
+			// request on the wire cannot be withdrawn): the next one goes
+			// on a new connection, at once.
+			go cl.Close()
+			cl = nil
+			continue
+		case err != nil:
 			if ctx.Err() != nil {
 				return
 			}
@@ -151,6 +209,9 @@ func (f *fetcher) run(ctx context.Context) {
 		backoff = 50 * time.Millisecond
 	}
 }
+
+// errFetchCut is once's answer when changedLocked cut its fetch short.
+var errFetchCut = errors.New("replica fetch cut short: the partitions followed changed")
 
 // once truncates what must be truncated, sends one fetch, appends what it
 // returns and waits until that is durable.
@@ -183,7 +244,14 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 	if self := b.ctl.Self(); self != nil {
 		req.ReplicaState.Epoch = self.Epoch() // proves the fetch is this broker's (KIP-903)
 	}
-	req.MaxWaitMillis = 500
+	wait := b.cfg.ReplicaFetchWaitMax
+	if len(pending) > 0 {
+		// A truncation the leader could not answer yet (it has not applied
+		// the partition's leadership) is retried soon, not after the
+		// others' long poll.
+		wait = fetchErrorBackoff
+	}
+	now := time.Now()
 	req.MinBytes = 1
 	req.MaxBytes = 16 << 20
 	byTopic := map[[16]byte]int{}
@@ -194,6 +262,13 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 		p.mu.RUnlock()
 		if leader || pending[p] {
 			continue
+		}
+		if until, ok := f.delayed[p]; ok {
+			if left := until.Sub(now); left > 0 {
+				wait = min(wait, left) // back in the round after next
+				continue
+			}
+			delete(f.delayed, p)
 		}
 		epochs[p] = epoch
 		i, ok := byTopic[p.topic.id]
@@ -210,20 +285,49 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 		rp.PartitionMaxBytes = 4 << 20
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
 	}
+	for p := range f.delayed {
+		if !slices.Contains(parts, p) {
+			delete(f.delayed, p)
+		}
+	}
 	if len(req.Topics) == 0 {
 		select {
 		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(min(wait, 100*time.Millisecond)):
 		}
 		return nil
 	}
+	req.MaxWaitMillis = int32(max(wait.Milliseconds(), 1))
 	seeds := cl.SeedBrokers()
 	if len(seeds) == 0 {
 		return errors.New("no seed broker")
 	}
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, b.cfg.ReplicaFetchWaitMax+10*time.Second)
 	defer cancel()
+	rctx, cut := context.WithCancelCause(rctx)
+	defer cut(nil)
+	f.mu.Lock()
+	f.sent, f.sentTrunc = make(map[*partition]bool, len(parts)), maps.Clone(f.truncate)
+	f.cutRound = func() {
+		cut(errFetchCut)
+		// franz-go does not give up on a fetch whose request is on the
+		// wire when its context ends; closing the client does.
+		go cl.Close()
+	}
+	for _, p := range parts {
+		f.sent[p] = true
+	}
+	f.changedLocked() // a change since parts was read
+	f.mu.Unlock()
 	kresp, err := seeds[0].Request(rctx, req)
+	f.mu.Lock()
+	f.sent, f.sentTrunc, f.cutRound = nil, nil, nil
+	f.mu.Unlock()
+	if errors.Is(context.Cause(rctx), errFetchCut) {
+		// Whatever came back is dropped with the connection; the next
+		// fetch asks for it again, with what changed.
+		return errFetchCut
+	}
 	if err != nil {
 		return err
 	}
@@ -276,7 +380,12 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 				tiered = append(tiered, p)
 				continue
 			default:
-				continue // leadership moving; metadata will follow
+				// Leadership moving; metadata will follow.
+				if f.delayed == nil {
+					f.delayed = map[*partition]time.Time{}
+				}
+				f.delayed[p] = time.Now().Add(fetchErrorBackoff)
+				continue
 			}
 			epoch, ok := epochs[p]
 			if !ok {

@@ -52,6 +52,9 @@ type Config struct {
 	BrokerSessionTimeout    time.Duration
 	// ReplicaLagTimeMax: a follower behind for this long leaves the ISR.
 	ReplicaLagTimeMax time.Duration
+	// ReplicaFetchWaitMax: how long a follower's fetch waits at its leader
+	// for new data.
+	ReplicaFetchWaitMax time.Duration
 	// ControllerRecover forms a new controller quorum over data directories
 	// whose cluster's Raft state is lost everywhere.
 	ControllerRecover bool
@@ -502,6 +505,10 @@ func (c *Config) validatePeers(bad func(env string, v any, format string, args .
 	if c.BrokerSessionTimeout < 3*c.BrokerHeartbeatInterval || c.BrokerHeartbeatInterval <= 0 {
 		bad("CHRONIK_BROKER_SESSION_TIMEOUT_MS", c.BrokerSessionTimeout.Milliseconds(), "must be at least 3 times %s=%d (and that positive): a session must survive a lost heartbeat",
 			c.Origin("CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS"), c.BrokerHeartbeatInterval.Milliseconds())
+	}
+	if c.ReplicaFetchWaitMax <= 0 || c.ReplicaFetchWaitMax >= c.ReplicaLagTimeMax {
+		bad("CHRONIK_REPLICA_FETCH_WAIT_MAX_MS", c.ReplicaFetchWaitMax.Milliseconds(), "must be positive and below %s=%d: a follower waiting at its leader is caught up, and must not leave the ISR for it",
+			c.Origin("CHRONIK_REPLICA_LAG_TIME_MAX_MS"), c.ReplicaLagTimeMax.Milliseconds())
 	}
 	if !ids[c.NodeID] {
 		bad("CHRONIK_NODE_ID", c.NodeID, "is not among the ids of %s=%q: add this node to the voters or fix its id", c.Origin(env), list)

@@ -96,6 +96,7 @@ func TestSettingNamesMatchContract(t *testing.T) {
 		"CHRONIK_MAX_CONNECTIONS":                     "max-connections",
 		"CHRONIK_MAX_CONNECTIONS_PER_IP":              "max-connections-per-ip",
 		"CHRONIK_REPLICA_FETCH_REQUIRE_INTERNAL_ADDR": "replica-fetch-require-internal-addr",
+		"CHRONIK_REPLICA_FETCH_WAIT_MAX_MS":           "replica-fetch-wait-max",
 
 		"CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS": "broker-heartbeat-interval",
 		"CHRONIK_BROKER_SESSION_TIMEOUT_MS":    "broker-session-timeout",
@@ -196,6 +197,7 @@ func TestEveryEnvVarIsHonoured(t *testing.T) {
 		{"CHRONIK_BROKER_SESSION_TIMEOUT_MS", "9000", nil, func(c Config) any { return c.BrokerSessionTimeout }, 9 * time.Second},
 		{"CHRONIK_INTERNAL_ADDR", "chronik-1:9092", nil, func(c Config) any { return c.InternalAddr }, "chronik-1:9092"},
 		{"CHRONIK_REPLICA_LAG_TIME_MAX_MS", "30000", nil, func(c Config) any { return c.ReplicaLagTimeMax }, 30 * time.Second},
+		{"CHRONIK_REPLICA_FETCH_WAIT_MAX_MS", "250", nil, func(c Config) any { return c.ReplicaFetchWaitMax }, 250 * time.Millisecond},
 		{"CHRONIK_CONTROLLER_RECOVER", "true", nil, func(c Config) any { return c.ControllerRecover }, true},
 		{"CHRONIK_UNCLEAN_LEADER_ELECTION_ENABLE", "true", nil, func(c Config) any { return c.UncleanLeaderElection }, true},
 		{"CHRONIK_SCRUB_INTERVAL_MS", "3600000", nil, func(c Config) any { return c.ScrubInterval }, time.Hour},
@@ -320,6 +322,7 @@ connection_max_unsent_bytes: 8388608
 max_connections: 100
 max_connections_per_ip: 10
 replica_fetch_require_internal_addr: false
+replica_fetch_wait_max_ms: 400
 log_level: warn
 log_format: json
 listeners: SSL://:9093,SASL_SSL://:9094
@@ -358,6 +361,7 @@ http_auth_all: true
 		BrokerHeartbeatInterval:  300 * time.Millisecond,
 		BrokerSessionTimeout:     3 * time.Second,
 		ReplicaLagTimeMax:        20 * time.Second,
+		ReplicaFetchWaitMax:      400 * time.Millisecond,
 		ScrubInterval:            0,
 		ScrubBytesPerSec:         2048,
 		WALProfile:               "high",
@@ -452,6 +456,7 @@ func TestDefaults(t *testing.T) {
 		BrokerHeartbeatInterval:  200 * time.Millisecond,
 		BrokerSessionTimeout:     1500 * time.Millisecond,
 		ReplicaLagTimeMax:        10 * time.Second,
+		ReplicaFetchWaitMax:      500 * time.Millisecond,
 		ScrubInterval:            24 * time.Hour,
 		ScrubBytesPerSec:         64 << 20,
 		WALProfile:               "medium",

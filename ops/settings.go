@@ -120,6 +120,13 @@ var settings = []Setting{
 		set:     setMillis(func(c *Config) *time.Duration { return &c.ReplicaLagTimeMax }),
 	},
 	{
+		Flag: "replica-fetch-wait-max", Env: "CHRONIK_REPLICA_FETCH_WAIT_MAX_MS", Key: "replica_fetch_wait_max_ms", Type: "ms",
+		Default: "500",
+		Help: "how long a follower's fetch waits at its leader for new data (Kafka's replica.fetch.wait.max.ms), in milliseconds; " +
+			"below CHRONIK_REPLICA_LAG_TIME_MAX_MS (cluster mode)",
+		set: setMillis(func(c *Config) *time.Duration { return &c.ReplicaFetchWaitMax }),
+	},
+	{
 		Flag: "replica-fetch-require-internal-addr", Env: "CHRONIK_REPLICA_FETCH_REQUIRE_INTERNAL_ADDR", Key: "replica_fetch_require_internal_addr", Type: "bool",
 		Default: "true",
 		Help: "serve a fetch as a follower replica's (moving the high watermark) only when it comes from an IP that the claimed broker's registered " +

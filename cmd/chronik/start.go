@@ -178,6 +178,7 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 		}
 		bc.Cluster = cc
 		bc.ReplicaLagTimeMax = cfg.ReplicaLagTimeMax
+		bc.ReplicaFetchWaitMax = cfg.ReplicaFetchWaitMax
 	}
 
 	if err := securityConfig(cfg, &bc, log); err != nil {
