@@ -272,6 +272,13 @@ func TestACLEnforcement(t *testing.T) {
 		req.Resources = append(req.Resources, rr)
 		return []int16{e.issue(cl, req).(*kmsg.DescribeConfigsResponse).Resources[0].ErrorCode}
 	}
+	electLeaders := func(cl *kgo.Client) []int16 {
+		req := kmsg.NewPtrElectLeadersRequest()
+		rt := kmsg.NewElectLeadersRequestTopic()
+		rt.Topic, rt.Partitions = "orders-eu", []int32{0}
+		req.Topics = append(req.Topics, rt)
+		return []int16{e.issue(cl, req).(*kmsg.ElectLeadersResponse).ErrorCode}
+	}
 	metadataCode := func(cl *kgo.Client, topic string) []int16 {
 		codes, _, _ := e.metadata(cl, topic)
 		return []int16{codes[topic]}
@@ -295,6 +302,7 @@ func TestACLEnforcement(t *testing.T) {
 		}, []int16{caf}},
 		{"metadata of an existing topic", func(cl *kgo.Client) []int16 { return metadataCode(cl, "payments") }, []int16{taf}},
 		{"metadata of a missing topic", func(cl *kgo.Client) []int16 { return metadataCode(cl, "nope") }, []int16{taf}},
+		{"elect leaders", electLeaders, []int16{caf}},
 	}
 	for vname, cl := range alice {
 		for _, c := range denied {
@@ -337,6 +345,7 @@ func TestACLEnforcement(t *testing.T) {
 		{"delete topic", func(cl *kgo.Client) []int16 { return deleteTopic(cl, "orders-eu") }, []int16{taf}},
 		{"create topic", func(cl *kgo.Client) []int16 { return createTopic(cl, "orders-new") }, []int16{taf}},
 		{"init producer ID", initProducerID, []int16{0}},
+		{"elect leaders", electLeaders, []int16{caf}},
 		{"metadata of a denied topic", func(cl *kgo.Client) []int16 { return metadataCode(cl, "orders-secret") }, []int16{taf}},
 		{"metadata of a topic it may not create", func(cl *kgo.Client) []int16 { return metadataCode(cl, "orders-auto") }, []int16{taf}},
 	}

@@ -34,6 +34,16 @@ type ClusterConfig struct {
 	// UncleanLeaderElection is the default of the topic config
 	// unclean.leader.election.enable (CHRONIK_UNCLEAN_LEADER_ELECTION_ENABLE).
 	UncleanLeaderElection bool
+	// AutoLeaderRebalance moves partitions back to their preferred
+	// replicas every LeaderImbalanceCheckInterval for brokers leading more
+	// than LeaderImbalancePerBrokerPercentage % fewer of them than they are
+	// preferred for (CHRONIK_AUTO_LEADER_REBALANCE_ENABLE,
+	// CHRONIK_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS,
+	// CHRONIK_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE). The controller
+	// leader does it.
+	AutoLeaderRebalance                bool
+	LeaderImbalanceCheckInterval       time.Duration
+	LeaderImbalancePerBrokerPercentage int
 	// ControllerTLS, when set, makes the controller port mutual TLS: it
 	// serves with ControllerTLS (which requires client certificates) and
 	// dials the other nodes with the broker's ClientTLS. When
@@ -69,6 +79,10 @@ func (b *Broker) startCluster() error {
 		DataMember:            member,
 		Recover:               cc.Recover,
 		UncleanLeaderElection: cc.UncleanLeaderElection,
+
+		AutoLeaderRebalance:                cc.AutoLeaderRebalance,
+		LeaderImbalanceCheckInterval:       cc.LeaderImbalanceCheckInterval,
+		LeaderImbalancePerBrokerPercentage: cc.LeaderImbalancePerBrokerPercentage,
 		MaxPartitions:         b.cfg.MaxPartitions,
 		NodeID:                b.cfg.NodeID,
 		BindAddr:              cc.RaftAddr,

@@ -51,6 +51,7 @@ var apis = map[kmsg.Key]apiRange{
 
 	kmsg.AlterPartitionAssignments:  {0, 1},
 	kmsg.ListPartitionReassignments: {0, 0},
+	kmsg.ElectLeaders:               {0, 2},
 
 	kmsg.SASLHandshake:                {0, 1},
 	kmsg.SASLAuthenticate:             {0, 2},
@@ -105,6 +106,7 @@ func init() {
 
 		int16(kmsg.AlterPartitionAssignments):  handleAlterPartitionAssignments,
 		int16(kmsg.ListPartitionReassignments): handleListPartitionReassignments,
+		int16(kmsg.ElectLeaders):               handleElectLeaders,
 
 		int16(kmsg.SASLHandshake):                handleSASLHandshake,
 		int16(kmsg.SASLAuthenticate):             handleSASLAuthenticate,

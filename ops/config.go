@@ -60,6 +60,12 @@ type Config struct {
 	ControllerRecover bool
 	// UncleanLeaderElection is the default of unclean.leader.election.enable.
 	UncleanLeaderElection bool
+	// AutoLeaderRebalance, LeaderImbalanceCheckInterval and
+	// LeaderImbalancePerBrokerPercentage: preferred leader election by the
+	// controller (Kafka's auto.leader.rebalance.enable and the two below).
+	AutoLeaderRebalance                bool
+	LeaderImbalanceCheckInterval       time.Duration
+	LeaderImbalancePerBrokerPercentage int
 
 	// ScrubInterval: how often sealed segments are verified in full (0:
 	// never); ScrubBytesPerSec paces it.

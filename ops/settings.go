@@ -149,6 +149,26 @@ var settings = []Setting{
 		set: setBool(func(c *Config) *bool { return &c.UncleanLeaderElection }, false),
 	},
 	{
+		Flag: "auto-leader-rebalance-enable", Env: "CHRONIK_AUTO_LEADER_REBALANCE_ENABLE", Key: "auto_leader_rebalance_enable", Type: "bool",
+		Default: "true",
+		Help: "move partitions back to their preferred replicas (the first listed) when a broker leads too few of them, as after a restart " +
+			"(Kafka's auto.leader.rebalance.enable; cluster mode)",
+		set: setBool(func(c *Config) *bool { return &c.AutoLeaderRebalance }, false),
+	},
+	{
+		Flag: "leader-imbalance-check-interval", Env: "CHRONIK_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS", Key: "leader_imbalance_check_interval_seconds", Type: "seconds",
+		Default: "300",
+		Help:    "how often the controller checks the leaders' balance (Kafka's leader.imbalance.check.interval.seconds; cluster mode), in seconds",
+		set:     setSeconds(func(c *Config) *time.Duration { return &c.LeaderImbalanceCheckInterval }),
+	},
+	{
+		Flag: "leader-imbalance-per-broker-percentage", Env: "CHRONIK_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE", Key: "leader_imbalance_per_broker_percentage", Type: "int",
+		Default: "10",
+		Help: "a broker leading more than this percentage fewer of its preferred partitions than it could gets them back at the next check " +
+			"(Kafka's leader.imbalance.per.broker.percentage; cluster mode)",
+		set: setIntBetween(func(c *Config) *int { return &c.LeaderImbalancePerBrokerPercentage }, 0, 100),
+	},
+	{
 		Flag: "scrub-interval", Env: "CHRONIK_SCRUB_INTERVAL_MS", Key: "scrub_interval_ms", Type: "ms",
 		Default: "86400000",
 		Help: "how often every sealed segment is read in full and each batch checked (CRC, offsets), the first pass at startup; " +
@@ -648,6 +668,27 @@ func parseInt(v string, lo, hi int64) (int64, error) {
 		return 0, fmt.Errorf("is not a whole number between %d and %d", lo, hi)
 	}
 	return n, nil
+}
+
+// setIntBetween reads a whole number from lo to hi.
+func setIntBetween(field func(*Config) *int, lo, hi int64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := parseInt(v, lo, hi)
+		*field(c) = int(n)
+		return err
+	}
+}
+
+// setSeconds reads a whole number of seconds, at least one.
+func setSeconds(field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < 1 || n > math.MaxInt64/int64(time.Second) {
+			return fmt.Errorf("is not a whole number of seconds of at least 1 (write 300, not 300s)")
+		}
+		*field(c) = time.Duration(n) * time.Second
+		return nil
+	}
 }
 
 func setMillis(field func(*Config) *time.Duration) func(*Config, string) error {

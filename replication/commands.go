@@ -23,6 +23,7 @@ type Command struct {
 	AdoptTopic       *TopicInfo        `json:"adopt_topic,omitempty"`
 	MarkReplica      *MarkReplica      `json:"mark_replica,omitempty"`
 	ElectLeader      *ElectLeader      `json:"elect_leader,omitempty"`
+	ElectPreferred   *ElectPreferred   `json:"elect_preferred,omitempty"`
 	Reassign         *Reassign         `json:"reassign,omitempty"`
 	Security         *SecurityChange   `json:"security,omitempty"`
 }
@@ -45,6 +46,21 @@ type ElectLeader struct {
 	Partition int32 `json:"partition"`
 	Leader    int32 `json:"leader"`
 	Unclean   bool  `json:"unclean"`
+}
+
+// ElectPreferred moves each partition's leadership to its preferred
+// replica (the first of its replicas) where that replica is live, in the
+// ISR and not damaged, and does not lead it already (Kafka's preferred
+// leader election). Partitions where that no longer holds when the command
+// applies are left as they are.
+type ElectPreferred struct {
+	Partitions []PartitionRef `json:"partitions"`
+}
+
+// PartitionRef names one partition of a topic.
+type PartitionRef struct {
+	TopicRef
+	Partition int32 `json:"partition"`
 }
 
 // InitCluster names the cluster; later ones are ignored.
@@ -123,7 +139,11 @@ const (
 	CodeInvalidReplicationFactor int16 = 38
 	CodeTopicAlreadyExists       int16 = 36
 	CodeInvalidRequest           int16 = 42
-	CodePolicyViolation          int16 = 44
+	// Leader elections (ElectLeaders).
+	CodePreferredLeaderNotAvailable int16 = 80
+	CodeEligibleLeadersNotAvailable int16 = 83
+	CodeElectionNotNeeded           int16 = 84
+	CodePolicyViolation             int16 = 44
 	// CodeDuplicateBrokerRegistration is KRaft's answer to a broker
 	// registering with the ID of another that is still live.
 	CodeDuplicateBrokerRegistration int16 = 101
@@ -236,6 +256,8 @@ func applyAt(s *State, c *Command, index uint64) (*State, Result) {
 
 	case c.ElectLeader != nil:
 		return applyElectLeader(s, c.ElectLeader)
+	case c.ElectPreferred != nil:
+		return applyElectPreferred(s, c.ElectPreferred), Result{}
 
 	case c.Reassign != nil:
 		return applyReassign(s, c.Reassign)
@@ -449,11 +471,11 @@ func applyElectLeader(s *State, c *ElectLeader) (*State, Result) {
 	}
 	switch {
 	case p.Leader >= 0 && s.Live(p.Leader):
-		return s, Result{Err: errorf(CodeInvalidRequest, "partition %s/%d has leader %d", t.Name, c.Partition, p.Leader)}
+		return s, Result{Err: errorf(CodeElectionNotNeeded, "partition %s/%d has leader %d", t.Name, c.Partition, p.Leader)}
 	case !slices.Contains(p.Replicas, c.Leader) || !s.Live(c.Leader):
-		return s, Result{Err: errorf(CodeInvalidRequest, "broker %d is not a live replica of %s/%d", c.Leader, t.Name, c.Partition)}
+		return s, Result{Err: errorf(CodeEligibleLeadersNotAvailable, "broker %d is not a live replica of %s/%d", c.Leader, t.Name, c.Partition)}
 	case !c.Unclean && !slices.Contains(p.ISR, c.Leader):
-		return s, Result{Err: errorf(CodeInvalidRequest, "broker %d is not in the ISR of %s/%d", c.Leader, t.Name, c.Partition)}
+		return s, Result{Err: errorf(CodeEligibleLeadersNotAvailable, "broker %d is not in the ISR of %s/%d", c.Leader, t.Name, c.Partition)}
 	}
 	np := p
 	np.Leader = c.Leader
@@ -560,4 +582,52 @@ func sameMembers(a, b []int32) bool {
 		}
 	}
 	return true
+}
+
+// PreferredLeaderCheck says whether partition p can move to its preferred
+// replica: nil when it can, else the error an ElectLeaders request
+// reports for it (the preferred replica leads already, or cannot lead).
+func PreferredLeaderCheck(s *State, p PartitionInfo) *Error {
+	switch {
+	case len(p.Replicas) == 0:
+		return errorf(CodePreferredLeaderNotAvailable, "the partition has no replicas")
+	case p.Leader == p.Replicas[0]:
+		return errorf(CodeElectionNotNeeded, "broker %d, the preferred replica, leads already", p.Replicas[0])
+	case p.Adopted != nil:
+		return errorf(CodePreferredLeaderNotAvailable, "the partition is being adopted from what the brokers hold")
+	case !s.Live(p.Replicas[0]):
+		return errorf(CodePreferredLeaderNotAvailable, "broker %d, the preferred replica, is not live", p.Replicas[0])
+	case !slices.Contains(p.ISR, p.Replicas[0]):
+		return errorf(CodePreferredLeaderNotAvailable, "broker %d, the preferred replica, is not in the ISR %v", p.Replicas[0], p.ISR)
+	case slices.Contains(p.Offline, p.Replicas[0]):
+		return errorf(CodePreferredLeaderNotAvailable, "broker %d, the preferred replica, holds a damaged copy", p.Replicas[0])
+	}
+	return nil
+}
+
+func applyElectPreferred(s *State, c *ElectPreferred) *State {
+	n := s.clone()
+	moved := map[string][]PartitionInfo{}
+	for _, ref := range c.Partitions {
+		t := n.Topics[ref.Name]
+		if t == nil || t.ID != ref.ID || ref.Partition < 0 || int(ref.Partition) >= len(t.Partitions) {
+			continue
+		}
+		parts := moved[t.Name]
+		if parts == nil {
+			parts = slices.Clone(t.Partitions)
+		}
+		p := parts[ref.Partition]
+		if PreferredLeaderCheck(n, p) != nil {
+			continue
+		}
+		p.Leader = p.Replicas[0]
+		p.LeaderEpoch++
+		parts[ref.Partition] = p
+		moved[t.Name] = parts
+	}
+	for name, parts := range moved {
+		n.Topics[name] = n.Topics[name].withPartitions(parts)
+	}
+	return n
 }

@@ -294,3 +294,59 @@ func TestReassignment(t *testing.T) {
 		t.Fatalf("cancelling nothing: %v", res.Err)
 	}
 }
+
+// A broker that comes back after a fence leads none of the partitions it
+// is the preferred replica of. Once it is in their ISRs again the
+// imbalance check names them (and only above the threshold), and a
+// preferred election moves them back under a new epoch; partitions whose
+// preferred replica cannot lead are left alone, with the reason.
+func TestPreferredLeaderElection(t *testing.T) {
+	s := threeBrokers(t)
+	ref := TopicRef{Name: "t", ID: TopicID{7}}
+	var parts []PartitionInfo
+	for i := range 6 {
+		r := []int32{int32(i%3 + 1), int32((i+1)%3 + 1), int32((i+2)%3 + 1)}
+		parts = append(parts, PartitionInfo{Replicas: r, ISR: slices.Clone(r), Leader: r[0]})
+	}
+	s = mustApply(t, s, &Command{CreateTopic: &TopicInfo{Name: ref.Name, ID: ref.ID, Partitions: parts}})
+	if refs := ImbalancedPartitions(s, 10); len(refs) != 0 {
+		t.Fatalf("balanced cluster: imbalanced %v", refs)
+	}
+	s = mustApply(t, s, &Command{FenceBroker: &FenceBroker{ID: 1, Incarnation: "a"}})
+	s = mustApply(t, s, &Command{RegisterBroker: &BrokerInfo{ID: 1, Host: "h", Port: 9001, Incarnation: "b"}})
+	p0 := s.Topics["t"].Partitions[0]
+	if p0.Leader == 1 {
+		t.Fatalf("the returning broker leads %+v before it rejoined the ISR", p0)
+	}
+	if err := PreferredLeaderCheck(s, p0); err == nil || err.Code != CodePreferredLeaderNotAvailable {
+		t.Fatalf("preferred replica outside the ISR: check gave %v; want PREFERRED_LEADER_NOT_AVAILABLE", err)
+	}
+	if refs := ImbalancedPartitions(s, 10); len(refs) != 0 {
+		t.Fatalf("nothing can move while broker 1 is outside the ISRs, yet %v were named", refs)
+	}
+	// Broker 1 catches up on partition 0 only.
+	s = mustApply(t, s, &Command{ChangeISR: &ChangeISR{TopicRef: ref, Partition: 0, Leader: p0.Leader, LeaderEpoch: p0.LeaderEpoch,
+		ISR: append(slices.Clone(p0.ISR), 1), From: p0.ISR}})
+	if refs := ImbalancedPartitions(s, 100); len(refs) != 0 {
+		t.Fatalf("threshold 100 %%: imbalanced %v", refs)
+	}
+	refs := ImbalancedPartitions(s, 10)
+	if len(refs) != 1 || refs[0].Partition != 0 {
+		t.Fatalf("imbalanced %v; want partition 0 only (3 is not in its ISR yet)", refs)
+	}
+	epoch := s.Topics["t"].Partitions[0].LeaderEpoch
+	s = mustApply(t, s, &Command{ElectPreferred: &ElectPreferred{Partitions: []PartitionRef{{TopicRef: ref, Partition: 0}, {TopicRef: ref, Partition: 3}, {TopicRef: ref, Partition: 1}}}})
+	ps := s.Topics["t"].Partitions
+	if ps[0].Leader != 1 || ps[0].LeaderEpoch != epoch+1 {
+		t.Fatalf("after the election p0 = %+v; want leader 1 at epoch %d", ps[0], epoch+1)
+	}
+	if ps[3].Leader == 1 {
+		t.Fatalf("p3 moved to broker 1, which is not in its ISR: %+v", ps[3])
+	}
+	if ps[1].Leader != 2 || ps[1].LeaderEpoch != 0 {
+		t.Fatalf("p1, led by its preferred replica, changed: %+v", ps[1])
+	}
+	if err := PreferredLeaderCheck(s, ps[0]); err == nil || err.Code != CodeElectionNotNeeded {
+		t.Fatalf("preferred replica leads: check gave %v; want ELECTION_NOT_NEEDED", err)
+	}
+}

@@ -67,6 +67,16 @@ type Config struct {
 	// MaxPartitions bounds the partitions of all topics together while
 	// this node leads the quorum (CHRONIK_MAX_PARTITIONS); 0: unbounded.
 	MaxPartitions int32
+	// AutoLeaderRebalance, while this node leads the quorum, moves
+	// partitions back to their preferred replicas every
+	// LeaderImbalanceCheckInterval, for each broker that leads fewer than
+	// (100 - LeaderImbalancePerBrokerPercentage) % of the partitions it is
+	// preferred for (Kafka's auto.leader.rebalance.enable,
+	// leader.imbalance.check.interval.seconds and
+	// leader.imbalance.per.broker.percentage).
+	AutoLeaderRebalance                bool
+	LeaderImbalanceCheckInterval       time.Duration
+	LeaderImbalancePerBrokerPercentage int
 
 	// TLS, when set, makes the controller port mutual TLS: ServerTLS
 	// (which must ask for and verify client certificates) accepts peers,
@@ -115,6 +125,12 @@ type Request struct {
 	Reassign *Reassign `json:"reassign,omitempty"`
 	// Security alters SCRAM users or ACLs (security.go).
 	Security *SecurityChange `json:"security,omitempty"`
+	// ElectLeader elects a leader for a partition without a live one
+	// (an unclean election when the leader is outside the ISR);
+	// ElectPreferred moves partitions to their preferred replicas
+	// (Kafka's ElectLeaders).
+	ElectLeader    *ElectLeader    `json:"elect_leader,omitempty"`
+	ElectPreferred *ElectPreferred `json:"elect_preferred,omitempty"`
 }
 
 // CreateTopicRequest creates a topic. The ID is chosen by the broker that
@@ -182,6 +198,9 @@ type Controller struct {
 	opened      atomic.Bool // Raft is running: calls may use c.raft
 	proposeMu   sync.Mutex  // serialises planning and committing on the leader
 	leaderReady atomic.Bool // leader, and its FSM has caught up (barrier)
+	// lastRebalance is when leaderLoop last checked the leaders' balance;
+	// zero while this node does not lead. Only leaderLoop uses it.
+	lastRebalance time.Time
 
 	hbMu sync.Mutex
 	hb   map[int32]time.Time // leader only: last heartbeat per broker
@@ -693,6 +712,10 @@ func (c *Controller) plan(req *Request) (Result, bool) {
 		cmd.Reassign = req.Reassign
 	case req.Security != nil:
 		cmd.Security = req.Security
+	case req.ElectLeader != nil:
+		cmd.ElectLeader = req.ElectLeader
+	case req.ElectPreferred != nil:
+		cmd.ElectPreferred = req.ElectPreferred
 	case req.AdoptTopic != nil:
 		t, err := planAdopt(st, req.AdoptTopic)
 		if err != nil {
@@ -796,6 +819,7 @@ func (c *Controller) leaderLoop() {
 		c.recordClusterID()
 		if c.raft.State() != raft.Leader {
 			c.leaderReady.Store(false)
+			c.lastRebalance = time.Time{}
 			continue
 		}
 		if !c.leaderReady.Load() {
@@ -830,7 +854,76 @@ func (c *Controller) leaderLoop() {
 		}
 		c.fenceSilent()
 		c.electUnclean()
+		c.rebalanceLeaders()
 	}
+}
+
+// rebalanceLeaders runs the preferred leader election of brokers that lead
+// too few of their preferred partitions, once every check interval while
+// this node leads the quorum: a broker that restarted leads nothing until
+// then, and the others carry its load.
+func (c *Controller) rebalanceLeaders() {
+	if !c.cfg.AutoLeaderRebalance || c.cfg.LeaderImbalanceCheckInterval <= 0 {
+		return
+	}
+	now := time.Now()
+	if c.lastRebalance.IsZero() {
+		c.lastRebalance = now // a new quorum leader waits a whole interval
+		return
+	}
+	if now.Sub(c.lastRebalance) < c.cfg.LeaderImbalanceCheckInterval {
+		return
+	}
+	c.lastRebalance = now
+	st := c.State()
+	refs := ImbalancedPartitions(st, c.cfg.LeaderImbalancePerBrokerPercentage)
+	if len(refs) == 0 {
+		return
+	}
+	if _, lost := c.commit(&Command{ElectPreferred: &ElectPreferred{Partitions: refs}}); lost {
+		return
+	}
+	c.log.Info("moved partitions back to their preferred leaders", "partitions", len(refs))
+}
+
+// ImbalancedPartitions lists, for each live broker that leads more than
+// percent % fewer of the partitions it is the preferred replica of than it
+// could, those of its partitions that can move back to it now.
+func ImbalancedPartitions(st *State, percent int) []PartitionRef {
+	type count struct{ preferred, notLeading int }
+	counts := map[int32]*count{}
+	for _, t := range st.Topics {
+		for _, p := range t.Partitions {
+			if len(p.Replicas) == 0 {
+				continue
+			}
+			pref := p.Replicas[0]
+			n := counts[pref]
+			if n == nil {
+				n = &count{}
+				counts[pref] = n
+			}
+			n.preferred++
+			if p.Leader != pref {
+				n.notLeading++
+			}
+		}
+	}
+	var refs []PartitionRef
+	for _, name := range slices.Sorted(maps.Keys(st.Topics)) {
+		t := st.Topics[name]
+		for i, p := range t.Partitions {
+			if len(p.Replicas) == 0 {
+				continue
+			}
+			n := counts[p.Replicas[0]]
+			if n.notLeading*100 <= percent*n.preferred || PreferredLeaderCheck(st, p) != nil {
+				continue
+			}
+			refs = append(refs, PartitionRef{TopicRef: TopicRef{Name: t.Name, ID: t.ID}, Partition: int32(i)})
+		}
+	}
+	return refs
 }
 
 // uncleanConfig is the topic config that opts a topic into unclean leader
@@ -854,24 +947,7 @@ func (c *Controller) electUnclean() {
 			if p.Leader >= 0 && st.Live(p.Leader) || slices.ContainsFunc(p.ISR, st.Live) {
 				continue
 			}
-			// The first live replica in preference order, preferring those
-			// not known to be empty (a replaced disk), then not damaged.
-			rank := func(r int32) int {
-				n := 0
-				if slices.Contains(p.Empty, r) {
-					n += 2
-				}
-				if slices.Contains(p.Offline, r) {
-					n++
-				}
-				return n
-			}
-			pick := int32(-1)
-			for _, r := range p.Replicas {
-				if st.Live(r) && (pick < 0 || rank(r) < rank(pick)) {
-					pick = r
-				}
-			}
+			pick := UncleanCandidate(st, p)
 			if pick < 0 {
 				continue
 			}
@@ -884,6 +960,29 @@ func (c *Controller) electUnclean() {
 			}
 		}
 	}
+}
+
+// UncleanCandidate is the replica an unclean election of p picks: the
+// first live one in preference order, preferring those not known to be
+// empty (a replaced disk), then not damaged; -1 when none is live.
+func UncleanCandidate(st *State, p PartitionInfo) int32 {
+	rank := func(r int32) int {
+		n := 0
+		if slices.Contains(p.Empty, r) {
+			n += 2
+		}
+		if slices.Contains(p.Offline, r) {
+			n++
+		}
+		return n
+	}
+	pick := int32(-1)
+	for _, r := range p.Replicas {
+		if st.Live(r) && (pick < 0 || rank(r) < rank(pick)) {
+			pick = r
+		}
+	}
+	return pick
 }
 
 // Resign fences this node's broker and stops its heartbeats, so its

@@ -22,7 +22,7 @@ func newClusterCmd() *cobra.Command {
 		Use:   "cluster",
 		Short: "Inspect the cluster",
 	}
-	cmd.AddCommand(newClusterStatusCmd())
+	cmd.AddCommand(newClusterStatusCmd(), newClusterElectLeadersCmd())
 	return cmd
 }
 

@@ -172,6 +172,10 @@ func brokerConfig(cfg ops.Config, log *slog.Logger) (broker.Config, error) {
 			Recover:           cfg.ControllerRecover,
 
 			UncleanLeaderElection: cfg.UncleanLeaderElection,
+
+			AutoLeaderRebalance:                cfg.AutoLeaderRebalance,
+			LeaderImbalanceCheckInterval:       cfg.LeaderImbalanceCheckInterval,
+			LeaderImbalancePerBrokerPercentage: cfg.LeaderImbalancePerBrokerPercentage,
 		}
 		for _, p := range cfg.Peers {
 			cc.Peers = append(cc.Peers, replication.Peer{ID: p.ID, Addr: p.Addr})

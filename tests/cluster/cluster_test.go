@@ -3,7 +3,10 @@
 // protocol: topic creation through any broker, identical metadata on every
 // broker, controller failover under SIGKILL with metadata operations that
 // keep succeeding, rejoin after restart, and a minority (SIGSTOP) that can
-// neither change metadata nor serve leadership it has lost.
+// neither change metadata nor serve leadership it has lost; and that a
+// SIGKILLed leader's partitions come back to it once it returns, by the
+// controller's imbalance check or "chronik cluster elect-leaders"
+// (elect_test.go).
 //
 //	go test ./tests/cluster -v
 package cluster_test

@@ -1,0 +1,159 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// electTopic creates a topic of n partitions at RF 3 on nodes and waits
+// until every partition is led by its preferred replica with the full ISR.
+func electTopic(t *testing.T, nodes []*testNode, name string, n int32) {
+	t.Helper()
+	if _, err := nodes[0].b.createTopic(name, n, 3, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	waitPreferred(t, nodes[0], name, n, 3)
+}
+
+// waitPreferred waits until nd's controller state has every partition of
+// name led by its preferred replica with isr members in its ISR.
+func waitPreferred(t *testing.T, nd *testNode, name string, n int32, isr int) {
+	t.Helper()
+	waitFor(t, 60*time.Second, func() error {
+		for p := range n {
+			ps, ok := nd.partitionInfo(name, p)
+			switch {
+			case !ok:
+				return fmt.Errorf("partition %d unknown", p)
+			case ps.Leader != ps.Replicas[0]:
+				return fmt.Errorf("partition %d led by %d; preferred %d", p, ps.Leader, ps.Replicas[0])
+			case len(ps.ISR) < isr:
+				return fmt.Errorf("partition %d ISR %v", p, ps.ISR)
+			}
+		}
+		return nil
+	})
+}
+
+// leaderships counts the partitions of name each broker leads.
+func leaderships(nd *testNode, name string) map[int32]int {
+	out := map[int32]int{}
+	for _, ps := range nd.b.ctl.State().Topics[name].Partitions {
+		out[ps.Leader]++
+	}
+	return out
+}
+
+// A broker that restarts leads none of its partitions at first: the
+// others took them over. The controller's imbalance check hands them back
+// once the broker is in their ISRs again, and producers carry on.
+func TestAutoLeaderRebalanceAfterRestart(t *testing.T) {
+	nodes := testCluster(t, 3, func(i int, c *Config) {
+		c.Cluster.AutoLeaderRebalance = true
+		c.Cluster.LeaderImbalanceCheckInterval = 500 * time.Millisecond
+		c.Cluster.LeaderImbalancePerBrokerPercentage = 10
+	})
+	electTopic(t, nodes, "rebalance", 6)
+	nodes[0].restart(t, nil)
+	waitFor(t, 30*time.Second, func() error {
+		if err := nodes[0].b.Ready(); err != nil {
+			return err
+		}
+		return nil
+	})
+	waitPreferred(t, nodes[1], "rebalance", 6, 3)
+	if got := leaderships(nodes[1], "rebalance"); got[1] != 2 || got[2] != 2 || got[3] != 2 {
+		t.Fatalf("leaders per broker %v; want 2 each", got)
+	}
+	var seeds []string
+	for _, nd := range nodes {
+		seeds = append(seeds, nd.b.Addr().String())
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for p := range int32(6) {
+		if err := cl.ProduceSync(testCtx(t), &kgo.Record{Topic: "rebalance", Partition: p, Value: []byte("after")}).FirstErr(); err != nil {
+			t.Fatalf("produce to partition %d after the rebalance: %v", p, err)
+		}
+	}
+}
+
+// ElectLeaders through kadm: with automatic rebalancing off, a restarted
+// broker's partitions stay with the others until a preferred election
+// asks; partitions led by their preferred replica answer
+// ELECTION_NOT_NEEDED; an election over all partitions lists only those it
+// tried; an unclean election of a led partition is not needed; unknown
+// partitions are named.
+func TestElectLeaders(t *testing.T) {
+	nodes := testCluster(t, 3, nil) // AutoLeaderRebalance off: the zero config
+	electTopic(t, nodes, "elect", 3)
+	nodes[0].restart(t, nil)
+	// Broker 1 back in every ISR, leading nothing.
+	waitFor(t, 60*time.Second, func() error {
+		for p := range int32(3) {
+			ps, _ := nodes[1].partitionInfo("elect", p)
+			if len(ps.ISR) != 3 {
+				return fmt.Errorf("partition %d ISR %v", p, ps.ISR)
+			}
+		}
+		return nil
+	})
+	var moved []int32
+	for p := range int32(3) {
+		ps, _ := nodes[1].partitionInfo("elect", p)
+		if ps.Replicas[0] == 1 {
+			moved = append(moved, p)
+			if ps.Leader == 1 {
+				t.Fatalf("partition %d: broker 1 leads again with rebalancing off", p)
+			}
+		}
+	}
+	if len(moved) != 1 {
+		t.Fatalf("broker 1 is the preferred replica of partitions %v; want one", moved)
+	}
+	adm := kadm.NewClient(testClient(t, nodes[1].b))
+	ctx := testCtx(t)
+	// Over all partitions (null topics): only the one that moves is listed.
+	res, err := adm.ElectLeaders(ctx, kadm.ElectPreferredReplica, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || len(res["elect"]) != 1 {
+		t.Fatalf("election over all partitions answered %v; want partition %d of elect only", res, moved[0])
+	}
+	if r, ok := res["elect"][moved[0]]; !ok || r.Err != nil {
+		t.Fatalf("partition %d: %+v; want elected", moved[0], r)
+	}
+	waitPreferred(t, nodes[1], "elect", 3, 3)
+
+	// Named partitions: each led by its preferred replica now.
+	res, err = adm.ElectLeaders(ctx, kadm.ElectPreferredReplica, kadm.TopicsSet{"elect": {0: {}, 1: {}, 2: {}}, "nope": {0: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range int32(3) {
+		if r := res["elect"][p]; !errors.Is(r.Err, kerr.ElectionNotNeeded) {
+			t.Errorf("partition %d: %v (%s); want ELECTION_NOT_NEEDED", p, r.Err, r.ErrMessage)
+		}
+	}
+	if r := res["nope"][0]; !errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
+		t.Errorf("unknown topic: %v; want UNKNOWN_TOPIC_OR_PARTITION", r.Err)
+	}
+	res, err = adm.ElectLeaders(context.Background(), kadm.ElectLiveReplica, kadm.TopicsSet{"elect": {0: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res["elect"][0]; !errors.Is(r.Err, kerr.ElectionNotNeeded) {
+		t.Errorf("unclean election of a led partition: %v; want ELECTION_NOT_NEEDED", r.Err)
+	}
+}
