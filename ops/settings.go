@@ -681,23 +681,26 @@ func setIntBetween(field func(*Config) *int, lo, hi int64) func(*Config, string)
 
 // setSeconds reads a whole number of seconds, at least one.
 func setSeconds(field func(*Config) *time.Duration) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		if err != nil || n < 1 || n > math.MaxInt64/int64(time.Second) {
-			return fmt.Errorf("is not a whole number of seconds of at least 1 (write 300, not 300s)")
-		}
-		*field(c) = time.Duration(n) * time.Second
-		return nil
-	}
+	return setWholeUnits(field, time.Second, 1, "seconds", "300")
 }
 
 func setMillis(field func(*Config) *time.Duration) func(*Config, string) error {
+	return setWholeUnits(field, time.Millisecond, 0, "milliseconds", "10")
+}
+
+// setWholeUnits reads a whole number, at least least, of unit (named
+// units; example is a valid value for the error message).
+func setWholeUnits(field func(*Config) *time.Duration, unit time.Duration, least int64, units, example string) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		if err != nil || n < 0 || n > math.MaxInt64/int64(time.Millisecond) {
-			return fmt.Errorf("is not a whole number of milliseconds (write 10, not 10ms)")
+		if err != nil || n < least || n > math.MaxInt64/int64(unit) {
+			floor := ""
+			if least > 0 {
+				floor = fmt.Sprintf(" of at least %d", least)
+			}
+			return fmt.Errorf("is not a whole number of %s%s (write %s, not %s%s)", units, floor, example, example, strings.TrimPrefix(unit.String(), "1"))
 		}
-		*field(c) = time.Duration(n) * time.Millisecond
+		*field(c) = time.Duration(n) * unit
 		return nil
 	}
 }

@@ -87,19 +87,9 @@ func TestConfluentPythonTransactions(t *testing.T) {
 		group          = "py-txn-group"
 	)
 	adm := kadm.NewClient(newClient(t, seeds))
-	createTopics(t, adm, 2, 1, nil, in)
-	createTopics(t, adm, 3, 1, nil, out)
-	createTopics(t, adm, 1, 1, nil, fence)
-	fill := newClient(t, seeds, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	var inputs []*kgo.Record
-	for i := range 10 {
-		inputs = append(inputs, &kgo.Record{Topic: in, Partition: int32(i % 2), Value: fmt.Appendf(nil, "in-%d", i)})
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := fill.ProduceSync(ctx, inputs...).FirstErr(); err != nil {
-		t.Fatalf("filling %s: %v", in, err)
-	}
+	librdkafkaTopics(ctx, t, adm, seeds, in, out, fence, 3)
 
 	began := time.Now()
 	cmd := exec.CommandContext(ctx, python, "-c", confluentScript)
@@ -220,5 +210,23 @@ func TestConfluentPythonTransactions(t *testing.T) {
 	}
 	if commits, aborts := markers(fall); commits != 1 || aborts != 1 {
 		t.Errorf("%s with control records: %d COMMIT and %d ABORT markers, want 1 and 1 (the fenced transaction aborted)", fence, commits, aborts)
+	}
+}
+
+// librdkafkaTopics creates the topics the librdkafka tests use: in, of two
+// partitions holding "in-0" to "in-9" alternately, out of outPartitions
+// and fence of one.
+func librdkafkaTopics(ctx context.Context, t *testing.T, adm *kadm.Client, seeds []string, in, out, fence string, outPartitions int32) {
+	t.Helper()
+	createTopics(t, adm, 2, 1, nil, in)
+	createTopics(t, adm, outPartitions, 1, nil, out)
+	createTopics(t, adm, 1, 1, nil, fence)
+	fill := newClient(t, seeds, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	var inputs []*kgo.Record
+	for i := range 10 {
+		inputs = append(inputs, &kgo.Record{Topic: in, Partition: int32(i % 2), Value: fmt.Appendf(nil, "in-%d", i)})
+	}
+	if err := fill.ProduceSync(ctx, inputs...).FirstErr(); err != nil {
+		t.Fatalf("filling %s: %v", in, err)
 	}
 }

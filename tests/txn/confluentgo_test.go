@@ -49,19 +49,9 @@ func TestConfluentGoTransactions(t *testing.T) {
 		outPartitions  = 3
 	)
 	adm := kadm.NewClient(newClient(t, seeds))
-	createTopics(t, adm, 2, 1, nil, in)
-	createTopics(t, adm, outPartitions, 1, nil, out)
-	createTopics(t, adm, 1, 1, nil, fence)
-	fill := newClient(t, seeds, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	var inputs []*kgo.Record
-	for i := range 10 {
-		inputs = append(inputs, &kgo.Record{Topic: in, Partition: int32(i % 2), Value: fmt.Appendf(nil, "in-%d", i)})
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := fill.ProduceSync(ctx, inputs...).FirstErr(); err != nil {
-		t.Fatalf("filling %s: %v", in, err)
-	}
+	librdkafkaTopics(ctx, t, adm, seeds, in, out, fence, outPartitions)
 	began := time.Now()
 
 	// 1. Commit, abort and commit, the last two sending the group's
