@@ -115,7 +115,11 @@ type Broker struct {
 	offsetsRaising atomic.Bool
 	// The same for __transaction_state.
 	txnStateCreating, txnStateRaising atomic.Bool
-	markers                           *txnMarkers
+	// reconcileHold, set only by tests, holds the reconciler until it is
+	// closed: a broker slow to apply the controller's changes.
+	reconcileHold atomic.Pointer[chan struct{}]
+	peers         peerClients // clients of the other brokers
+	markers       *txnMarkers
 	// standaloneData: a cluster broker started on a data directory that
 	// was not yet a member of a cluster but has a cluster ID (a standalone
 	// broker's, or one a restore wrote): its topics are adopted with
@@ -171,6 +175,7 @@ func New(cfg Config) (*Broker, error) {
 		unknownDirs: make(map[string]bool),
 		scrub:       scrubState{kick: make(chan struct{}, 1)},
 	}
+	b.peers.b = b
 	b.identified.Store(cfg.Cluster == nil)
 	b.metrics = newMetrics(b)
 	b.reqBytes = semaphore.NewWeighted(cfg.QueuedMaxRequestBytes)
@@ -507,7 +512,7 @@ func (b *Broker) Close() error {
 	b.lnMu.Unlock()
 	b.groups.Close() // answers members parked in a join or sync round
 	b.txns.Close()
-	b.markers.close()
+	b.peers.close()
 	b.acceptWG.Wait()
 	b.connWG.Wait()
 	b.maintWG.Wait()

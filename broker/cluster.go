@@ -152,6 +152,13 @@ func (b *Broker) reconcileLoop() {
 		if !b.ctl.Current() {
 			continue
 		}
+		if hold := b.reconcileHold.Load(); hold != nil {
+			select {
+			case <-*hold:
+			case <-b.closing:
+				return
+			}
+		}
 		st := b.ctl.State()
 		if id, _ := b.dataClusterID(); st.ClusterID != id {
 			// The quorum's log was replaced by another cluster's under

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // electTopic creates a topic of n partitions at RF 3 on nodes and waits
@@ -155,5 +156,64 @@ func TestElectLeaders(t *testing.T) {
 	}
 	if r := res["elect"][0]; !errors.Is(r.Err, kerr.ElectionNotNeeded) {
 		t.Errorf("unclean election of a led partition: %v; want ELECTION_NOT_NEEDED", r.Err)
+	}
+}
+
+// CreateTopics answers once every live broker serves the new topic: a
+// client told it exists may ask any broker next, and one answering
+// UNKNOWN_TOPIC_OR_PARTITION sends franz-go or librdkafka into a metadata
+// backoff of seconds (the first acks=all writes to a fresh topic then wait
+// that long). Here broker 3 applies changes only a second after they commit;
+// the moment CreateTopics answers, it lists the topic with every partition
+// led.
+func TestCreateTopicsWaitsForEveryBroker(t *testing.T) {
+	nodes := testCluster(t, 3, nil)
+	hold := make(chan struct{})
+	nodes[2].b.reconcileHold.Store(&hold)
+	go func() {
+		time.Sleep(time.Second)
+		nodes[2].b.reconcileHold.Store(nil)
+		close(hold)
+	}()
+	// Sent to broker 1 itself (an admin client would pick the controller).
+	first, err := kgo.NewClient(kgo.SeedBrokers(nodes[0].b.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	create := kmsg.NewPtrCreateTopicsRequest()
+	ct := kmsg.NewCreateTopicsRequestTopic()
+	ct.Topic, ct.NumPartitions, ct.ReplicationFactor = "everywhere", 4, 3
+	create.Topics = append(create.Topics, ct)
+	create.TimeoutMillis = 30000
+	began := time.Now()
+	cresp, err := first.SeedBrokers()[0].Request(testCtx(t), create)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := cresp.(*kmsg.CreateTopicsResponse).Topics[0].ErrorCode; code != 0 {
+		t.Fatalf("CreateTopics: %v", kerr.ErrorForCode(code))
+	}
+	t.Logf("CreateTopics answered after %v", time.Since(began))
+	pinned, err := kgo.NewClient(kgo.SeedBrokers(nodes[2].b.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pinned.Close()
+	req := kmsg.NewPtrMetadataRequest()
+	req.AllowAutoTopicCreation = false
+	req.Topics = []kmsg.MetadataRequestTopic{{Topic: kmsg.StringPtr("everywhere")}}
+	resp, err := pinned.SeedBrokers()[0].Request(testCtx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt := resp.(*kmsg.MetadataResponse).Topics
+	if len(mt) != 1 || mt[0].ErrorCode != 0 || len(mt[0].Partitions) != 4 {
+		t.Fatalf("broker 3 right after CreateTopics answered: %+v; want the topic with 4 partitions", mt)
+	}
+	for _, p := range mt[0].Partitions {
+		if p.ErrorCode != 0 || p.Leader < 0 {
+			t.Fatalf("broker 3: partition %d error %d leader %d", p.Partition, p.ErrorCode, p.Leader)
+		}
 	}
 }

@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/replication"
 )
@@ -94,6 +96,7 @@ func (b *Broker) createTopic(name string, partitions int32, rf int16, configs ma
 			return nil, kerrf(kerr.UnknownTopicOrPartition, "topic %q was deleted while being created", name)
 		}
 		b.log.Info("created topic", "topic", name, "partitions", partitions, "replication_factor", rf, "id", topicIDString(id))
+		b.awaitTopicOnBrokers(name, int(partitions))
 		return t, nil
 	}
 
@@ -267,6 +270,9 @@ func (b *Broker) createPartitions(t *topic, count int32, validateOnly bool) erro
 		_, err := b.propose(context.Background(), &replication.Request{CreatePartitions: &replication.CreatePartitionsRequest{
 			TopicRef: replication.TopicRef{Name: t.name, ID: t.id}, Count: count, ValidateOnly: validateOnly,
 		}})
+		if err == nil && !validateOnly {
+			b.awaitTopicOnBrokers(t.name, int(count))
+		}
 		return err
 	}
 	b.adminMu.Lock()
@@ -351,4 +357,74 @@ func (b *Broker) applyConfigsLocked(t *topic, next map[string]string) error {
 	b.mu.Unlock()
 	b.applyTopicSettings(t)
 	return nil
+}
+
+// topicPropagationWait bounds awaitTopicOnBrokers.
+const topicPropagationWait = 3 * time.Second
+
+// awaitTopicOnBrokers waits, at most topicPropagationWait, until every
+// other live broker serves topic name with all of its partitions led: a
+// client told the topic exists may ask any broker next, and one that has
+// not applied the change yet answers UNKNOWN_TOPIC_OR_PARTITION or
+// LEADER_NOT_AVAILABLE, after which clients back off for seconds (franz-go
+// and librdkafka refresh metadata at most every 5 s once their quick
+// retries are spent). A broker that does not answer in time is not waited
+// for longer: the change is committed either way.
+func (b *Broker) awaitTopicOnBrokers(name string, partitions int) {
+	ctx, cancel := context.WithTimeout(context.Background(), topicPropagationWait)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, bi := range b.ctl.State().LiveBrokers() {
+		if bi.ID == b.cfg.NodeID {
+			continue
+		}
+		addr := bi.InternalAddr()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if b.servesTopic(ctx, addr, name, partitions) {
+					return
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			b.log.Debug("a broker has not applied a topic change in time; clients it answers will retry", "topic", name, "broker", bi.ID)
+		}()
+	}
+	wg.Wait()
+}
+
+// servesTopic reports whether the broker at addr lists topic name with
+// its partitions, each led.
+func (b *Broker) servesTopic(ctx context.Context, addr, name string, partitions int) bool {
+	cl, err := b.peers.client(addr)
+	if err != nil {
+		return false
+	}
+	req := kmsg.NewPtrMetadataRequest()
+	req.AllowAutoTopicCreation = false // asking, never creating
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(name)
+	req.Topics = append(req.Topics, rt)
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	// To that broker and no other: the client's own Request would route
+	// a Metadata request to any broker it has learned of.
+	kresp, err := cl.SeedBrokers()[0].Request(rctx, req)
+	if err != nil {
+		return false
+	}
+	resp := kresp.(*kmsg.MetadataResponse)
+	if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 || len(resp.Topics[0].Partitions) < partitions {
+		return false
+	}
+	for _, p := range resp.Topics[0].Partitions {
+		if p.ErrorCode != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -87,9 +87,6 @@ func (b *Broker) offsetsPartitionOf(groupName string) (txn.TopicPartition, bool)
 type txnMarkers struct {
 	b *Broker
 
-	mu      sync.Mutex
-	clients map[string]*kgo.Client // by leader address; bounded by the brokers
-
 	// hold, set only by tests, holds every Write until it is closed or
 	// the Write's context ends: a coordinator that dies between a
 	// transaction's decision and its markers.
@@ -216,37 +213,7 @@ func (m *txnMarkers) send(ctx context.Context, addr string, producerID int64, ep
 	return failed
 }
 
-func (m *txnMarkers) client(addr string) (*kgo.Client, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if cl := m.clients[addr]; cl != nil {
-		return cl, nil
-	}
-	cl, err := kgo.NewClient(append(m.b.interBrokerOpts(), kgo.SeedBrokers(addr), kgo.DialTimeout(2*time.Second), kgo.RequestRetries(0))...)
-	if err != nil {
-		return nil, err
-	}
-	if m.clients == nil {
-		m.clients = map[string]*kgo.Client{}
-	}
-	if len(m.clients) >= 1024 { // brokers come and go: never keep more than a cluster's worth
-		for a, c := range m.clients {
-			c.Close()
-			delete(m.clients, a)
-		}
-	}
-	m.clients[addr] = cl
-	return cl, nil
-}
-
-func (m *txnMarkers) close() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for a, c := range m.clients {
-		c.Close()
-		delete(m.clients, a)
-	}
-}
+func (m *txnMarkers) client(addr string) (*kgo.Client, error) { return m.b.peers.client(addr) }
 
 // writeMarker appends a transaction marker to partition idx of topic name,
 // which this broker must lead, and returns once it is durable (in a
