@@ -83,14 +83,14 @@ func (b *Broker) startCluster() error {
 		AutoLeaderRebalance:                cc.AutoLeaderRebalance,
 		LeaderImbalanceCheckInterval:       cc.LeaderImbalanceCheckInterval,
 		LeaderImbalancePerBrokerPercentage: cc.LeaderImbalancePerBrokerPercentage,
-		MaxPartitions:         b.cfg.MaxPartitions,
-		NodeID:                b.cfg.NodeID,
-		BindAddr:              cc.RaftAddr,
-		Peers:                 cc.Peers,
-		Dir:                   filepath.Join(b.cfg.DataDir, "raft"),
-		HeartbeatInterval:     cc.HeartbeatInterval,
-		SessionTimeout:        cc.SessionTimeout,
-		Logger:                b.log,
+		MaxPartitions:                      b.cfg.MaxPartitions,
+		NodeID:                             b.cfg.NodeID,
+		BindAddr:                           cc.RaftAddr,
+		Peers:                              cc.Peers,
+		Dir:                                filepath.Join(b.cfg.DataDir, "raft"),
+		HeartbeatInterval:                  cc.HeartbeatInterval,
+		SessionTimeout:                     cc.SessionTimeout,
+		Logger:                             b.log,
 	}
 	if cc.ControllerTLS != nil {
 		rc.ServerTLS, rc.ClientTLS = cc.ControllerTLS, b.cfg.ClientTLS
