@@ -141,7 +141,10 @@ func Create(fs vfs.FS, dir string, files *FileCache, base int64) (*Writer, error
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{fs: fs, dir: dir, files: files, base: base, f: f, bw: bufio.NewWriterSize(f, 256<<10), ix: newIndexer(base)}, nil
+	// Written behind, so sealing a large segment does not stall the
+	// write-ahead log's fsyncs behind its dirty pages.
+	bw := bufio.NewWriterSize(vfs.WriteBehind(f, f, 0), 256<<10)
+	return &Writer{fs: fs, dir: dir, files: files, base: base, f: f, bw: bw, ix: newIndexer(base)}, nil
 }
 
 // Size is the bytes appended so far.

@@ -121,7 +121,9 @@ func (s *FileStore) Put(ctx context.Context, key string, body io.ReadSeeker, siz
 		s.fs.Remove(tmp)
 		return ObjectInfo{}, fmt.Errorf("tier3: put %s: %w", key, err)
 	}
-	n, err := io.Copy(f, &ctxReader{ctx: ctx, r: body})
+	// Written behind, so copying a large segment into the archive does
+	// not stall the write-ahead log's fsyncs behind its dirty pages.
+	n, err := io.Copy(vfs.WriteBehind(f, f, 0), &ctxReader{ctx: ctx, r: body})
 	if err != nil {
 		return fail(err)
 	}
