@@ -368,8 +368,9 @@ const topicPropagationWait = 3 * time.Second
 // not applied the change yet answers UNKNOWN_TOPIC_OR_PARTITION or
 // LEADER_NOT_AVAILABLE, after which clients back off for seconds (franz-go
 // and librdkafka refresh metadata at most every 5 s once their quick
-// retries are spent). A broker that does not answer in time is not waited
-// for longer: the change is committed either way.
+// retries are spent). A broker that does not answer (dead but not fenced
+// yet, cut off) is not waited for, nor one that has not applied the change
+// in time: the change is committed either way.
 func (b *Broker) awaitTopicOnBrokers(name string, partitions int) {
 	ctx, cancel := context.WithTimeout(context.Background(), topicPropagationWait)
 	defer cancel()
@@ -383,7 +384,14 @@ func (b *Broker) awaitTopicOnBrokers(name string, partitions int) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				if b.servesTopic(ctx, addr, name, partitions) {
+				serves, err := b.servesTopic(ctx, addr, name, partitions)
+				if serves {
+					return
+				}
+				if err != nil {
+					// It does not answer (dead, not yet fenced, or cut
+					// off): clients cannot ask it either.
+					b.log.Debug("not waiting for a broker that does not answer to apply a topic change", "topic", name, "broker", bi.ID, "err", err)
 					return
 				}
 				select {
@@ -398,11 +406,11 @@ func (b *Broker) awaitTopicOnBrokers(name string, partitions int) {
 }
 
 // servesTopic reports whether the broker at addr lists topic name with
-// its partitions, each led.
-func (b *Broker) servesTopic(ctx context.Context, addr, name string, partitions int) bool {
+// its partitions, each led; err is set when the broker did not answer.
+func (b *Broker) servesTopic(ctx context.Context, addr, name string, partitions int) (bool, error) {
 	cl, err := b.peers.client(addr)
 	if err != nil {
-		return false
+		return false, err
 	}
 	req := kmsg.NewPtrMetadataRequest()
 	req.AllowAutoTopicCreation = false // asking, never creating
@@ -415,16 +423,16 @@ func (b *Broker) servesTopic(ctx context.Context, addr, name string, partitions 
 	// a Metadata request to any broker it has learned of.
 	kresp, err := cl.SeedBrokers()[0].Request(rctx, req)
 	if err != nil {
-		return false
+		return false, err
 	}
 	resp := kresp.(*kmsg.MetadataResponse)
 	if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 || len(resp.Topics[0].Partitions) < partitions {
-		return false
+		return false, nil
 	}
 	for _, p := range resp.Topics[0].Partitions {
 		if p.ErrorCode != 0 {
-			return false
+			return false, nil
 		}
 	}
-	return true
+	return true, nil
 }

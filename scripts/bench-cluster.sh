@@ -19,29 +19,16 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXI
 go build -o "$work/chronik" ./cmd/chronik
 go build -o "$work/kfake" ./internal/benchtool/kfake
 
-peers=1@127.0.0.1:39301,2@127.0.0.1:39302,3@127.0.0.1:39303
-for i in 1 2 3; do
-	"$work/chronik" start --node-id $i --peers $peers --raft-addr 127.0.0.1:3930$i \
-		--kafka-addr 127.0.0.1:3909$i --advertised-addr 127.0.0.1:3909$i --http-addr 127.0.0.1:0 \
-		--data-dir "$work/data$i" --log-level warn >"$work/chronik$i.log" 2>&1 &
-done
+. scripts/lib-cluster.sh
 "$work/kfake" --addr 127.0.0.1:39099 >"$work/kfake.log" 2>&1 &
-for port in 39091 39092 39093 39099; do
-	for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-done
-brokers=127.0.0.1:39091,127.0.0.1:39092,127.0.0.1:39093
-for _ in $(seq 100); do
-	"$work/chronik" cluster status --brokers $brokers --output json 2>/dev/null |
-		python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if sum(b["state"]=="live" for b in d["brokers"] or [])==3 else 1)' 2>/dev/null && break
-	sleep 0.2
-done
+start_cluster "$work/chronik" "$work"
+for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/39099) 2>/dev/null && break; sleep 0.1; done
 
 run() { # brokers topic rate -> "msgs_per_sec p50_ms p99_ms errors"
 	"$work/chronik" bench produce --brokers "$1" --topic "$2" --acks all --partitions "$PARTS" \
 		--producers 2 --count "$COUNT" --rate "$3" --json --progress=false 2>/dev/null |
 		python3 -c 'import json,sys; d=json.load(sys.stdin); l=d["latency_ms"]; print(d["msgs_per_sec"], l["p50"], l["p99"], d["errors"])'
 }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 : >"$work/c" && : >"$work/k"
 for r in $(seq "$REPS"); do

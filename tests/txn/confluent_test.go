@@ -151,19 +151,7 @@ func TestConfluentPythonTransactions(t *testing.T) {
 	}
 
 	// What each isolation level shows, through librdkafka and franz-go.
-	want := func(prefixes ...string) map[string]int {
-		m := map[string]int{}
-		for _, p := range prefixes {
-			for i := range 10 {
-				if p == "c1" {
-					m[fmt.Sprintf("c1-%d", i)] = 1
-				} else {
-					m[fmt.Sprintf("%s-in-%d", p, i)] = 1
-				}
-			}
-		}
-		return m
-	}
+	want := librdkafkaValues
 	if d := diffCounts(count(res.ReadCommitted), want("c1", "c2"), 10); d != "" {
 		t.Errorf("librdkafka read_committed: %d records, want the 20 committed once each: %s", len(res.ReadCommitted), d)
 	}
@@ -229,4 +217,21 @@ func librdkafkaTopics(ctx context.Context, t *testing.T, adm *kadm.Client, seeds
 	if err := fill.ProduceSync(ctx, inputs...).FirstErr(); err != nil {
 		t.Fatalf("filling %s: %v", in, err)
 	}
+}
+
+// librdkafkaValues counts, once each, the values the librdkafka tests'
+// transactions write: "c1-0".."c1-9" for prefix c1, else
+// "<prefix>-in-0".."<prefix>-in-9".
+func librdkafkaValues(prefixes ...string) map[string]int {
+	m := map[string]int{}
+	for _, p := range prefixes {
+		for i := range 10 {
+			if p == "c1" {
+				m[fmt.Sprintf("c1-%d", i)] = 1
+			} else {
+				m[fmt.Sprintf("%s-in-%d", p, i)] = 1
+			}
+		}
+	}
+	return m
 }

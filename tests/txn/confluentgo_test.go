@@ -166,19 +166,7 @@ func TestConfluentGoTransactions(t *testing.T) {
 
 	// 2. What each isolation level shows.
 	closeTopic(t, seeds, out, outPartitions)
-	want := func(prefixes ...string) map[string]int {
-		m := map[string]int{}
-		for _, pre := range prefixes {
-			for i := range 10 {
-				if pre == "c1" {
-					m[fmt.Sprintf("c1-%d", i)] = 1
-				} else {
-					m[fmt.Sprintf("%s-in-%d", pre, i)] = 1
-				}
-			}
-		}
-		return m
-	}
+	want := librdkafkaValues
 	committed := confluentReadAll(t, b.Addr(), out, outPartitions, "read_committed")
 	if d := diffCounts(count(values(committed)), want("c1", "c2"), 10); d != "" {
 		t.Errorf("confluent-kafka-go read_committed: %d records, want the 20 committed once each: %s", len(committed), d)
