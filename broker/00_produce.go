@@ -179,7 +179,7 @@ func handleProduce(c *conn, req *request) reply {
 				continue
 			}
 			if p == nil {
-				sp.ErrorCode = b.missingPartitionCode(r.Version >= 13 && t == nil).Code
+				sp.ErrorCode = b.missingPartitionCode(rt.Topic, rt.TopicID, rp.Partition, r.Version >= 13 && t == nil).Code
 				continue
 			}
 			ctlEpoch, lerr := b.leaderCheck(t, rp.Partition, -1)

@@ -206,7 +206,7 @@ func (b *Broker) fetch(c *conn, r *kmsg.FetchRequest, auth fetchACL) kmsg.Respon
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 				continue
 			case p == nil:
-				sp.ErrorCode = b.missingPartitionCode(r.Version >= 13 && t == nil).Code
+				sp.ErrorCode = b.missingPartitionCode(rt.Topic, rt.TopicID, rp.Partition, r.Version >= 13 && t == nil).Code
 				continue
 			}
 			if _, lerr := b.leaderCheck(t, rp.Partition, rp.CurrentLeaderEpoch); lerr != nil {

@@ -415,14 +415,31 @@ func (b *Broker) leaderCheck(t *topic, p int32, epoch int32) (int32, *kerr.Error
 // simply not have caught up with the metadata: its clients get the
 // retriable NOT_LEADER_OR_FOLLOWER and ask another broker, rather than an
 // unknown topic, which clients give up on after a few metadata refreshes.
-func (b *Broker) missingPartitionCode(byID bool) *kerr.Error {
+func (b *Broker) missingPartitionCode(name string, id [16]byte, partition int32, byID bool) *kerr.Error {
 	switch {
 	case b.ctl != nil && !b.ctl.Current():
+		return kerr.NotLeaderForPartition
+	case b.ctl != nil && clusterHasPartition(b.ctl.State(), name, id, partition, byID):
+		// The cluster has it; this broker does not serve it yet (a
+		// restarted or wiped broker still creating its local topics).
+		// UNKNOWN_TOPIC_OR_PARTITION would make clients give up on the
+		// records after a few tries; this sends them to the leader.
 		return kerr.NotLeaderForPartition
 	case byID:
 		return kerr.UnknownTopicID
 	}
 	return kerr.UnknownTopicOrPartition
+}
+
+// clusterHasPartition reports whether st has partition p of the topic
+// named name (by ID when byID).
+func clusterHasPartition(st *replication.State, name string, id [16]byte, p int32, byID bool) bool {
+	for _, ti := range st.Topics {
+		if (byID && [16]byte(ti.ID) == id || !byID && ti.Name == name) && p >= 0 && int(p) < len(ti.Partitions) {
+			return true
+		}
+	}
+	return false
 }
 
 // leads reports whether this broker may serve partition p of t as leader.

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // electTopic creates a topic of n partitions at RF 3 on nodes and waits
@@ -214,6 +215,62 @@ func TestCreateTopicsWaitsForEveryBroker(t *testing.T) {
 	for _, p := range mt[0].Partitions {
 		if p.ErrorCode != 0 || p.Leader < 0 {
 			t.Fatalf("broker 3: partition %d error %d leader %d", p.Partition, p.ErrorCode, p.Leader)
+		}
+	}
+}
+
+// A broker that has not created a topic locally yet (a restarted or wiped
+// broker catching up) answers a produce to it NOT_LEADER_OR_FOLLOWER, not
+// UNKNOWN_TOPIC_OR_PARTITION: the topic exists in the cluster, and clients
+// give up on records after a few unknown-topic answers but follow a
+// leadership change as long as it takes.
+func TestProduceToBrokerCatchingUpIsNotLeader(t *testing.T) {
+	nodes := testCluster(t, 3, nil)
+	hold := make(chan struct{})
+	nodes[2].b.reconcileHold.Store(&hold)
+	defer func() {
+		nodes[2].b.reconcileHold.Store(nil)
+		close(hold)
+	}()
+	if _, err := nodes[0].b.createTopic("catching-up", 1, 3, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	id := nodes[0].b.ctl.State().Topics["catching-up"].ID
+	produce := func(name string, topicID [16]byte, maxVersions *kversion.Versions) int16 {
+		t.Helper()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(nodes[2].b.Addr().String()), kgo.MaxVersions(maxVersions))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		req := kmsg.NewPtrProduceRequest()
+		req.Acks, req.TimeoutMillis = -1, 5000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic, rt.TopicID = name, topicID
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = makeRecordBatch(seqRecords(0, 1, 1))
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := cl.SeedBrokers()[0].Request(testCtx(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	for _, tc := range []struct {
+		name     string
+		topic    string
+		id       [16]byte
+		versions *kversion.Versions
+		want     *kerr.Error
+	}{
+		{"by name", "catching-up", [16]byte{}, kversion.V3_5_0(), kerr.NotLeaderForPartition},
+		{"by ID", "", [16]byte(id), kversion.Stable(), kerr.NotLeaderForPartition},
+		{"a topic the cluster lacks, by name", "never-created", [16]byte{}, kversion.V3_5_0(), kerr.UnknownTopicOrPartition},
+		{"a topic the cluster lacks, by ID", "", [16]byte{1}, kversion.Stable(), kerr.UnknownTopicID},
+	} {
+		if code := produce(tc.topic, tc.id, tc.versions); code != tc.want.Code {
+			t.Errorf("produce %s to a broker that has not created the topic yet: %v; want %v", tc.name, kerr.ErrorForCode(code), tc.want)
 		}
 	}
 }
