@@ -63,10 +63,26 @@ func TestAutoLeaderRebalanceAfterRestart(t *testing.T) {
 		c.Cluster.LeaderImbalancePerBrokerPercentage = 10
 	})
 	electTopic(t, nodes, "rebalance", 6)
+	before := map[int32]int32{} // leader epochs of broker 1's partitions
+	for p := range int32(6) {
+		if ps, _ := nodes[1].partitionInfo("rebalance", p); ps.Leader == 1 {
+			before[p] = ps.LeaderEpoch
+		}
+	}
 	nodes[0].restart(t, nil)
 	waitFor(t, 30*time.Second, func() error {
 		if err := nodes[0].b.Ready(); err != nil {
 			return err
+		}
+		return nil
+	})
+	// Broker 1's partitions went to the others (one epoch) and came back
+	// (another), not merely stayed.
+	waitFor(t, 60*time.Second, func() error {
+		for p, epoch := range before {
+			if ps, _ := nodes[1].partitionInfo("rebalance", p); ps.Leader != 1 || ps.LeaderEpoch < epoch+2 {
+				return fmt.Errorf("partition %d: leader %d at epoch %d; broker 1 led it at epoch %d before its restart", p, ps.Leader, ps.LeaderEpoch, epoch)
+			}
 		}
 		return nil
 	})
@@ -100,11 +116,15 @@ func TestElectLeaders(t *testing.T) {
 	nodes := testCluster(t, 3, nil) // AutoLeaderRebalance off: the zero config
 	electTopic(t, nodes, "elect", 3)
 	nodes[0].restart(t, nil)
-	// Broker 1 back in every ISR, leading nothing.
+	// Broker 1's partitions moved (a restart is fenced first, however
+	// quick), then broker 1 back in every ISR, leading nothing.
 	waitFor(t, 60*time.Second, func() error {
 		for p := range int32(3) {
 			ps, _ := nodes[1].partitionInfo("elect", p)
-			if len(ps.ISR) != 3 {
+			switch {
+			case ps.Leader == 1:
+				return fmt.Errorf("partition %d still led by the restarted broker 1", p)
+			case len(ps.ISR) != 3:
 				return fmt.Errorf("partition %d ISR %v", p, ps.ISR)
 			}
 		}
