@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"errors"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -39,14 +38,12 @@ type fetcher struct {
 	// truncate holds partitions that must truncate to their high watermark
 	// before fetching (a new leader epoch).
 	truncate map[*partition]bool
-	// sent holds the partitions the fetch in flight was built from (some
-	// not fetched: led here now, or waiting on a truncation to be retried
-	// next round), sentTrunc the truncations known then, and cutRound ends
-	// that fetch: a partition newly followed (a topic just created, a
-	// leadership just moved here) or newly to truncate must not wait out
-	// the leader's long poll of the others.
-	sent, sentTrunc map[*partition]bool
-	cutRound        func()
+	// changed says a partition was newly followed (a topic just created,
+	// a leadership just moved here) or newly to truncate since once last
+	// read parts; cutRound, set while a fetch is in flight, ends it. Such a
+	// partition must not wait out the leader's long poll of the others.
+	changed  bool
+	cutRound func()
 
 	// delayed holds partitions the leader last answered with an error (it
 	// has not applied their leadership yet, or no longer leads them) and
@@ -60,21 +57,12 @@ type fetcher struct {
 // here moves in milliseconds).
 const fetchErrorBackoff = 50 * time.Millisecond
 
-// changedLocked cuts the fetch in flight short when it lacks a partition
-// now followed or a truncation now due, so the next fetch starts at once.
+// changedLocked records a partition newly followed or newly to truncate
+// and cuts the fetch in flight short, so the next fetch starts at once.
 // f.mu must be held.
 func (f *fetcher) changedLocked() {
-	if f.cutRound == nil {
-		return
-	}
-	stale := false
-	for _, p := range f.parts {
-		if !f.sent[p] || f.truncate[p] && !f.sentTrunc[p] {
-			stale = true
-			break
-		}
-	}
-	if stale {
+	f.changed = true
+	if f.cutRound != nil {
 		f.cutRound()
 		f.cutRound = nil
 	}
@@ -150,18 +138,27 @@ func (b *Broker) syncReplication(st *replication.State) {
 		// the fetcher never fetches a partition under a new epoch before
 		// truncating it; flags of partitions it no longer follows go.
 		ft.mu.Lock()
+		followed := make(map[*partition]bool, len(ft.parts))
+		for _, p := range ft.parts {
+			followed[p] = true
+		}
 		ft.parts = parts
 		for p := range ft.truncate {
 			if !slices.Contains(parts, p) {
 				delete(ft.truncate, p)
 			}
 		}
+		changed := false
 		for _, p := range parts {
-			if trunc[p] {
+			if trunc[p] && !ft.truncate[p] {
 				ft.truncate[p] = true
+				changed = true
 			}
+			changed = changed || !followed[p]
 		}
-		ft.changedLocked()
+		if changed {
+			ft.changedLocked()
+		}
 		ft.mu.Unlock()
 	}
 }
@@ -188,9 +185,8 @@ func (f *fetcher) run(ctx context.Context) {
 		switch {
 		case errors.Is(err, errFetchCut):
 			// The fetch in flight was abandoned with its connection (a
-			// request on the wire cannot be withdrawn): the next one goes
-			// on a new connection, at once.
-			go cl.Close()
+			// request on the wire cannot be withdrawn; cutRound closed
+			// the client): the next one goes on a new connection, at once.
 			cl = nil
 			continue
 		case err != nil:
@@ -221,6 +217,7 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 	parts := f.parts
 	trunc := f.truncate
 	f.truncate = map[*partition]bool{}
+	f.changed = false
 	f.mu.Unlock()
 	// Partitions still to truncate are not fetched this round; the others
 	// are, whatever happens to these.
@@ -307,21 +304,21 @@ func (f *fetcher) once(ctx context.Context, cl *kgo.Client) error {
 	rctx, cut := context.WithCancelCause(rctx)
 	defer cut(nil)
 	f.mu.Lock()
-	f.sent, f.sentTrunc = make(map[*partition]bool, len(parts)), maps.Clone(f.truncate)
+	if f.changed {
+		// Changed since parts was read: ask again with the change.
+		f.mu.Unlock()
+		return nil
+	}
 	f.cutRound = func() {
 		cut(errFetchCut)
 		// franz-go does not give up on a fetch whose request is on the
 		// wire when its context ends; closing the client does.
 		go cl.Close()
 	}
-	for _, p := range parts {
-		f.sent[p] = true
-	}
-	f.changedLocked() // a change since parts was read
 	f.mu.Unlock()
 	kresp, err := seeds[0].Request(rctx, req)
 	f.mu.Lock()
-	f.sent, f.sentTrunc, f.cutRound = nil, nil, nil
+	f.cutRound = nil
 	f.mu.Unlock()
 	if errors.Is(context.Cause(rctx), errFetchCut) {
 		// Whatever came back is dropped with the connection; the next

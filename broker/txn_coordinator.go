@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/broker/group"
@@ -169,7 +168,7 @@ func (m *txnMarkers) send(ctx context.Context, addr string, producerID int64, ep
 		}
 		return failed
 	}
-	cl, err := m.client(addr)
+	cl, err := m.b.peers.client(addr)
 	if err != nil {
 		return failAll(err)
 	}
@@ -212,8 +211,6 @@ func (m *txnMarkers) send(ctx context.Context, addr string, producerID int64, ep
 	}
 	return failed
 }
-
-func (m *txnMarkers) client(addr string) (*kgo.Client, error) { return m.b.peers.client(addr) }
 
 // writeMarker appends a transaction marker to partition idx of topic name,
 // which this broker must lead, and returns once it is durable (in a
@@ -311,7 +308,7 @@ func (b *Broker) verifyTxnPartition(ctx context.Context, txnID *string, topic st
 // verify asks the coordinator at addr whether tp is in transactionalID's
 // ongoing transaction (AddPartitionsToTxn v4+, VerifyOnly).
 func (m *txnMarkers) verify(ctx context.Context, addr, transactionalID string, producerID int64, epoch int16, tp txn.TopicPartition) error {
-	cl, err := m.client(addr)
+	cl, err := m.b.peers.client(addr)
 	if err != nil {
 		return err
 	}
